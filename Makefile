@@ -1,0 +1,46 @@
+# The two commands: `make run` (the product on its embedded default) and `make test`.
+# Both install what they need on first use: a Python virtualenv in .venv/ from the
+# pinned lock file, and the npm pieces (anvil, solc, OpenZeppelin, oidc-provider).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP_PY := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
+STAMP_NPM := node_modules/.installed-$(shell cat package-lock.json | sha256sum | cut -c1-16)
+
+.PHONY: run test lint install lock clean
+
+run: install
+	$(BIN)/ovpp-wallet serve
+
+test: install
+	$(BIN)/python -m tests.run
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+install: $(STAMP_PY) $(STAMP_NPM)
+
+$(STAMP_PY): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "==> installing Python dependencies into $(VENV) (first run takes ~30 s)"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+$(STAMP_NPM): package-lock.json
+	@echo "==> installing npm pieces into node_modules/ (anvil, solc, OpenZeppelin, oidc-provider)"
+	npm ci --no-audit --no-fund --loglevel=error
+	@rm -f node_modules/.installed-*
+	@touch $@
+
+# Re-pin the lock file from pyproject.toml (maintainers only).
+lock:
+	rm -rf /tmp/ovpp-lock-venv && $(PYTHON) -m venv /tmp/ovpp-lock-venv
+	/tmp/ovpp-lock-venv/bin/pip install --quiet --disable-pip-version-check -e '.[dev]' setuptools==80.9.0
+	/tmp/ovpp-lock-venv/bin/pip freeze --all --exclude-editable | grep -v -E "^(pip|wheel)==" > requirements.lock
+
+clean:
+	rm -rf $(VENV) node_modules var test-artifacts

@@ -1,0 +1,1 @@
+"""OpenVPP wallet test suite."""
