@@ -32,7 +32,8 @@ $(STAMP_PY): requirements.lock pyproject.toml
 
 $(STAMP_NPM): package-lock.json
 	@echo "==> installing npm pieces into node_modules/ (anvil, solc, OpenZeppelin, oidc-provider)"
-	npm ci --no-audit --no-fund --loglevel=error
+	@# not `npm ci`: npm leaves other platforms' optional anvil binaries out of the lock, and ci refuses it
+	npm install --no-audit --no-fund --no-save --loglevel=error
 	@rm -f node_modules/.installed-*
 	@touch $@
 

@@ -1,0 +1,62 @@
+"""The ASGI application: starlette routes around the strawberry GraphQL endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+from strawberry.asgi import GraphQL
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+
+from api.context import RequestContext
+from api.middleware import RequestIdMiddleware
+from api.routes import healthz, readyz
+from api.schema import build_schema
+from core.container import Services
+from core.settings import Settings
+
+
+class WalletGraphQL(GraphQL[RequestContext, None]):
+    async def get_context(self, request: Any, response: Response | None = None) -> RequestContext:
+        return RequestContext(
+            services=request.app.state.services, request=request, response=response
+        )
+
+
+def create_app(settings: Settings, *, services: Services | None = None) -> Starlette:
+    """The app. ``services`` may be given (tests share one); otherwise the lifespan builds them."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        owned = services is None
+        app.state.services = services if services is not None else await Services.start(settings)
+        try:
+            yield
+        finally:
+            if owned:
+                await app.state.services.close()
+
+    graphql = WalletGraphQL(
+        build_schema(settings),
+        graphql_ide="graphiql" if settings.is_development else None,
+        subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
+        allow_queries_via_get=False,
+    )
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+        ],
+        middleware=[Middleware(RequestIdMiddleware)],
+        lifespan=lifespan,
+    )
+    if services is not None:
+        app.state.services = services
+    return app

@@ -1,0 +1,78 @@
+"""Per-request context: the services, the caller (resolved lazily, once) and one DB session."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import HTTPConnection
+
+from core.container import Services
+from core.errors import Unauthenticated
+from identity.principal import Principal, Scope
+from identity.service import CustomerAccount, provision
+
+
+class RequestContext:
+    def __init__(
+        self,
+        *,
+        services: Services,
+        request: HTTPConnection,
+        response: Any = None,
+        authorization: str | None = None,
+    ) -> None:
+        self.services = services
+        self.request = request
+        self.response = response
+        self.request_id: str = request.scope.get("state", {}).get("request_id", "-")
+        self._authorization = authorization
+        self._principal: Principal | None = None
+        self._account: CustomerAccount | None = None
+        self._session: AsyncSession | None = None
+
+    async def principal(self) -> Principal:
+        if self._principal is None:
+            self._principal = await self.services.token_validator.validate(self._bearer_token())
+        return self._principal
+
+    async def account(self, scope: Scope = Scope.WALLET_READ) -> CustomerAccount:
+        """The signed-in customer and wallet (provisioned on first use), after a scope check."""
+        principal = await self.principal()
+        principal.require(scope)
+        if self._account is None:
+            self._account = await provision(
+                self.services.db, principal=principal, keyring=self.services.keyring
+            )
+        return self._account
+
+    async def session(self) -> AsyncSession:
+        """The request's one session; committed (or rolled back) once, when the operation ends."""
+        if self._session is None:
+            self._session = self.services.db.sessionmaker()
+        return self._session
+
+    async def finish(self, *, succeeded: bool) -> None:
+        session, self._session = self._session, None
+        if session is None:
+            return
+        try:
+            if succeeded:
+                await session.commit()
+            else:
+                await session.rollback()
+        finally:
+            await session.close()
+
+    def _bearer_token(self) -> str:
+        header = self._authorization
+        if header is None:
+            header = self.request.headers.get("authorization")
+        if not header:
+            raise Unauthenticated(
+                "sign in first: send an access token as 'Authorization: Bearer …'"
+            )
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("the Authorization header must be 'Bearer <access token>'")
+        return token.strip()

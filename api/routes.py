@@ -1,0 +1,38 @@
+"""Plain starlette routes: health checks stay off the GraphQL path."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import text
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from core.container import Services
+
+
+async def healthz(_request: Request) -> JSONResponse:
+    return JSONResponse({"status": "alive"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    services: Services = request.app.state.services
+    database_ok, chain_ok = await asyncio.gather(
+        _database_ready(services), services.chain.is_ready()
+    )
+    checks = {"database": database_ok, "chain": chain_ok}
+    ready = all(checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+async def _database_ready(services: Services) -> bool:
+    try:
+        async with asyncio.timeout(3):
+            async with services.db.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        return True
+    except Exception:  # readiness probe: any failure means not ready
+        return False

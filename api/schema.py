@@ -1,0 +1,82 @@
+"""The GraphQL schema: a thin skin over the domains."""
+
+from __future__ import annotations
+
+import logging
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.types import ExecutionContext
+
+from api.context import RequestContext
+from api.extensions import MASKED_MESSAGE, UnitOfWork, is_expected, should_mask
+from api.wallet_types import Viewer
+from api.wire import Chain, TokenType
+from core.settings import Settings
+from identity.principal import Scope
+
+logger = logging.getLogger("api.graphql")
+
+Info = strawberry.Info[RequestContext, None]
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="The signed-in customer. Needs the wallet:read scope.")
+    async def viewer(self, info: Info) -> Viewer:
+        return Viewer.from_account(await info.context.account(Scope.WALLET_READ))
+
+    @strawberry.field(description="The chain the wallets live on.")
+    def chain(self, info: Info) -> Chain:
+        profile = info.context.services.chain.profile
+        return Chain(chain_id=profile.chain_id, name=profile.name)
+
+    @strawberry.field(description="The tokens a wallet holds, the native gas token last.")
+    def tokens(self, info: Info) -> list[TokenType]:
+        return [TokenType.from_info(token) for token in info.context.services.chain.tokens]
+
+
+class WalletSchema(strawberry.Schema):
+    """Logs unexpected errors with the request id (before they are masked); counts them."""
+
+    unexpected_error_count = 0
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        context = execution_context.context if execution_context else None
+        request_id = getattr(context, "request_id", "-")
+        for error in errors:
+            if is_expected(error):
+                logger.debug("request %s: %s", request_id, error.message)
+            else:
+                WalletSchema.unexpected_error_count += 1
+                logger.error(
+                    "request %s: unexpected error at %s",
+                    request_id,
+                    error.path,
+                    exc_info=error.original_error,
+                )
+
+
+def build_schema(settings: Settings) -> strawberry.Schema:
+    return WalletSchema(
+        query=Query,
+        extensions=[
+            ParserCache(maxsize=512),
+            ValidationCache(maxsize=512),
+            QueryDepthLimiter(max_depth=settings.graphql_max_depth),
+            MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
+            MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases),
+            MaskErrors(should_mask_error=should_mask, error_message=MASKED_MESSAGE),
+            UnitOfWork(),
+        ],
+    )

@@ -1,0 +1,90 @@
+"""The process-wide services, built once from the settings and shared by every request."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import httpx
+
+from chain.address_book import address_book_path, resolve_addresses
+from chain.client import ChainClient
+from chain.profiles import profile_from_settings
+from core.db import Database
+from core.errors import ConfigurationError
+from core.settings import Settings
+from identity.service import sync_tenants, trusted_issuers
+from identity.tokens import AccessTokenValidator, IssuerDirectory, JwksCache
+from wallet.kms import KeyRing, LocalKeyEncryptionKey
+
+logger = logging.getLogger(__name__)
+
+
+def load_keyring(settings: Settings) -> KeyRing:
+    """The configured KEKs. In development a KEK is generated once into the data dir."""
+    if settings.kek is not None:
+        current = LocalKeyEncryptionKey.from_base64(settings.kek.get_secret_value())
+    elif settings.is_development:
+        key_file = settings.data_dir / "kek.b64"
+        if not key_file.exists():
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(LocalKeyEncryptionKey.generate_base64() + "\n")
+            logger.info("generated a development key-encryption key in %s", key_file)
+        current = LocalKeyEncryptionKey.from_base64(key_file.read_text())
+    else:
+        raise ConfigurationError("OVPP_KEK is required in production")
+    previous = [
+        LocalKeyEncryptionKey.from_base64(key.get_secret_value()) for key in settings.previous_keks
+    ]
+    return KeyRing(current, previous)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    chain: ChainClient
+    keyring: KeyRing
+    token_validator: AccessTokenValidator
+    http: httpx.AsyncClient
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Services:
+        db = Database(settings.resolved_database_url, pool_size=settings.database_pool_size)
+        profile = profile_from_settings(settings)
+        chain = ChainClient(
+            rpc_url=settings.resolved_rpc_url,
+            profile=profile,
+            timeout_seconds=settings.rpc_timeout_seconds,
+        )
+        addresses = resolve_addresses(settings, profile.chain_id)
+        if addresses is None:
+            raise ConfigurationError(
+                f"no contract addresses for chain {profile.chain_id}: run `ovpp-wallet deploy` "
+                f"(writes {address_book_path(settings, profile.chain_id)}) or set "
+                "OVPP_OVPP_TOKEN_ADDRESS, OVPP_STABLECOIN_ADDRESS and OVPP_FORWARDER_ADDRESS"
+            )
+        await chain.connect(addresses)
+        await sync_tenants(db, settings)
+        http = httpx.AsyncClient(timeout=10.0)
+        validator = AccessTokenValidator(
+            issuers=IssuerDirectory(lambda: trusted_issuers(db)),
+            jwks=JwksCache(http, ttl_seconds=settings.jwks_cache_seconds),
+            leeway_seconds=settings.jwt_leeway_seconds,
+        )
+        return cls(
+            settings=settings,
+            db=db,
+            chain=chain,
+            keyring=load_keyring(settings),
+            token_validator=validator,
+            http=http,
+        )
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        await self.chain.close()
+        await self.db.dispose()

@@ -1,0 +1,164 @@
+"""The one settings object. Every setting is read from the environment (prefix ``OVPP_``)
+or a ``.env`` file once, at start-up; nothing else in the code reads ``os.environ``.
+
+The README's configuration table is generated from the field descriptions here
+(``ovpp-wallet config --markdown``), so a setting is documented where it is declared.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class TenantConfig(BaseModel):
+    """A utility whose OpenID Provider the API trusts."""
+
+    slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
+    name: str
+    issuer: str
+    audience: str
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="OVPP_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    environment: Literal["development", "production"] = Field(
+        "development",
+        description="`development` turns on GraphiQL, the embedded OpenID Provider and demo "
+        "data; `production` turns all three off and requires an explicit key-encryption key.",
+    )
+    host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
+    port: int = Field(8000, description="Port of the HTTP server (`/graphql`, `/healthz`).")
+    data_dir: Path = Field(
+        REPO_ROOT / "var",
+        description="Where the embedded default keeps its SQLite file, chain state, keys and logs.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy async URL. Default: SQLite file `<data_dir>/ovpp.db`. "
+        "PostgreSQL: `postgresql+asyncpg://user@host:5432/db`.",
+    )
+    database_pool_size: int = Field(10, description="PostgreSQL connection pool size.")
+
+    chain: Literal["local", "odyssey-testnet", "odyssey", "custom"] = Field(
+        "local",
+        description="Chain profile: `local` (anvil, 31337), `odyssey-testnet` (131313), "
+        "`odyssey` (153153) or `custom` (give `OVPP_RPC_URL` and `OVPP_CHAIN_ID`).",
+    )
+    rpc_url: str | None = Field(
+        None,
+        description="JSON-RPC endpoint. Default for `local`: `http://127.0.0.1:<anvil_port>`; "
+        "required for the other profiles.",
+    )
+    chain_id: int | None = Field(
+        None, description="Chain id; required for `custom`, checked against the node always."
+    )
+    anvil_port: int = Field(8545, description="Port of the local anvil that `serve` starts.")
+    start_local_chain: bool = Field(
+        True,
+        description="With the `local` profile, `serve` starts anvil (state persisted in "
+        "`<data_dir>/anvil-state.json`) unless a node already answers at `rpc_url`.",
+    )
+    address_book: Path | None = Field(
+        None,
+        description="JSON file with the deployed contract addresses. Default: "
+        "`<data_dir>/addresses-<chain_id>.json`, written by `ovpp-wallet deploy`.",
+    )
+    ovpp_token_address: str | None = Field(
+        None, description="OVPP token address; overrides the address book (real chains)."
+    )
+    stablecoin_address: str | None = Field(
+        None, description="USD stablecoin address; overrides the address book (real chains)."
+    )
+    forwarder_address: str | None = Field(
+        None, description="ERC-2771 forwarder address; overrides the address book."
+    )
+    deployer_private_key: SecretStr | None = Field(
+        None,
+        description="Key that deploys contracts and mints demo funds. Default on `local` only: "
+        "anvil's first well-known development account.",
+    )
+
+    kek: SecretStr | None = Field(
+        None,
+        description="Key-encryption key that wraps every wallet's data key: 32 random bytes, "
+        "base64. Required in production. In development a key is generated once into "
+        "`<data_dir>/kek.b64` (mode 0600).",
+    )
+    previous_keks: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated older key-encryption keys still accepted for unwrapping, "
+        "during a rotation (`ovpp-wallet keys rewrap`).",
+    )
+
+    tenants: Annotated[list[TenantConfig], NoDecode] = Field(
+        default_factory=list,
+        description='JSON list of trusted utilities: `[{"slug","name","issuer","audience"}]`. '
+        "Upserted at start-up. In development the embedded provider's tenant is added.",
+    )
+    jwks_cache_seconds: int = Field(
+        600, description="How long a utility's JWKS is cached; an unknown `kid` re-fetches."
+    )
+    jwt_leeway_seconds: int = Field(30, description="Clock skew allowed on exp/nbf/iat.")
+    dev_oidc_port: int = Field(9400, description="Port of the embedded development provider.")
+    dev_audience: str = Field(
+        "https://wallet.ovpp.local",
+        description="Audience (resource indicator) of access tokens from the embedded provider.",
+    )
+
+    graphql_max_depth: int = Field(12, description="Maximum query depth.")
+    graphql_max_tokens: int = Field(2000, description="Maximum tokens in one GraphQL document.")
+    graphql_max_aliases: int = Field(20, description="Maximum aliases in one GraphQL document.")
+    rpc_timeout_seconds: float = Field(10.0, description="Timeout of one JSON-RPC request.")
+    log_level: str = Field("INFO", description="Python log level.")
+
+    @field_validator("previous_keks", mode="before")
+    @classmethod
+    def _split_keks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("tenants", mode="before")
+    @classmethod
+    def _parse_tenants(cls, value: object) -> object:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else []
+        return value
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment == "development"
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'ovpp.db'}"
+
+    @cached_property
+    def resolved_rpc_url(self) -> str:
+        if self.rpc_url:
+            return self.rpc_url
+        if self.chain == "local":
+            return f"http://127.0.0.1:{self.anvil_port}"
+        raise ValueError(f"OVPP_RPC_URL is required for the {self.chain!r} chain profile")
+
+    @property
+    def dev_issuer(self) -> str:
+        return f"http://127.0.0.1:{self.dev_oidc_port}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings once; ``overrides`` win over the environment (tests use this)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

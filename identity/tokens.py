@@ -1,0 +1,225 @@
+"""Validation of RFC 9068 JWT access tokens from the utilities' OpenID Providers.
+
+The API is an OAuth 2.0 resource server. A token is accepted only when, in this order:
+its algorithm is an asymmetric one we allow (never ``none``, never HMAC: an HS256 token
+"signed" with an RSA public key is refused before any key is touched); its ``typ`` is
+``at+jwt``; its ``iss`` is a configured utility; its ``kid`` is in that utility's JWKS
+(found by OIDC discovery, cached, re-fetched once on an unknown ``kid``); the signature
+verifies; and ``aud``, ``exp``, ``nbf``, ``iat`` and ``sub`` hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from joserfc import jwt
+from joserfc.errors import (
+    BadSignatureError,
+    ExpiredTokenError,
+    InvalidClaimError,
+    InvalidKeyIdError,
+    JoseError,
+    MissingClaimError,
+)
+from joserfc.jwk import KeySet
+
+from core.errors import Unauthenticated
+from identity.principal import Principal
+
+logger = logging.getLogger(__name__)
+
+ALLOWED_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384")
+ACCEPTED_TYPES = {"at+jwt", "application/at+jwt"}
+MINIMUM_REFETCH_INTERVAL_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class TrustedIssuer:
+    tenant_id: str
+    tenant_slug: str
+    issuer: str
+    audience: str
+
+
+@dataclass
+class _CachedKeys:
+    key_set: KeySet
+    fetched_at: float
+
+
+class IssuerDirectory:
+    """Which issuers are trusted. Tenants are few; the directory is reloaded on a miss."""
+
+    def __init__(self, loader: Any) -> None:
+        self._loader = loader  # async () -> list[TrustedIssuer]
+        self._by_issuer: dict[str, TrustedIssuer] = {}
+        self._loaded_at = 0.0
+
+    async def find(self, issuer: str) -> TrustedIssuer | None:
+        found = self._by_issuer.get(issuer)
+        if found is None and time.monotonic() - self._loaded_at > 5.0:
+            self._by_issuer = {entry.issuer: entry for entry in await self._loader()}
+            self._loaded_at = time.monotonic()
+            found = self._by_issuer.get(issuer)
+        return found
+
+
+class JwksCache:
+    def __init__(self, http: httpx.AsyncClient, *, ttl_seconds: float) -> None:
+        self._http = http
+        self._ttl = ttl_seconds
+        self._keys: dict[str, _CachedKeys] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def key_set(self, issuer: str, *, kid: str | None) -> KeySet:
+        """The issuer's keys; re-fetched when stale, or once when ``kid`` is not among them."""
+        cached = self._keys.get(issuer)
+        now = time.monotonic()
+        if (
+            cached is not None
+            and now - cached.fetched_at < self._ttl
+            and _has_kid(cached.key_set, kid)
+        ):
+            return cached.key_set
+        lock = self._locks.setdefault(issuer, asyncio.Lock())
+        async with lock:
+            cached = self._keys.get(issuer)
+            fresh_enough = cached is not None and (
+                time.monotonic() - cached.fetched_at < MINIMUM_REFETCH_INTERVAL_SECONDS
+            )
+            if cached is None or not fresh_enough:
+                try:
+                    cached = _CachedKeys(await self._fetch(issuer), time.monotonic())
+                except (httpx.HTTPError, ValueError, JoseError) as error:
+                    logger.warning("JWKS fetch for %s failed: %s", issuer, error)
+                    if cached is None:
+                        raise Unauthenticated(
+                            "the sign-in provider's keys could not be fetched; try again"
+                        ) from error
+                else:
+                    self._keys[issuer] = cached
+            return cached.key_set
+
+    async def _fetch(self, issuer: str) -> KeySet:
+        discovery_url = issuer.rstrip("/") + "/.well-known/openid-configuration"
+        discovery = (await self._http.get(discovery_url)).raise_for_status().json()
+        if discovery.get("issuer") != issuer:
+            raise ValueError(f"discovery document names issuer {discovery.get('issuer')!r}")
+        jwks = (await self._http.get(discovery["jwks_uri"])).raise_for_status().json()
+        public_keys = [key for key in jwks.get("keys", []) if key.get("kty") in {"RSA", "EC"}]
+        return KeySet.import_key_set({"keys": public_keys})
+
+
+class AccessTokenValidator:
+    def __init__(
+        self, *, issuers: IssuerDirectory, jwks: JwksCache, leeway_seconds: int = 30
+    ) -> None:
+        self._issuers = issuers
+        self._jwks = jwks
+        self._leeway = leeway_seconds
+
+    async def validate(self, token: str) -> Principal:
+        header, unverified_claims = _peek(token)
+        algorithm = header.get("alg")
+        if algorithm not in ALLOWED_ALGORITHMS:
+            raise Unauthenticated(f"access tokens signed with {algorithm!r} are not accepted")
+        if str(header.get("typ", "")).lower() not in ACCEPTED_TYPES:
+            raise Unauthenticated("not an access token (RFC 9068 requires typ at+jwt)")
+        issuer_name = unverified_claims.get("iss")
+        trusted = await self._issuers.find(issuer_name) if isinstance(issuer_name, str) else None
+        if trusted is None:
+            raise Unauthenticated("the token's issuer is not a trusted utility")
+        kid = header.get("kid")
+        key_set = await self._jwks.key_set(trusted.issuer, kid=kid)
+        try:
+            decoded = jwt.decode(token, key_set, algorithms=list(ALLOWED_ALGORITHMS))
+        except InvalidKeyIdError as error:
+            raise Unauthenticated("the token's signing key is unknown to its issuer") from error
+        except BadSignatureError as error:
+            raise Unauthenticated("the token's signature is invalid") from error
+        except JoseError as error:
+            raise Unauthenticated("the token could not be verified") from error
+        claims = decoded.claims
+        registry = jwt.JWTClaimsRegistry(
+            leeway=self._leeway,
+            iss={"essential": True, "value": trusted.issuer},
+            aud={"essential": True, "value": trusted.audience},
+            sub={"essential": True},
+            exp={"essential": True},
+        )
+        try:
+            registry.validate(claims)
+        except ExpiredTokenError as error:
+            raise Unauthenticated("the access token has expired; sign in again") from error
+        except MissingClaimError as error:
+            raise Unauthenticated(
+                f"the token lacks a required claim: {error.description}"
+            ) from error
+        except InvalidClaimError as error:
+            raise Unauthenticated(_claim_message(error.claim)) from error
+        except JoseError as error:
+            raise Unauthenticated("the token's claims are invalid") from error
+        return Principal(
+            tenant_id=trusted.tenant_id,
+            tenant_slug=trusted.tenant_slug,
+            issuer=trusted.issuer,
+            subject=str(claims["sub"]),
+            email=claims.get("email") if isinstance(claims.get("email"), str) else None,
+            client_id=claims.get("client_id") if isinstance(claims.get("client_id"), str) else None,
+            scopes=_scopes(claims),
+        )
+
+
+def _claim_message(claim: str) -> str:
+    return {
+        "nbf": "the access token is not valid yet",
+        "iat": "the access token was issued in the future",
+        "aud": "the access token is meant for another audience",
+        "iss": "the token's issuer is not a trusted utility",
+    }.get(claim, f"the token's {claim!r} claim is invalid")
+
+
+def _scopes(claims: dict[str, Any]) -> frozenset[str]:
+    scope = claims.get("scope")
+    if isinstance(scope, str):
+        return frozenset(scope.split())
+    scp = claims.get("scp")
+    if isinstance(scp, list):
+        return frozenset(str(item) for item in scp)
+    return frozenset()
+
+
+def _has_kid(key_set: KeySet, kid: str | None) -> bool:
+    if kid is None:
+        return True
+    try:
+        key_set.get_by_kid(kid)
+    except InvalidKeyIdError:
+        return False
+    return True
+
+
+def _peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and claims, unverified: only to choose the issuer and key. Nothing is trusted yet."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise Unauthenticated("the access token is not a JWT")
+    try:
+        header = json.loads(_b64url(parts[0]))
+        claims = json.loads(_b64url(parts[1]))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise Unauthenticated("the access token is malformed") from error
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise Unauthenticated("the access token is malformed")
+    return header, claims
+
+
+def _b64url(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))

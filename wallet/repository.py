@@ -1,0 +1,46 @@
+"""SQL of the wallet domain, and nothing else."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import select
+
+from core.db import insert_if_absent, new_id, utc_now
+from wallet.keys import SealedKey
+from wallet.models import Wallet
+
+
+async def wallet_of_customer(session: AsyncSession, customer_id: str) -> Wallet | None:
+    statement = select(Wallet).where(Wallet.customer_id == customer_id)
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def insert_wallet_if_absent(
+    session: AsyncSession, *, customer_id: str, sealed: SealedKey
+) -> bool:
+    return await insert_if_absent(
+        session,
+        Wallet.__table__,
+        {
+            "id": new_id(),
+            "customer_id": customer_id,
+            "address": sealed.address,
+            "encrypted_private_key": sealed.encrypted_private_key,
+            "wrapped_data_key": sealed.wrapped_data_key,
+            "kek_id": sealed.kek_id,
+            "created_at": utc_now(),
+        },
+    )
+
+
+async def wallets_not_under_kek(session: AsyncSession, kek_id: str, *, limit: int) -> list[Wallet]:
+    """Up to ``limit`` wallets whose data key is wrapped under another KEK."""
+    statement = select(Wallet).where(Wallet.kek_id != kek_id).order_by(Wallet.id).limit(limit)
+    return list((await session.execute(statement)).scalars())
+
+
+async def count_wallets_not_under_kek(session: AsyncSession, kek_id: str) -> int:
+    from sqlalchemy import func
+
+    statement = select(func.count()).select_from(Wallet).where(Wallet.kek_id != kek_id)
+    return int((await session.execute(statement)).scalar_one())
