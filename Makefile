@@ -14,7 +14,8 @@ run: install
 	$(BIN)/ovpp-wallet serve
 
 test: install
-	$(BIN)/python -m tests.run
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

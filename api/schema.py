@@ -70,13 +70,15 @@ class WalletSchema(strawberry.Schema):
 def build_schema(settings: Settings) -> strawberry.Schema:
     return WalletSchema(
         query=Query,
+        # Factories, not instances: each request gets fresh extension objects (they hold the
+        # execution context); the parse and validation caches behind them are shared.
         extensions=[
-            ParserCache(maxsize=512),
-            ValidationCache(maxsize=512),
-            QueryDepthLimiter(max_depth=settings.graphql_max_depth),
-            MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
-            MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases),
-            MaskErrors(should_mask_error=should_mask, error_message=MASKED_MESSAGE),
-            UnitOfWork(),
+            lambda: ParserCache(maxsize=512),
+            lambda: ValidationCache(maxsize=512),
+            lambda: QueryDepthLimiter(max_depth=settings.graphql_max_depth),
+            lambda: MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
+            lambda: MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases),
+            lambda: MaskErrors(should_mask_error=should_mask, error_message=MASKED_MESSAGE),
+            UnitOfWork,
         ],
     )

@@ -66,6 +66,12 @@ class Deployer:
             )
         )
 
+    def balance_of(self, *, token: str, owner: str) -> int:
+        contract = self.web3.eth.contract(
+            address=Web3.to_checksum_address(token), abi=artifact("OVPPToken").abi
+        )
+        return int(contract.functions.balanceOf(Web3.to_checksum_address(owner)).call())
+
     def has_code(self, address: str) -> bool:
         return len(self.web3.eth.get_code(Web3.to_checksum_address(address))) > 0
 

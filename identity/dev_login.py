@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import warnings
 from dataclasses import dataclass, field
 from html import unescape
 from html.parser import HTMLParser
@@ -29,7 +30,14 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 from authlib.common.security import generate_token
-from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
+from authlib.deprecate import AuthlibDeprecationWarning  # installs authlib's "always" filter
+
+with warnings.catch_warnings():
+    # authlib 1.9 nudges toward its httpx2 integration; httpx is the client this project pins.
+    warnings.filterwarnings(
+        "ignore", category=AuthlibDeprecationWarning, message="The httpx module is deprecated"
+    )
+    from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
 
 logger = logging.getLogger(__name__)
 

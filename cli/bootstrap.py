@@ -1,0 +1,167 @@
+"""What ``serve`` does before it answers requests on the embedded default: a local chain with
+persisted state, migrations, contracts deployed once, the development OpenID Provider, and a
+funded demo customer. Each step says what it is doing; the slow first start shows progress."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from chain.address_book import AddressBook, address_book_path
+from chain.anvil import LocalChain, rpc_answers
+from chain.deploy import Deployer
+from chain.profiles import deployer_key, profile_from_settings
+from core.container import load_keyring
+from core.db import Database
+from core.migrate import upgrade_to_head
+from core.settings import Settings
+from identity.dev_login import dev_subject
+from identity.dev_provider import DevOpenIDProvider
+from identity.principal import Principal
+from identity.service import DEV_TENANT_SLUG, provision, sync_tenants, trusted_issuers
+
+DEMO_EMAIL = "alice@example.com"
+DEMO_OVPP = 1_000 * 10**18
+DEMO_STABLECOIN = 250 * 10**6
+
+
+class Progress:
+    def __init__(self, total: int, echo: Callable[[str], None] = print) -> None:
+        self.total, self.step, self.echo = total, 0, echo
+        self.started = time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        self.step += 1
+        self.echo(f"[{self.step}/{self.total}] {message}")
+
+    def detail(self, message: str) -> None:
+        self.echo(f"      {message}")
+
+    def done(self) -> None:
+        self.echo(f"ready in {time.monotonic() - self.started:.1f} s")
+
+
+@contextmanager
+def local_stack(settings: Settings, progress: Progress) -> Iterator[None]:
+    """Starts what the embedded default needs and stops it again on exit."""
+    with contextlib.ExitStack() as stack:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        profile = profile_from_settings(settings)
+        progress(
+            f"chain: {profile.name} (chain id {profile.chain_id}) at {settings.resolved_rpc_url}"
+        )
+        if (
+            profile.is_local
+            and settings.start_local_chain
+            and not rpc_answers(settings.resolved_rpc_url)
+        ):
+            chain = LocalChain(
+                port=settings.anvil_port,
+                state_file=settings.data_dir / "anvil-state.json",
+                log_file=settings.data_dir / "anvil.log",
+            )
+            chain.start()
+            stack.callback(chain.stop)
+            progress.detail(f"started anvil --hardfork shanghai, state in {chain.state_file}")
+
+        progress(f"database: migrating {_redacted(settings.resolved_database_url)}")
+        asyncio.run(upgrade_to_head(settings.resolved_database_url))
+
+        progress("contracts: checking the address book")
+        ensure_contracts(settings, progress)
+
+        if settings.is_development:
+            progress(f"sign-in: development OpenID Provider at {settings.dev_issuer}")
+            if not rpc_like_answers(settings.dev_issuer + "/.well-known/openid-configuration"):
+                provider = DevOpenIDProvider(
+                    port=settings.dev_oidc_port,
+                    keys_file=settings.data_dir / "dev-oidc-jwks.json",
+                    audience=settings.dev_audience,
+                    log_file=settings.data_dir / "dev-oidc.log",
+                )
+                provider.start()
+                stack.callback(provider.stop)
+            progress(f"demo data: customer {DEMO_EMAIL}")
+            address = asyncio.run(seed_demo_customer(settings, progress))
+            progress.detail(f"wallet {address}")
+        yield
+
+
+def ensure_contracts(settings: Settings, progress: Progress) -> AddressBook:
+    profile = profile_from_settings(settings)
+    path = address_book_path(settings, profile.chain_id)
+    book = AddressBook.load(path)
+    if settings.ovpp_token_address and settings.stablecoin_address:
+        progress.detail("token addresses come from configuration")
+        return book  # type: ignore[return-value]
+    deployer = Deployer(
+        rpc_url=settings.resolved_rpc_url,
+        private_key=deployer_key(settings, profile),
+        progress=progress.detail,
+    )
+    if book is not None and deployer.book_is_live(book):
+        progress.detail(f"deployed already: OVPP {book.ovpp_token}, stablecoin {book.stablecoin}")
+        return book
+    if book is not None:
+        progress.detail("the chain no longer holds the contracts of the address book: redeploying")
+    book = deployer.deploy_all()
+    book.save(path)
+    progress.detail(f"address book written to {path}")
+    return book
+
+
+async def seed_demo_customer(settings: Settings, progress: Progress) -> str:
+    """The demo customer and wallet exist and hold OVPP and stablecoin (minted once)."""
+    db = Database(settings.resolved_database_url)
+    try:
+        await sync_tenants(db, settings)
+        tenant = next(t for t in await trusted_issuers(db) if t.tenant_slug == DEV_TENANT_SLUG)
+        principal = Principal(
+            tenant_id=tenant.tenant_id,
+            tenant_slug=tenant.tenant_slug,
+            issuer=tenant.issuer,
+            subject=dev_subject(DEMO_EMAIL),
+            email=DEMO_EMAIL,
+            client_id=None,
+            scopes=frozenset(),
+        )
+        account = await provision(db, principal=principal, keyring=load_keyring(settings))
+    finally:
+        await db.dispose()
+    address = account.wallet.address
+    profile = profile_from_settings(settings)
+    book = AddressBook.load(address_book_path(settings, profile.chain_id))
+    if book is None or not profile.is_local:
+        return address
+    deployer = Deployer(
+        rpc_url=settings.resolved_rpc_url,
+        private_key=deployer_key(settings, profile),
+        progress=progress.detail,
+    )
+    for token, amount, label in (
+        (book.ovpp_token, DEMO_OVPP, "OVPP"),
+        (book.stablecoin, DEMO_STABLECOIN, "stablecoin"),
+    ):
+        if deployer.balance_of(token=token, owner=address) == 0:
+            deployer.mint(token=token, to=address, amount=amount)
+            progress.detail(f"minted demo {label} to {address}")
+    return address
+
+
+def rpc_like_answers(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _redacted(url: str) -> str:
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"

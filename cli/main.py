@@ -1,0 +1,179 @@
+"""``ovpp-wallet``: the command line of the backend."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+import click
+
+from core.settings import Settings, load_settings
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except Exception as error:  # pydantic's message names the bad variable
+        raise click.ClickException(f"configuration error: {error}") from error
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # web3 and httpx log every request at DEBUG/INFO; keep them quiet unless asked.
+    for noisy in ("httpx", "web3", "urllib3", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """OpenVPP wallet backend: GraphQL API, custodial wallets, relayer and enrollment."""
+
+
+@main.command()
+def serve() -> None:
+    """Run the API. With nothing configured: SQLite, a local anvil with persisted state,
+    contracts deployed once, the development OpenID Provider and a funded demo customer."""
+    import uvicorn
+
+    from api.app import create_app
+    from cli.bootstrap import Progress, local_stack
+
+    settings = _settings()
+    _configure_logging(settings)
+    progress = Progress(total=5 if settings.is_development else 3)
+    try:
+        with local_stack(settings, progress):
+            progress.done()
+            click.echo(f"GraphQL:  http://{settings.host}:{settings.port}/graphql")
+            if settings.is_development:
+                click.echo("Token:    .venv/bin/ovpp-wallet dev-token --email alice@example.com")
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    create_app(settings),
+                    host=settings.host,
+                    port=settings.port,
+                    log_level=settings.log_level.lower(),
+                    proxy_headers=False,
+                )
+            )
+            server.run()
+    except KeyboardInterrupt:
+        click.echo("stopped")
+
+
+@main.command()
+def migrate() -> None:
+    """Bring the database schema to the newest migration."""
+    from core.migrate import upgrade_to_head
+
+    settings = _settings()
+    asyncio.run(upgrade_to_head(settings.resolved_database_url))
+    click.echo("database is at the newest migration")
+
+
+@main.command()
+def deploy() -> None:
+    """Deploy the forwarder and tokens to the configured chain; write its address book."""
+    from chain.address_book import address_book_path
+    from chain.deploy import Deployer
+    from chain.profiles import deployer_key, profile_from_settings
+
+    settings = _settings()
+    profile = profile_from_settings(settings)
+    deployer = Deployer(
+        rpc_url=settings.resolved_rpc_url,
+        private_key=deployer_key(settings, profile),
+        progress=click.echo,
+    )
+    book = deployer.deploy_all()
+    path = address_book_path(settings, profile.chain_id)
+    book.save(path)
+    click.echo(f"address book written to {path}")
+
+
+@main.command("dev-token")
+@click.option("--email", required=True, help="Who signs in (any address: development only).")
+@click.option(
+    "--scope",
+    default="openid email wallet:read wallet:sign",
+    show_default=True,
+    help="Space-separated scopes to ask for.",
+)
+def dev_token(email: str, scope: str) -> None:
+    """Print an access token from the development OpenID Provider, obtained through its real
+    authorization-code + PKCE login flow. `serve` must be running."""
+    from identity.dev_login import DevLoginError, obtain_access_token
+
+    settings = _settings()
+    if not settings.is_development:
+        raise click.ClickException("dev-token works only with OVPP_ENVIRONMENT=development")
+    try:
+        token = asyncio.run(
+            obtain_access_token(
+                issuer=settings.dev_issuer, email=email, scope=scope, resource=settings.dev_audience
+            )
+        )
+    except DevLoginError as error:
+        raise click.ClickException(f"{error} (is `make run` running?)") from error
+    except OSError as error:
+        raise click.ClickException(
+            f"the development sign-in at {settings.dev_issuer} is not reachable: start `make run`"
+        ) from error
+    click.echo(token)
+
+
+@main.group()
+def keys() -> None:
+    """Custodial key management."""
+
+
+@keys.command()
+def rewrap() -> None:
+    """Re-wrap every wallet's data key under the current OVPP_KEK. Put the old key in
+    OVPP_PREVIOUS_KEKS for the run. Resumable; private keys are never decrypted."""
+    from core.container import load_keyring
+    from core.db import Database
+    from wallet.service import rewrap_all
+
+    settings = _settings()
+    keyring = load_keyring(settings)
+
+    def report(done: int, total: int) -> None:
+        click.echo(f"re-wrapped {done}/{total}")
+
+    async def run() -> int:
+        db = Database(settings.resolved_database_url)
+        try:
+            return await rewrap_all(db, keyring=keyring, progress=report)
+        finally:
+            await db.dispose()
+
+    count = asyncio.run(run())
+    click.echo(f"done: {count} wallet(s) now under {keyring.current.key_id}")
+
+
+@main.command("config")
+@click.option("--markdown", is_flag=True, help="Print the README's configuration table.")
+def show_config(markdown: bool) -> None:
+    """Show every setting (secrets hidden)."""
+    fields = Settings.model_fields
+    if markdown:
+        click.echo("| variable | default | meaning |\n|---|---|---|")
+        for name, field in fields.items():
+            default = field.default if field.default_factory is None else "[]"
+            if name == "data_dir":
+                default = "./var"
+            click.echo(f"| `OVPP_{name.upper()}` | `{default}` | {field.description or ''} |")
+        return
+    settings = _settings()
+    for name in fields:
+        click.echo(f"OVPP_{name.upper()}={getattr(settings, name)!s}")
+
+
+if __name__ == "__main__":
+    main()

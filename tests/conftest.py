@@ -1,0 +1,197 @@
+"""Shared fixtures: the real parts, started once per test session.
+
+- a real anvil (``--hardfork shanghai``) on a free port, with the committed contracts deployed;
+- the real development OpenID Provider (npm ``oidc-provider``) on a free port;
+- a test issuer whose keys the tests hold, for the tokens a real provider never mints;
+- the database twice: a SQLite file and a fresh PostgreSQL database, both migrated by Alembic.
+  Every test that asks for ``services``/``client`` runs once per backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from chain.address_book import AddressBook
+from chain.anvil import LocalChain
+from chain.deploy import Deployer
+from chain.profiles import ANVIL_DEV_PRIVATE_KEY
+from core.container import Services
+from core.migrate import upgrade_to_head
+from core.settings import Settings, TenantConfig, load_settings
+from identity.dev_provider import DevOpenIDProvider
+from tests.support.issuer import TestIssuer
+from tests.support.ports import free_port
+from wallet.kms import LocalKeyEncryptionKey
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "OVPP_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+AUDIENCE = "https://wallet.ovpp.test"
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalChain]:
+    chain = LocalChain(port=free_port(), log_file=tmp_path_factory.mktemp("anvil") / "anvil.log")
+    chain.start()
+    yield chain
+    chain.stop()
+
+
+@pytest.fixture(scope="session")
+def deployer(anvil: LocalChain) -> Deployer:
+    return Deployer(
+        rpc_url=anvil.rpc_url, private_key=ANVIL_DEV_PRIVATE_KEY, progress=lambda _m: None
+    )
+
+
+@pytest.fixture(scope="session")
+def address_book(deployer: Deployer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    book: AddressBook = deployer.deploy_all()
+    path = tmp_path_factory.mktemp("chain") / "addresses.json"
+    book.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def contracts(address_book: Path) -> AddressBook:
+    book = AddressBook.load(address_book)
+    assert book is not None
+    return book
+
+
+@pytest.fixture(scope="session")
+def oidc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevOpenIDProvider]:
+    directory = tmp_path_factory.mktemp("oidc")
+    provider = DevOpenIDProvider(
+        port=free_port(),
+        keys_file=directory / "jwks.json",
+        audience=AUDIENCE,
+        log_file=directory / "provider.log",
+    )
+    provider.start()
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture(scope="session")
+def test_issuer() -> Iterator[TestIssuer]:
+    issuer = TestIssuer(audience=AUDIENCE)
+    issuer.start()
+    yield issuer
+    issuer.stop()
+
+
+@pytest.fixture(scope="session")
+def other_issuer() -> Iterator[TestIssuer]:
+    """A second utility's provider (for cross-tenant tests), trusted like the first."""
+    issuer = TestIssuer(audience="https://other-utility.test")
+    issuer.start()
+    yield issuer
+    issuer.stop()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'ovpp.db'}"
+        asyncio.run(upgrade_to_head(url))
+        yield url
+        return
+    name = f"ovpp_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    url = (
+        POSTGRES_ADMIN_URL.replace("postgresql://", "postgresql+asyncpg://").rsplit("/", 1)[0]
+        + f"/{name}"
+    )
+    try:
+        asyncio.run(upgrade_to_head(url))
+        yield url
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _admin(statement: str) -> None:
+    connection = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def kek() -> str:
+    return LocalKeyEncryptionKey.generate_base64()
+
+
+@pytest.fixture(scope="session")
+def settings(
+    database_url: str,
+    anvil: LocalChain,
+    address_book: Path,
+    oidc: DevOpenIDProvider,
+    test_issuer: TestIssuer,
+    other_issuer: TestIssuer,
+    kek: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Settings:
+    return load_settings(
+        environment="development",
+        data_dir=tmp_path_factory.mktemp("data"),
+        database_url=database_url,
+        rpc_url=anvil.rpc_url,
+        address_book=address_book,
+        kek=kek,
+        dev_oidc_port=oidc.port,
+        dev_audience=AUDIENCE,
+        tenants=[
+            TenantConfig(
+                slug="test-utility",
+                name="Test Utility",
+                issuer=test_issuer.issuer,
+                audience=AUDIENCE,
+            ),
+            TenantConfig(
+                slug="other-utility",
+                name="Other Utility",
+                issuer=other_issuer.issuer,
+                audience=other_issuer.audience,
+            ),
+        ],
+    )
+
+
+@pytest.fixture(scope="session")
+async def services(settings: Settings) -> AsyncIterator[Services]:
+    started = await Services.start(settings)
+    yield started
+    await started.close()
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings, services: Services):  # type: ignore[no-untyped-def]
+    from api.app import create_app
+
+    return create_app(settings, services=services)
+
+
+@pytest.fixture
+async def client(app) -> AsyncIterator[httpx.AsyncClient]:  # type: ignore[no-untyped-def]
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+def backend(database_url: str) -> str:
+    return "postgresql" if database_url.startswith("postgresql") else "sqlite"
