@@ -7,6 +7,7 @@ import logging
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
@@ -68,16 +69,21 @@ class WalletSchema(strawberry.Schema):
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:
+    # The depth and alias limiters are validation rules whose classes are made per instance;
+    # make them once so the validation cache (keyed by the rule classes) hits on every request.
+    limit_rules = [
+        *QueryDepthLimiter(max_depth=settings.graphql_max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases).validation_rules,
+    ]
     return WalletSchema(
         query=Query,
         # Factories, not instances: each request gets fresh extension objects (they hold the
         # execution context); the parse and validation caches behind them are shared.
         extensions=[
             lambda: ParserCache(maxsize=512),
-            lambda: ValidationCache(maxsize=512),
-            lambda: QueryDepthLimiter(max_depth=settings.graphql_max_depth),
             lambda: MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
-            lambda: MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases),
+            lambda: AddValidationRules(limit_rules),
+            lambda: ValidationCache(maxsize=512),
             lambda: MaskErrors(should_mask_error=should_mask, error_message=MASKED_MESSAGE),
             UnitOfWork,
         ],
