@@ -28,16 +28,30 @@ class WalletGraphQL(GraphQL[RequestContext, None]):
         )
 
 
-def create_app(settings: Settings, *, services: Services | None = None) -> Starlette:
-    """The app. ``services`` may be given (tests share one); otherwise the lifespan builds them."""
+def create_app(
+    settings: Settings, *, services: Services | None = None, run_relayer: bool = False
+) -> Starlette:
+    """The app. ``services`` may be given (tests share one); otherwise the lifespan builds them.
+    With ``run_relayer`` the lifespan also runs the relayer worker beside the API."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = services is None
         app.state.services = services if services is not None else await Services.start(settings)
+        app.state.relayer = None
         try:
+            if run_relayer:
+                from relayer.runner import start_relayer
+
+                app.state.relayer = await start_relayer(app.state.services)
+            else:
+                from relayer.keys import ensure_relayer_keys
+
+                await ensure_relayer_keys(app.state.services, count=settings.relayer_keys)
             yield
         finally:
+            if app.state.relayer is not None:
+                await app.state.relayer.shutdown()
             if owned:
                 await app.state.services.close()
 
@@ -59,4 +73,5 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
     )
     if services is not None:
         app.state.services = services
+        app.state.relayer = None
     return app

@@ -30,6 +30,9 @@ class RequestContext:
         self._principal: Principal | None = None
         self._account: CustomerAccount | None = None
         self._session: AsyncSession | None = None
+        # graphql-transport-ws: the connection_init payload (strawberry sets it); a client sends
+        # {"Authorization": "Bearer …"} there because browsers cannot set WebSocket headers.
+        self.connection_params: dict[str, Any] | None = None
 
     async def principal(self) -> Principal:
         if self._principal is None:
@@ -52,6 +55,11 @@ class RequestContext:
             self._session = self.services.db.sessionmaker()
         return self._session
 
+    async def rollback(self) -> None:
+        """Undo this request's writes (an expected failure: nothing may be charged or taken)."""
+        if self._session is not None:
+            await self._session.rollback()
+
     async def finish(self, *, succeeded: bool) -> None:
         session, self._session = self._session, None
         if session is None:
@@ -68,6 +76,11 @@ class RequestContext:
         header = self._authorization
         if header is None:
             header = self.request.headers.get("authorization")
+        if header is None and self.connection_params:
+            value = self.connection_params.get("Authorization") or self.connection_params.get(
+                "authorization"
+            )
+            header = value if isinstance(value, str) else None
         if not header:
             raise Unauthenticated(
                 "sign in first: send an access token as 'Authorization: Bearer …'"

@@ -22,10 +22,14 @@ async def readyz(request: Request) -> JSONResponse:
     )
     checks = {"database": database_ok, "chain": chain_ok}
     ready = all(checks.values())
-    return JSONResponse(
-        {"status": "ready" if ready else "not ready", "checks": checks},
-        status_code=200 if ready else 503,
-    )
+    body: dict[str, object] = {"status": "ready" if ready else "not ready", "checks": checks}
+    relayer = getattr(request.app.state, "relayer", None)
+    if relayer is not None:
+        low = sorted(relayer.worker.low_balance_keys)
+        body["relayer"] = {"running": not relayer.task.done(), "lowBalanceKeys": low}
+        if relayer.task.done():
+            body["status"], ready = "not ready", False
+    return JSONResponse(body, status_code=200 if ready else 503)
 
 
 async def _database_ready(services: Services) -> bool:

@@ -17,8 +17,10 @@ from strawberry.extensions import (
 )
 from strawberry.types import ExecutionContext
 
+from api import relayer_resolvers
 from api.context import RequestContext
 from api.extensions import MASKED_MESSAGE, UnitOfWork, is_expected, should_mask
+from api.relayer_types import FeeQuote, Transaction, TransferResult
 from api.wallet_types import Viewer
 from api.wire import Chain, TokenType
 from core.settings import Settings
@@ -35,6 +37,10 @@ class Query:
     async def viewer(self, info: Info) -> Viewer:
         return Viewer.from_account(await info.context.account(Scope.WALLET_READ))
 
+    transaction: Transaction = strawberry.field(
+        resolver=relayer_resolvers.transaction, description="One of the viewer's transactions."
+    )
+
     @strawberry.field(description="The chain the wallets live on.")
     def chain(self, info: Info) -> Chain:
         profile = info.context.services.chain.profile
@@ -43,6 +49,26 @@ class Query:
     @strawberry.field(description="The tokens a wallet holds, the native gas token last.")
     def tokens(self, info: Info) -> list[TokenType]:
         return [TokenType.from_info(token) for token in info.context.services.chain.tokens]
+
+
+@strawberry.type
+class Mutation:
+    quote_transfer: FeeQuote = strawberry.field(
+        resolver=relayer_resolvers.quote_transfer,
+        description="Price a transfer's gas in OVPP or stablecoin (or show it sponsored).",
+    )
+    transfer: TransferResult = strawberry.field(  # type: ignore[valid-type]
+        resolver=relayer_resolvers.transfer,
+        description="Send tokens without gas. Needs wallet:sign. Idempotent per key.",
+    )
+
+
+@strawberry.type
+class Subscription:
+    transaction_updates: Transaction = strawberry.subscription(
+        resolver=relayer_resolvers.transaction_updates,
+        description="The transaction now and at each status change, until final.",
+    )
 
 
 class WalletSchema(strawberry.Schema):
@@ -77,6 +103,8 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     ]
     return WalletSchema(
         query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
         # Factories, not instances: each request gets fresh extension objects (they hold the
         # execution context); the parse and validation caches behind them are shared.
         extensions=[

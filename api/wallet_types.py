@@ -5,13 +5,51 @@ from __future__ import annotations
 import strawberry
 
 from api.context import RequestContext
+from api.relayer_types import (
+    PageInfo,
+    Transaction,
+    TransactionConnection,
+    TransactionEdge,
+    decode_cursor,
+    encode_cursor,
+)
 from api.wire import Balance
 from identity.service import CustomerAccount
+from relayer import repository
+from relayer.errors import InvalidInput
 
 
 @strawberry.type(description="A custodial wallet. Its key is held, encrypted, by the backend.")
 class Wallet:
     address: str
+    wallet_id: strawberry.Private[str]
+
+    @strawberry.field(description="Relayed transactions, newest first (cursor pagination).")
+    async def transactions(
+        self, info: strawberry.Info[RequestContext, None], first: int = 20, after: str | None = None
+    ) -> TransactionConnection:
+        if not 1 <= first <= 100:
+            raise InvalidInput("first must be between 1 and 100", field="first")
+        session = await info.context.session()
+        rows = await repository.transactions_page(
+            session,
+            wallet_id=self.wallet_id,
+            first=first,
+            after=decode_cursor(after) if after else None,
+        )
+        tokens = info.context.services.chain.tokens
+        edges = [
+            TransactionEdge(
+                cursor=encode_cursor(row), node=Transaction.from_row(row, tokens=tokens)
+            )
+            for row in rows[:first]
+        ]
+        return TransactionConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=len(rows) > first, end_cursor=edges[-1].cursor if edges else None
+            ),
+        )
 
     @strawberry.field(
         description="OVPP, the stablecoin and the native token, read from the chain in one "
@@ -33,5 +71,5 @@ class Viewer:
         return cls(
             id=strawberry.ID(account.customer.id),
             email=account.customer.email,
-            wallet=Wallet(address=account.wallet.address),
+            wallet=Wallet(address=account.wallet.address, wallet_id=account.wallet.id),
         )

@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from core.errors import DomainError
 from core.settings import Settings, load_settings
 
 
@@ -29,7 +30,18 @@ def _configure_logging(settings: Settings) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _CommandGroup(click.Group):
+    """Expected failures (the ``DomainError`` root, e.g. a missing OVPP_KEK in production)
+    end a command with their user-safe message and exit code 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except DomainError as error:
+            raise click.ClickException(error.message) from error
+
+
+@click.group(cls=_CommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """OpenVPP wallet backend: GraphQL API, custodial wallets, relayer and enrollment."""
 
@@ -42,9 +54,13 @@ def serve() -> None:
 
     from api.app import create_app
     from cli.bootstrap import Progress, local_stack
+    from core.container import load_keyring
 
     settings = _settings()
     _configure_logging(settings)
+    # Fail before anything starts: otherwise a missing OVPP_KEK in production surfaces only
+    # after anvil, migrations and deployment, as a traceback from the server's lifespan.
+    load_keyring(settings)
     progress = Progress(total=5 if settings.is_development else 3)
     try:
         with local_stack(settings, progress):
@@ -54,7 +70,7 @@ def serve() -> None:
                 click.echo("Token:    .venv/bin/ovpp-wallet dev-token --email alice@example.com")
             server = uvicorn.Server(
                 uvicorn.Config(
-                    create_app(settings),
+                    create_app(settings, run_relayer=settings.relayer_in_serve),
                     host=settings.host,
                     port=settings.port,
                     log_level=settings.log_level.lower(),
@@ -64,6 +80,31 @@ def serve() -> None:
             server.run()
     except KeyboardInterrupt:
         click.echo("stopped")
+
+
+@main.command()
+def relayer() -> None:
+    """Run the relayer worker as its own process (scale out: several may share PostgreSQL)."""
+    import os
+    import signal
+
+    from core.container import Services
+    from relayer.runner import start_relayer
+
+    settings = _settings()
+    _configure_logging(settings)
+
+    async def run() -> None:
+        services = await Services.start(settings)
+        running = await start_relayer(services, name=f"relayer-{os.getpid()}")
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, running.stop.set)
+        click.echo(f"relayer worker running (pid {os.getpid()}); Ctrl-C stops it")
+        await running.task
+        await services.close()
+
+    asyncio.run(run())
 
 
 @main.command()

@@ -11,12 +11,18 @@ import httpx
 from chain.address_book import address_book_path, resolve_addresses
 from chain.client import ChainClient
 from chain.profiles import profile_from_settings
+from chain.tokens import TokenKind
 from core.db import Database
 from core.errors import ConfigurationError
 from core.settings import Settings
 from identity.service import sync_tenants, trusted_issuers
 from identity.tokens import AccessTokenValidator, IssuerDirectory, JwksCache
+from relayer.forwarder import domain_separator
+from relayer.pricing import FixedPriceOracle, PriceOracle
 from wallet.kms import KeyRing, LocalKeyEncryptionKey
+
+# Anvil's second well-known development account: the default fee treasury on the local chain.
+LOCAL_TREASURY_ADDRESS = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +56,9 @@ class Services:
     keyring: KeyRing
     token_validator: AccessTokenValidator
     http: httpx.AsyncClient
+    price_oracle: PriceOracle
+    treasury_address: str
+    forwarder_domain_separator: bytes
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -75,6 +84,19 @@ class Services:
             jwks=JwksCache(http, ttl_seconds=settings.jwks_cache_seconds),
             leeway_seconds=settings.jwt_leeway_seconds,
         )
+        if settings.treasury_address:
+            treasury = settings.treasury_address
+        elif profile.is_local:
+            treasury = LOCAL_TREASURY_ADDRESS
+        else:
+            raise ConfigurationError("OVPP_TREASURY_ADDRESS is required on a real chain")
+        oracle = FixedPriceOracle(
+            {
+                TokenKind.NATIVE: settings.price_native_usd,
+                TokenKind.OVPP: settings.price_ovpp_usd,
+                TokenKind.STABLECOIN: settings.price_stablecoin_usd,
+            }
+        )
         return cls(
             settings=settings,
             db=db,
@@ -82,6 +104,11 @@ class Services:
             keyring=load_keyring(settings),
             token_validator=validator,
             http=http,
+            price_oracle=oracle,
+            treasury_address=treasury,
+            forwarder_domain_separator=domain_separator(
+                chain_id=profile.chain_id, forwarder=addresses.forwarder
+            ),
         )
 
     async def close(self) -> None:

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Numeric, event
+from sqlalchemy import Numeric, String, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -33,10 +33,17 @@ def utc_now() -> datetime:
 
 
 class TokenAmount(TypeDecorator[int]):
-    """A base-unit token amount: ``NUMERIC(78,0)`` (fits any uint256); always a Python int."""
+    """A base-unit token amount, always a Python int: ``NUMERIC(78,0)`` (any uint256) in
+    PostgreSQL; exact decimal text in SQLite, whose NUMERIC affinity would turn a large value
+    into a lossy REAL."""
 
     impl = Numeric(78, 0)
     cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(80))
+        return dialect.type_descriptor(Numeric(78, 0))
 
     def process_bind_param(self, value: int | None, dialect: Dialect) -> Any:
         if value is None:

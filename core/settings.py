@@ -116,6 +116,48 @@ class Settings(BaseSettings):
         description="Audience (resource indicator) of access tokens from the embedded provider.",
     )
 
+    treasury_address: str | None = Field(
+        None,
+        description="Where relayer fees in OVPP or stablecoin go. Default on `local`: anvil's "
+        "second development account. Required on real chains.",
+    )
+    relayer_keys: int = Field(
+        1, description="How many relayer keys share the broadcasting (created and funded on start)."
+    )
+    relayer_in_serve: bool = Field(
+        True, description="Run the relayer worker inside `serve` (else run `ovpp-wallet relayer`)."
+    )
+    relayer_confirmations: int = Field(1, description="Blocks until a mined transaction is final.")
+    relayer_poll_seconds: float = Field(0.05, description="Worker loop interval when idle.")
+    relayer_stuck_seconds: float = Field(
+        30.0, description="A submitted transaction with no receipt this long gets a fee bump."
+    )
+    relayer_fee_bump_percent: int = Field(15, description="Fee bump per resubmission (>= 10).")
+    relayer_max_fee_per_gas_wei: int = Field(
+        500 * 10**9, description="Cap on maxFeePerGas after bumps (still room for a replacement)."
+    )
+    relayer_low_balance_wei: int = Field(
+        10**17, description="A relayer key below this native balance makes /readyz report it."
+    )
+    relayer_fund_wei: int = Field(
+        100 * 10**18, description="Local chain only: native funds given to each new relayer key."
+    )
+    quote_ttl_seconds: int = Field(120, description="How long a fee quote can be used.")
+    fee_markup_bps: int = Field(1000, description="Markup on the gas cost, in basis points.")
+    price_native_usd: str = Field("25", description="Fixed oracle: USD per native token.")
+    price_ovpp_usd: str = Field("0.10", description="Fixed oracle: USD per OVPP.")
+    price_stablecoin_usd: str = Field("1", description="Fixed oracle: USD per stablecoin.")
+    price_max_age_seconds: int = Field(300, description="An older oracle price is refused.")
+    forward_request_ttl_seconds: int = Field(
+        24 * 3600, description="Deadline of the customer's signed forward request."
+    )
+    default_daily_limit_ovpp: str = Field(
+        "100000", description="Default daily spend limit per wallet in OVPP (token units)."
+    )
+    default_daily_limit_stablecoin: str = Field(
+        "10000", description="Default daily spend limit per wallet in stablecoin (token units)."
+    )
+
     graphql_max_depth: int = Field(12, description="Maximum query depth.")
     graphql_max_tokens: int = Field(2000, description="Maximum tokens in one GraphQL document.")
     graphql_max_aliases: int = Field(20, description="Maximum aliases in one GraphQL document.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, LargeBinary
+from sqlalchemy import BigInteger, Column, DateTime, LargeBinary
 from sqlmodel import Field, SQLModel
 
 from core.db import new_id, utc_now
@@ -26,6 +26,12 @@ class Wallet(SQLModel, table=True):
     encrypted_private_key: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     wrapped_data_key: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     kek_id: str = Field(max_length=64, index=True)
+    next_forwarder_nonce: int = Field(
+        default=0,
+        sa_column=Column(BigInteger, nullable=False, default=0, server_default="0"),
+        description="The next ERC-2771 forwarder nonce this wallet signs with; taking one is "
+        "the first write of a transfer's transaction, so it also serialises a wallet's transfers.",
+    )
     created_at: datetime = Field(
         default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False)
     )

@@ -1,0 +1,71 @@
+"""A lean JSON-RPC client for the relayer's hot path: batches of ``eth_sendRawTransaction`` and
+``eth_getTransactionReceipt`` in one HTTP round trip (web3's batching refuses sends)."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+
+@dataclass(frozen=True)
+class RpcError:
+    code: int
+    message: str
+    data: Any = None
+
+
+class RpcUnavailable(Exception):
+    """The node did not answer (timeout, connection refused, HTTP error)."""
+
+
+class JsonRpc:
+    def __init__(self, url: str, *, timeout_seconds: float = 10.0) -> None:
+        self.url = url
+        self._http = httpx.AsyncClient(timeout=timeout_seconds)
+        self._ids = itertools.count(1)
+
+    async def call(self, method: str, *params: Any) -> Any:
+        (result,) = await self.batch([(method, list(params))])
+        if isinstance(result, RpcError):
+            raise RuntimeError(f"{method} failed: {result.message}")
+        return result
+
+    async def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+        """Results in call order; a failed call yields an ``RpcError`` in its place."""
+        if not calls:
+            return []
+        first_id = next(self._ids)
+        payload = [
+            {"jsonrpc": "2.0", "id": first_id + index, "method": method, "params": params}
+            for index, (method, params) in enumerate(calls)
+        ]
+        self._ids = itertools.count(first_id + len(calls))
+        try:
+            response = await self._http.post(self.url, json=payload)
+            response.raise_for_status()
+            body = response.json()
+        except (httpx.HTTPError, ValueError) as error:
+            raise RpcUnavailable(str(error)) from error
+        if isinstance(body, dict):  # a node may answer a whole batch with one error object
+            error = body.get("error") or {}
+            return [RpcError(error.get("code", -1), error.get("message", "batch failed"))] * len(
+                calls
+            )
+        by_id = {item.get("id"): item for item in body}
+        results: list[Any] = []
+        for index in range(len(calls)):
+            item = by_id.get(first_id + index, {})
+            if "error" in item:
+                error = item["error"]
+                results.append(
+                    RpcError(error.get("code", -1), error.get("message", ""), error.get("data"))
+                )
+            else:
+                results.append(item.get("result"))
+        return results
+
+    async def close(self) -> None:
+        await self._http.aclose()

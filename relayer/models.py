@@ -1,0 +1,193 @@
+"""Tables of the relayer: relayer keys, the transaction pipeline, fee quotes, sponsorship and
+wallet policies. Amounts are base-unit integers (``TokenAmount``: NUMERIC(78,0))."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from core.db import TokenAmount, new_id, utc_now
+
+
+def _timestamp(nullable: bool = False) -> Column:  # type: ignore[type-arg]
+    return Column(DateTime(timezone=True), nullable=nullable)
+
+
+class RelayStatus(StrEnum):
+    QUEUED = "QUEUED"
+    SIGNED = "SIGNED"
+    SUBMITTED = "SUBMITTED"
+    MINED = "MINED"
+    CONFIRMED = "CONFIRMED"
+    FAILED = "FAILED"
+    REPLACED = "REPLACED"
+
+
+OPEN_STATUSES = (RelayStatus.QUEUED, RelayStatus.SIGNED, RelayStatus.SUBMITTED)
+FINAL_STATUSES = (RelayStatus.CONFIRMED, RelayStatus.FAILED, RelayStatus.REPLACED)
+
+
+class RelayerKey(SQLModel, table=True):
+    """A key that broadcasts and pays native gas. ``next_nonce`` is the next nonce to assign;
+    the chain's pending nonce is a floor it is reconciled against."""
+
+    __tablename__ = "relayer_keys"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    slot: int = Field(unique=True)
+    address: str = Field(unique=True, max_length=42)
+    encrypted_private_key: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    wrapped_data_key: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    kek_id: str = Field(max_length=64)
+    next_nonce: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    enabled: bool = True
+    created_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp())
+
+
+class RelayTransaction(SQLModel, table=True):
+    """One customer action relayed on chain: the persisted state machine
+    QUEUED → SIGNED → SUBMITTED → MINED → CONFIRMED | FAILED | REPLACED.
+
+    The customer's forward requests are signed when the job is created (``forward_requests``);
+    the relayer's raw transaction is stored (``raw_transaction``) before it is broadcast."""
+
+    __tablename__ = "relay_transactions"
+    __table_args__ = (
+        UniqueConstraint("wallet_id", "idempotency_key", name="uq_relay_tx_wallet_idempotency"),
+        UniqueConstraint("wallet_id", "forwarder_nonce", name="uq_relay_tx_wallet_fwd_nonce"),
+        UniqueConstraint("relayer_key_id", "relayer_nonce", name="uq_relay_tx_key_nonce"),
+        Index("ix_relay_tx_key_status", "relayer_key_id", "status"),
+        Index("ix_relay_tx_wallet_created", "wallet_id", "created_at"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    wallet_id: str = Field(foreign_key="wallets.id", max_length=36)
+    customer_id: str = Field(foreign_key="customers.id", max_length=36)
+    idempotency_key: str = Field(max_length=255)
+    request_fingerprint: str = Field(max_length=64)
+    kind: str = Field(default="TRANSFER", max_length=32)
+    status: str = Field(default=RelayStatus.QUEUED, max_length=16, index=True)
+
+    token: str = Field(max_length=16)
+    token_address: str = Field(max_length=42)
+    to_address: str = Field(max_length=42)
+    amount: int = Field(sa_column=Column(TokenAmount, nullable=False))
+    fee_token: str | None = Field(default=None, max_length=16)
+    fee_amount: int = Field(default=0, sa_column=Column(TokenAmount, nullable=False, default=0))
+    sponsored: bool = False
+    sponsor_id: str | None = Field(default=None, foreign_key="sponsors.id", max_length=36)
+    quote_id: str | None = Field(default=None, max_length=36)
+
+    forwarder_nonce: int = Field(sa_column=Column(BigInteger, nullable=False))
+    forward_requests: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    gas_limit: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+    relayer_key_id: str = Field(foreign_key="relayer_keys.id", max_length=36)
+    relayer_nonce: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    raw_transaction: bytes | None = Field(
+        default=None, sa_column=Column(LargeBinary, nullable=True)
+    )
+    tx_hash: str | None = Field(default=None, max_length=66, index=True)
+    max_fee_per_gas: int | None = Field(default=None, sa_column=Column(TokenAmount, nullable=True))
+    max_priority_fee_per_gas: int | None = Field(
+        default=None, sa_column=Column(TokenAmount, nullable=True)
+    )
+    attempts: int = 0
+    block_number: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    gas_used: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    effective_gas_price: int | None = Field(
+        default=None, sa_column=Column(TokenAmount, nullable=True)
+    )
+    error: str | None = Field(default=None, max_length=500)
+
+    created_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp())
+    updated_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp())
+    submitted_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    confirmed_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+
+
+class RelayAttempt(SQLModel, table=True):
+    """Every raw transaction ever signed for a (relayer key, nonce): after "nonce too low" the
+    receipts of all of them are looked up, so a landed transaction is never lost."""
+
+    __tablename__ = "relay_attempts"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    relay_transaction_id: str = Field(
+        foreign_key="relay_transactions.id", max_length=36, index=True
+    )
+    tx_hash: str = Field(max_length=66, unique=True)
+    raw_transaction: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    max_fee_per_gas: int = Field(sa_column=Column(TokenAmount, nullable=False))
+    max_priority_fee_per_gas: int = Field(sa_column=Column(TokenAmount, nullable=False))
+    created_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp())
+
+
+class FeeQuote(SQLModel, table=True):
+    __tablename__ = "fee_quotes"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    wallet_id: str = Field(foreign_key="wallets.id", max_length=36, index=True)
+    token: str = Field(max_length=16)
+    to_address: str = Field(max_length=42)
+    amount: int = Field(sa_column=Column(TokenAmount, nullable=False))
+    fee_token: str = Field(max_length=16)
+    fee_amount: int = Field(sa_column=Column(TokenAmount, nullable=False))
+    gas_limit: int = Field(sa_column=Column(BigInteger, nullable=False))
+    max_fee_per_gas: int = Field(sa_column=Column(TokenAmount, nullable=False))
+    sponsored: bool = False
+    sponsor_id: str | None = Field(default=None, max_length=36)
+    expires_at: datetime = Field(sa_column=_timestamp())
+    created_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp())
+
+
+class Sponsor(SQLModel, table=True):
+    """A utility's gas sponsorship: its own funds (native-gas wei it has paid in) and caps."""
+
+    __tablename__ = "sponsors"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    tenant_id: str = Field(foreign_key="tenants.id", max_length=36, unique=True)
+    name: str = Field(max_length=200)
+    active: bool = True
+    sponsors_transfers: bool = True
+    funds_wei: int = Field(sa_column=Column(TokenAmount, nullable=False))
+    per_transaction_cap_wei: int = Field(sa_column=Column(TokenAmount, nullable=False))
+    per_customer_daily_cap_wei: int = Field(sa_column=Column(TokenAmount, nullable=False))
+    period_cap_wei: int = Field(sa_column=Column(TokenAmount, nullable=False))
+    period_seconds: int = Field(default=30 * 24 * 3600)
+    period_started_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp())
+    created_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp())
+
+
+class SponsorCharge(SQLModel, table=True):
+    """What a sponsored transaction cost its sponsor: reserved at the quote's worst case when
+    the job is created, settled to gasUsed × effectiveGasPrice when it is mined."""
+
+    __tablename__ = "sponsor_charges"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    sponsor_id: str = Field(foreign_key="sponsors.id", max_length=36, index=True)
+    customer_id: str = Field(foreign_key="customers.id", max_length=36, index=True)
+    relay_transaction_id: str = Field(
+        foreign_key="relay_transactions.id", max_length=36, unique=True
+    )
+    amount_wei: int = Field(sa_column=Column(TokenAmount, nullable=False))
+    settled: bool = False
+    created_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp())
+
+
+class WalletPolicy(SQLModel, table=True):
+    """Programmable limits enforced before anything is signed."""
+
+    __tablename__ = "wallet_policies"
+    __table_args__ = (UniqueConstraint("wallet_id", "token", name="uq_wallet_policy_token"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    wallet_id: str = Field(foreign_key="wallets.id", max_length=36)
+    token: str = Field(max_length=16)
+    daily_limit: int | None = Field(default=None, sa_column=Column(TokenAmount, nullable=True))
+    allowed_destinations: list | None = Field(default=None, sa_column=Column(JSON, nullable=True))

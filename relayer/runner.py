@@ -1,0 +1,44 @@
+"""Starting and stopping the relayer worker, inside ``serve`` or as ``ovpp-wallet relayer``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from chain.profiles import deployer_key
+from core.container import Services
+from relayer.keys import ensure_relayer_keys, fund_local_keys
+from relayer.worker import RelayerWorker
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunningRelayer:
+    worker: RelayerWorker
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+    async def shutdown(self) -> None:
+        self.stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(self.task, timeout=15)
+
+
+async def prepare_relayer_keys(services: Services) -> None:
+    keys = await ensure_relayer_keys(services, count=services.settings.relayer_keys)
+    if services.chain.profile.is_local:
+        await fund_local_keys(
+            services, keys, deployer_key=deployer_key(services.settings, services.chain.profile)
+        )
+    for key in keys:
+        logger.info("relayer key %d: %s", key.slot, key.address)
+
+
+async def start_relayer(services: Services, *, name: str = "relayer") -> RunningRelayer:
+    await prepare_relayer_keys(services)
+    worker = RelayerWorker(services, name=name)
+    stop = asyncio.Event()
+    return RunningRelayer(worker=worker, stop=stop, task=asyncio.create_task(worker.run(stop)))

@@ -1,0 +1,412 @@
+"""The relayer worker: moves transactions through QUEUED → SIGNED → SUBMITTED → MINED →
+CONFIRMED | FAILED, one relayer key at a time.
+
+Invariants that make a crash at any point lose nothing and send nothing twice:
+- a relayer nonce is assigned and the raw transaction signed and **stored** in one database
+  transaction, before anything is broadcast; broadcasting a stored raw transaction again is
+  harmless (same hash: "already known", or mined);
+- after a restart, SIGNED transactions are broadcast again in nonce order;
+- "nonce too low" is never retried blindly: the receipts of every hash sent for that job are
+  looked up first;
+- two workers on one PostgreSQL never assign the same nonce: a key's signing step holds its
+  row lock (``FOR UPDATE SKIP LOCKED``; the other worker skips the key for that round).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import timedelta
+
+from eth_account import Account
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chain.rpc import JsonRpc, RpcError, RpcUnavailable
+from core.container import Services
+from core.db import utc_now
+from relayer.forwarder import ForwardRequest, forwarder_calldata
+from relayer.keys import enabled_keys, sealed_key_of
+from relayer.models import RelayAttempt, RelayerKey, RelayStatus, RelayTransaction, SponsorCharge
+from relayer.rpc_errors import SendOutcome, classify
+from wallet.keys import unlocked_account
+
+logger = logging.getLogger(__name__)
+
+SIGN_BATCH = 200
+RECONCILE_EVERY_SECONDS = 10.0
+
+
+class RelayerWorker:
+    def __init__(self, services: Services, *, name: str = "relayer") -> None:
+        self.services = services
+        self.settings = services.settings
+        self.name = name
+        self.rpc = JsonRpc(
+            self.settings.resolved_rpc_url, timeout_seconds=self.settings.rpc_timeout_seconds
+        )
+        self.chain_id = services.chain.profile.chain_id
+        self.forwarder = services.chain.addresses.forwarder if services.chain.addresses else ""
+        self._last_reconcile = 0.0
+        self._is_postgres = not services.db.is_sqlite
+        self.low_balance_keys: set[str] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        logger.info("%s: started", self.name)
+        while not stop.is_set():
+            try:
+                busy = await self.tick()
+            except RpcUnavailable as error:
+                logger.warning("%s: chain unreachable: %s", self.name, error)
+                busy = False
+            except Exception:
+                logger.exception("%s: tick failed", self.name)
+                busy = False
+            if not busy:
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=self.settings.relayer_poll_seconds)
+                except TimeoutError:
+                    pass
+        await self.rpc.close()
+        logger.info("%s: stopped", self.name)
+
+    async def tick(self) -> bool:
+        """One round over every key. Returns whether there was anything to do."""
+        async with self.services.db.session() as session:
+            keys = await enabled_keys(session)
+        if time.monotonic() - self._last_reconcile > RECONCILE_EVERY_SECONDS:
+            await self.reconcile(keys)
+            self._last_reconcile = time.monotonic()
+        gas_price = await self._gas_price()
+        busy = False
+        for key in keys:
+            busy |= await self.sign_queued(key.id, gas_price)
+            busy |= await self.broadcast_signed(key.id)
+            busy |= await self.track_submitted(key.id)
+        return busy
+
+    # -- QUEUED → SIGNED ---------------------------------------------------------------------
+
+    async def sign_queued(self, key_id: str, gas_price: tuple[int, int]) -> bool:
+        max_fee, priority_fee = gas_price
+        async with self.services.db.session() as session:
+            key = await self._claim_key(session, key_id)
+            if key is None:
+                return False
+            jobs = list(
+                (
+                    await session.execute(
+                        select(RelayTransaction)
+                        .where(
+                            RelayTransaction.relayer_key_id == key_id,
+                            RelayTransaction.status == RelayStatus.QUEUED,
+                        )
+                        .order_by(RelayTransaction.created_at, RelayTransaction.forwarder_nonce)
+                        .limit(SIGN_BATCH)
+                    )
+                ).scalars()
+            )
+            if not jobs:
+                return False
+            with unlocked_account(sealed_key_of(key), keyring=self.services.keyring) as signer:
+                for job in jobs:
+                    requests = [ForwardRequest.from_json(item) for item in job.forward_requests]
+                    transaction = {
+                        "to": self.forwarder,
+                        "data": forwarder_calldata(requests),
+                        "value": 0,
+                        "gas": job.gas_limit,
+                        "maxFeePerGas": max_fee,
+                        "maxPriorityFeePerGas": priority_fee,
+                        "nonce": key.next_nonce,
+                        "chainId": self.chain_id,
+                        "type": 2,
+                    }
+                    signed = signer.sign_transaction(transaction)
+                    job.relayer_nonce = key.next_nonce
+                    job.raw_transaction = bytes(signed.raw_transaction)
+                    job.tx_hash = "0x" + bytes(signed.hash).hex()
+                    job.max_fee_per_gas, job.max_priority_fee_per_gas = max_fee, priority_fee
+                    job.status = RelayStatus.SIGNED
+                    job.attempts = 1
+                    job.updated_at = utc_now()
+                    key.next_nonce += 1
+                    session.add(job)
+                    session.add(
+                        RelayAttempt(
+                            relay_transaction_id=job.id,
+                            tx_hash=job.tx_hash,
+                            raw_transaction=job.raw_transaction,
+                            max_fee_per_gas=max_fee,
+                            max_priority_fee_per_gas=priority_fee,
+                        )
+                    )
+            session.add(key)
+        return True
+
+    async def _claim_key(self, session: AsyncSession, key_id: str) -> RelayerKey | None:
+        statement = select(RelayerKey).where(RelayerKey.id == key_id)
+        if self._is_postgres:
+            statement = statement.with_for_update(skip_locked=True)
+        return (await session.execute(statement)).scalar_one_or_none()
+
+    # -- SIGNED → SUBMITTED ------------------------------------------------------------------
+
+    async def broadcast_signed(self, key_id: str) -> bool:
+        async with self.services.db.session() as session:
+            jobs = list(
+                (
+                    await session.execute(
+                        select(RelayTransaction.id, RelayTransaction.raw_transaction)
+                        .where(
+                            RelayTransaction.relayer_key_id == key_id,
+                            RelayTransaction.status == RelayStatus.SIGNED,
+                        )
+                        .order_by(RelayTransaction.relayer_nonce)
+                    )
+                ).all()
+            )
+        if not jobs:
+            return False
+        results = await self.rpc.batch(
+            [("eth_sendRawTransaction", ["0x" + bytes(raw).hex()]) for _job_id, raw in jobs]
+        )
+        submitted, too_low, rejected = [], [], []
+        for (job_id, _raw), result in zip(jobs, results, strict=True):
+            outcome = classify(result)
+            if outcome in (SendOutcome.ACCEPTED, SendOutcome.ALREADY_KNOWN):
+                submitted.append(job_id)
+            elif outcome == SendOutcome.NONCE_TOO_LOW:
+                too_low.append(job_id)
+            elif outcome == SendOutcome.INSUFFICIENT_FUNDS:
+                logger.error(
+                    "%s: relayer key %s lacks native funds; transactions wait", self.name, key_id
+                )
+                self.low_balance_keys.add(key_id)
+                break  # later nonces cannot go before this one
+            elif outcome in (SendOutcome.NONCE_TOO_HIGH, SendOutcome.UNDERPRICED):
+                logger.warning("%s: %s for job %s; will retry", self.name, outcome.value, job_id)
+                break
+            else:
+                assert isinstance(result, RpcError)
+                rejected.append((job_id, result.message))
+        now = utc_now()
+        async with self.services.db.session() as session:
+            if submitted:
+                await session.execute(
+                    update(RelayTransaction)
+                    .where(
+                        RelayTransaction.id.in_(submitted),
+                        RelayTransaction.status == RelayStatus.SIGNED,
+                    )
+                    .values(status=RelayStatus.SUBMITTED, submitted_at=now, updated_at=now)
+                )
+            for job_id, message in rejected:
+                await session.execute(
+                    update(RelayTransaction)
+                    .where(
+                        RelayTransaction.id == job_id, RelayTransaction.status == RelayStatus.SIGNED
+                    )
+                    .values(
+                        status=RelayStatus.FAILED,
+                        error=f"rejected by the node: {message}"[:500],
+                        updated_at=now,
+                    )
+                )
+            # Nonce too low: maybe ours landed (a crash between send and commit). The receipt
+            # step looks up every hash of these jobs; mark them submitted so it does.
+            if too_low:
+                await session.execute(
+                    update(RelayTransaction)
+                    .where(
+                        RelayTransaction.id.in_(too_low),
+                        RelayTransaction.status == RelayStatus.SIGNED,
+                    )
+                    .values(status=RelayStatus.SUBMITTED, submitted_at=now, updated_at=now)
+                )
+        return True
+
+    # -- SUBMITTED → MINED → CONFIRMED, and fee bumps ----------------------------------------
+
+    async def track_submitted(self, key_id: str) -> bool:
+        async with self.services.db.session() as session:
+            jobs = list(
+                (
+                    await session.execute(
+                        select(RelayTransaction).where(
+                            RelayTransaction.relayer_key_id == key_id,
+                            RelayTransaction.status.in_((RelayStatus.SUBMITTED, RelayStatus.MINED)),
+                        )
+                    )
+                ).scalars()
+            )
+            if not jobs:
+                return False
+            hashes_by_job: dict[str, list[str]] = {job.id: [job.tx_hash or ""] for job in jobs}
+            multi = [job.id for job in jobs if job.attempts > 1]
+            if multi:
+                for job_id, tx_hash in (
+                    await session.execute(
+                        select(RelayAttempt.relay_transaction_id, RelayAttempt.tx_hash).where(
+                            RelayAttempt.relay_transaction_id.in_(multi)
+                        )
+                    )
+                ).all():
+                    if tx_hash not in hashes_by_job[job_id]:
+                        hashes_by_job[job_id].append(tx_hash)
+        calls: list[tuple[str, list[object]]] = [("eth_blockNumber", [])]
+        index: list[tuple[str, str]] = []
+        for job in jobs:
+            if job.status == RelayStatus.SUBMITTED:
+                for tx_hash in hashes_by_job[job.id]:
+                    calls.append(("eth_getTransactionReceipt", [tx_hash]))
+                    index.append((job.id, tx_hash))
+        results = await self.rpc.batch(calls)
+        head = int(results[0], 16) if isinstance(results[0], str) else None
+        receipts: dict[str, dict[str, str]] = {}
+        for (job_id, _tx_hash), receipt in zip(index, results[1:], strict=True):
+            if isinstance(receipt, dict):
+                receipts[job_id] = receipt
+        now = utc_now()
+        confirmations = self.settings.relayer_confirmations
+        changed = False
+        async with self.services.db.session() as session:
+            for job in jobs:
+                job = await session.merge(job)
+                receipt = receipts.get(job.id)
+                if job.status == RelayStatus.SUBMITTED and receipt is not None:
+                    job.block_number = int(receipt["blockNumber"], 16)
+                    job.gas_used = int(receipt["gasUsed"], 16)
+                    job.effective_gas_price = int(receipt["effectiveGasPrice"], 16)
+                    job.tx_hash = receipt["transactionHash"]
+                    if int(receipt["status"], 16) == 1:
+                        job.status = RelayStatus.MINED
+                    else:
+                        job.status = RelayStatus.FAILED
+                        job.error = "the transaction reverted on chain"
+                    await self._settle_sponsor_charge(session, job)
+                    job.updated_at = now
+                    changed = True
+                if (
+                    job.status == RelayStatus.MINED
+                    and head is not None
+                    and job.block_number is not None
+                ):
+                    if head - job.block_number + 1 >= confirmations:
+                        job.status = RelayStatus.CONFIRMED
+                        job.confirmed_at = now
+                        job.updated_at = now
+                        changed = True
+                elif job.status == RelayStatus.SUBMITTED and job.submitted_at is not None:
+                    submitted_at = (
+                        job.submitted_at
+                        if job.submitted_at.tzinfo
+                        else job.submitted_at.replace(tzinfo=now.tzinfo)
+                    )
+                    if now - submitted_at > timedelta(seconds=self.settings.relayer_stuck_seconds):
+                        await self._bump(session, job)
+                        changed = True
+                session.add(job)
+        return changed
+
+    async def _settle_sponsor_charge(self, session: AsyncSession, job: RelayTransaction) -> None:
+        if job.sponsor_id is None or job.gas_used is None or job.effective_gas_price is None:
+            return
+        await session.execute(
+            update(SponsorCharge)
+            .where(SponsorCharge.relay_transaction_id == job.id)
+            .values(amount_wei=job.gas_used * job.effective_gas_price, settled=True)
+        )
+
+    async def _bump(self, session: AsyncSession, job: RelayTransaction) -> None:
+        """Replace a stuck transaction: same nonce, fees up by the bump percentage (capped)."""
+        key = await session.get(RelayerKey, job.relayer_key_id)
+        assert key is not None and job.relayer_nonce is not None
+        bump = 100 + max(self.settings.relayer_fee_bump_percent, 10)
+        cap = self.settings.relayer_max_fee_per_gas_wei
+        current_max, current_tip = await self._gas_price()
+        max_fee = min(max(job.max_fee_per_gas * bump // 100 + 1, current_max), cap)
+        tip = min(max(job.max_priority_fee_per_gas * bump // 100 + 1, current_tip), max_fee)
+        if max_fee <= job.max_fee_per_gas:
+            logger.error("%s: job %s is stuck at the fee cap", self.name, job.id)
+            return
+        requests = [ForwardRequest.from_json(item) for item in job.forward_requests]
+        with unlocked_account(sealed_key_of(key), keyring=self.services.keyring) as signer:
+            signed = signer.sign_transaction(
+                {
+                    "to": self.forwarder,
+                    "data": forwarder_calldata(requests),
+                    "value": 0,
+                    "gas": job.gas_limit,
+                    "maxFeePerGas": max_fee,
+                    "maxPriorityFeePerGas": tip,
+                    "nonce": job.relayer_nonce,
+                    "chainId": self.chain_id,
+                    "type": 2,
+                }
+            )
+        job.raw_transaction = bytes(signed.raw_transaction)
+        job.tx_hash = "0x" + bytes(signed.hash).hex()
+        job.max_fee_per_gas, job.max_priority_fee_per_gas = max_fee, tip
+        job.attempts += 1
+        job.status = RelayStatus.SIGNED  # stored first, broadcast by the next round
+        session.add(
+            RelayAttempt(
+                relay_transaction_id=job.id,
+                tx_hash=job.tx_hash,
+                raw_transaction=job.raw_transaction,
+                max_fee_per_gas=max_fee,
+                max_priority_fee_per_gas=tip,
+            )
+        )
+        logger.info(
+            "%s: bumped job %s to %d wei/gas (attempt %d)", self.name, job.id, max_fee, job.attempts
+        )
+
+    # -- nonces and balances ----------------------------------------------------------------
+
+    async def reconcile(self, keys: list[RelayerKey]) -> None:
+        """The chain's pending nonce is a floor for ``next_nonce``; watch native balances."""
+        calls: list[tuple[str, list[object]]] = []
+        for key in keys:
+            calls.append(("eth_getTransactionCount", [key.address, "pending"]))
+            calls.append(("eth_getBalance", [key.address, "latest"]))
+        results = await self.rpc.batch(calls)
+        async with self.services.db.session() as session:
+            for position, key in enumerate(keys):
+                pending, balance = results[2 * position], results[2 * position + 1]
+                if isinstance(balance, str):
+                    if int(balance, 16) < self.settings.relayer_low_balance_wei:
+                        if key.id not in self.low_balance_keys:
+                            logger.error(
+                                "relayer key %s is low on native funds: %d wei",
+                                key.address,
+                                int(balance, 16),
+                            )
+                        self.low_balance_keys.add(key.id)
+                    else:
+                        self.low_balance_keys.discard(key.id)
+                if not isinstance(pending, str):
+                    continue
+                chain_nonce = int(pending, 16)
+                locked = await self._claim_key(session, key.id)
+                if locked is not None and locked.next_nonce < chain_nonce:
+                    logger.warning(
+                        "relayer key %s: nonce %d raised to the chain's %d",
+                        key.address,
+                        locked.next_nonce,
+                        chain_nonce,
+                    )
+                    locked.next_nonce = chain_nonce
+                    session.add(locked)
+
+    async def _gas_price(self) -> tuple[int, int]:
+        block = await self.rpc.call("eth_getBlockByNumber", "latest", False)
+        base_fee = int(block["baseFeePerGas"], 16)
+        tip = 10**9
+        return min(base_fee * 2 + tip, self.settings.relayer_max_fee_per_gas_wei), tip
+
+
+def relayer_account_address(private_key: bytes) -> str:
+    return Account.from_key(private_key).address
