@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
@@ -24,6 +24,34 @@ def is_expected(error: GraphQLError) -> bool:
 
 def should_mask(error: GraphQLError) -> bool:
     return not is_expected(error)
+
+
+def masked(error: GraphQLError) -> GraphQLError:
+    """The error as a client may see it: an expected one unchanged; anything else reduced to
+    ``MASKED_MESSAGE`` at the same position and path, without the original exception."""
+    if is_expected(error):
+        return error
+    return GraphQLError(
+        MASKED_MESSAGE,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+    )
+
+
+class SpecSelectionSets(SchemaExtension):
+    """Parses selection sets by the released spec's grammar, ``{ Selection+ }``.
+
+    graphql-core 3.3 accepts an empty ``{ }`` by default (a draft grammar); strawberry's depth
+    limiter cannot measure one (``max()`` of nothing) and crashes inside validation. Refused
+    here, such a document is a plain syntax error instead.
+    """
+
+    def on_operation(self) -> Iterator[None]:
+        parse_options = self.execution_context.parse_options
+        parse_options["allow_empty_selection_sets"] = False  # type: ignore[typeddict-unknown-key]
+        yield
 
 
 class UnitOfWork(SchemaExtension):

@@ -69,7 +69,7 @@ async def transfer(info: Info, input: TransferInput) -> TransferResult:  # type:
         )
     except DomainError as error:
         await context.rollback()  # nothing charged, no nonce taken
-        return failure_from_error(error)  # type: ignore[return-value]
+        return failure_from_error(error, tokens=context.services.chain.tokens)  # type: ignore[return-value]
     return Transaction.from_row(row, tokens=context.services.chain.tokens)
 
 

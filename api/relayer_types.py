@@ -128,7 +128,7 @@ class Transaction:
 @strawberry.type(description="The wallet holds too little of a token (pending transfers count).")
 class InsufficientFunds:
     message: str
-    token: str
+    token: TokenType
     required: str
     available: str
 
@@ -161,16 +161,22 @@ class InvalidInput:
 
 
 TransferResult = Annotated[
-    Transaction | InsufficientFunds | PolicyViolation | QuoteExpired | SponsorRefused | InvalidInput,
+    Transaction
+    | InsufficientFunds
+    | PolicyViolation
+    | QuoteExpired
+    | SponsorRefused
+    | InvalidInput,
     strawberry.union("TransferResult"),
 ]
 
 
-def failure_from_error(error: Exception) -> object:
+def failure_from_error(error: Exception, *, tokens: list[TokenInfo]) -> object:
     if isinstance(error, errors.InsufficientFunds):
+        token = next(TokenType.from_info(t) for t in tokens if t.symbol == error.token)
         return InsufficientFunds(
             message=error.message,
-            token=error.token,
+            token=token,
             required=format_units(error.required, error.decimals),
             available=format_units(max(error.available, 0), error.decimals),
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import strawberry
 from graphql import GraphQLError
@@ -15,11 +16,18 @@ from strawberry.extensions import (
     QueryDepthLimiter,
     ValidationCache,
 )
-from strawberry.types import ExecutionContext
+from strawberry.types import ExecutionContext, ExecutionResult
 
 from api import relayer_resolvers
 from api.context import RequestContext
-from api.extensions import MASKED_MESSAGE, UnitOfWork, is_expected, should_mask
+from api.extensions import (
+    MASKED_MESSAGE,
+    SpecSelectionSets,
+    UnitOfWork,
+    is_expected,
+    masked,
+    should_mask,
+)
 from api.relayer_types import FeeQuote, Transaction, TransferResult
 from api.wallet_types import Viewer
 from api.wire import Chain, TokenType
@@ -76,6 +84,15 @@ class WalletSchema(strawberry.Schema):
 
     unexpected_error_count = 0
 
+    async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        result = await super().execute(*args, **kwargs)
+        # MaskErrors masks when the operation hook ends, which an exception escaping an
+        # extension or a validation rule skips: strawberry then answers with the exception's
+        # own message. Mask those here (the ones MaskErrors already masked pass unchanged).
+        if result.errors:
+            result.errors = [masked(error) for error in result.errors]
+        return result
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -110,6 +127,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         extensions=[
             lambda: ParserCache(maxsize=512),
             lambda: MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
+            SpecSelectionSets,
             lambda: AddValidationRules(limit_rules),
             lambda: ValidationCache(maxsize=512),
             lambda: MaskErrors(should_mask_error=should_mask, error_message=MASKED_MESSAGE),

@@ -82,8 +82,8 @@ class Deployer:
         )
 
     def _base_tx(self) -> dict[str, Any]:
-        if self._nonce is None:
-            self._nonce = self.web3.eth.get_transaction_count(self.account.address, "pending")
+        # Re-read every time: other processes (the relayer's local funding) use this account too.
+        self._nonce = self.web3.eth.get_transaction_count(self.account.address, "pending")
         base_fee = self.web3.eth.get_block("latest")["baseFeePerGas"]
         priority = self.web3.to_wei(1, "gwei")
         return {

@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 ALLOWED_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384")
 ACCEPTED_TYPES = {"at+jwt", "application/at+jwt"}
 MINIMUM_REFETCH_INTERVAL_SECONDS = 10.0
+MAXIMUM_SUBJECT_LENGTH = 255  # OpenID Connect Core 1.0 §2; also the customers.subject column
+MAXIMUM_EMAIL_LENGTH = 320  # the customers.email column
 
 
 @dataclass(frozen=True)
@@ -166,12 +168,15 @@ class AccessTokenValidator:
             raise Unauthenticated(_claim_message(error.claim)) from error
         except JoseError as error:
             raise Unauthenticated("the token's claims are invalid") from error
+        subject = str(claims["sub"])
+        if len(subject) > MAXIMUM_SUBJECT_LENGTH or "\x00" in subject:
+            raise Unauthenticated(_claim_message("sub"))
         return Principal(
             tenant_id=trusted.tenant_id,
             tenant_slug=trusted.tenant_slug,
             issuer=trusted.issuer,
-            subject=str(claims["sub"]),
-            email=claims.get("email") if isinstance(claims.get("email"), str) else None,
+            subject=subject,
+            email=_storable_email(claims.get("email")),
             client_id=claims.get("client_id") if isinstance(claims.get("client_id"), str) else None,
             scopes=_scopes(claims),
         )
@@ -184,6 +189,14 @@ def _claim_message(claim: str) -> str:
         "aud": "the access token is meant for another audience",
         "iss": "the token's issuer is not a trusted utility",
     }.get(claim, f"the token's {claim!r} claim is invalid")
+
+
+def _storable_email(email: object) -> str | None:
+    """The ``email`` claim, or None when a customer row could not hold it: the email is only
+    informational, so an odd one must not lock its owner out (nor fail as an unexpected error)."""
+    if not isinstance(email, str) or len(email) > MAXIMUM_EMAIL_LENGTH or "\x00" in email:
+        return None
+    return email
 
 
 def _scopes(claims: dict[str, Any]) -> frozenset[str]:

@@ -195,3 +195,13 @@ async def client(app) -> AsyncIterator[httpx.AsyncClient]:  # type: ignore[no-un
 @pytest.fixture
 def backend(database_url: str) -> str:
     return "postgresql" if database_url.startswith("postgresql") else "sqlite"
+
+
+@pytest.fixture(scope="session")
+async def relayer(services: Services) -> AsyncIterator[object]:
+    """The relayer worker running in the test session's loop, with funded keys."""
+    from relayer.runner import start_relayer
+
+    running = await start_relayer(services, name="test-relayer")
+    yield running
+    await running.shutdown()
