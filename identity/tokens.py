@@ -64,6 +64,10 @@ class IssuerDirectory:
         self._by_issuer: dict[str, TrustedIssuer] = {}
         self._loaded_at = 0.0
 
+    def invalidate(self) -> None:
+        """Reload on the next lookup (a utility was added or changed)."""
+        self._loaded_at = 0.0
+
     async def find(self, issuer: str) -> TrustedIssuer | None:
         found = self._by_issuer.get(issuer)
         if found is None and time.monotonic() - self._loaded_at > 5.0:
@@ -123,7 +127,7 @@ class AccessTokenValidator:
     def __init__(
         self, *, issuers: IssuerDirectory, jwks: JwksCache, leeway_seconds: int = 30
     ) -> None:
-        self._issuers = issuers
+        self.issuers = issuers
         self._jwks = jwks
         self._leeway = leeway_seconds
 
@@ -135,7 +139,7 @@ class AccessTokenValidator:
         if str(header.get("typ", "")).lower() not in ACCEPTED_TYPES:
             raise Unauthenticated("not an access token (RFC 9068 requires typ at+jwt)")
         issuer_name = unverified_claims.get("iss")
-        trusted = await self._issuers.find(issuer_name) if isinstance(issuer_name, str) else None
+        trusted = await self.issuers.find(issuer_name) if isinstance(issuer_name, str) else None
         if trusted is None:
             raise Unauthenticated("the token's issuer is not a trusted utility")
         kid = header.get("kid")

@@ -51,7 +51,7 @@ async def check_budget(
             sponsor_name=sponsor.name,
         )
     now = utc_now()
-    period_start = sponsor.period_started_at
+    period_start = _aware(sponsor.period_started_at)
     while period_start + timedelta(seconds=sponsor.period_seconds) <= now:
         period_start += timedelta(seconds=sponsor.period_seconds)
     in_period = sum(c.amount_wei for c in charges if _aware(c.created_at) >= period_start)
@@ -85,3 +85,56 @@ def _aware(moment):  # type: ignore[no-untyped-def]
 async def lock(session: AsyncSession, sponsor: Sponsor) -> None:
     """Serialise budget checks of one sponsor (row lock in PostgreSQL; SQLite has one writer)."""
     await session.execute(select(Sponsor.id).where(Sponsor.id == sponsor.id).with_for_update())
+
+
+async def configure_sponsor(
+    session: AsyncSession,
+    *,
+    tenant_id: str,
+    name: str,
+    add_funds_wei: int = 0,
+    per_transaction_cap_wei: int | None = None,
+    per_customer_daily_cap_wei: int | None = None,
+    period_cap_wei: int | None = None,
+    period_seconds: int | None = None,
+    active: bool | None = None,
+) -> Sponsor:
+    """Create or update a utility's sponsorship; ``add_funds_wei`` tops its funds up."""
+    if add_funds_wei < 0:
+        raise ValueError("funds can only be added")
+    sponsor = (
+        await session.execute(
+            select(Sponsor).where(Sponsor.tenant_id == tenant_id).with_for_update()
+        )
+    ).scalar_one_or_none()
+    if sponsor is None:
+        sponsor = Sponsor(
+            tenant_id=tenant_id,
+            name=name,
+            funds_wei=0,
+            per_transaction_cap_wei=per_transaction_cap_wei or 10**16,
+            per_customer_daily_cap_wei=per_customer_daily_cap_wei or 10**17,
+            period_cap_wei=period_cap_wei or 10**19,
+        )
+    sponsor.name = name
+    sponsor.funds_wei += add_funds_wei
+    if per_transaction_cap_wei is not None:
+        sponsor.per_transaction_cap_wei = per_transaction_cap_wei
+    if per_customer_daily_cap_wei is not None:
+        sponsor.per_customer_daily_cap_wei = per_customer_daily_cap_wei
+    if period_cap_wei is not None:
+        sponsor.period_cap_wei = period_cap_wei
+    if period_seconds is not None:
+        sponsor.period_seconds = period_seconds
+    if active is not None:
+        sponsor.active = active
+    session.add(sponsor)
+    await session.flush()
+    return sponsor
+
+
+async def spent_wei(session: AsyncSession, sponsor_id: str) -> int:
+    rows = await session.execute(
+        select(SponsorCharge.amount_wei).where(SponsorCharge.sponsor_id == sponsor_id)
+    )
+    return sum(int(amount) for (amount,) in rows.all())
