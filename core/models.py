@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlmodel import SQLModel
 
 from identity.models import Customer, Tenant
+from programs.models import Device, Enrollment, Program, UtilityAccount
 from relayer.models import (
     FeeQuote,
     RelayAttempt,
@@ -20,13 +21,17 @@ metadata = SQLModel.metadata
 
 __all__ = [
     "Customer",
+    "Device",
+    "Enrollment",
     "FeeQuote",
+    "Program",
     "RelayAttempt",
     "RelayTransaction",
     "RelayerKey",
     "Sponsor",
     "SponsorCharge",
     "Tenant",
+    "UtilityAccount",
     "Wallet",
     "WalletPolicy",
     "metadata",
