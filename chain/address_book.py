@@ -16,6 +16,7 @@ class AddressBook(BaseModel):
     forwarder: str
     ovpp_token: str
     stablecoin: str
+    registry: str | None = None
     deployed_at_block: int | None = None
 
     def save(self, path: Path) -> None:
@@ -42,9 +43,10 @@ def resolve_addresses(settings: Settings, chain_id: int) -> AddressBook | None:
         "forwarder": settings.forwarder_address,
         "ovpp_token": settings.ovpp_token_address,
         "stablecoin": settings.stablecoin_address,
+        "registry": settings.registry_address,
     }
     if book is None:
-        if not all(overrides.values()):
+        if not all(value for key, value in overrides.items() if key != "registry"):
             return None
         return AddressBook(chain_id=chain_id, **overrides)  # type: ignore[arg-type]
     return book.model_copy(update={key: value for key, value in overrides.items() if value})

@@ -39,11 +39,13 @@ class Deployer:
         forwarder = self.deploy("OVPPForwarder")
         ovpp = self.deploy("OVPPToken", forwarder, self.account.address)
         stablecoin = self.deploy("USDStablecoin", forwarder, self.account.address)
+        registry = self.deploy("OVPPRegistry", forwarder, ovpp, self.account.address)
         return AddressBook(
             chain_id=chain_id,
             forwarder=forwarder,
             ovpp_token=ovpp,
             stablecoin=stablecoin,
+            registry=registry,
             deployed_at_block=self.web3.eth.block_number,
         )
 
@@ -77,8 +79,9 @@ class Deployer:
 
     def book_is_live(self, book: AddressBook) -> bool:
         """The chain still holds every contract of the book (a reset local chain does not)."""
+        addresses = (book.forwarder, book.ovpp_token, book.stablecoin, book.registry)
         return self.web3.eth.chain_id == book.chain_id and all(
-            self.has_code(address) for address in (book.forwarder, book.ovpp_token, book.stablecoin)
+            address is not None and self.has_code(address) for address in addresses
         )
 
     def _base_tx(self) -> dict[str, Any]:

@@ -10,6 +10,8 @@ from core.settings import Settings
 # Anvil's first well-known development account (mnemonic "test test … junk"). Public knowledge:
 # accepted only on the local profile.
 ANVIL_DEV_PRIVATE_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+# Anvil's third account: the demo device vendor on the local chain.
+ANVIL_VENDOR_PRIVATE_KEY = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"
 
 
 @dataclass(frozen=True)
@@ -60,3 +62,11 @@ def deployer_key(settings: Settings, profile: ChainProfile) -> str:
     if profile.is_local:
         return ANVIL_DEV_PRIVATE_KEY
     raise ConfigurationError("OVPP_DEPLOYER_PRIVATE_KEY is required to deploy to a real chain")
+
+
+def vendor_key(settings: Settings, profile: ChainProfile) -> str:
+    if settings.vendor_private_key is not None:
+        return settings.vendor_private_key.get_secret_value()
+    if profile.is_local:
+        return ANVIL_VENDOR_PRIVATE_KEY
+    raise ConfigurationError("OVPP_VENDOR_PRIVATE_KEY is required to register device models")

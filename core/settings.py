@@ -83,10 +83,19 @@ class Settings(BaseSettings):
     forwarder_address: str | None = Field(
         None, description="ERC-2771 forwarder address; overrides the address book."
     )
+    registry_address: str | None = Field(
+        None, description="OpenVPP registry address; overrides the address book (real chains)."
+    )
     deployer_private_key: SecretStr | None = Field(
         None,
         description="Key that deploys contracts and mints demo funds. Default on `local` only: "
         "anvil's first well-known development account.",
+    )
+
+    vendor_private_key: SecretStr | None = Field(
+        None,
+        description="A device vendor's key for `ovpp-wallet registry add-model` (pays its own "
+        "gas). Default on `local` only: anvil's third development account.",
     )
 
     kek: SecretStr | None = Field(

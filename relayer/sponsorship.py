@@ -19,11 +19,18 @@ async def sponsor_of_tenant(session: AsyncSession, tenant_id: str) -> Sponsor | 
 
 
 async def check_budget(
-    session: AsyncSession, *, sponsor: Sponsor, customer_id: str, cost_wei: int
+    session: AsyncSession,
+    *,
+    sponsor: Sponsor,
+    customer_id: str,
+    cost_wei: int,
+    sponsored_program: bool = False,
 ) -> None:
     """Raise ``SponsorRefused`` unless ``sponsor`` can cover ``cost_wei`` for this customer.
-    Reserved (unsettled) charges count at their reserved worst case."""
-    if not sponsor.active or not sponsor.sponsors_transfers:
+    Reserved (unsettled) charges count at their reserved worst case. ``sponsored_program``:
+    the action is an enrollment in a program whose fee the utility pays, whose gas it covers
+    even when it does not sponsor its customers' other actions."""
+    if not sponsor.active or not (sponsor.sponsors_transfers or sponsored_program):
         raise SponsorRefused(
             f"{sponsor.name} does not sponsor this action",
             reason="NOT_ELIGIBLE",

@@ -130,6 +130,23 @@ async def _admin(statement: str) -> None:
 
 
 @pytest.fixture(scope="session")
+def backend_address_book(
+    database_url: str,
+    deployer: Deployer,
+    contracts: AddressBook,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    """The shared tokens and forwarder, with a registry of this backend's own: each database
+    holds its own utility keys, so each needs its own registry on the shared chain."""
+    registry = deployer.deploy(
+        "OVPPRegistry", contracts.forwarder, contracts.ovpp_token, deployer.account.address
+    )
+    path = tmp_path_factory.mktemp("chain") / "addresses.json"
+    contracts.model_copy(update={"registry": registry}).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def kek() -> str:
     return LocalKeyEncryptionKey.generate_base64()
 
@@ -138,7 +155,7 @@ def kek() -> str:
 def settings(
     database_url: str,
     anvil: LocalChain,
-    address_book: Path,
+    backend_address_book: Path,
     oidc: DevOpenIDProvider,
     test_issuer: TestIssuer,
     other_issuer: TestIssuer,
@@ -150,7 +167,7 @@ def settings(
         data_dir=tmp_path_factory.mktemp("data"),
         database_url=database_url,
         rpc_url=anvil.rpc_url,
-        address_book=address_book,
+        address_book=backend_address_book,
         kek=kek,
         dev_oidc_port=oidc.port,
         dev_audience=AUDIENCE,
@@ -205,3 +222,21 @@ async def relayer(services: Services) -> AsyncIterator[object]:
     running = await start_relayer(services, name="test-relayer")
     yield running
     await running.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def registry_demo(services: Services, relayer: object, deployer: Deployer) -> object:
+    """The demo vendor's models, the demo utility (US-CA, 94102–94110) and its two programs,
+    on chain and in the catalog; the utility's wallet holds OVPP for sponsored fees."""
+    from identity.service import DEV_TENANT_SLUG
+    from programs.admin import tenant_by_slug, utility_wallet
+    from programs.demo import seed_registry_demo
+
+    await seed_registry_demo(services, progress=lambda _message: None)
+    tenant = await tenant_by_slug(services, DEV_TENANT_SLUG)
+    wallet = await utility_wallet(services, tenant)
+    assert services.chain.addresses is not None
+    deployer.mint(
+        token=services.chain.addresses.ovpp_token, to=wallet.address, amount=1_000 * 10**18
+    )
+    return tenant

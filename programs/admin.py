@@ -1,0 +1,268 @@
+"""Utility onboarding and program publishing (the Integration Service), and vendors' device
+models. Each change is written on chain first and mirrored in the catalog after it lands."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from eth_account import Account
+from sqlalchemy import select
+
+from core.container import Services
+from core.db import utc_now
+from identity.models import Tenant
+from identity.principal import Principal
+from identity.service import provision
+from programs.models import FeePayer, Program, UtilityAccount
+from programs.service import registry_of
+from registry_client.onchain import program_id_of, utility_id_of
+from registry_client.types import DeviceType, protocol_id
+from relayer.direct import send_from_operator, submit_as_wallet
+from wallet.models import Wallet
+
+
+@dataclass(frozen=True)
+class UtilitySpec:
+    country: str
+    region: str
+    postal_codes: list[str]
+    control_endpoints: dict[str, str]
+    fee_recipient: str | None = None
+    ca_cert_fingerprint: bytes = b"\x00" * 32
+
+
+@dataclass(frozen=True)
+class ProgramSpec:
+    external_id: str
+    name: str
+    description: str
+    fee_payer: FeePayer
+    connection_fee: int
+    protocols: list[str]
+    eligible_device_types: list[DeviceType]
+    min_charge_w: int = 0
+    min_discharge_w: int = 0
+    min_energy_wh: int = 0
+    enrollment_bonus: int = 0
+    per_event_reward: int = 0
+    long_name: str | None = None
+    program_type: str = "DEMAND_RESPONSE"
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class DeviceModelSpec:
+    make: str
+    model: str
+    device_type: DeviceType
+    max_charge_w: int
+    max_discharge_w: int
+    energy_wh: int
+    nominal_voltage_v: int
+    protocols: list[str] = field(default_factory=list)
+    vendor_endpoint: str = ""
+    vendor_cert_fingerprint: bytes = b"\x00" * 32
+
+
+async def utility_wallet(services: Services, tenant: Tenant) -> Wallet:
+    """The utility's own custodial wallet: its registry admin and sponsor account."""
+    account = await provision(
+        services.db,
+        principal=Principal(
+            tenant_id=tenant.id,
+            tenant_slug=tenant.slug,
+            issuer=tenant.issuer,
+            subject=f"utility-account:{tenant.slug}",
+            email=None,
+            client_id=None,
+            scopes=frozenset(),
+        ),
+        keyring=services.keyring,
+    )
+    return account.wallet
+
+
+async def onboard_utility(
+    services: Services, *, tenant: Tenant, spec: UtilitySpec, operator_key: str
+) -> UtilityAccount:
+    """Register the utility in the registry (idempotent) with its endpoints, and approve the
+    registry to take the fees of the programs it sponsors from its wallet."""
+    registry = registry_of(services)
+    wallet = await utility_wallet(services, tenant)
+    utility_id = utility_id_of(tenant.slug)
+    record = await registry.utility(utility_id)
+    if record is None:
+        data = registry.contract.encode_abi(
+            "registerUtility",
+            args=[
+                utility_id,
+                wallet.address,
+                tenant.name,
+                spec.country,
+                spec.region,
+                spec.postal_codes,
+                spec.fee_recipient or wallet.address,
+                spec.ca_cert_fingerprint,
+            ],
+        )
+        await send_from_operator(
+            services,
+            operator_key=operator_key,
+            to=registry.address,
+            data=bytes.fromhex(data[2:]),
+            gas=1_500_000,
+        )
+        record = await registry.utility(utility_id)
+    calls = [
+        registry.set_control_endpoint(utility_id=utility_id, protocol=protocol, endpoint=endpoint)
+        for protocol, endpoint in spec.control_endpoints.items()
+        if record is None or record.control_endpoints.get(protocol) != endpoint
+    ]
+    from programs.service import _approve_call
+
+    calls.append(_approve_call(services, spender=registry.address, amount=2**256 - 1))
+    await submit_as_wallet(services, wallet_id=wallet.id, calls=calls, operator_key=operator_key)
+    async with services.db.session() as session:
+        row = (
+            await session.execute(
+                select(UtilityAccount).where(UtilityAccount.tenant_id == tenant.id)
+            )
+        ).scalar_one_or_none()
+        if row is None:
+            row = UtilityAccount(
+                tenant_id=tenant.id,
+                utility_id="0x" + utility_id.hex(),
+                wallet_id=wallet.id,
+                country=spec.country,
+                region=spec.region,
+                postal_codes=spec.postal_codes,
+            )
+        row.country, row.region, row.postal_codes = (
+            spec.country,
+            spec.region,
+            list(spec.postal_codes),
+        )
+        session.add(row)
+    return row
+
+
+async def publish_program(
+    services: Services, *, tenant: Tenant, spec: ProgramSpec, operator_key: str
+) -> Program:
+    """Create or update a program on chain (as the utility's admin), then in the catalog."""
+    registry = registry_of(services)
+    async with services.db.session() as session:
+        utility = (
+            await session.execute(
+                select(UtilityAccount).where(UtilityAccount.tenant_id == tenant.id)
+            )
+        ).scalar_one()
+        wallet = await session.get(Wallet, utility.wallet_id)
+    assert wallet is not None
+    utility_id = bytes.fromhex(utility.utility_id[2:])
+    call = registry.upsert_program(
+        utility_id=utility_id,
+        external_id=spec.external_id,
+        protocols=spec.protocols,
+        eligible_device_types=spec.eligible_device_types,
+        min_charge_w=spec.min_charge_w,
+        min_discharge_w=spec.min_discharge_w,
+        min_energy_wh=spec.min_energy_wh,
+        connection_fee=spec.connection_fee,
+        sponsor=wallet.address if spec.fee_payer == FeePayer.SPONSOR else None,
+        active=spec.active,
+    )
+    await submit_as_wallet(services, wallet_id=wallet.id, calls=[call], operator_key=operator_key)
+    program_id = "0x" + program_id_of(utility_id, spec.external_id).hex()
+    async with services.db.session() as session:
+        row = (
+            await session.execute(select(Program).where(Program.program_id == program_id))
+        ).scalar_one_or_none()
+        if row is None:
+            row = Program(
+                tenant_id=tenant.id,
+                program_id=program_id,
+                external_id=spec.external_id,
+                name=spec.name,
+                connection_fee=spec.connection_fee,
+            )
+        row.name = spec.name
+        row.long_name = spec.long_name
+        row.description = spec.description
+        row.program_type = spec.program_type
+        row.fee_payer = spec.fee_payer.value
+        row.connection_fee = spec.connection_fee
+        row.enrollment_bonus = spec.enrollment_bonus
+        row.per_event_reward = spec.per_event_reward
+        row.protocols = list(spec.protocols)
+        row.eligible_device_types = [t.name for t in spec.eligible_device_types]
+        row.min_charge_w, row.min_discharge_w, row.min_energy_wh = (
+            spec.min_charge_w,
+            spec.min_discharge_w,
+            spec.min_energy_wh,
+        )
+        row.active = spec.active
+        row.updated_at = utc_now()
+        session.add(row)
+    return row
+
+
+async def register_vendor(services: Services, *, vendor: str, operator_key: str) -> None:
+    registry = registry_of(services)
+    role = await registry.contract.functions.VENDOR_ROLE().call()
+    if await registry.contract.functions.hasRole(role, vendor).call():
+        return
+    data = registry.contract.encode_abi("registerVendor", args=[vendor])
+    await send_from_operator(
+        services,
+        operator_key=operator_key,
+        to=registry.address,
+        data=bytes.fromhex(data[2:]),
+        gas=200_000,
+    )
+
+
+async def register_device_model(
+    services: Services, *, spec: DeviceModelSpec, vendor_key: str
+) -> bytes:
+    """A vendor registers (or updates) one of its models; the vendor's own key pays the gas."""
+    from registry_client.routing import model_id_of
+
+    registry = registry_of(services)
+    model_id = model_id_of(spec.make, spec.model)
+    details = [
+        int(spec.device_type),
+        spec.max_charge_w,
+        spec.max_discharge_w,
+        spec.energy_wh,
+        spec.nominal_voltage_v,
+        [protocol_id(p) for p in spec.protocols],
+        spec.vendor_endpoint,
+        spec.vendor_cert_fingerprint,
+    ]
+    existing = await registry.device_model(model_id)
+    if existing is None:
+        data = registry.contract.encode_abi(
+            "registerDeviceModel", args=[spec.make, spec.model, *details]
+        )
+    else:
+        data = registry.contract.encode_abi("updateDeviceModel", args=[model_id, *details])
+    await send_from_operator(
+        services,
+        operator_key=vendor_key,
+        to=registry.address,
+        data=bytes.fromhex(data[2:]),
+        gas=1_500_000,
+    )
+    return model_id
+
+
+def address_of(private_key: str) -> str:
+    return Account.from_key(private_key).address
+
+
+async def tenant_by_slug(services: Services, slug: str) -> Tenant | None:
+    async with services.db.session() as session:
+        return (
+            await session.execute(select(Tenant).where(Tenant.slug == slug))
+        ).scalar_one_or_none()

@@ -1,0 +1,205 @@
+"""The OpenVPP routing logic: from the routing inputs and the registry's records to a
+``RoutingResult`` — every capability check with pass or fail and a reason, and, when ready,
+the endpoints, fingerprints and connection parameters both servers need.
+
+Pure: it reads nothing itself, so it is the same whether the records come from the on-chain
+registry or a remote routing service.
+"""
+
+from __future__ import annotations
+
+from eth_abi import encode
+from eth_hash.auto import keccak
+
+from chain.tokens import format_units
+from registry_client.types import (
+    CapabilityCheck,
+    DeviceModelRecord,
+    ProgramRecord,
+    RoutingRequest,
+    RoutingResult,
+    UtilityRecord,
+)
+
+
+def device_id_of(make: str, model: str, serial: str) -> bytes:
+    """Same as ``OVPPRegistry.deviceIdOf``: keccak256(abi.encode(make, model, serial))."""
+    return keccak(encode(["string", "string", "string"], [make, model, serial]))
+
+
+def model_id_of(make: str, model: str) -> bytes:
+    return keccak(encode(["string", "string"], [make, model]))
+
+
+def postal_code_in(code: str, entries: tuple[str, ...]) -> bool:
+    """Entries are single codes or inclusive numeric ranges like "94102-94110"."""
+    code = code.strip()
+    for entry in entries:
+        low, dash, high = entry.partition("-")
+        if not dash:
+            if code == low.strip():
+                return True
+        elif code.isdigit() and low.strip().isdigit() and high.strip().isdigit():
+            if len(code) == len(low.strip()) and int(low) <= int(code) <= int(high):
+                return True
+    return False
+
+
+def route(
+    request: RoutingRequest,
+    *,
+    utility: UtilityRecord | None,
+    program: ProgramRecord | None,
+    model: DeviceModelRecord | None,
+    already_connected: bool,
+) -> RoutingResult:
+    checks: list[CapabilityCheck] = []
+
+    def check(name: str, passed: bool, reason: str) -> None:
+        checks.append(CapabilityCheck(name=name, passed=passed, reason=reason))
+
+    device_id = device_id_of(request.make, request.model, request.serial)
+    model_id = model_id_of(request.make, request.model)
+    check(
+        "DEVICE_MODEL_REGISTERED",
+        model is not None,
+        f"{request.make} {request.model} is registered"
+        if model
+        else f"{request.make} {request.model} is not a registered device model",
+    )
+    check(
+        "PROGRAM_OPEN",
+        program is not None and program.active and program.utility_id == request.utility_id,
+        "the program is open"
+        if program and program.active
+        else "the program does not exist, is closed, or belongs to another utility",
+    )
+    if utility is not None:
+        in_territory = (
+            request.site.country.upper() == utility.country.upper()
+            and _region_matches(request.site, utility.region)
+            and postal_code_in(request.site.postal_code, utility.postal_codes)
+        )
+        check(
+            "SITE_IN_TERRITORY",
+            in_territory,
+            f"{request.site.postal_code} is served by {utility.name}"
+            if in_territory
+            else f"the site ({request.site.country}-{request.site.region} "
+            f"{request.site.postal_code}) is outside {utility.name}'s territory",
+        )
+    else:
+        check("SITE_IN_TERRITORY", False, "the utility is not in the registry")
+
+    if model is not None and program is not None:
+        protocol_ok = request.protocol in model.protocols and request.protocol in program.protocols
+        check(
+            "PROTOCOL_SUPPORTED",
+            protocol_ok,
+            f"both sides speak {request.protocol}"
+            if protocol_ok
+            else f"{request.protocol} is not supported by both the device "
+            f"({', '.join(model.protocols) or 'none'}) and the program "
+            f"({', '.join(program.protocols) or 'none'})",
+        )
+        endpoint_ok = utility is not None and request.protocol in utility.control_endpoints
+        check(
+            "UTILITY_ENDPOINT",
+            endpoint_ok,
+            "the utility's control server accepts this protocol"
+            if endpoint_ok
+            else f"the utility has no control server for {request.protocol}",
+        )
+        type_ok = model.device_type in program.eligible_device_types
+        check(
+            "DEVICE_TYPE_ELIGIBLE",
+            type_ok,
+            f"{model.device_type.name.lower().replace('_', ' ')}s are eligible"
+            if type_ok
+            else f"the program does not accept {model.device_type.name.lower().replace('_', ' ')}s",
+        )
+        shortfalls = [
+            f"{label} {have} < {need}"
+            for label, have, need in (
+                ("max charge W", model.max_charge_w, program.min_charge_w),
+                ("max discharge W", model.max_discharge_w, program.min_discharge_w),
+                ("energy Wh", model.energy_wh, program.min_energy_wh),
+            )
+            if have < need
+        ]
+        check(
+            "CAPABILITY_MINIMUMS",
+            not shortfalls,
+            "the device meets the program's minimums"
+            if not shortfalls
+            else "below the program's minimums: " + ", ".join(shortfalls),
+        )
+    check(
+        "NOT_ALREADY_CONNECTED",
+        not already_connected,
+        "the device is free to connect"
+        if not already_connected
+        else "this device is already actively connected to this program",
+    )
+    if request.payer_available_ovpp is not None and program is not None:
+        can_pay = request.payer_available_ovpp >= program.connection_fee
+        check(
+            "PAYER_CAN_PAY",
+            can_pay,
+            "the payer can pay the connection fee"
+            if can_pay
+            else f"the payer holds {format_units(request.payer_available_ovpp, 18)} OVPP, "
+            f"the fee is {format_units(program.connection_fee, 18)} OVPP",
+        )
+
+    ready = all(c.passed for c in checks)
+    result = RoutingResult(
+        ready=ready,
+        checks=tuple(checks),
+        device_id=device_id,
+        model_id=model_id,
+        program_id=request.program_id,
+        protocol=request.protocol,
+        connection_fee=program.connection_fee if program else 0,
+    )
+    if not ready or utility is None or model is None:
+        return result
+    endpoint = utility.control_endpoints[request.protocol]
+    return RoutingResult(
+        **{
+            **result.__dict__,
+            "utility_endpoint": endpoint,
+            "device_endpoint": model.vendor_endpoint,
+            "utility_ca_fingerprint": "0x" + utility.ca_cert_fingerprint.hex(),
+            "vendor_cert_fingerprint": "0x" + model.vendor_cert_fingerprint.hex(),
+            "connection_parameters": connection_parameters(request.protocol, endpoint, device_id),
+        }
+    )
+
+
+def connection_parameters(protocol: str, endpoint: str, device_id: bytes) -> dict[str, str]:
+    """What the device's server needs to reach the utility's server (the out-of-band step
+    OpenADR 3 leaves out of scope), derived deterministically from the device id."""
+    short = device_id.hex()[:16]
+    if protocol == "OPENADR_2_0B":
+        return {
+            "vtnUrl": endpoint,
+            "venName": f"ven-{short}",
+            "profile": "2.0b",
+            "transport": "simpleHttp",
+        }
+    if protocol == "OPENADR_3":
+        return {"vtnUrl": endpoint, "clientId": f"ovpp-{short}"}
+    if protocol == "IEEE_2030_5":
+        return {"serverUrl": endpoint, "lfdi": device_id.hex()[:40]}
+    if protocol.startswith("OCPP"):
+        return {"csmsUrl": endpoint, "chargingStationId": f"cs-{short}"}
+    return {"endpoint": endpoint, "deviceRef": short}
+
+
+def _region_matches(site: object, region: str) -> bool:
+    site_region = getattr(site, "region", "").upper()
+    wanted = region.upper()
+    return (
+        site_region == wanted or f"{getattr(site, 'country', '').upper()}-{site_region}" == wanted
+    )
