@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -49,8 +50,14 @@ class RequestContext:
             )
         return self._account
 
+    def read_session(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """A short session of its own, for query resolvers: GraphQL resolves sibling fields
+        concurrently and one ``AsyncSession`` must not be used by two at once."""
+        return self.services.db.session()
+
     async def session(self) -> AsyncSession:
-        """The request's one session; committed (or rolled back) once, when the operation ends."""
+        """The request's one session, for mutations (which GraphQL runs one after another);
+        committed (or rolled back) once, when the operation ends."""
         if self._session is None:
             self._session = self.services.db.sessionmaker()
         return self._session

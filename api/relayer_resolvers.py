@@ -76,9 +76,10 @@ async def transfer(info: Info, input: TransferInput) -> TransferResult:  # type:
 async def transaction(info: Info, id: strawberry.ID) -> Transaction:
     context = info.context
     account = await context.account(Scope.WALLET_READ)
-    row = await repository.transaction_of_wallet(
-        await context.session(), wallet_id=account.wallet.id, transaction_id=str(id)
-    )
+    async with context.read_session() as session:
+        row = await repository.transaction_of_wallet(
+            session, wallet_id=account.wallet.id, transaction_id=str(id)
+        )
     if row is None:
         raise NotFound("no such transaction in this wallet")
     return Transaction.from_row(row, tokens=context.services.chain.tokens)

@@ -18,8 +18,16 @@ from strawberry.extensions import (
 )
 from strawberry.types import ExecutionContext, ExecutionResult
 
-from api import relayer_resolvers
+from api import enrollment_resolvers, relayer_resolvers
 from api.context import RequestContext
+from api.enrollment_types import (
+    AddDeviceResult,
+    DeviceModel,
+    EnrollmentCheck,
+    EnrollResult,
+    Program,
+    UnenrollResult,
+)
 from api.extensions import (
     MASKED_MESSAGE,
     SpecSelectionSets,
@@ -49,6 +57,19 @@ class Query:
         resolver=relayer_resolvers.transaction, description="One of the viewer's transactions."
     )
 
+    device_models: list[DeviceModel] = strawberry.field(
+        resolver=enrollment_resolvers.device_models,
+        description="Device models registered in the OpenVPP registry (the app's device picker).",
+    )
+    programs: list[Program] = strawberry.field(
+        resolver=enrollment_resolvers.programs,
+        description="Programs open at a site, optionally for one device type.",
+    )
+    check_enrollment: EnrollmentCheck = strawberry.field(
+        resolver=enrollment_resolvers.check_enrollment,
+        description="Readiness, fee, who pays, and every capability check.",
+    )
+
     @strawberry.field(description="The chain the wallets live on.")
     def chain(self, info: Info) -> Chain:
         profile = info.context.services.chain.profile
@@ -68,6 +89,17 @@ class Mutation:
     transfer: TransferResult = strawberry.field(  # type: ignore[valid-type]
         resolver=relayer_resolvers.transfer,
         description="Send tokens without gas. Needs wallet:sign. Idempotent per key.",
+    )
+    add_device: AddDeviceResult = strawberry.field(  # type: ignore[valid-type]
+        resolver=enrollment_resolvers.add_device, description="Register a device at a site."
+    )
+    enroll: EnrollResult = strawberry.field(  # type: ignore[valid-type]
+        resolver=enrollment_resolvers.enroll,
+        description="Enroll a device in a program through the OpenVPP registry. Needs wallet:sign.",
+    )
+    unenroll: UnenrollResult = strawberry.field(  # type: ignore[valid-type]
+        resolver=enrollment_resolvers.unenroll,
+        description="Disconnect an ACTIVE enrollment in the registry. Needs wallet:sign.",
     )
 
 

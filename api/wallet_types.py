@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import strawberry
 
+from api import enrollment_resolvers
 from api.context import RequestContext
+from api.enrollment_types import Device, Enrollment
 from api.relayer_types import (
     PageInfo,
     Transaction,
@@ -30,13 +32,13 @@ class Wallet:
     ) -> TransactionConnection:
         if not 1 <= first <= 100:
             raise InvalidInput("first must be between 1 and 100", field="first")
-        session = await info.context.session()
-        rows = await repository.transactions_page(
-            session,
-            wallet_id=self.wallet_id,
-            first=first,
-            after=decode_cursor(after) if after else None,
-        )
+        async with info.context.read_session() as session:
+            rows = await repository.transactions_page(
+                session,
+                wallet_id=self.wallet_id,
+                first=first,
+                after=decode_cursor(after) if after else None,
+            )
         tokens = info.context.services.chain.tokens
         edges = [
             TransactionEdge(
@@ -65,6 +67,16 @@ class Viewer:
     id: strawberry.ID
     email: str | None
     wallet: Wallet
+
+    @strawberry.field(description="The customer's devices.")
+    async def devices(self, info: strawberry.Info[RequestContext, None]) -> list[Device]:
+        return await enrollment_resolvers.viewer_devices(info, str(self.id))
+
+    @strawberry.field(
+        description="The customer's enrollments, with connection parameters once ACTIVE."
+    )
+    async def enrollments(self, info: strawberry.Info[RequestContext, None]) -> list[Enrollment]:
+        return await enrollment_resolvers.viewer_enrollments(info, str(self.id))
 
     @classmethod
     def from_account(cls, account: CustomerAccount) -> Viewer:

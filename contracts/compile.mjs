@@ -30,6 +30,7 @@ const TARGETS = {
   OVPPToken: "contracts/src/OVPPToken.sol",
   USDStablecoin: "contracts/src/USDStablecoin.sol",
   OVPPForwarder: "contracts/src/OVPPForwarder.sol",
+  OVPPRegistry: "contracts/src/OVPPRegistry.sol",
 };
 
 // Read a source as text with CRLF normalised to LF, so a checkout with autocrlf still

@@ -50,6 +50,8 @@ DEMO_UTILITY = UtilitySpec(
         "OCPP_2_0_1": "wss://csms.demo-utility.example/ocpp",
     },
     ca_cert_fingerprint=bytes.fromhex("5a" * 32),
+    # Where the demo utility's connection fees go (an address nobody holds a key for locally).
+    fee_recipient="0x000000000000000000000000000000000000Fee5",
 )
 
 DEMO_PROGRAMS = [

@@ -35,7 +35,7 @@ from relayer.pricing import GasQuote, fee_in_token
 from relayer.service import current_gas_price, open_debits, relayer_key_for
 from wallet.models import Wallet
 
-ENROLL_TX_GAS = 700_000
+ENROLL_TX_GAS = 800_000
 UNENROLL_TX_GAS = 300_000
 PAYMENT_METHODS = ("WALLET", "SPONSOR", "CARD")
 

@@ -1,4 +1,4 @@
-"""Enrolling devices through the OpenVPP registry, seen from the service layer and the chain."""
+"""Enrolling devices through the OpenVPP registry, through the GraphQL API, checked on chain."""
 
 from __future__ import annotations
 
@@ -6,52 +6,209 @@ import asyncio
 import time
 import uuid
 
-from sqlmodel import select
+from sqlmodel import func, select
 
 from chain.address_book import AddressBook
 from chain.deploy import Deployer
 from core.container import Services
 from programs import service
-from programs.models import Enrollment, EnrollmentStatus, Program
-from registry_client.types import SiteAddress
+from programs.admin import utility_wallet
+from programs.models import Enrollment as EnrollmentRow
+from programs.models import Program
+from relayer.models import RelayTransaction
+from tests.support.graphql import gql
 from tests.support.issuer import TestIssuer
 from tests.support.wallets import ChainReader, new_customer
 
 OVPP = 10**18
-SITE = SiteAddress(
-    line1="1 Market St", city="San Francisco", region="CA", postal_code="94105", country="US"
-)
+SITE = {
+    "line1": "1 Market St",
+    "city": "San Francisco",
+    "region": "CA",
+    "postalCode": "94105",
+    "country": "US",
+}
+ENROLLMENT_FIELDS = """
+  id status protocol paymentMethod fee connectionId connectionParameters error
+  device { id make model } program { id name feePayer }
+"""
+ADD_DEVICE = """
+mutation($input: AddDeviceInput!) {
+  addDevice(input: $input) {
+    __typename ... on Device { id deviceType } ... on InvalidInput { message field }
+  }
+}
+"""
+ENROLL = f"""
+mutation($input: EnrollInput!) {{
+  enroll(input: $input) {{
+    __typename
+    ... on Enrollment {{ {ENROLLMENT_FIELDS} }}
+    ... on NotEligible {{ message failingChecks {{ name passed reason }} }}
+    ... on InsufficientFunds {{ message required available }}
+    ... on SponsorRefused {{ message reason }}
+    ... on InvalidInput {{ message field }}
+  }}
+}}
+"""
+UNENROLL = f"""
+mutation($input: UnenrollInput!) {{
+  unenroll(input: $input) {{
+    __typename
+    ... on Enrollment {{ {ENROLLMENT_FIELDS} }}
+    ... on InvalidInput {{ message field }}
+  }}
+}}
+"""
+VIEWER_ENROLLMENTS = f"{{ viewer {{ enrollments {{ {ENROLLMENT_FIELDS} }} devices {{ id }} }} }}"
 
 
-async def account_of(services: Services, subject_token_customer) -> object:  # type: ignore[no-untyped-def]
-    from identity.service import provision
-
-    principal = await services.token_validator.validate(subject_token_customer.token)
-    return await provision(services.db, principal=principal, keyring=services.keyring)
-
-
-async def wait_active(
-    services: Services, enrollment_id: str, *, timeout: float = 60.0
-) -> Enrollment:
-    deadline = time.monotonic() + timeout
-    while True:
-        async with services.db.session() as session:
-            row = await session.get(Enrollment, enrollment_id)
-            row = await service.refresh_status(session, services=services, enrollment=row)
-        if row.status not in (EnrollmentStatus.CONNECTING, EnrollmentStatus.UNENROLLING):
-            return row
-        assert time.monotonic() < deadline, f"enrollment still {row.status}"
-        await asyncio.sleep(0.1)
+async def add_device(client, token: str, make: str, model: str, site: dict | None = None) -> str:
+    body = await gql(
+        client,
+        ADD_DEVICE,
+        {
+            "input": {
+                "make": make,
+                "model": model,
+                "serial": f"SN-{uuid.uuid4().hex[:10]}",
+                "siteAddress": site or SITE,
+            }
+        },
+        token=token,
+    )
+    assert body["data"]["addDevice"]["__typename"] == "Device", body
+    return body["data"]["addDevice"]["id"]
 
 
-async def program_named(services: Services, external_id: str) -> Program:
+async def program_id(services: Services, external_id: str) -> str:
     async with services.db.session() as session:
         return (
-            await session.execute(select(Program).where(Program.external_id == external_id))
+            await session.execute(select(Program.id).where(Program.external_id == external_id))
         ).scalar_one()
 
 
-async def test_enrolling_the_demo_battery_with_wallet_payment(
+async def enroll(client, token: str, **fields: str) -> dict:
+    body = await gql(
+        client, ENROLL, {"input": {"idempotencyKey": str(uuid.uuid4()), **fields}}, token=token
+    )
+    assert "errors" not in body, body
+    return body["data"]["enroll"]
+
+
+async def wait_enrollment(client, token: str, enrollment_id: str, *, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        body = await gql(client, VIEWER_ENROLLMENTS, token=token)
+        assert "errors" not in body, body
+        node = next(e for e in body["data"]["viewer"]["enrollments"] if e["id"] == enrollment_id)
+        if node["status"] not in ("CONNECTING", "UNENROLLING"):
+            return node
+        assert time.monotonic() < deadline, node
+        await asyncio.sleep(0.1)
+
+
+async def counts(services: Services) -> tuple[int, int]:
+    async with services.db.session() as session:
+        jobs = (
+            await session.execute(select(func.count()).select_from(RelayTransaction))
+        ).scalar_one()
+        enrollments = (
+            await session.execute(select(func.count()).select_from(EnrollmentRow))
+        ).scalar_one()
+    return jobs, enrollments
+
+
+async def test_wallet_payment_connects_the_demo_battery_and_moves_the_fee(
+    client,
+    relayer,
+    registry_demo,
+    services: Services,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    chain = ChainReader(deployer, contracts)
+    registry = service.registry_of(services)
+    customer = await new_customer(client, test_issuer, deployer, contracts, ovpp=50 * OVPP)
+    device = await add_device(client, customer.token, "Voltstack", "VS-13.5")
+    program = await program_id(services, "dr-battery-2026")
+    utility = await registry.utility(bytes.fromhex(_utility_id_hex(registry_demo.slug)))
+    recipient_before = chain.ovpp_of(utility.fee_recipient)
+
+    check = await gql(
+        client,
+        "query($i: CheckEnrollmentInput!) { checkEnrollment(input: $i) { "
+        "ready fee feePayer gasSponsored gasFee checks { name passed reason } } }",
+        {"i": {"deviceId": device, "programId": program, "protocol": "OPENADR_3"}},
+        token=customer.token,
+    )
+    verdict = check["data"]["checkEnrollment"]
+    assert verdict["ready"] is True and verdict["fee"] == "5" and verdict["feePayer"] == "CUSTOMER"
+    assert {c["name"] for c in verdict["checks"]} >= {
+        "PROTOCOL_SUPPORTED",
+        "SITE_IN_TERRITORY",
+        "PAYER_CAN_PAY",
+    }
+
+    result = await enroll(
+        client,
+        customer.token,
+        deviceId=device,
+        programId=program,
+        protocol="OPENADR_3",
+        paymentMethod="WALLET",
+    )
+    assert result["__typename"] == "Enrollment" and result["status"] == "CONNECTING", result
+    final = await wait_enrollment(client, customer.token, result["id"])
+    assert final["status"] == "ACTIVE", final
+    assert final["connectionParameters"]["vtnUrl"] == "https://vtn.demo-utility.example/openadr3"
+
+    connection = await registry.connection(bytes.fromhex(final["connectionId"][2:]))
+    assert connection.owner == customer.address and connection.status == 1
+    async with services.db.session() as session:
+        row = await session.get(EnrollmentRow, result["id"])
+        job = await session.get(RelayTransaction, row.relay_transaction_id)
+    assert chain.ovpp_of(utility.fee_recipient) == recipient_before + 5 * OVPP
+    assert chain.ovpp_of(customer.address) == 50 * OVPP - 5 * OVPP - job.fee_amount
+    assert chain.native(customer.address) == 0
+
+
+async def test_sponsor_payment_leaves_the_customer_untouched(
+    client,
+    relayer,
+    registry_demo,
+    services: Services,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    chain = ChainReader(deployer, contracts)
+    customer = await new_customer(
+        client, test_issuer, deployer, contracts, ovpp=3 * OVPP, stablecoin=2 * 10**6
+    )
+    sponsor_wallet = await utility_wallet(services, registry_demo)
+    sponsor_before = chain.ovpp_of(sponsor_wallet.address)
+    device = await add_device(client, customer.token, "Voltstack", "VS-13.5")
+    program = await program_id(services, "sponsored-battery-2026")
+    result = await enroll(
+        client,
+        customer.token,
+        deviceId=device,
+        programId=program,
+        protocol="IEEE_2030_5",
+        paymentMethod="SPONSOR",
+    )
+    assert result["__typename"] == "Enrollment", result
+    final = await wait_enrollment(client, customer.token, result["id"])
+    assert final["status"] == "ACTIVE", final
+    assert chain.ovpp_of(customer.address) == 3 * OVPP
+    assert chain.usd_of(customer.address) == 2 * 10**6
+    assert chain.native(customer.address) == 0
+    assert chain.ovpp_of(sponsor_wallet.address) == sponsor_before - 5 * OVPP
+
+
+async def test_a_mismatched_device_is_not_eligible_and_nothing_is_charged_or_written(
     client,
     relayer,
     registry_demo,
@@ -62,62 +219,150 @@ async def test_enrolling_the_demo_battery_with_wallet_payment(
 ) -> None:
     chain = ChainReader(deployer, contracts)
     customer = await new_customer(client, test_issuer, deployer, contracts, ovpp=50 * OVPP)
-    account = await account_of(services, customer)
-    program = await program_named(services, "dr-battery-2026")
+    thermostat = await add_device(client, customer.token, "ThermaSense", "TS-3")
+    program = await program_id(services, "dr-battery-2026")
+    before = await counts(services)
+    result = await enroll(
+        client,
+        customer.token,
+        deviceId=thermostat,
+        programId=program,
+        protocol="MATTER",
+        paymentMethod="WALLET",
+    )
+    assert result["__typename"] == "NotEligible", result
+    failing = {c["name"] for c in result["failingChecks"]}
+    assert failing == {
+        "PROTOCOL_SUPPORTED",
+        "DEVICE_TYPE_ELIGIBLE",
+        "CAPABILITY_MINIMUMS",
+        "UTILITY_ENDPOINT",
+    }
+    assert all(c["reason"] and c["passed"] is False for c in result["failingChecks"])
+    far_away = await add_device(
+        client, customer.token, "Voltstack", "VS-13.5", {**SITE, "postalCode": "10001"}
+    )
+    result = await enroll(
+        client,
+        customer.token,
+        deviceId=far_away,
+        programId=program,
+        protocol="OPENADR_3",
+        paymentMethod="WALLET",
+    )
+    assert {c["name"] for c in result["failingChecks"]} == {"SITE_IN_TERRITORY"}
+    assert await counts(services) == before
+    assert chain.ovpp_of(customer.address) == 50 * OVPP
     registry = service.registry_of(services)
-    utility = await registry.utility(bytes.fromhex((await _utility_id(services, program))[2:]))
-    fee_recipient_before = chain.ovpp_of(utility.fee_recipient)
+    async with services.db.session() as session:
+        row = (await session.execute(select(Program).where(Program.id == program))).scalar_one()
+    from programs.models import Device
 
     async with services.db.session() as session:
-        device = await service.add_device(
-            session,
-            services=services,
-            account=account,
-            raw=service.DeviceInput(
-                make="Voltstack", model="VS-13.5", serial=f"SN-{uuid.uuid4().hex[:8]}", site=SITE
-            ),
+        device_row = await session.get(Device, thermostat)
+    assert (
+        await registry.active_connection(
+            bytes.fromhex(device_row.device_id[2:]), bytes.fromhex(row.program_id[2:])
         )
-    async with services.db.session() as session:
-        enrollment = await service.enroll(
-            session,
-            services=services,
-            account=account,
-            device_row_id=device.id,
-            program_row_id=program.id,
-            protocol="OPENADR_3",
-            payment_method="WALLET",
-            idempotency_key="enroll-1",
-        )
-    assert enrollment.status == EnrollmentStatus.CONNECTING
-    final = await wait_active(services, enrollment.id)
-    assert final.status == EnrollmentStatus.ACTIVE, final.error
-    assert final.connection_parameters["vtnUrl"] == "https://vtn.demo-utility.example/openadr3"
-    assert final.connection_parameters["clientId"].startswith("ovpp-")
-
-    connection = await registry.connection(bytes.fromhex(final.connection_id[2:]))
-    assert connection.owner == customer.address
-    assert connection.status == 1  # ACTIVE
-    gas_fee = _gas_fee_of(services, final)
-    assert chain.ovpp_of(utility.fee_recipient) == fee_recipient_before + 5 * OVPP
-    assert chain.ovpp_of(customer.address) == 50 * OVPP - 5 * OVPP - await gas_fee
-    assert chain.native(customer.address) == 0
+        is None
+    )
 
 
-async def _utility_id(services: Services, program: Program) -> str:
-    from programs.models import UtilityAccount
+async def test_too_little_ovpp_is_insufficient_funds_and_nothing_is_written(
+    client,
+    relayer,
+    registry_demo,
+    services: Services,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    chain = ChainReader(deployer, contracts)
+    customer = await new_customer(client, test_issuer, deployer, contracts, ovpp=1 * OVPP)
+    device = await add_device(client, customer.token, "Voltstack", "VS-13.5")
+    program = await program_id(services, "dr-battery-2026")
+    before = await counts(services)
+    result = await enroll(
+        client,
+        customer.token,
+        deviceId=device,
+        programId=program,
+        protocol="OPENADR_3",
+        paymentMethod="WALLET",
+    )
+    assert result["__typename"] == "InsufficientFunds", result
+    assert await counts(services) == before
+    assert chain.ovpp_of(customer.address) == 1 * OVPP
+    card = await enroll(
+        client,
+        customer.token,
+        deviceId=device,
+        programId=program,
+        protocol="OPENADR_3",
+        paymentMethod="CARD",
+    )
+    assert card["__typename"] == "InvalidInput" and card["field"] == "paymentMethod"
 
-    async with services.db.session() as session:
-        row = (
-            await session.execute(
-                select(UtilityAccount).where(UtilityAccount.tenant_id == program.tenant_id)
-            )
-        ).scalar_one()
-    return row.utility_id
+
+async def test_one_active_connection_per_device_and_program_and_unenroll_frees_it(
+    client,
+    relayer,
+    registry_demo,
+    services: Services,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    customer = await new_customer(client, test_issuer, deployer, contracts, ovpp=100 * OVPP)
+    device = await add_device(client, customer.token, "Voltstack", "VS-13.5")
+    program = await program_id(services, "dr-battery-2026")
+    first = await enroll(
+        client,
+        customer.token,
+        deviceId=device,
+        programId=program,
+        protocol="OPENADR_2_0B",
+        paymentMethod="WALLET",
+    )
+    active = await wait_enrollment(client, customer.token, first["id"])
+    assert active["status"] == "ACTIVE"
+    assert active["connectionParameters"]["venName"].startswith("ven-")
+    again = await enroll(
+        client,
+        customer.token,
+        deviceId=device,
+        programId=program,
+        protocol="OPENADR_2_0B",
+        paymentMethod="WALLET",
+    )
+    assert again["__typename"] == "NotEligible"
+    assert {c["name"] for c in again["failingChecks"]} == {"NOT_ALREADY_CONNECTED"}
+
+    body = await gql(
+        client,
+        UNENROLL,
+        {"input": {"enrollmentId": first["id"], "idempotencyKey": "leave-1"}},
+        token=customer.token,
+    )
+    assert body["data"]["unenroll"]["status"] == "UNENROLLING", body
+    done = await wait_enrollment(client, customer.token, first["id"])
+    assert done["status"] == "UNENROLLED"
+    registry = service.registry_of(services)
+    connection = await registry.connection(bytes.fromhex(active["connectionId"][2:]))
+    assert connection.status == 2  # DISCONNECTED
+    rejoin = await enroll(
+        client,
+        customer.token,
+        deviceId=device,
+        programId=program,
+        protocol="OPENADR_2_0B",
+        paymentMethod="WALLET",
+    )
+    assert rejoin["__typename"] == "Enrollment", rejoin
+    assert (await wait_enrollment(client, customer.token, rejoin["id"]))["status"] == "ACTIVE"
 
 
-async def _gas_fee_of(services: Services, enrollment: Enrollment) -> int:
-    from relayer.models import RelayTransaction
+def _utility_id_hex(slug: str) -> str:
+    from registry_client.onchain import utility_id_of
 
-    async with services.db.session() as session:
-        job = await session.get(RelayTransaction, enrollment.relay_transaction_id)
-    return job.fee_amount
+    return utility_id_of(slug).hex()
