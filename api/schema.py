@@ -18,7 +18,8 @@ from strawberry.extensions import (
 )
 from strawberry.types import ExecutionContext, ExecutionResult
 
-from api import enrollment_resolvers, relayer_resolvers
+from api import admin, enrollment_resolvers, relayer_resolvers
+from api.admin import AdminProgram, SponsorBudget, UtilityAdmin
 from api.context import RequestContext
 from api.enrollment_types import (
     AddDeviceResult,
@@ -57,6 +58,10 @@ class Query:
         resolver=relayer_resolvers.transaction, description="One of the viewer's transactions."
     )
 
+    utility_admin: UtilityAdmin = strawberry.field(
+        resolver=admin.utility_admin,
+        description="The administrator's own utility (scope utility:admin).",
+    )
     device_models: list[DeviceModel] = strawberry.field(
         resolver=enrollment_resolvers.device_models,
         description="Device models registered in the OpenVPP registry (the app's device picker).",
@@ -89,6 +94,18 @@ class Mutation:
     transfer: TransferResult = strawberry.field(  # type: ignore[valid-type]
         resolver=relayer_resolvers.transfer,
         description="Send tokens without gas. Needs wallet:sign. Idempotent per key.",
+    )
+    register_utility: UtilityAdmin = strawberry.field(
+        resolver=admin.register_utility,
+        description="Utility admin: register or update the utility in the registry.",
+    )
+    upsert_program: AdminProgram = strawberry.field(
+        resolver=admin.upsert_program,
+        description="Utility admin: publish or change a program (on chain, then the catalog).",
+    )
+    fund_sponsorship: SponsorBudget = strawberry.field(
+        resolver=admin.fund_sponsorship,
+        description="Utility admin: add to the gas sponsorship funds. Idempotent per key.",
     )
     add_device: AddDeviceResult = strawberry.field(  # type: ignore[valid-type]
         resolver=enrollment_resolvers.add_device, description="Register a device at a site."

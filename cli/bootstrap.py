@@ -84,9 +84,10 @@ def local_stack(settings: Settings, progress: Progress) -> Iterator[None]:
                 )
                 provider.start()
                 stack.callback(provider.stop)
-            progress(f"demo data: customer {DEMO_EMAIL}")
+            progress(f"demo data: customer {DEMO_EMAIL}, device models, utility programs")
             address = asyncio.run(seed_demo_customer(settings, progress))
             progress.detail(f"wallet {address}")
+            asyncio.run(seed_registry(settings, progress))
         yield
 
 
@@ -102,6 +103,16 @@ def ensure_contracts(settings: Settings, progress: Progress) -> AddressBook:
         private_key=deployer_key(settings, profile),
         progress=progress.detail,
     )
+    if book is not None and book.registry is None and deployer.book_is_live(
+        book.model_copy(update={"registry": book.forwarder})
+    ):
+        registry = deployer.deploy(
+            "OVPPRegistry", book.forwarder, book.ovpp_token, deployer.account.address
+        )
+        book = book.model_copy(update={"registry": registry})
+        book.save(path)
+        progress.detail(f"added the OpenVPP registry at {registry}")
+        return book
     if book is not None and deployer.book_is_live(book):
         progress.detail(f"deployed already: OVPP {book.ovpp_token}, stablecoin {book.stablecoin}")
         return book
@@ -149,6 +160,36 @@ async def seed_demo_customer(settings: Settings, progress: Progress) -> str:
             deployer.mint(token=token, to=address, amount=amount)
             progress.detail(f"minted demo {label} to {address}")
     return address
+
+
+async def seed_registry(settings: Settings, progress: Progress) -> None:
+    """Demo vendor models, the demo utility and its programs; the utility's wallet funded."""
+    from core.container import Services
+    from programs.admin import tenant_by_slug, utility_wallet
+    from programs.demo import seed_registry_demo
+
+    services = await Services.start(settings)
+    try:
+        await seed_registry_demo(services, progress=progress.detail)
+        tenant = await tenant_by_slug(services, DEV_TENANT_SLUG)
+        if tenant is None or services.chain.addresses is None:
+            return
+        wallet = await utility_wallet(services, tenant)
+        deployer = Deployer(
+            rpc_url=settings.resolved_rpc_url,
+            private_key=deployer_key(settings, services.chain.profile),
+            progress=progress.detail,
+        )
+        if (
+            deployer.balance_of(token=services.chain.addresses.ovpp_token, owner=wallet.address)
+            == 0
+        ):
+            deployer.mint(
+                token=services.chain.addresses.ovpp_token, to=wallet.address, amount=DEMO_OVPP
+            )
+            progress.detail(f"minted sponsorship OVPP to the utility wallet {wallet.address}")
+    finally:
+        await services.close()
 
 
 def rpc_like_answers(url: str) -> bool:

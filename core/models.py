@@ -13,6 +13,7 @@ from relayer.models import (
     RelayTransaction,
     Sponsor,
     SponsorCharge,
+    SponsorFunding,
     WalletPolicy,
 )
 from wallet.models import Wallet
@@ -30,6 +31,7 @@ __all__ = [
     "RelayerKey",
     "Sponsor",
     "SponsorCharge",
+    "SponsorFunding",
     "Tenant",
     "UtilityAccount",
     "Wallet",

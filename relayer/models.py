@@ -191,3 +191,18 @@ class WalletPolicy(SQLModel, table=True):
     token: str = Field(max_length=16)
     daily_limit: int | None = Field(default=None, sa_column=Column(TokenAmount, nullable=True))
     allowed_destinations: list | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class SponsorFunding(SQLModel, table=True):
+    """A top-up of a sponsor's funds; idempotent per key."""
+
+    __tablename__ = "sponsor_fundings"
+    __table_args__ = (
+        UniqueConstraint("sponsor_id", "idempotency_key", name="uq_sponsor_funding_key"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    sponsor_id: str = Field(foreign_key="sponsors.id", max_length=36, index=True)
+    idempotency_key: str = Field(max_length=255)
+    amount_wei: int = Field(sa_column=Column(TokenAmount, nullable=False))
+    created_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp())

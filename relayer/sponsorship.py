@@ -145,3 +145,39 @@ async def spent_wei(session: AsyncSession, sponsor_id: str) -> int:
         select(SponsorCharge.amount_wei).where(SponsorCharge.sponsor_id == sponsor_id)
     )
     return sum(int(amount) for (amount,) in rows.all())
+
+
+async def fund_sponsor(
+    session: AsyncSession, *, tenant_id: str, name: str, amount_wei: int, idempotency_key: str
+) -> Sponsor:
+    """Add ``amount_wei`` to the utility's sponsorship funds once per idempotency key."""
+    from relayer.models import SponsorFunding
+
+    if amount_wei <= 0:
+        raise ValueError("a funding adds a positive amount")
+    sponsor = await configure_sponsor(session, tenant_id=tenant_id, name=name)
+    existing = (
+        await session.execute(
+            select(SponsorFunding).where(
+                SponsorFunding.sponsor_id == sponsor.id,
+                SponsorFunding.idempotency_key == idempotency_key,
+            )
+        )
+    ).scalar_one_or_none()
+    if existing is not None:
+        if existing.amount_wei != amount_wei:
+            from relayer.errors import InvalidInput
+
+            raise InvalidInput(
+                "this idempotency key was used for another amount", field="idempotencyKey"
+            )
+        return sponsor
+    session.add(
+        SponsorFunding(
+            sponsor_id=sponsor.id, idempotency_key=idempotency_key, amount_wei=amount_wei
+        )
+    )
+    sponsor.funds_wei += amount_wei
+    session.add(sponsor)
+    await session.flush()
+    return sponsor

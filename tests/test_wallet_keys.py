@@ -272,6 +272,15 @@ def _explain(result: Result) -> str:
     return result.output + "".join(traceback.format_exception(*result.exc_info))
 
 
+async def _all_relayer_keys(services: Services) -> list:
+    from sqlmodel import select
+
+    from relayer.models import RelayerKey
+
+    async with services.db.session() as session:
+        return list((await session.execute(select(RelayerKey).order_by(RelayerKey.slot))).scalars())
+
+
 async def test_keys_rewrap_moves_every_wallet_to_the_new_kek(
     client: httpx.AsyncClient,
     services: Services,
@@ -291,17 +300,21 @@ async def test_keys_rewrap_moves_every_wallet_to_the_new_kek(
     }
     new_kek_encoded = LocalKeyEncryptionKey.generate_base64()
     new_kek = LocalKeyEncryptionKey.from_base64(new_kek_encoded)
-    total = len(before)
+    relayer_keys_before = await _all_relayer_keys(services)
+    total = len(before) + len(relayer_keys_before)
 
     try:
         rotated = await _run_keys_rewrap(
             database_url=database_url, current_kek=new_kek_encoded, previous_keks=kek
         )
         assert rotated.exit_code == 0, _explain(rotated)
-        assert rotated.output.splitlines() == [
+        lines = rotated.output.splitlines()
+        assert lines[-2:] == [
             f"re-wrapped {total}/{total}",
-            f"done: {total} wallet(s) now under {new_kek.key_id}",
+            f"done: {total} key(s) now under {new_kek.key_id}",
         ]
+        assert all(line.startswith("re-wrapped ") for line in lines[:-1])
+        assert {key.kek_id for key in await _all_relayer_keys(services)} <= {new_kek.key_id}
 
         after = await _all_wallets(services)
         assert [wallet.address for wallet in after] == [wallet.address for wallet in before]
@@ -323,7 +336,7 @@ async def test_keys_rewrap_moves_every_wallet_to_the_new_kek(
             database_url=database_url, current_kek=new_kek_encoded, previous_keks=kek
         )
         assert again.exit_code == 0, _explain(again)
-        assert again.output.splitlines() == [f"done: 0 wallet(s) now under {new_kek.key_id}"]
+        assert again.output.splitlines() == [f"done: 0 key(s) now under {new_kek.key_id}"]
     finally:
         # Put every wallet back under the session KEK for the tests that follow.
         restored = await _run_keys_rewrap(
@@ -331,7 +344,8 @@ async def test_keys_rewrap_moves_every_wallet_to_the_new_kek(
         )
 
     assert restored.exit_code == 0, _explain(restored)
-    assert restored.output.splitlines()[-1] == f"done: {total} wallet(s) now under {session_kek_id}"
+    assert restored.output.splitlines()[-1] == f"done: {total} key(s) now under {session_kek_id}"
+    assert {key.kek_id for key in await _all_relayer_keys(services)} <= {session_kek_id}
     for wallet in await _all_wallets(services):
         assert wallet.kek_id == session_kek_id
         sealed = sealed_key_of(wallet)

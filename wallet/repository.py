@@ -33,14 +33,17 @@ async def insert_wallet_if_absent(
     )
 
 
-async def wallets_not_under_kek(session: AsyncSession, kek_id: str, *, limit: int) -> list[Wallet]:
-    """Up to ``limit`` wallets whose data key is wrapped under another KEK."""
-    statement = select(Wallet).where(Wallet.kek_id != kek_id).order_by(Wallet.id).limit(limit)
+async def sealed_rows_not_under_kek(
+    session: AsyncSession, model: type, kek_id: str, *, limit: int
+) -> list:
+    """Up to ``limit`` rows of ``model`` (a table with sealed-key columns: wallets, relayer
+    keys) whose data key is wrapped under another KEK."""
+    statement = select(model).where(model.kek_id != kek_id).order_by(model.id).limit(limit)
     return list((await session.execute(statement)).scalars())
 
 
-async def count_wallets_not_under_kek(session: AsyncSession, kek_id: str) -> int:
+async def count_sealed_rows_not_under_kek(session: AsyncSession, model: type, kek_id: str) -> int:
     from sqlalchemy import func
 
-    statement = select(func.count()).select_from(Wallet).where(Wallet.kek_id != kek_id)
+    statement = select(func.count()).select_from(model).where(model.kek_id != kek_id)
     return int((await session.execute(statement)).scalar_one())

@@ -27,7 +27,7 @@ async def ensure_wallet(session: AsyncSession, *, customer_id: str, keyring: Key
     return wallet
 
 
-def sealed_key_of(wallet: Wallet) -> SealedKey:
+def sealed_key_of(wallet: Wallet) -> SealedKey:  # also accepts a RelayerKey row (same columns)
     return SealedKey(
         address=wallet.address,
         encrypted_private_key=wallet.encrypted_private_key,
@@ -43,24 +43,34 @@ async def rewrap_all(
     progress: Callable[[int, int], None] | None = None,
     batch_size: int = 500,
 ) -> int:
-    """Re-wrap every data key not under the current KEK. Each batch commits on its own, so an
-    interrupted run resumes where it stopped; the private keys themselves are never decrypted."""
+    """Re-wrap every data key not under the current KEK: customers' wallets and relayer keys.
+    Each batch commits on its own, so an interrupted run resumes where it stopped; the private
+    keys themselves are never decrypted."""
+    from relayer.models import RelayerKey
+
     new_kek = keyring.current
+    models: list[type] = [Wallet, RelayerKey]
     async with db.session() as session:
-        total = await repository.count_wallets_not_under_kek(session, new_kek.key_id)
-    done = 0
-    while True:
-        async with db.session() as session:
-            batch = await repository.wallets_not_under_kek(
-                session, new_kek.key_id, limit=batch_size
+        total = 0
+        for model in models:
+            total += await repository.count_sealed_rows_not_under_kek(
+                session, model, new_kek.key_id
             )
-            for wallet in batch:
-                resealed = rewrap(sealed_key_of(wallet), keyring=keyring, new_kek=new_kek)
-                wallet.wrapped_data_key = resealed.wrapped_data_key
-                wallet.kek_id = resealed.kek_id
-                session.add(wallet)
-        if not batch:
-            return done
-        done += len(batch)
-        if progress is not None:
-            progress(done, total)
+    done = 0
+    for model in models:
+        while True:
+            async with db.session() as session:
+                batch = await repository.sealed_rows_not_under_kek(
+                    session, model, new_kek.key_id, limit=batch_size
+                )
+                for row in batch:
+                    resealed = rewrap(sealed_key_of(row), keyring=keyring, new_kek=new_kek)
+                    row.wrapped_data_key = resealed.wrapped_data_key
+                    row.kek_id = resealed.kek_id
+                    session.add(row)
+            if not batch:
+                break
+            done += len(batch)
+            if progress is not None:
+                progress(done, total)
+    return done

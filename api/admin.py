@@ -1,0 +1,359 @@
+"""The utility administrator's API (scope ``utility:admin``), always bound to the caller's own
+utility: there is no argument that names another one, and ids of another utility's programs
+are refused."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+from sqlalchemy import func, select
+
+from api.context import RequestContext
+from api.enrollment_types import DeviceType, EnrollmentStatus, FeePayer, PaymentMethod, Protocol
+from chain.profiles import deployer_key
+from chain.tokens import AmountError, format_units, parse_units
+from core.errors import Forbidden, NotFound
+from identity.models import Tenant
+from identity.principal import Principal, Scope
+from programs import admin as program_admin
+from programs.models import Enrollment as EnrollmentRow
+from programs.models import FeePayer as FeePayerValue
+from programs.models import Program as ProgramRow
+from programs.models import UtilityAccount
+from registry_client.types import DeviceType as DeviceTypeValue
+from relayer import sponsorship
+from relayer.errors import InvalidInput
+from wallet.models import Wallet
+
+Info = strawberry.Info[RequestContext, None]
+
+
+@strawberry.type
+class ControlEndpoint:
+    protocol: Protocol
+    endpoint: str
+
+
+@strawberry.input
+class ControlEndpointInput:
+    protocol: Protocol
+    endpoint: str
+
+
+@strawberry.input
+class RegisterUtilityInput:
+    country: str
+    region: str = strawberry.field(description='ISO 3166-2, e.g. "US-CA".')
+    postal_codes: list[str] = strawberry.field(description='Codes or ranges, e.g. "94102-94110".')
+    control_endpoints: list[ControlEndpointInput]
+    fee_recipient: str | None = None
+
+
+@strawberry.input
+class UpsertProgramInput:
+    external_id: str
+    name: str
+    description: str = ""
+    fee_payer: FeePayer = FeePayer.CUSTOMER
+    connection_fee: str = strawberry.field(description="OVPP, decimal string.")
+    protocols: list[Protocol]
+    eligible_device_types: list[DeviceType]
+    min_charge_w: int = 0
+    min_discharge_w: int = 0
+    min_energy_wh: int = 0
+    enrollment_bonus: str = "0"
+    per_event_reward: str = "0"
+    active: bool = True
+
+
+@strawberry.input
+class FundSponsorshipInput:
+    amount: str = strawberry.field(description="Native-token equivalent of gas to add, decimal.")
+    idempotency_key: str
+
+
+@strawberry.type
+class AdminProgram:
+    id: strawberry.ID
+    external_id: str
+    name: str
+    fee_payer: FeePayer
+    connection_fee: str
+    protocols: list[Protocol]
+    active: bool
+    active_enrollments: int
+
+    @classmethod
+    def from_row(cls, row: ProgramRow, active_enrollments: int) -> AdminProgram:
+        return cls(
+            id=strawberry.ID(row.id),
+            external_id=row.external_id,
+            name=row.name,
+            fee_payer=FeePayer(row.fee_payer),
+            connection_fee=format_units(row.connection_fee, 18),
+            protocols=[Protocol(p) for p in row.protocols],
+            active=row.active,
+            active_enrollments=active_enrollments,
+        )
+
+
+@strawberry.type
+class AdminEnrollment:
+    id: strawberry.ID
+    status: EnrollmentStatus
+    program_id: strawberry.ID
+    protocol: Protocol
+    payment_method: PaymentMethod
+    fee: str
+    created_at: datetime
+
+
+@strawberry.type
+class SponsorBudget:
+    active: bool
+    funds: str = strawberry.field(description="Native-token equivalent, decimal.")
+    spent: str
+    remaining: str
+    sponsors_customer_transfers: bool
+    sponsor_wallet: str | None = strawberry.field(description="Pays sponsored programs' OVPP fees.")
+
+
+@strawberry.type(description="The signed-in administrator's own utility.")
+class UtilityAdmin:
+    slug: str
+    name: str
+    registered: bool
+    country: str | None
+    region: str | None
+    postal_codes: list[str]
+    control_endpoints: list[ControlEndpoint]
+    tenant_id: strawberry.Private[str]
+
+    @strawberry.field
+    async def programs(self, info: Info) -> list[AdminProgram]:
+        async with info.context.read_session() as session:
+            rows = list(
+                (
+                    await session.execute(
+                        select(ProgramRow)
+                        .where(ProgramRow.tenant_id == self.tenant_id)
+                        .order_by(ProgramRow.name)
+                    )
+                ).scalars()
+            )
+            counts = dict(
+                (
+                    await session.execute(
+                        select(EnrollmentRow.program_row_id, func.count())
+                        .where(
+                            EnrollmentRow.tenant_id == self.tenant_id,
+                            EnrollmentRow.status == "ACTIVE",
+                        )
+                        .group_by(EnrollmentRow.program_row_id)
+                    )
+                ).all()
+            )
+        return [AdminProgram.from_row(row, int(counts.get(row.id, 0))) for row in rows]
+
+    @strawberry.field(description="Enrollments in this utility's programs, newest first.")
+    async def enrollments(
+        self, info: Info, program_id: strawberry.ID | None = None, first: int = 50
+    ) -> list[AdminEnrollment]:
+        if not 1 <= first <= 200:
+            raise InvalidInput("first must be between 1 and 200", field="first")
+        async with info.context.read_session() as session:
+            statement = select(EnrollmentRow).where(EnrollmentRow.tenant_id == self.tenant_id)
+            if program_id is not None:
+                program = await session.get(ProgramRow, str(program_id))
+                if program is None:
+                    raise NotFound("no such program")
+                if program.tenant_id != self.tenant_id:
+                    raise Forbidden("this program belongs to another utility")
+                statement = statement.where(EnrollmentRow.program_row_id == program.id)
+            rows = list(
+                (
+                    await session.execute(
+                        statement.order_by(EnrollmentRow.created_at.desc()).limit(first)
+                    )
+                ).scalars()
+            )
+        return [
+            AdminEnrollment(
+                id=strawberry.ID(row.id),
+                status=EnrollmentStatus(row.status),
+                program_id=strawberry.ID(row.program_row_id),
+                protocol=Protocol(row.protocol),
+                payment_method=PaymentMethod(row.payment_method),
+                fee=format_units(row.fee_amount, 18),
+                created_at=row.created_at,
+            )
+            for row in rows
+        ]
+
+    @strawberry.field
+    async def sponsor_budget(self, info: Info) -> SponsorBudget:
+        async with info.context.read_session() as session:
+            return await _budget(session, self.tenant_id)
+
+
+async def _budget(session, tenant_id: str) -> SponsorBudget:  # type: ignore[no-untyped-def]
+    sponsor = await sponsorship.sponsor_of_tenant(session, tenant_id)
+    utility = (
+        await session.execute(select(UtilityAccount).where(UtilityAccount.tenant_id == tenant_id))
+    ).scalar_one_or_none()
+    wallet = await session.get(Wallet, utility.wallet_id) if utility else None
+    if sponsor is None:
+        return SponsorBudget(
+            active=False,
+            funds="0",
+            spent="0",
+            remaining="0",
+            sponsors_customer_transfers=False,
+            sponsor_wallet=wallet.address if wallet else None,
+        )
+    spent = await sponsorship.spent_wei(session, sponsor.id)
+    return SponsorBudget(
+        active=sponsor.active,
+        funds=format_units(sponsor.funds_wei, 18),
+        spent=format_units(spent, 18),
+        remaining=format_units(max(sponsor.funds_wei - spent, 0), 18),
+        sponsors_customer_transfers=sponsor.sponsors_transfers,
+        sponsor_wallet=wallet.address if wallet else None,
+    )
+
+
+async def _admin(info: Info) -> tuple[Principal, Tenant]:
+    principal = await info.context.principal()
+    principal.require(Scope.UTILITY_ADMIN)
+    async with info.context.read_session() as session:
+        tenant = await session.get(Tenant, principal.tenant_id)
+    assert tenant is not None
+    return principal, tenant
+
+
+async def _view(info: Info, tenant: Tenant) -> UtilityAdmin:
+    async with info.context.read_session() as session:
+        utility = (
+            await session.execute(
+                select(UtilityAccount).where(UtilityAccount.tenant_id == tenant.id)
+            )
+        ).scalar_one_or_none()
+    endpoints: list[ControlEndpoint] = []
+    if utility is not None:
+        from programs.service import registry_of
+
+        record = await registry_of(info.context.services).utility(
+            bytes.fromhex(utility.utility_id[2:])
+        )
+        if record is not None:
+            endpoints = [
+                ControlEndpoint(protocol=Protocol(p), endpoint=e)
+                for p, e in sorted(record.control_endpoints.items())
+                if p in Protocol.__members__
+            ]
+    return UtilityAdmin(
+        slug=tenant.slug,
+        name=tenant.name,
+        registered=utility is not None,
+        country=utility.country if utility else None,
+        region=utility.region if utility else None,
+        postal_codes=list(utility.postal_codes) if utility else [],
+        control_endpoints=endpoints,
+        tenant_id=tenant.id,
+    )
+
+
+async def utility_admin(info: Info) -> UtilityAdmin:
+    _principal, tenant = await _admin(info)
+    return await _view(info, tenant)
+
+
+def _operator_key(info: Info) -> str:
+    services = info.context.services
+    return deployer_key(services.settings, services.chain.profile)
+
+
+async def register_utility(info: Info, input: RegisterUtilityInput) -> UtilityAdmin:
+    _principal, tenant = await _admin(info)
+    if len(input.country) != 2:
+        raise InvalidInput("country is an ISO 3166-1 alpha-2 code", field="country")
+    if not input.postal_codes or len(input.postal_codes) > 128:
+        raise InvalidInput("give 1 to 128 postal codes or ranges", field="postalCodes")
+    await program_admin.onboard_utility(
+        info.context.services,
+        tenant=tenant,
+        spec=program_admin.UtilitySpec(
+            country=input.country.upper(),
+            region=input.region.upper(),
+            postal_codes=list(input.postal_codes),
+            control_endpoints={e.protocol.value: e.endpoint for e in input.control_endpoints},
+            fee_recipient=input.fee_recipient,
+        ),
+        operator_key=_operator_key(info),
+    )
+    return await _view(info, tenant)
+
+
+async def upsert_program(info: Info, input: UpsertProgramInput) -> AdminProgram:
+    _principal, tenant = await _admin(info)
+    try:
+        fee = parse_units(input.connection_fee, 18)
+        bonus = parse_units(input.enrollment_bonus, 18)
+        reward = parse_units(input.per_event_reward, 18)
+    except AmountError as error:
+        raise InvalidInput(str(error), field="connectionFee") from error
+    if not input.external_id.strip() or len(input.external_id) > 100:
+        raise InvalidInput("externalId must be 1 to 100 characters", field="externalId")
+    async with info.context.read_session() as session:
+        onboarded = (
+            await session.execute(
+                select(UtilityAccount).where(UtilityAccount.tenant_id == tenant.id)
+            )
+        ).scalar_one_or_none()
+    if onboarded is None:
+        raise InvalidInput("register the utility first (registerUtility)", field="externalId")
+    row = await program_admin.publish_program(
+        info.context.services,
+        tenant=tenant,
+        spec=program_admin.ProgramSpec(
+            external_id=input.external_id,
+            name=input.name,
+            description=input.description,
+            fee_payer=FeePayerValue(input.fee_payer.value),
+            connection_fee=fee,
+            protocols=[p.value for p in input.protocols],
+            eligible_device_types=[DeviceTypeValue[t.value] for t in input.eligible_device_types],
+            min_charge_w=input.min_charge_w,
+            min_discharge_w=input.min_discharge_w,
+            min_energy_wh=input.min_energy_wh,
+            enrollment_bonus=bonus,
+            per_event_reward=reward,
+            active=input.active,
+        ),
+        operator_key=_operator_key(info),
+    )
+    return AdminProgram.from_row(row, 0)
+
+
+async def fund_sponsorship(info: Info, input: FundSponsorshipInput) -> SponsorBudget:
+    _principal, tenant = await _admin(info)
+    try:
+        amount = parse_units(input.amount, 18)
+    except AmountError as error:
+        raise InvalidInput(str(error), field="amount") from error
+    if amount <= 0:
+        raise InvalidInput("the amount must be more than zero", field="amount")
+    if not 1 <= len(input.idempotency_key) <= 255:
+        raise InvalidInput(
+            "the idempotency key must be 1 to 255 characters", field="idempotencyKey"
+        )
+    session = await info.context.session()
+    await sponsorship.fund_sponsor(
+        session,
+        tenant_id=tenant.id,
+        name=tenant.name,
+        amount_wei=amount,
+        idempotency_key=input.idempotency_key,
+    )
+    return await _budget(session, tenant.id)
