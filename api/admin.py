@@ -119,6 +119,14 @@ class SponsorBudget:
     sponsor_wallet: str | None = strawberry.field(description="Pays sponsored programs' OVPP fees.")
 
 
+@strawberry.type(description="Grid-level device awareness: active connections.")
+class AwarenessCount:
+    program_id: str = strawberry.field(description="The program's registry id (bytes32 hex).")
+    external_id: str
+    device_type: DeviceType
+    active_connections: int
+
+
 @strawberry.type(description="The signed-in administrator's own utility.")
 class UtilityAdmin:
     slug: str
@@ -189,6 +197,33 @@ class UtilityAdmin:
                 created_at=row.created_at,
             )
             for row in rows
+        ]
+
+    @strawberry.field(
+        description="Active connections by program and device type, from the registry."
+    )
+    async def awareness(self, info: Info) -> list[AwarenessCount]:
+        from programs.service import routing_of
+
+        async with info.context.read_session() as session:
+            utility = (
+                await session.execute(
+                    select(UtilityAccount).where(UtilityAccount.tenant_id == self.tenant_id)
+                )
+            ).scalar_one_or_none()
+        if utility is None:
+            return []
+        counts = await routing_of(info.context.services).awareness(
+            bytes.fromhex(utility.utility_id[2:])
+        )
+        return [
+            AwarenessCount(
+                program_id="0x" + c.program_id.hex(),
+                external_id=c.external_id,
+                device_type=DeviceType(c.device_type.name),
+                active_connections=c.active_connections,
+            )
+            for c in counts
         ]
 
     @strawberry.field

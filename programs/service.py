@@ -25,7 +25,8 @@ from identity.service import CustomerAccount
 from programs.errors import CardPaymentUnavailable, NotEligible
 from programs.models import Device, Enrollment, EnrollmentStatus, FeePayer, Program, UtilityAccount
 from registry_client.onchain import APPROVE_CALL_GAS, OnChainRegistry
-from registry_client.routing import device_id_of, model_id_of, route
+from registry_client.routing import device_id_of, model_id_of
+from registry_client.service import OnChainRoutingService, RoutingService
 from registry_client.types import PROTOCOLS, Call, RoutingRequest, RoutingResult, SiteAddress
 from relayer import sponsorship
 from relayer.calls import Display, GasPayment, enqueue_calls, required_nonces, take_forwarder_nonces
@@ -45,6 +46,11 @@ def registry_of(services: Services) -> OnChainRegistry:
     if addresses is None or not addresses.registry:
         raise NotFound("the OpenVPP registry is not deployed on this chain")
     return OnChainRegistry(services.chain.web3, addresses.registry)
+
+
+def routing_of(services: Services) -> RoutingService:
+    """The routing service in use: the on-chain resolver (a remote one would plug in here)."""
+    return OnChainRoutingService(registry_of(services))
 
 
 def ovpp_token(services: Services) -> TokenInfo:
@@ -226,14 +232,8 @@ async def check_enrollment(
     method = payment_method or ("SPONSOR" if program.fee_payer == FeePayer.SPONSOR else "WALLET")
     if method not in PAYMENT_METHODS:
         raise InvalidInput("paymentMethod must be WALLET, SPONSOR or CARD", field="paymentMethod")
-    registry = registry_of(services)
     utility_id = bytes.fromhex(utility_account.utility_id[2:])
     program_id = bytes.fromhex(program.program_id[2:])
-    device_id = bytes.fromhex(device.device_id[2:])
-    utility = await registry.utility(utility_id)
-    program_record = await registry.program(program_id)
-    model = await registry.device_model(model_id_of(device.make, device.model))
-    connected = await registry.active_connection(device_id, program_id) is not None
 
     gas_sponsor = await sponsorship.sponsor_of_tenant(session, program.tenant_id)
     gas_sponsored = method == "SPONSOR" or (
@@ -255,7 +255,7 @@ async def check_enrollment(
     else:
         payer_wallet = account.wallet
     available = await _available_ovpp(session, services, payer_wallet) - gas_fee
-    routing = route(
+    routing = await routing_of(services).route(
         RoutingRequest(
             site=site_of(device),
             utility_id=utility_id,
@@ -266,11 +266,7 @@ async def check_enrollment(
             program_id=program_id,
             payer=payer_wallet.address,
             payer_available_ovpp=available if method != "CARD" else None,
-        ),
-        utility=utility,
-        program=program_record,
-        model=model,
-        already_connected=connected,
+        )
     )
     return EnrollmentCheck(
         routing=routing,
@@ -575,7 +571,7 @@ async def unenroll(
         wallet=account.wallet,
         customer_id=account.customer.id,
         first_nonce=first_nonce,
-        calls=[registry.disconnect(bytes.fromhex(enrollment.connection_id[2:]))],
+        calls=[routing_of(services).disconnect(bytes.fromhex(enrollment.connection_id[2:]))],
         payment=payment,
         gas_limit=UNENROLL_TX_GAS,
         kind="UNENROLL",

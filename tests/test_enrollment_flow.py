@@ -11,11 +11,13 @@ from sqlmodel import func, select
 from chain.address_book import AddressBook
 from chain.deploy import Deployer
 from core.container import Services
+from identity.dev_login import obtain_access_token
 from programs import service
 from programs.admin import utility_wallet
 from programs.models import Enrollment as EnrollmentRow
 from programs.models import Program
 from relayer.models import RelayTransaction
+from tests.conftest import AUDIENCE
 from tests.support.graphql import gql
 from tests.support.issuer import TestIssuer
 from tests.support.wallets import ChainReader, new_customer
@@ -175,6 +177,7 @@ async def test_wallet_payment_connects_the_demo_battery_and_moves_the_fee(
 
 
 async def test_sponsor_payment_leaves_the_customer_untouched(
+    oidc,
     client,
     relayer,
     registry_demo,
@@ -206,6 +209,28 @@ async def test_sponsor_payment_leaves_the_customer_untouched(
     assert chain.usd_of(customer.address) == 2 * 10**6
     assert chain.native(customer.address) == 0
     assert chain.ovpp_of(sponsor_wallet.address) == sponsor_before - 5 * OVPP
+
+    admin = await obtain_access_token(
+        issuer=oidc.issuer,
+        email="ops@demo-utility.example",
+        scope="openid utility:admin",
+        resource=AUDIENCE,
+    )
+    body = await gql(
+        client,
+        "{ utilityAdmin { awareness { externalId deviceType activeConnections } "
+        "enrollments { id status paymentMethod } } }",
+        token=admin,
+    )
+    assert "errors" not in body, body
+    view = body["data"]["utilityAdmin"]
+    sponsored = {
+        (a["externalId"], a["deviceType"]): a["activeConnections"] for a in view["awareness"]
+    }
+    assert sponsored[("sponsored-battery-2026", "BATTERY")] >= 1
+    assert {"id": result["id"], "status": "ACTIVE", "paymentMethod": "SPONSOR"} in view[
+        "enrollments"
+    ]
 
 
 async def test_a_mismatched_device_is_not_eligible_and_nothing_is_charged_or_written(
