@@ -683,7 +683,7 @@ def test_free_program_needs_no_approval(env: Env, roles: dict[str, str]) -> None
 def _customer_batch(
     env: Env, customer: Any, calls: list[tuple[str, bytes, int]]
 ) -> tuple[bytes, list[ForwardRequest]]:
-    """Signed forward requests (target, data, gas) from `customer`, as executeBatch calldata."""
+    """Signed forward requests (target, data, gas) from `customer`, as executeAll calldata."""
     separator = domain_separator(chain_id=env.w3.eth.chain_id, forwarder=env.forwarder.address)
     nonce = env.forwarder.functions.nonces(customer.address).call()
     deadline = int(time.time()) + 3600
@@ -771,15 +771,16 @@ def test_gasless_connect_through_the_forwarder(env: Env, roles: dict[str, str]) 
     assert [e.by for e in env.events(receipt, "Disconnected")] == [customer.address]
 
 
-def test_a_failing_connect_does_not_revert_a_forwarder_batch(
+def test_a_failing_connect_reverts_the_whole_execute_all_batch_unlike_execute_batch(
     env: Env, roles: dict[str, str]
 ) -> None:
     """OpenZeppelin's executeBatch with refundReceiver = 0 only requires every request to be
-    *valid* (signature, nonce, deadline): a request whose call reverts is recorded with
-    ExecutedForwardRequest(success=false), its nonce is used, and the batch succeeds. So the
-    approval of an [approve, connect] batch stays in place when connect fails; the relayer must
-    read the success flags, and can learn the registry's error beforehand with an eth_call from
-    the forwarder's address (calldata + signer)."""
+    *valid*: a request whose call reverts is recorded with ExecutedForwardRequest(success=false)
+    and the batch goes on, so the approval of an [approve, connect] batch would stay in place.
+    The relayer therefore uses OVPPForwarder.executeAll, which reverts unless every call
+    succeeds: nothing of a failed batch happens and no nonce is used. The registry's own error
+    can be learned beforehand with an eth_call from the forwarder's address (calldata + signer).
+    """
     registry = env.registry.functions
     admin, relayer = roles["utility_admin"], roles["relayer"]
     utility_id, fee_recipient = env.new_utility(admin)
@@ -802,15 +803,24 @@ def test_a_failing_connect_does_not_revert_a_forwarder_batch(
         )
     assert_error(revert_data(info.value), "ProgramInactive", program_id)
 
-    calldata, _ = _customer_batch(
-        env,
-        customer,
-        [
-            (env.token.address, _approve_data(env, FEE), 100_000),
-            (env.registry.address, connect_data, 500_000),
-        ],
-    )
+    calls = [
+        (env.token.address, _approve_data(env, FEE), 100_000),
+        (env.registry.address, connect_data, 500_000),
+    ]
+    calldata, requests = _customer_batch(env, customer, calls)  # executeAll
+    nonce_before = env.forwarder.functions.nonces(customer.address).call()
     receipt = _relay(env, relayer, calldata)
+    assert receipt["status"] == 0, "executeAll: all or nothing"
+    assert env.forwarder.functions.nonces(customer.address).call() == nonce_before
+    assert env.token.functions.allowance(customer.address, env.registry.address).call() == 0
+    assert registry.connectionCount().call() == count_before
+
+    # The same signed requests through OpenZeppelin's executeBatch: the approval goes through.
+    batch = env.forwarder.encode_abi(
+        "executeBatch",
+        args=[[r.as_tuple() for r in requests], "0x0000000000000000000000000000000000000000"],
+    )
+    receipt = _relay(env, relayer, bytes.fromhex(batch[2:]))
     assert receipt["status"] == 1
     executed = env.events(receipt, "ExecutedForwardRequest", env.forwarder)
     assert [e.success for e in executed] == [True, False]

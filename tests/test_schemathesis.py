@@ -34,7 +34,7 @@ from tests.support.issuer import TestIssuer
 from tests.support.ports import free_port
 
 # Per root field and per kind of document (valid, invalid, corrupted).
-MAX_EXAMPLES_PER_OPERATION = 80
+MAX_EXAMPLES_PER_OPERATION = 30
 
 TRACEBACK_TEXT = re.compile(r"Traceback \(most recent call last\)|File \"[^\"]+\", line \d+")
 EXCEPTION_NAME = re.compile(
