@@ -1,0 +1,644 @@
+"""The relayer survives being killed: every queued transfer lands on chain exactly once and the
+relayer keys' nonces have no gap, whatever moment the worker process dies at.
+
+The workers are real ``ovpp-wallet relayer`` processes killed with SIGKILL. Each test has its
+own database (the session's in-process relayer must not touch these jobs), its own relayer
+keys and fee treasury, and its own app to queue transfers through GraphQL; the chain and its
+contracts are the session's anvil. A proxy between the worker and anvil holds broadcasts so
+the kills land inside the crash windows that matter (BRIEF §5):
+
+1. transactions signed and stored, sent to no node;
+2. transactions sent and mined, the database still saying SIGNED, others already CONFIRMED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+from sqlalchemy import func, select
+
+from api.app import create_app
+from chain.address_book import AddressBook
+from chain.anvil import LocalChain
+from chain.deploy import Deployer
+from chain.rpc import JsonRpc, RpcError
+from chain.tokens import format_units
+from core.container import Services
+from core.db import Database
+from core.settings import Settings, TenantConfig, load_settings
+from relayer.models import RelayAttempt, RelayerKey, RelayStatus, RelayTransaction
+from relayer.rpc_errors import SendOutcome, classify
+from relayer.runner import prepare_relayer_keys
+from relayer.service import relayer_key_for
+from tests.support.databases import fresh_database
+from tests.support.graphql import gql
+from tests.support.issuer import TestIssuer
+from tests.support.relayer_process import RelayerProcesses, environment_without_ovpp
+from tests.support.rpc_proxy import FaultyRpcProxy, Hold
+from tests.support.wallets import ChainReader, Customer, new_customer
+from wallet.kms import LocalKeyEncryptionKey
+from wallet.models import Wallet
+
+OVPP = 10**18
+USD = 10**6
+RELAYER_KEYS = 2
+PHASE_TIMEOUT_SECONDS = 45.0
+POLL_SECONDS = 0.01
+
+QUOTE = """
+mutation($input: TransferQuoteInput!) { quoteTransfer(input: $input) { id } }
+"""
+TRANSFER = """
+mutation($input: TransferInput!) {
+  transfer(input: $input) {
+    __typename
+    ... on Transaction { id }
+    ... on InsufficientFunds { message }
+    ... on PolicyViolation { message }
+    ... on InvalidInput { message }
+  }
+}
+"""
+
+
+# ------------------------------------------------------------------------------ the stack
+
+
+@dataclass
+class OwnStack:
+    """A database, services, app and fee treasury of one test's own, on the session chain."""
+
+    settings: Settings
+    services: Services
+    client: httpx.AsyncClient
+    tmp_path: Path
+
+    def worker_env(self, *, rpc_url: str) -> dict[str, str]:
+        """What ``ovpp-wallet relayer`` needs to serve this stack's database."""
+        settings = self.settings
+        assert settings.kek is not None and settings.address_book is not None
+        return environment_without_ovpp(
+            OVPP_ENVIRONMENT="development",
+            OVPP_DATA_DIR=str(settings.data_dir),
+            OVPP_DATABASE_URL=settings.resolved_database_url,
+            OVPP_RPC_URL=rpc_url,
+            OVPP_ADDRESS_BOOK=str(settings.address_book),
+            OVPP_KEK=settings.kek.get_secret_value(),
+            OVPP_RELAYER_KEYS=str(settings.relayer_keys),
+            OVPP_TENANTS=json.dumps([tenant.model_dump() for tenant in settings.tenants]),
+            OVPP_TREASURY_ADDRESS=settings.treasury_address or "",
+            # A held broadcast must not time out into a retry before the test kills the worker.
+            OVPP_RPC_TIMEOUT_SECONDS="120",
+            OVPP_LOG_LEVEL="INFO",
+        )
+
+    def workers(self, *, rpc_url: str) -> RelayerProcesses:
+        return RelayerProcesses(env=self.worker_env(rpc_url=rpc_url), logs_dir=self.tmp_path)
+
+
+@pytest.fixture
+async def own_stack(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    anvil: LocalChain,
+    address_book: Path,
+    test_issuer: TestIssuer,
+) -> AsyncIterator[OwnStack]:
+    async with fresh_database(request.param, directory=tmp_path) as database_url:
+        settings = load_settings(
+            environment="development",
+            data_dir=tmp_path / "data",
+            database_url=database_url,
+            rpc_url=anvil.rpc_url,
+            address_book=address_book,
+            kek=LocalKeyEncryptionKey.generate_base64(),
+            relayer_keys=RELAYER_KEYS,
+            treasury_address=Account.create().address,  # fresh: its balance is these fees only
+            tenants=[
+                TenantConfig(
+                    slug="test-utility",
+                    name="Test Utility",
+                    issuer=test_issuer.issuer,
+                    audience=test_issuer.audience,
+                )
+            ],
+        )
+        services = await Services.start(settings)
+        try:
+            # Keys are created (and funded from the deployer) here, before any worker runs, so
+            # a relayer key never sends anything but the jobs' transactions.
+            await prepare_relayer_keys(services)
+            app = create_app(settings, services=services)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+                yield OwnStack(settings=settings, services=services, client=http, tmp_path=tmp_path)
+        finally:
+            await services.close()
+
+
+@pytest.fixture
+def rpc_proxy(anvil: LocalChain) -> Iterator[FaultyRpcProxy]:
+    with FaultyRpcProxy(upstream=anvil.rpc_url) as proxy:
+        yield proxy
+
+
+# ------------------------------------------------------------------------- the acceptance
+
+
+@pytest.mark.parametrize("own_stack", ["sqlite", "postgresql"], indirect=True)
+async def test_a_killed_relayer_restarts_and_sends_every_transfer_exactly_once(
+    own_stack: OwnStack,
+    rpc_proxy: FaultyRpcProxy,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    """With 100 transfers queued, the worker is SIGKILLed twice and started again: all 100
+    confirm, each exactly once, with no gap in the relayer's nonces."""
+    senders = await senders_on_every_key(own_stack, test_issuer, deployer, contracts, count=8)
+    transfers = await queue_transfers(own_stack, senders, count=100)
+    db = own_stack.services.db
+
+    with own_stack.workers(rpc_url=rpc_proxy.url) as workers:
+        # 1. Killed with transactions signed and stored, but sent to no node.
+        rpc_proxy.hold_broadcasts(Hold.HOLD_BEFORE_SENDING)
+        first = workers.start("first")
+        await wait_until(
+            lambda counts: counts[RelayStatus.SIGNED] > 0 and rpc_proxy.held > 0,
+            db=db,
+            workers=workers,
+            what="a signed transaction held on its way to the node",
+        )
+        first.kill()
+        rpc_proxy.release_held()
+        assert await relayer_nonces_on_chain(own_stack) == [0] * RELAYER_KEYS
+
+        # 2. Killed with some transfers confirmed and a broadcast mined whose answer never
+        # came back: on chain, but SIGNED in the database.
+        rpc_proxy.hold_broadcasts(Hold.HOLD_ANSWER, passing=1)
+        second = workers.start("second")
+        await wait_until(
+            lambda counts: counts[RelayStatus.CONFIRMED] > 0 and rpc_proxy.held > 0,
+            db=db,
+            workers=workers,
+            what="a confirmed transfer, and a mined broadcast whose answer is held",
+        )
+        second.kill()
+        rpc_proxy.release_held()
+        counts = await status_counts(db)
+        assert 0 < counts[RelayStatus.CONFIRMED] < len(transfers), counts
+        assert await signed_but_already_mined(own_stack), "the second kill missed its window"
+
+        # 3. Started again with nothing in the way: everything confirms.
+        third = workers.start("third")
+        await wait_until(
+            lambda counts: (
+                counts[RelayStatus.CONFIRMED] + counts[RelayStatus.FAILED] == len(transfers)
+            ),
+            db=db,
+            workers=workers,
+            what="every transfer final",
+        )
+        assert third.stop() == 0, workers.logs()
+        assert workers.errors_logged() == []
+
+    await assert_each_sent_exactly_once(own_stack, deployer, contracts, senders, transfers)
+
+
+@pytest.mark.parametrize("own_stack", ["postgresql"], indirect=True)
+async def test_two_workers_on_one_postgresql_never_send_a_transaction_twice(
+    own_stack: OwnStack,
+    anvil: LocalChain,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    """Two worker processes race for the same keys while transfers are being queued: the
+    key's row lock lets one sign at a time, and both may broadcast the same stored bytes."""
+    senders = await senders_on_every_key(own_stack, test_issuer, deployer, contracts, count=6)
+    db = own_stack.services.db
+
+    with own_stack.workers(rpc_url=anvil.rpc_url) as workers:
+        both = [workers.start("one"), workers.start("two")]
+        transfers = await queue_transfers(own_stack, senders, count=60)
+        await wait_until(
+            lambda counts: (
+                counts[RelayStatus.CONFIRMED] + counts[RelayStatus.FAILED] == len(transfers)
+            ),
+            db=db,
+            workers=workers,
+            what="every transfer final",
+        )
+        assert [worker.stop() for worker in both] == [0, 0], workers.logs()
+        assert workers.errors_logged() == []
+
+    await assert_each_sent_exactly_once(own_stack, deployer, contracts, senders, transfers)
+
+
+# -------------------------------------------------------------- customers and transfers
+
+
+@dataclass(frozen=True)
+class Sender:
+    customer: Customer
+    wallet_id: str
+    relayer_key_id: str
+
+
+@dataclass(frozen=True)
+class QueuedTransfer:
+    job_id: str
+    sender: Sender
+    recipient: str
+    amount: int
+
+
+SENDER_OVPP = 5_000 * OVPP
+SENDER_USD = 100 * USD
+
+
+async def senders_on_every_key(
+    stack: OwnStack,
+    issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+    *,
+    count: int,
+) -> list[Sender]:
+    """At least ``count`` funded customers, more if needed until every relayer key serves one
+    (a wallet's key is fixed by a hash of its id)."""
+    senders: list[Sender] = []
+    while len(senders) < count or len({s.relayer_key_id for s in senders}) < RELAYER_KEYS:
+        assert len(senders) < 4 * count, "wallets keep landing on one relayer key"
+        customer = await new_customer(
+            stack.client,
+            issuer,
+            deployer,
+            contracts,
+            ovpp=SENDER_OVPP,
+            stablecoin=SENDER_USD,
+        )
+        async with stack.services.db.session() as session:
+            wallet_id = (
+                await session.execute(select(Wallet.id).where(Wallet.address == customer.address))
+            ).scalar_one()
+            key_id = await relayer_key_for(session, wallet_id)
+        senders.append(Sender(customer=customer, wallet_id=wallet_id, relayer_key_id=key_id))
+    return senders
+
+
+async def queue_transfers(
+    stack: OwnStack, senders: list[Sender], *, count: int
+) -> list[QueuedTransfer]:
+    """``count`` OVPP transfers with the fee in stablecoin, each to a fresh recipient (so a
+    double send would show in its balance), queued through GraphQL; senders in parallel."""
+    plan: dict[int, list[tuple[str, int]]] = {index: [] for index in range(len(senders))}
+    for number in range(count):
+        recipient = Account.create().address
+        plan[number % len(senders)].append((recipient, (number + 1) * OVPP // 10))
+
+    async def queue_for(sender: Sender, items: list[tuple[str, int]]) -> list[QueuedTransfer]:
+        queued = []
+        for recipient, amount in items:
+            fields = {
+                "token": "OVPP",
+                "to": recipient,
+                "amount": format_units(amount, 18),
+                "feeToken": "STABLECOIN",
+            }
+            quote = await gql(stack.client, QUOTE, {"input": fields}, token=sender.customer.token)
+            assert "errors" not in quote, quote
+            body = await gql(
+                stack.client,
+                TRANSFER,
+                {
+                    "input": {
+                        **fields,
+                        "quoteId": quote["data"]["quoteTransfer"]["id"],
+                        "idempotencyKey": f"recovery-{recipient}",
+                    }
+                },
+                token=sender.customer.token,
+            )
+            assert "errors" not in body, body
+            result = body["data"]["transfer"]
+            assert result["__typename"] == "Transaction", result
+            queued.append(QueuedTransfer(result["id"], sender, recipient, amount))
+        return queued
+
+    batches = await asyncio.gather(
+        *(queue_for(sender, plan[index]) for index, sender in enumerate(senders))
+    )
+    return [transfer for batch in batches for transfer in batch]
+
+
+# ------------------------------------------------------------------------------ waiting
+
+
+async def status_counts(db: Database) -> Counter[str]:
+    async with db.session() as session:
+        rows = await session.execute(
+            select(RelayTransaction.status, func.count()).group_by(RelayTransaction.status)
+        )
+        return Counter({status: int(number) for status, number in rows.all()})
+
+
+async def wait_until(
+    condition: Callable[[Counter[str]], bool],
+    *,
+    db: Database,
+    workers: RelayerProcesses,
+    what: str,
+    within_seconds: float = PHASE_TIMEOUT_SECONDS,
+) -> None:
+    """Poll the jobs' statuses until ``condition`` holds; fail with the workers' logs if it
+    does not in time or if a worker dies on its own."""
+    deadline = time.monotonic() + within_seconds
+    while True:
+        counts = await status_counts(db)
+        if condition(counts):
+            return
+        if any(w.process.poll() not in (None, -signal.SIGKILL) for w in workers.started):
+            pytest.fail(f"a relayer exited on its own while waiting for {what}\n{workers.logs()}")
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"no {what} within {within_seconds:.0f} s: {dict(counts)}\n{workers.logs()}"
+            )
+        await asyncio.sleep(POLL_SECONDS)
+
+
+# --------------------------------------------------------------------------- the checks
+
+
+async def relayer_nonces_on_chain(stack: OwnStack) -> list[int]:
+    async with stack.services.db.session() as session:
+        keys = list((await session.execute(select(RelayerKey).order_by(RelayerKey.slot))).scalars())
+    rpc = JsonRpc(stack.settings.resolved_rpc_url)
+    try:
+        results = await rpc.batch(
+            [("eth_getTransactionCount", [key.address, "latest"]) for key in keys]
+        )
+    finally:
+        await rpc.close()
+    return [int(result, 16) for result in results]
+
+
+async def signed_but_already_mined(stack: OwnStack) -> int:
+    """How many jobs the database calls SIGNED although their transaction is mined."""
+    async with stack.services.db.session() as session:
+        hashes = list(
+            (
+                await session.execute(
+                    select(RelayTransaction.tx_hash).where(
+                        RelayTransaction.status == RelayStatus.SIGNED
+                    )
+                )
+            ).scalars()
+        )
+    rpc = JsonRpc(stack.settings.resolved_rpc_url)
+    try:
+        receipts = await rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
+    finally:
+        await rpc.close()
+    return sum(1 for receipt in receipts if isinstance(receipt, dict))
+
+
+async def assert_each_sent_exactly_once(
+    stack: OwnStack,
+    deployer: Deployer,
+    contracts: AddressBook,
+    senders: list[Sender],
+    transfers: list[QueuedTransfer],
+) -> None:
+    db = stack.services.db
+    async with db.session() as session:
+        jobs = {
+            job.id: job
+            for job in (
+                await session.execute(
+                    select(RelayTransaction).where(
+                        RelayTransaction.id.in_([t.job_id for t in transfers])
+                    )
+                )
+            ).scalars()
+        }
+        attempts: dict[str, list[str]] = {}
+        for job_id, tx_hash in (
+            await session.execute(select(RelayAttempt.relay_transaction_id, RelayAttempt.tx_hash))
+        ).all():
+            attempts.setdefault(job_id, []).append(tx_hash)
+        keys = {key.id: key for key in (await session.execute(select(RelayerKey))).scalars()}
+        job_count = (
+            await session.execute(select(func.count()).select_from(RelayTransaction))
+        ).scalar_one()
+    assert job_count == len(transfers) == len(jobs)
+    not_confirmed = {j.id: (j.status, j.error) for j in jobs.values() if j.status != "CONFIRMED"}
+    assert not_confirmed == {}
+
+    # Exactly one mined transaction per job among every raw transaction ever signed for it,
+    # successful, sent by the job's key with the job's nonce.
+    rpc = JsonRpc(stack.settings.resolved_rpc_url)
+    try:
+        hashes = [(job_id, h) for job_id in jobs for h in attempts.get(job_id, [])]
+        receipts = await rpc.batch([("eth_getTransactionReceipt", [h]) for _, h in hashes])
+        mined: dict[str, list[dict]] = {job_id: [] for job_id in jobs}
+        for (job_id, _), receipt in zip(hashes, receipts, strict=True):
+            if isinstance(receipt, dict):
+                mined[job_id].append(receipt)
+        assert {job_id: len(found) for job_id, found in mined.items() if len(found) != 1} == {}
+        sent = await rpc.batch(
+            [
+                ("eth_getTransactionByHash", [found[0]["transactionHash"]])
+                for found in mined.values()
+            ]
+        )
+        for (job_id, (receipt,)), transaction in zip(mined.items(), sent, strict=True):
+            job = jobs[job_id]
+            assert receipt["transactionHash"] == job.tx_hash
+            assert int(receipt["status"], 16) == 1, job_id
+            assert to_checksum_address(receipt["to"]) == contracts.forwarder
+            assert to_checksum_address(transaction["from"]) == keys[job.relayer_key_id].address
+            assert int(transaction["nonce"], 16) == job.relayer_nonce
+
+        # No gap, nothing extra: a key's nonces are exactly 0..n-1 over its n jobs, and the
+        # chain has seen exactly n transactions from it (no funding or filler of its own).
+        counts = await rpc.batch(
+            [
+                (method, [key.address, tag])
+                for key in keys.values()
+                for method, tag in (
+                    ("eth_getTransactionCount", "latest"),
+                    ("eth_getTransactionCount", "pending"),
+                )
+            ]
+        )
+    finally:
+        await rpc.close()
+    for position, key in enumerate(keys.values()):
+        nonces = sorted(j.relayer_nonce for j in jobs.values() if j.relayer_key_id == key.id)
+        latest, pending = (int(c, 16) for c in counts[2 * position : 2 * position + 2])
+        assert nonces == list(range(len(nonces))), (key.slot, nonces)
+        assert (latest, pending, key.next_nonce) == (len(nonces),) * 3, key.slot
+    assert all(any(j.relayer_key_id == key_id for j in jobs.values()) for key_id in keys)
+
+    # Value moved exactly once: each fresh recipient holds its one amount; each sender paid
+    # its amounts and fees once; the fresh treasury holds the fees once.
+    chain = ChainReader(deployer, contracts)
+    assert {t.recipient: chain.ovpp_of(t.recipient) for t in transfers} == {
+        t.recipient: t.amount for t in transfers
+    }
+    fees = {t.job_id: jobs[t.job_id].fee_amount for t in transfers}
+    assert all(fee > 0 for fee in fees.values())
+    for sender in senders:
+        mine = [t for t in transfers if t.sender is sender]
+        assert chain.ovpp_of(sender.customer.address) == SENDER_OVPP - sum(t.amount for t in mine)
+        assert chain.usd_of(sender.customer.address) == SENDER_USD - sum(
+            fees[t.job_id] for t in mine
+        )
+    assert stack.settings.treasury_address is not None
+    assert chain.usd_of(stack.settings.treasury_address) == sum(fees.values())
+
+
+# ----------------------------------------------------- classifying the node's answers
+
+
+# PUSH1 0, PUSH1 0, REVERT: contract creation code that reverts with empty data.
+REVERTING_INIT_CODE = "0x60006000fd"
+
+GETH_ANSWERS = [
+    # go-ethereum's txpool and core errors, as its JSON-RPC returns them (with details).
+    ("already known", SendOutcome.ALREADY_KNOWN),
+    ("replacement transaction underpriced", SendOutcome.ALREADY_KNOWN),
+    ("nonce too low: next nonce 7, tx nonce 5", SendOutcome.NONCE_TOO_LOW),
+    (
+        "nonce too high: address 0x5B38Da6a701c568545dCfcB03FcB875f56beddC4, tx: 9 state: 7",
+        SendOutcome.NONCE_TOO_HIGH,
+    ),
+    (
+        "insufficient funds for gas * price + value: balance 0, tx cost 4200000000000, "
+        "overshot 4200000000000",
+        SendOutcome.INSUFFICIENT_FUNDS,
+    ),
+    ("transaction underpriced: gas tip cap 1, minimum needed 1000000000", SendOutcome.UNDERPRICED),
+    (
+        "max fee per gas less than block base fee: address "
+        "0x5B38Da6a701c568545dCfcB03FcB875f56beddC4, maxFeePerGas: 1, baseFee: 7",
+        SendOutcome.UNDERPRICED,
+    ),
+    ("execution reverted", SendOutcome.REJECTED),
+    ("execution reverted: ERC20InsufficientBalance", SendOutcome.REJECTED),
+    ("exceeds block gas limit", SendOutcome.REJECTED),
+    ("intrinsic gas too low", SendOutcome.REJECTED),
+]
+
+
+@pytest.mark.parametrize(("message", "outcome"), GETH_ANSWERS)
+def test_geth_answers_are_classified(message: str, outcome: SendOutcome) -> None:
+    assert classify(RpcError(code=-32000, message=message)) == outcome
+
+
+def test_a_transaction_hash_means_accepted() -> None:
+    assert classify("0x" + "ab" * 32) == SendOutcome.ACCEPTED
+
+
+async def test_anvils_real_answers_are_classified(anvil: LocalChain) -> None:
+    """Each answer provoked from the session anvil, from throwaway accounts only (balances
+    set with ``anvil_setBalance``; pooled leftovers dropped), so nothing else is disturbed.
+
+    anvil 1.7 answers "nonce too low", "Insufficient funds for gas * price + value", "max fee
+    per gas less than block base fee", "transaction already imported", "replacement
+    transaction underpriced" and, for a reverting call, "execution reverted"; it pools a
+    transaction with a nonce gap instead of answering "nonce too high"."""
+    rpc = JsonRpc(anvil.rpc_url)
+    probe, empty = Account.create(), Account.create()
+    pooled: list[str] = []
+    try:
+        await rpc.call("anvil_setBalance", probe.address, hex(10**18))
+        block = await rpc.call("eth_getBlockByNumber", "latest", False)
+        base_fee = int(block["baseFeePerGas"], 16)
+        assert base_fee > 0
+
+        def signed(
+            account: LocalAccount, nonce: int, *, value: int = 0, max_fee: int | None = None
+        ) -> str:
+            fee = base_fee * 2 + 10**9 if max_fee is None else max_fee
+            transaction = {
+                "to": "0x000000000000000000000000000000000000dEaD",
+                "value": value,
+                "gas": 21_000,
+                "maxFeePerGas": fee,
+                "maxPriorityFeePerGas": min(10**9, fee),
+                "nonce": nonce,
+                "chainId": 31337,
+                "type": 2,
+            }
+            return "0x" + bytes(account.sign_transaction(transaction).raw_transaction).hex()
+
+        async def send(raw: str) -> object:
+            (result,) = await rpc.batch([("eth_sendRawTransaction", [raw])])
+            return result
+
+        first = signed(probe, 0)
+        answers: dict[str, tuple[object, SendOutcome]] = {
+            "accepted (automined)": (await send(first), SendOutcome.ACCEPTED),
+            "the same raw transaction, mined already": (
+                await send(first),
+                SendOutcome.NONCE_TOO_LOW,
+            ),
+            "another transaction with a used nonce": (
+                await send(signed(probe, 0, value=1)),
+                SendOutcome.NONCE_TOO_LOW,
+            ),
+            "from an account without funds": (
+                await send(signed(empty, 0)),
+                SendOutcome.INSUFFICIENT_FUNDS,
+            ),
+            "max fee below the base fee": (
+                await send(signed(probe, 1, max_fee=0)),
+                SendOutcome.UNDERPRICED,
+            ),
+        }
+        # A nonce gap: anvil pools the transaction (it never answers "nonce too high"), which
+        # lets it be sent again and replaced without mining anything.
+        future = signed(probe, 5)
+        pooled_answer = await send(future)
+        assert isinstance(pooled_answer, str), pooled_answer
+        pooled.append(pooled_answer)
+        answers["the same pooled transaction again"] = (
+            await send(future),
+            SendOutcome.ALREADY_KNOWN,
+        )
+        answers["a different transaction for a pooled nonce, same fees"] = (
+            await send(signed(probe, 5, value=1)),
+            SendOutcome.ALREADY_KNOWN,
+        )
+        # anvil simulates nothing on send; a reverting call is where it says "execution
+        # reverted" (nodes that simulate before pooling answer a send the same way).
+        (reverted,) = await rpc.batch(
+            [("eth_estimateGas", [{"from": probe.address, "data": REVERTING_INIT_CODE}])]
+        )
+        answers["a reverting execution"] = (reverted, SendOutcome.REJECTED)
+    finally:
+        for tx_hash in pooled:
+            await rpc.call("anvil_dropTransaction", tx_hash)
+        await rpc.close()
+
+    messages = {
+        label: answer.message if isinstance(answer, RpcError) else answer
+        for label, (answer, _) in answers.items()
+    }
+    assert {label: classify(answer) for label, (answer, _) in answers.items()} == {
+        label: outcome for label, (_, outcome) in answers.items()
+    }, messages
