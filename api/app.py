@@ -17,6 +17,7 @@ from api.context import RequestContext
 from api.middleware import RequestIdMiddleware
 from api.routes import healthz, readyz
 from api.schema import build_schema
+from api.stripe_webhook import stripe_webhook
 from core.container import Services
 from core.settings import Settings
 
@@ -29,16 +30,24 @@ class WalletGraphQL(GraphQL[RequestContext, None]):
 
 
 def create_app(
-    settings: Settings, *, services: Services | None = None, run_relayer: bool = False
+    settings: Settings,
+    *,
+    services: Services | None = None,
+    run_relayer: bool = False,
+    run_onramp_processor: bool = False,
 ) -> Starlette:
     """The app. ``services`` may be given (tests share one); otherwise the lifespan builds them.
-    With ``run_relayer`` the lifespan also runs the relayer worker beside the API."""
+    With ``run_relayer`` the lifespan also runs the relayer worker beside the API, and with
+    ``run_onramp_processor`` the onramp processor (Stripe events → token deliveries), which the
+    webhook route wakes. Tests run the processor themselves and set
+    ``app.state.onramp_processor`` (``onramp.processor.start_onramp_processor``)."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = services is None
         app.state.services = services if services is not None else await Services.start(settings)
         app.state.relayer = None
+        app.state.onramp_processor = None
         try:
             if run_relayer:
                 from relayer.runner import start_relayer
@@ -48,8 +57,14 @@ def create_app(
                 from relayer.keys import ensure_relayer_keys
 
                 await ensure_relayer_keys(app.state.services, count=settings.relayer_keys)
+            if run_onramp_processor and app.state.services.stripe is not None:
+                from onramp.processor import start_onramp_processor
+
+                app.state.onramp_processor = await start_onramp_processor(app.state.services)
             yield
         finally:
+            if app.state.onramp_processor is not None:
+                await app.state.onramp_processor.shutdown()
             if app.state.relayer is not None:
                 await app.state.relayer.shutdown()
             if owned:
@@ -65,6 +80,7 @@ def create_app(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
         ],
@@ -74,4 +90,5 @@ def create_app(
     if services is not None:
         app.state.services = services
         app.state.relayer = None
+        app.state.onramp_processor = None
     return app

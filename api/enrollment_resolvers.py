@@ -30,8 +30,8 @@ from chain.tokens import format_units
 from core.errors import DomainError
 from identity.models import Tenant
 from identity.principal import Scope
+from programs import card, service
 from programs import errors as program_errors
-from programs import service
 from programs.models import Device as DeviceRow
 from programs.models import Enrollment as EnrollmentRow
 from programs.models import Program as ProgramRow
@@ -121,17 +121,30 @@ async def enroll(info: Info, input: EnrollInput) -> EnrollResult:  # type: ignor
     context = info.context
     account = await context.account(Scope.WALLET_SIGN)
     session = await context.session()
+    payment_client_secret = None
     try:
-        row = await service.enroll(
-            session,
-            services=context.services,
-            account=account,
-            device_row_id=str(input.device_id),
-            program_row_id=str(input.program_id),
-            protocol=input.protocol.value,
-            payment_method=input.payment_method.value,
-            idempotency_key=input.idempotency_key,
-        )
+        if input.payment_method.value == "CARD":
+            paid_by_card = await card.enroll_by_card(
+                session,
+                services=context.services,
+                account=account,
+                device_row_id=str(input.device_id),
+                program_row_id=str(input.program_id),
+                protocol=input.protocol.value,
+                idempotency_key=input.idempotency_key,
+            )
+            row, payment_client_secret = paid_by_card.enrollment, paid_by_card.client_secret
+        else:
+            row = await service.enroll(
+                session,
+                services=context.services,
+                account=account,
+                device_row_id=str(input.device_id),
+                program_row_id=str(input.program_id),
+                protocol=input.protocol.value,
+                payment_method=input.payment_method.value,
+                idempotency_key=input.idempotency_key,
+            )
     except program_errors.NotEligible as error:
         await context.rollback()
         return NotEligible(
@@ -147,7 +160,7 @@ async def enroll(info: Info, input: EnrollInput) -> EnrollResult:  # type: ignor
     except DomainError as error:
         await context.rollback()
         return failure_from_error(error, tokens=context.services.chain.tokens)  # type: ignore[return-value]
-    return await enrollment_wire(session, row)
+    return await enrollment_wire(session, row, payment_client_secret=payment_client_secret)
 
 
 async def unenroll(info: Info, input: UnenrollInput) -> UnenrollResult:  # type: ignore[valid-type]
@@ -168,13 +181,21 @@ async def unenroll(info: Info, input: UnenrollInput) -> UnenrollResult:  # type:
     return await enrollment_wire(session, row)
 
 
-async def enrollment_wire(session: AsyncSession, row: EnrollmentRow) -> Enrollment:
+async def enrollment_wire(
+    session: AsyncSession, row: EnrollmentRow, *, payment_client_secret: str | None = None
+) -> Enrollment:
     device = await session.get(DeviceRow, row.device_row_id)
     program = await session.get(ProgramRow, row.program_row_id)
     assert device is not None and program is not None
     tenant = await session.get(Tenant, program.tenant_id)
     assert tenant is not None
-    return Enrollment.from_rows(row, device=device, program=program, tenant=tenant)
+    return Enrollment.from_rows(
+        row,
+        device=device,
+        program=program,
+        tenant=tenant,
+        payment_client_secret=payment_client_secret,
+    )
 
 
 async def viewer_devices(info: Info, customer_id: str) -> list[Device]:

@@ -254,10 +254,21 @@ class Enrollment:
     created_at: datetime
     device: Device
     program: Program
+    payment_client_secret: str | None = strawberry.field(
+        default=None,
+        description="paymentMethod CARD: the Stripe client secret for the app's payment sheet, "
+        "in enroll's answer while the fee awaits payment (FEE_PENDING); null otherwise.",
+    )
 
     @classmethod
     def from_rows(
-        cls, row: EnrollmentRow, *, device: DeviceRow, program: ProgramRow, tenant: Tenant
+        cls,
+        row: EnrollmentRow,
+        *,
+        device: DeviceRow,
+        program: ProgramRow,
+        tenant: Tenant,
+        payment_client_secret: str | None = None,
     ) -> Enrollment:
         return cls(
             id=strawberry.ID(row.id),
@@ -271,6 +282,7 @@ class Enrollment:
             created_at=row.created_at,
             device=Device.from_row(device),
             program=Program.from_row(program, tenant),
+            payment_client_secret=payment_client_secret,
         )
 
 

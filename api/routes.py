@@ -29,6 +29,11 @@ async def readyz(request: Request) -> JSONResponse:
         body["relayer"] = {"running": not relayer.task.done(), "lowBalanceKeys": low}
         if relayer.task.done():
             body["status"], ready = "not ready", False
+    onramp = getattr(request.app.state, "onramp_processor", None)
+    if onramp is not None:
+        body["onrampProcessor"] = {"running": not onramp.task.done()}
+        if onramp.task.done():
+            body["status"], ready = "not ready", False
     return JSONResponse(body, status_code=200 if ready else 503)
 
 

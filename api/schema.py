@@ -18,7 +18,7 @@ from strawberry.extensions import (
 )
 from strawberry.types import ExecutionContext, ExecutionResult
 
-from api import admin, enrollment_resolvers, relayer_resolvers
+from api import admin, enrollment_resolvers, onramp_resolvers, relayer_resolvers
 from api.admin import AdminProgram, SponsorBudget, UtilityAdmin
 from api.context import RequestContext
 from api.enrollment_types import (
@@ -37,6 +37,7 @@ from api.extensions import (
     masked,
     should_mask,
 )
+from api.onramp_types import CreateOnrampPaymentResult, OnrampQuoteResult
 from api.relayer_types import FeeQuote, Transaction, TransferResult
 from api.wallet_types import Viewer
 from api.wire import Chain, TokenType
@@ -117,6 +118,15 @@ class Mutation:
     unenroll: UnenrollResult = strawberry.field(  # type: ignore[valid-type]
         resolver=enrollment_resolvers.unenroll,
         description="Disconnect an ACTIVE enrollment in the registry. Needs wallet:sign.",
+    )
+    quote_onramp: OnrampQuoteResult = strawberry.field(  # type: ignore[valid-type]
+        resolver=onramp_resolvers.quote_onramp,
+        description="Price a card purchase of OVPP or stablecoin: name the fiat or the tokens.",
+    )
+    create_onramp_payment: CreateOnrampPaymentResult = strawberry.field(  # type: ignore[valid-type]
+        resolver=onramp_resolvers.create_onramp_payment,
+        description="Start a card payment for a quote; returns the Stripe client secret for the "
+        "app's payment sheet. The tokens arrive once the payment succeeds. Idempotent per key.",
     )
 
 

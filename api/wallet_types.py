@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import strawberry
 
-from api import enrollment_resolvers
+from api import enrollment_resolvers, onramp_resolvers
 from api.context import RequestContext
 from api.enrollment_types import Device, Enrollment
+from api.onramp_types import OnrampPayment
 from api.relayer_types import (
     PageInfo,
     Transaction,
@@ -77,6 +78,15 @@ class Viewer:
     )
     async def enrollments(self, info: strawberry.Info[RequestContext, None]) -> list[Enrollment]:
         return await enrollment_resolvers.viewer_enrollments(info, str(self.id))
+
+    @strawberry.field(
+        description="The customer's card payments, newest first: status, amounts, and the "
+        "delivery transaction."
+    )
+    async def onramp_payments(
+        self, info: strawberry.Info[RequestContext, None], first: int = 20
+    ) -> list[OnrampPayment]:
+        return await onramp_resolvers.viewer_onramp_payments(info, str(self.id), first)
 
     @classmethod
     def from_account(cls, account: CustomerAccount) -> Viewer:

@@ -1,21 +1,29 @@
 """Reads from the chain. Balances always come from the node, never from a database copy, and
-all of one request's reads go out as one JSON-RPC batch (one round trip)."""
+all of one request's reads go out as one JSON-RPC batch (one round trip).
+
+The per-request reads (balances, base fee) go through the lean ``JsonRpc`` client with
+hand-encoded calls: through web3 (a contract object per token, its middlewares and
+formatters) they were over half the CPU of a transfer request (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
+from eth_hash.auto import keccak
 from web3 import AsyncWeb3
 from web3.exceptions import Web3Exception
 
 from chain.address_book import AddressBook
 from chain.artifacts import artifact
 from chain.profiles import ChainProfile
+from chain.rpc import JsonRpc, RpcUnavailable
 from chain.tokens import TokenInfo, TokenKind
 from core.errors import ChainUnavailable, ConfigurationError
 
 logger = logging.getLogger(__name__)
+
+BALANCE_OF_SELECTOR = keccak(b"balanceOf(address)")[:4]
 
 
 class ChainClient:
@@ -25,6 +33,7 @@ class ChainClient:
         self.web3 = AsyncWeb3(
             AsyncWeb3.AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": timeout_seconds})
         )
+        self.rpc = JsonRpc(rpc_url, timeout_seconds=timeout_seconds)
         self.addresses: AddressBook | None = None
         self.tokens: list[TokenInfo] = []
         self._erc20_abi = artifact("OVPPToken").abi
@@ -66,18 +75,33 @@ class ChainClient:
     async def balances(self, owner: str) -> list[tuple[TokenInfo, int]]:
         """Every token's balance of ``owner`` in base units, read in one batch."""
         owner = AsyncWeb3.to_checksum_address(owner)
+        balance_of = "0x" + (BALANCE_OF_SELECTOR + bytes(12) + bytes.fromhex(owner[2:])).hex()
+        calls: list[tuple[str, list[Any]]] = [
+            ("eth_getBalance", [owner, "latest"])
+            if token.address is None
+            else ("eth_call", [{"to": token.address, "data": balance_of}, "latest"])
+            for token in self.tokens
+        ]
+        results = await self._batch(calls, what="balance read")
+        return [(token, int(value, 16)) for token, value in zip(self.tokens, results, strict=True)]
+
+    async def latest_base_fee(self) -> int:
+        """The base fee per gas of the latest block, in wei."""
+        (block,) = await self._batch([("eth_getBlockByNumber", ["latest", False])], what="block")
+        return int(block["baseFeePerGas"], 16)
+
+    async def _batch(self, calls: list[tuple[str, list[Any]]], *, what: str) -> list[Any]:
+        """Results of one JSON-RPC batch; any failure is ``ChainUnavailable``."""
         try:
-            async with self.web3.batch_requests() as batch:
-                for token in self.tokens:
-                    if token.address is None:
-                        batch.add(self.web3.eth.get_balance(owner))
-                    else:
-                        batch.add(self.erc20(token.address).functions.balanceOf(owner))
-                results = await batch.async_execute()
-        except (Web3Exception, OSError, TimeoutError) as error:
-            logger.warning("balance read failed: %s", error)
+            results = await self.rpc.batch(calls)
+        except RpcUnavailable as error:
+            logger.warning("%s failed: %s", what, error)
             raise ChainUnavailable("the chain is not reachable right now; try again") from error
-        return [(token, int(value)) for token, value in zip(self.tokens, results, strict=True)]
+        for result in results:
+            if result is None or result == "0x" or not isinstance(result, str | dict):
+                logger.warning("%s failed: %r", what, result)
+                raise ChainUnavailable("the chain is not reachable right now; try again")
+        return results
 
     async def is_ready(self) -> bool:
         try:
@@ -92,4 +116,5 @@ class ChainClient:
             raise ChainUnavailable(f"the chain node at {self.rpc_url} is not reachable") from error
 
     async def close(self) -> None:
+        await self.rpc.close()
         await self.web3.provider.disconnect()

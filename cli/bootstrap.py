@@ -88,6 +88,8 @@ def local_stack(settings: Settings, progress: Progress) -> Iterator[None]:
             address = asyncio.run(seed_demo_customer(settings, progress))
             progress.detail(f"wallet {address}")
             asyncio.run(seed_registry(settings, progress))
+            start_local_stripe(settings, progress, stack)
+            asyncio.run(seed_onramp_treasury(settings, progress))
         yield
 
 
@@ -103,8 +105,10 @@ def ensure_contracts(settings: Settings, progress: Progress) -> AddressBook:
         private_key=deployer_key(settings, profile),
         progress=progress.detail,
     )
-    if book is not None and book.registry is None and deployer.book_is_live(
-        book.model_copy(update={"registry": book.forwarder})
+    if (
+        book is not None
+        and book.registry is None
+        and deployer.book_is_live(book.model_copy(update={"registry": book.forwarder}))
     ):
         registry = deployer.deploy(
             "OVPPRegistry", book.forwarder, book.ovpp_token, deployer.account.address
@@ -188,6 +192,61 @@ async def seed_registry(settings: Settings, progress: Progress) -> None:
                 token=services.chain.addresses.ovpp_token, to=wallet.address, amount=DEMO_OVPP
             )
             progress.detail(f"minted sponsorship OVPP to the utility wallet {wallet.address}")
+    finally:
+        await services.close()
+
+
+def start_local_stripe(settings: Settings, progress: Progress, stack: contextlib.ExitStack) -> None:
+    """Development: the card onramp's Stripe is a local localstripe (started unless one answers
+    at the API base), its webhook pointed at this server with the development secret."""
+    from onramp.localstripe import LocalStripe, answers, configure_webhook
+
+    api_base = settings.resolved_stripe_api_base
+    secret = settings.resolved_stripe_webhook_secret
+    if not api_base.startswith(("http://127.0.0.1", "http://localhost")) or secret is None:
+        progress.detail(f"card payments: Stripe at {api_base}")
+        return
+    if not answers(api_base):
+        local = LocalStripe(
+            port=settings.localstripe_port,
+            state_file=settings.data_dir / "localstripe.pickle",
+            log_file=settings.data_dir / "localstripe.log",
+        )
+        local.start()
+        stack.callback(local.stop)
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104
+    webhook = f"http://{host}:{settings.port}/webhooks/stripe"
+    configure_webhook(api_base, url=webhook, secret=secret)
+    progress.detail(f"card payments: localstripe at {api_base}, webhooks to {webhook}")
+
+
+async def seed_onramp_treasury(settings: Settings, progress: Progress) -> None:
+    """The onramp treasury wallet exists and, on the local chain, holds stock (minted once)."""
+    from chain.tokens import TokenKind, parse_units
+    from core.container import Services
+    from onramp.service import treasury_account
+
+    services = await Services.start(settings)
+    try:
+        account = await treasury_account(services)
+        book = services.chain.addresses
+        if book is None or not services.chain.profile.is_local:
+            return
+        deployer = Deployer(
+            rpc_url=settings.resolved_rpc_url,
+            private_key=deployer_key(settings, services.chain.profile),
+            progress=progress.detail,
+        )
+        decimals = {token.kind: token.decimals for token in services.chain.tokens}
+        stock = (
+            (book.ovpp_token, settings.onramp_treasury_stock_ovpp, TokenKind.OVPP),
+            (book.stablecoin, settings.onramp_treasury_stock_stablecoin, TokenKind.STABLECOIN),
+        )
+        for token, text, kind in stock:
+            amount, label = parse_units(text, decimals[kind]), kind.value
+            if amount and deployer.balance_of(token=token, owner=account.wallet.address) == 0:
+                deployer.mint(token=token, to=account.wallet.address, amount=amount)
+                progress.detail(f"minted onramp treasury {label} to {account.wallet.address}")
     finally:
         await services.close()
 

@@ -70,7 +70,11 @@ def serve() -> None:
                 click.echo("Token:    .venv/bin/ovpp-wallet dev-token --email alice@example.com")
             server = uvicorn.Server(
                 uvicorn.Config(
-                    create_app(settings, run_relayer=settings.relayer_in_serve),
+                    create_app(
+                        settings,
+                        run_relayer=settings.relayer_in_serve,
+                        run_onramp_processor=settings.onramp_processor_in_serve,
+                    ),
                     host=settings.host,
                     port=settings.port,
                     log_level=settings.log_level.lower(),
@@ -347,6 +351,102 @@ def sponsor_set(
                 )
         finally:
             await db.dispose()
+
+    asyncio.run(run())
+
+
+@main.group()
+def onramp() -> None:
+    """The card onramp (Stripe): reconciliation, the processor, the treasury."""
+
+
+@onramp.command("reconcile")
+def onramp_reconcile() -> None:
+    """Check that every succeeded PaymentIntent of the onramp has exactly one confirmed
+    delivery (none when refunded or disputed before delivery) and that nothing was delivered
+    for a payment Stripe does not show as succeeded. Lists each mismatch; exit code 1 if any."""
+    from core.container import Services
+    from onramp.reconcile import Reconciliation, reconcile
+
+    settings = _settings()
+
+    async def run() -> Reconciliation:
+        services = await Services.start(settings)
+        try:
+            return await reconcile(services)
+        finally:
+            await services.close()
+
+    report = asyncio.run(run())
+    for mismatch in report.mismatches:
+        click.echo(
+            f"MISMATCH {mismatch.payment_intent_id} (payment {mismatch.payment_id or '-'}): "
+            f"{mismatch.problem}"
+        )
+    for payment_intent_id in report.in_flight:
+        click.echo(f"in flight {payment_intent_id}: the delivery is not final yet")
+    for payment_intent_id in report.clawbacks:
+        click.echo(f"clawback  {payment_intent_id}: refunded or disputed after delivery")
+    click.echo(
+        f"{report.succeeded_checked} succeeded PaymentIntents checked: {report.delivered} "
+        f"delivered once, {len(report.in_flight)} in flight, {len(report.mismatches)} mismatches"
+    )
+    if report.mismatches:
+        sys.exit(1)
+
+
+@onramp.command("process")
+def onramp_process() -> None:
+    """Run the onramp processor as its own process (Stripe events → token deliveries; set
+    OVPP_ONRAMP_PROCESSOR_IN_SERVE=false for serve then). Several may share PostgreSQL."""
+    import os
+    import signal
+
+    from core.container import Services
+    from onramp.processor import start_onramp_processor
+
+    settings = _settings()
+    _configure_logging(settings)
+
+    async def run() -> None:
+        services = await Services.start(settings)
+        if services.stripe is None:
+            await services.close()
+            raise click.ClickException("the onramp is not configured (OVPP_STRIPE_API_KEY …)")
+        running = await start_onramp_processor(services, name=f"onramp-{os.getpid()}")
+        loop = asyncio.get_running_loop()
+
+        def stop() -> None:
+            running.stop.set()
+            running.processor.wake()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop)
+        click.echo(f"onramp processor running (pid {os.getpid()}); Ctrl-C stops it")
+        await running.task
+        await services.close()
+
+    asyncio.run(run())
+
+
+@onramp.command("treasury")
+def onramp_treasury() -> None:
+    """Show the onramp treasury wallet (fund it with the OVPP and stablecoin card buyers get)."""
+    from chain.tokens import format_units
+    from core.container import Services
+    from onramp.service import treasury_account
+
+    settings = _settings()
+
+    async def run() -> None:
+        services = await Services.start(settings)
+        try:
+            account = await treasury_account(services)
+            click.echo(f"treasury wallet {account.wallet.address}")
+            for token, raw in await services.chain.balances(account.wallet.address):
+                click.echo(f"  {token.symbol:>6} {format_units(raw, token.decimals)}")
+        finally:
+            await services.close()
 
     asyncio.run(run())
 

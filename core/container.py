@@ -17,6 +17,7 @@ from core.errors import ConfigurationError
 from core.settings import Settings
 from identity.service import sync_tenants, trusted_issuers
 from identity.tokens import AccessTokenValidator, IssuerDirectory, JwksCache
+from onramp.stripe_gateway import StripeGateway
 from relayer.forwarder import domain_separator
 from relayer.pricing import FixedPriceOracle, PriceOracle
 from wallet.kms import KeyRing, LocalKeyEncryptionKey
@@ -59,6 +60,7 @@ class Services:
     price_oracle: PriceOracle
     treasury_address: str
     forwarder_domain_separator: bytes
+    stripe: StripeGateway | None = None  # None: the card onramp is not configured
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -109,9 +111,12 @@ class Services:
             forwarder_domain_separator=domain_separator(
                 chain_id=profile.chain_id, forwarder=addresses.forwarder
             ),
+            stripe=StripeGateway.from_settings(settings),
         )
 
     async def close(self) -> None:
+        if self.stripe is not None:
+            await self.stripe.close()
         await self.http.aclose()
         await self.chain.close()
         await self.db.dispose()

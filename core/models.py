@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlmodel import SQLModel
 
 from identity.models import Customer, Tenant
+from onramp.models import OnrampPayment, OnrampQuote, StripeEvent
 from programs.models import Device, Enrollment, Program, UtilityAccount
 from relayer.models import (
     FeeQuote,
@@ -13,6 +14,7 @@ from relayer.models import (
     RelayTransaction,
     Sponsor,
     SponsorCharge,
+    SponsorCustomerDay,
     SponsorFunding,
     WalletPolicy,
 )
@@ -25,13 +27,17 @@ __all__ = [
     "Device",
     "Enrollment",
     "FeeQuote",
+    "OnrampPayment",
+    "OnrampQuote",
     "Program",
     "RelayAttempt",
     "RelayTransaction",
     "RelayerKey",
     "Sponsor",
     "SponsorCharge",
+    "SponsorCustomerDay",
     "SponsorFunding",
+    "StripeEvent",
     "Tenant",
     "UtilityAccount",
     "Wallet",

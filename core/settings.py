@@ -16,6 +16,10 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Development stand-ins for the embedded localstripe (which accepts any `sk_…` key). Public, and
+# used only when OVPP_ENVIRONMENT=development.
+LOCAL_STRIPE_API_KEY = "sk_test_ovpp_localstripe"
+LOCAL_STRIPE_WEBHOOK_SECRET = "whsec_ovpp_localstripe_development"  # noqa: S105
 
 
 class TenantConfig(BaseModel):
@@ -167,6 +171,69 @@ class Settings(BaseSettings):
         "10000", description="Default daily spend limit per wallet in stablecoin (token units)."
     )
 
+    stripe_api_key: SecretStr | None = Field(
+        None,
+        description="Stripe secret key (`sk_live_…` or `sk_test_…`). Default in development: a "
+        "placeholder the embedded localstripe accepts. Without it (production) the card onramp "
+        "is off.",
+    )
+    stripe_api_base: str | None = Field(
+        None,
+        description="Stripe API base URL. Default: `http://127.0.0.1:<localstripe_port>` (the "
+        "embedded localstripe) in development, `https://api.stripe.com` in production.",
+    )
+    stripe_webhook_secret: SecretStr | None = Field(
+        None,
+        description="Signing secret (`whsec_…`) of the webhook endpoint `/webhooks/stripe`. "
+        "Default in development: a fixed secret `serve` gives the embedded localstripe.",
+    )
+    localstripe_port: int = Field(
+        8420,
+        description="Development only: port of the local Stripe API (localstripe) that `serve` "
+        "starts, with its state in `<data_dir>/localstripe.pickle`, unless one already answers.",
+    )
+    onramp_currency: str = Field(
+        "usd", description="The fiat currency card payments are made in (two decimal places)."
+    )
+    onramp_price_ovpp: str = Field(
+        "0.10", description="Onramp price: fiat per OVPP a card buyer pays, before the fee."
+    )
+    onramp_price_stablecoin: str = Field(
+        "1", description="Onramp price: fiat per stablecoin token, before the fee."
+    )
+    onramp_fee_bps: int = Field(
+        300, description="Onramp fee on the fiat amount, in basis points (card processing)."
+    )
+    onramp_fee_fixed: str = Field(
+        "0.30", description="Onramp fee per payment, in fiat, added to the percentage."
+    )
+    onramp_min_fiat: str = Field(
+        "0.50", description="Smallest card payment, in fiat (Stripe's minimum for USD)."
+    )
+    onramp_max_fiat: str = Field("1000", description="Largest card payment, in fiat.")
+    onramp_quote_ttl_seconds: int = Field(
+        600, description="How long an onramp quote (price and fee) can be paid at."
+    )
+    onramp_processor_in_serve: bool = Field(
+        True,
+        description="Run the onramp processor (Stripe events → token deliveries) inside `serve` "
+        "(else run `ovpp-wallet onramp process`).",
+    )
+    onramp_processor_poll_seconds: float = Field(
+        1.0,
+        description="How often the onramp processor looks for stored events and deliveries "
+        "to advance (a webhook also wakes it at once).",
+    )
+    onramp_treasury_stock_ovpp: str = Field(
+        "1000000",
+        description="Local chain only: OVPP minted once into the onramp treasury wallet, the "
+        "stock card buyers are served from.",
+    )
+    onramp_treasury_stock_stablecoin: str = Field(
+        "1000000",
+        description="Local chain only: stablecoin minted once into the onramp treasury wallet.",
+    )
+
     graphql_max_depth: int = Field(12, description="Maximum query depth.")
     graphql_max_tokens: int = Field(2000, description="Maximum tokens in one GraphQL document.")
     graphql_max_aliases: int = Field(20, description="Maximum aliases in one GraphQL document.")
@@ -208,6 +275,31 @@ class Settings(BaseSettings):
     @property
     def dev_issuer(self) -> str:
         return f"http://127.0.0.1:{self.dev_oidc_port}"
+
+    @property
+    def resolved_stripe_api_base(self) -> str:
+        if self.stripe_api_base:
+            return self.stripe_api_base.rstrip("/")
+        if self.is_development:
+            return f"http://127.0.0.1:{self.localstripe_port}"
+        return "https://api.stripe.com"
+
+    @property
+    def resolved_stripe_api_key(self) -> str | None:
+        if self.stripe_api_key is not None:
+            return self.stripe_api_key.get_secret_value()
+        return LOCAL_STRIPE_API_KEY if self.is_development else None
+
+    @property
+    def resolved_stripe_webhook_secret(self) -> str | None:
+        if self.stripe_webhook_secret is not None:
+            return self.stripe_webhook_secret.get_secret_value()
+        return LOCAL_STRIPE_WEBHOOK_SECRET if self.is_development else None
+
+    @property
+    def onramp_enabled(self) -> bool:
+        """Card payments need both a Stripe key and the webhook's signing secret."""
+        return bool(self.resolved_stripe_api_key and self.resolved_stripe_webhook_secret)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -241,14 +241,7 @@ async def check_enrollment(
     )
     gas_fee = 0
     if not gas_sponsored:
-        gas_fee = await fee_in_token(
-            gas=GasQuote(ENROLL_TX_GAS, await current_gas_price(services)),
-            fee_token=TokenKind.OVPP,
-            fee_token_decimals=18,
-            oracle=services.price_oracle,
-            markup_bps=services.settings.fee_markup_bps,
-            max_age_seconds=services.settings.price_max_age_seconds,
-        )
+        gas_fee = await gas_fee_in_ovpp(services, gas_limit=ENROLL_TX_GAS)
     if method == "SPONSOR":
         payer_wallet = await session.get(Wallet, utility_account.wallet_id)
         assert payer_wallet is not None
@@ -286,6 +279,18 @@ async def _available_ovpp(session: AsyncSession, services: Services, wallet: Wal
     return balances.get(TokenKind.OVPP.value, 0) - debits.get(TokenKind.OVPP.value, 0)
 
 
+async def gas_fee_in_ovpp(services: Services, *, gas_limit: int) -> int:
+    """The customer's gas fee in OVPP for a relayed action of ``gas_limit`` (relayer/pricing.py)."""
+    return await fee_in_token(
+        gas=GasQuote(gas_limit, await current_gas_price(services)),
+        fee_token=TokenKind.OVPP,
+        fee_token_decimals=18,
+        oracle=services.price_oracle,
+        markup_bps=services.settings.fee_markup_bps,
+        max_age_seconds=services.settings.price_max_age_seconds,
+    )
+
+
 def _fingerprint(*parts: str) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
@@ -305,10 +310,8 @@ async def enroll(
         raise InvalidInput(
             "the idempotency key must be 1 to 255 characters", field="idempotencyKey"
         )
-    if payment_method == "CARD":
-        raise CardPaymentUnavailable(
-            "paying the connection fee by card is not available yet; use WALLET"
-        )
+    if payment_method == "CARD":  # the card path is programs.card.enroll_by_card
+        raise CardPaymentUnavailable("a card-paid enrollment goes through enroll_by_card")
     fingerprint = _fingerprint(device_row_id, program_row_id, protocol, payment_method)
     program = await program_by_id(session, program_row_id)
     utility_account = await _utility_of(session, program.tenant_id)
@@ -480,7 +483,7 @@ async def _gas_payment(
         raise SponsorRefused(
             "the utility does not sponsor gas for this action", reason="NOT_ELIGIBLE"
         )
-    await sponsorship.lock(session, sponsor)
+    sponsor = await sponsorship.lock(session, sponsor)
     cost = gas_limit * await current_gas_price(services)
     await sponsorship.check_budget(
         session,
@@ -541,14 +544,7 @@ async def unenroll(
     )
     gas_fee = 0
     if not gas_sponsored:
-        gas_fee = await fee_in_token(
-            gas=GasQuote(UNENROLL_TX_GAS, await current_gas_price(services)),
-            fee_token=TokenKind.OVPP,
-            fee_token_decimals=18,
-            oracle=services.price_oracle,
-            markup_bps=services.settings.fee_markup_bps,
-            max_age_seconds=services.settings.price_max_age_seconds,
-        )
+        gas_fee = await gas_fee_in_ovpp(services, gas_limit=UNENROLL_TX_GAS)
         available = await _available_ovpp(session, services, account.wallet)
         if available < gas_fee:
             token = ovpp_token(services)

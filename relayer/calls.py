@@ -127,15 +127,19 @@ async def enqueue_calls(
     session.add(job)
     await session.flush()
     if payment.sponsor is not None:
-        session.add(
-            SponsorCharge(
+        from relayer.sponsorship import reserve
+
+        await reserve(
+            session,
+            sponsor=payment.sponsor,
+            customer_id=customer_id,
+            charge=SponsorCharge(
                 sponsor_id=payment.sponsor.id,
                 customer_id=customer_id,
                 relay_transaction_id=job.id,
                 amount_wei=payment.sponsor_charge_wei,
-            )
+            ),
         )
-        await session.flush()
     return job
 
 

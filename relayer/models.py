@@ -160,6 +160,14 @@ class Sponsor(SQLModel, table=True):
     period_cap_wei: int = Field(sa_column=Column(TokenAmount, nullable=False))
     period_seconds: int = Field(default=30 * 24 * 3600)
     period_started_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp())
+    # Running totals, kept under the sponsor's row lock, so a budget check is O(1) however long
+    # the sponsor's history (reservations at their worst case, settled to the real cost).
+    spent_wei: int = Field(
+        default=0, sa_column=Column(TokenAmount, nullable=False, server_default="0")
+    )
+    period_spent_wei: int = Field(
+        default=0, sa_column=Column(TokenAmount, nullable=False, server_default="0")
+    )
     created_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp())
 
 
@@ -206,3 +214,14 @@ class SponsorFunding(SQLModel, table=True):
     idempotency_key: str = Field(max_length=255)
     amount_wei: int = Field(sa_column=Column(TokenAmount, nullable=False))
     created_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp())
+
+
+class SponsorCustomerDay(SQLModel, table=True):
+    """What a sponsor spent on one customer in one UTC day (the per-customer daily cap)."""
+
+    __tablename__ = "sponsor_customer_days"
+
+    sponsor_id: str = Field(foreign_key="sponsors.id", primary_key=True, max_length=36)
+    customer_id: str = Field(foreign_key="customers.id", primary_key=True, max_length=36)
+    day: str = Field(primary_key=True, max_length=10)
+    spent_wei: int = Field(sa_column=Column(TokenAmount, nullable=False))

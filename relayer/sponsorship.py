@@ -18,6 +18,29 @@ async def sponsor_of_tenant(session: AsyncSession, tenant_id: str) -> Sponsor | 
     return (await session.execute(statement)).scalar_one_or_none()
 
 
+def _today() -> str:
+    return utc_now().date().isoformat()
+
+
+def _roll_period(sponsor: Sponsor) -> None:
+    """Start a new budget period when the current one has ended (its spending resets)."""
+    now = utc_now()
+    start = _aware(sponsor.period_started_at)
+    if start + timedelta(seconds=sponsor.period_seconds) > now:
+        return
+    while start + timedelta(seconds=sponsor.period_seconds) <= now:
+        start += timedelta(seconds=sponsor.period_seconds)
+    sponsor.period_started_at = start
+    sponsor.period_spent_wei = 0
+
+
+async def _customer_day(session: AsyncSession, sponsor_id: str, customer_id: str, day: str) -> int:
+    from relayer.models import SponsorCustomerDay
+
+    row = await session.get(SponsorCustomerDay, (sponsor_id, customer_id, day))
+    return row.spent_wei if row is not None else 0
+
+
 async def check_budget(
     session: AsyncSession,
     *,
@@ -27,9 +50,9 @@ async def check_budget(
     sponsored_program: bool = False,
 ) -> None:
     """Raise ``SponsorRefused`` unless ``sponsor`` can cover ``cost_wei`` for this customer.
-    Reserved (unsettled) charges count at their reserved worst case. ``sponsored_program``:
-    the action is an enrollment in a program whose fee the utility pays, whose gas it covers
-    even when it does not sponsor its customers' other actions."""
+    Reads the running totals (O(1)); reservations count at their worst case until settled.
+    ``sponsored_program``: an enrollment in a program whose fee the utility pays, whose gas it
+    covers even when it does not sponsor its customers' other actions."""
     if not sponsor.active or not (sponsor.sponsors_transfers or sponsored_program):
         raise SponsorRefused(
             f"{sponsor.name} does not sponsor this action",
@@ -43,38 +66,23 @@ async def check_budget(
             reason="PER_TRANSACTION_CAP",
             sponsor_name=sponsor.name,
         )
-    charges = list(
-        (
-            await session.execute(
-                select(SponsorCharge).where(SponsorCharge.sponsor_id == sponsor.id)
-            )
-        ).scalars()
-    )
-    spent_total = sum(charge.amount_wei for charge in charges)
-    if spent_total + cost_wei > sponsor.funds_wei:
+    if sponsor.spent_wei + cost_wei > sponsor.funds_wei:
         raise SponsorRefused(
             f"{sponsor.name}'s sponsorship funds are spent",
             reason="BUDGET_EXHAUSTED",
             sponsor_name=sponsor.name,
         )
-    now = utc_now()
-    period_start = _aware(sponsor.period_started_at)
-    while period_start + timedelta(seconds=sponsor.period_seconds) <= now:
-        period_start += timedelta(seconds=sponsor.period_seconds)
-    in_period = sum(c.amount_wei for c in charges if _aware(c.created_at) >= period_start)
-    if in_period + cost_wei > sponsor.period_cap_wei:
+    _roll_period(sponsor)
+    if sponsor.period_spent_wei + cost_wei > sponsor.period_cap_wei:
         raise SponsorRefused(
             f"{sponsor.name}'s budget for this period is spent",
             reason="PERIOD_CAP",
             sponsor_name=sponsor.name,
         )
-    day_ago = now - timedelta(days=1)
-    customer_day = sum(
-        c.amount_wei
-        for c in charges
-        if c.customer_id == customer_id and _aware(c.created_at) >= day_ago
-    )
-    if customer_day + cost_wei > sponsor.per_customer_daily_cap_wei:
+    if (
+        await _customer_day(session, sponsor.id, customer_id, _today()) + cost_wei
+        > sponsor.per_customer_daily_cap_wei
+    ):
         raise SponsorRefused(
             f"{sponsor.name} covers a limited amount of gas per customer per day; "
             "try again tomorrow",
@@ -83,15 +91,85 @@ async def check_budget(
         )
 
 
+async def reserve(
+    session: AsyncSession, *, sponsor: Sponsor, customer_id: str, charge: SponsorCharge
+) -> None:
+    """Record a sponsored job's worst-case cost in the running totals (sponsor row locked)."""
+    from relayer.models import SponsorCustomerDay
+
+    _roll_period(sponsor)
+    sponsor.spent_wei += charge.amount_wei
+    sponsor.period_spent_wei += charge.amount_wei
+    session.add(sponsor)
+    day = _today()
+    row = await session.get(SponsorCustomerDay, (sponsor.id, customer_id, day))
+    if row is None:
+        session.add(
+            SponsorCustomerDay(
+                sponsor_id=sponsor.id, customer_id=customer_id, day=day, spent_wei=charge.amount_wei
+            )
+        )
+    else:
+        row.spent_wei += charge.amount_wei
+        session.add(row)
+    session.add(charge)
+    await session.flush()
+
+
+async def settle_charges(session: AsyncSession, actual_by_job: dict[str, int]) -> None:
+    """Replace reservations by the real cost (gasUsed × effectiveGasPrice) in the charges and
+    the running totals; each sponsor's row is locked while its totals change."""
+    from relayer.models import SponsorCustomerDay
+
+    if not actual_by_job:
+        return
+    charges = list(
+        (
+            await session.execute(
+                select(SponsorCharge).where(
+                    SponsorCharge.relay_transaction_id.in_(list(actual_by_job)),
+                    SponsorCharge.settled.is_(False),
+                )
+            )
+        ).scalars()
+    )
+    for sponsor_id in sorted({c.sponsor_id for c in charges}):
+        sponsor = await lock(session, sponsor_id)
+        period_start = _aware(sponsor.period_started_at)
+        for charge in (c for c in charges if c.sponsor_id == sponsor_id):
+            delta = actual_by_job[charge.relay_transaction_id] - charge.amount_wei
+            sponsor.spent_wei += delta
+            if _aware(charge.created_at) >= period_start:
+                sponsor.period_spent_wei = max(sponsor.period_spent_wei + delta, 0)
+            day = _aware(charge.created_at).date().isoformat()
+            row = await session.get(SponsorCustomerDay, (sponsor_id, charge.customer_id, day))
+            if row is not None:
+                row.spent_wei = max(row.spent_wei + delta, 0)
+                session.add(row)
+            charge.amount_wei += delta
+            charge.settled = True
+            session.add(charge)
+        session.add(sponsor)
+    await session.flush()
+
+
 def _aware(moment):  # type: ignore[no-untyped-def]
     from datetime import UTC
 
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-async def lock(session: AsyncSession, sponsor: Sponsor) -> None:
-    """Serialise budget checks of one sponsor (row lock in PostgreSQL; SQLite has one writer)."""
-    await session.execute(select(Sponsor.id).where(Sponsor.id == sponsor.id).with_for_update())
+async def lock(session: AsyncSession, sponsor: Sponsor | str) -> Sponsor:
+    """The sponsor's row, locked and re-read: budget checks and total updates of one sponsor
+    are serialised (row lock in PostgreSQL; SQLite has one writer) and see current totals."""
+    sponsor_id = sponsor if isinstance(sponsor, str) else sponsor.id
+    statement = (
+        select(Sponsor)
+        .where(Sponsor.id == sponsor_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(statement)).scalar_one()
 
 
 async def configure_sponsor(
@@ -141,10 +219,8 @@ async def configure_sponsor(
 
 
 async def spent_wei(session: AsyncSession, sponsor_id: str) -> int:
-    rows = await session.execute(
-        select(SponsorCharge.amount_wei).where(SponsorCharge.sponsor_id == sponsor_id)
-    )
-    return sum(int(amount) for (amount,) in rows.all())
+    sponsor = await session.get(Sponsor, sponsor_id)
+    return sponsor.spent_wei if sponsor is not None else 0
 
 
 async def fund_sponsor(

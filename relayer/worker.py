@@ -10,6 +10,11 @@ Invariants that make a crash at any point lose nothing and send nothing twice:
   looked up first;
 - two workers on one PostgreSQL never assign the same nonce: a key's signing step holds its
   row lock (``FOR UPDATE SKIP LOCKED``; the other worker skips the key for that round).
+
+Throughput (docs/benchmarks.md): per key, each stage is a constant number of statements and
+one JSON-RPC batch whatever the number of jobs (updates go out as one executemany); keys are
+worked concurrently on PostgreSQL (independent nonce sequences, separate row locks) and one
+after another on SQLite (one writer: concurrent writers would only wait on each other).
 """
 
 from __future__ import annotations
@@ -20,21 +25,29 @@ import time
 from datetime import timedelta
 
 from eth_account import Account
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chain.rpc import JsonRpc, RpcError, RpcUnavailable
 from core.container import Services
 from core.db import utc_now
+from relayer import sponsorship
 from relayer.forwarder import ForwardRequest, forwarder_calldata
 from relayer.keys import enabled_keys, sealed_key_of
-from relayer.models import RelayAttempt, RelayerKey, RelayStatus, RelayTransaction, SponsorCharge
+from relayer.models import RelayAttempt, RelayerKey, RelayStatus, RelayTransaction
 from relayer.rpc_errors import SendOutcome, classify
+from relayer.transactions import TransactionSigner
 from wallet.keys import unlocked_account
 
 logger = logging.getLogger(__name__)
 
 SIGN_BATCH = 200
+PIPELINE_STATUSES = (
+    RelayStatus.QUEUED,
+    RelayStatus.SIGNED,
+    RelayStatus.SUBMITTED,
+    RelayStatus.MINED,
+)
 RECONCILE_EVERY_SECONDS = 10.0
 
 
@@ -72,19 +85,66 @@ class RelayerWorker:
         logger.info("%s: stopped", self.name)
 
     async def tick(self) -> bool:
-        """One round over every key. Returns whether there was anything to do."""
-        async with self.services.db.session() as session:
-            keys = await enabled_keys(session)
+        """One round over every key with work. Returns whether there was anything to do.
+
+        One grouped count says which keys have jobs in which stage, so an idle round is a
+        single query (the worker polls every ``relayer_poll_seconds``). Keys are chosen by
+        their jobs, not by ``enabled``: a disabled key still finishes its transactions."""
         if time.monotonic() - self._last_reconcile > RECONCILE_EVERY_SECONDS:
+            async with self.services.db.session() as session:
+                keys = await enabled_keys(session)
             await self.reconcile(keys)
             self._last_reconcile = time.monotonic()
-        gas_price = await self._gas_price()
+        work = await self._work_by_key()
+        if not work:
+            return False
+        gas_price = (
+            await self._gas_price()
+            if any(RelayStatus.QUEUED in stages for stages in work.values())
+            else None
+        )
+        if self._is_postgres:
+            results = await asyncio.gather(
+                *(self._advance(key_id, stages, gas_price) for key_id, stages in work.items())
+            )
+            return any(results)
         busy = False
-        for key in keys:
-            busy |= await self.sign_queued(key.id, gas_price)
-            busy |= await self.broadcast_signed(key.id)
-            busy |= await self.track_submitted(key.id)
+        for key_id, stages in work.items():
+            busy |= await self._advance(key_id, stages, gas_price)
         return busy
+
+    async def _work_by_key(self) -> dict[str, set[str]]:
+        """Relayer key id → the open stages it has jobs in."""
+        async with self.services.db.session() as session:
+            rows = (
+                await session.execute(
+                    select(RelayTransaction.relayer_key_id, RelayTransaction.status)
+                    .where(RelayTransaction.status.in_(PIPELINE_STATUSES))
+                    .group_by(RelayTransaction.relayer_key_id, RelayTransaction.status)
+                )
+            ).all()
+        work: dict[str, set[str]] = {}
+        for key_id, status in rows:
+            work.setdefault(key_id, set()).add(status)
+        return work
+
+    async def _advance(
+        self, key_id: str, stages: set[str], gas_price: tuple[int, int] | None
+    ) -> bool:
+        """One key's stages in order: its nonces are only ever assigned and sent in order.
+        A stage runs when it had jobs at the start of the round or the one before it just
+        made some."""
+        signed = gas_price is not None and RelayStatus.QUEUED in stages
+        if signed:
+            assert gas_price is not None
+            signed = await self.sign_queued(key_id, gas_price)
+        sent = False
+        if signed or RelayStatus.SIGNED in stages:
+            sent = await self.broadcast_signed(key_id)
+        tracked = False
+        if sent or stages & {RelayStatus.SUBMITTED, RelayStatus.MINED}:
+            tracked = await self.track_submitted(key_id)
+        return signed or sent or tracked
 
     # -- QUEUED → SIGNED ---------------------------------------------------------------------
 
@@ -109,28 +169,29 @@ class RelayerWorker:
             )
             if not jobs:
                 return False
-            with unlocked_account(sealed_key_of(key), keyring=self.services.keyring) as signer:
+            now = utc_now()
+            # Signed inside the block: the plaintext key lives only while it is unlocked.
+            with unlocked_account(sealed_key_of(key), keyring=self.services.keyring) as account:
+                signer = TransactionSigner(account.key)
                 for job in jobs:
                     requests = [ForwardRequest.from_json(item) for item in job.forward_requests]
-                    transaction = {
-                        "to": self.forwarder,
-                        "data": forwarder_calldata(requests),
-                        "value": 0,
-                        "gas": job.gas_limit,
-                        "maxFeePerGas": max_fee,
-                        "maxPriorityFeePerGas": priority_fee,
-                        "nonce": key.next_nonce,
-                        "chainId": self.chain_id,
-                        "type": 2,
-                    }
-                    signed = signer.sign_transaction(transaction)
+                    signed = signer.sign_eip1559(
+                        chain_id=self.chain_id,
+                        nonce=key.next_nonce,
+                        max_priority_fee_per_gas=priority_fee,
+                        max_fee_per_gas=max_fee,
+                        gas=job.gas_limit,
+                        to=self.forwarder,
+                        value=0,
+                        data=forwarder_calldata(requests),
+                    )
                     job.relayer_nonce = key.next_nonce
-                    job.raw_transaction = bytes(signed.raw_transaction)
-                    job.tx_hash = "0x" + bytes(signed.hash).hex()
+                    job.raw_transaction = signed.raw_transaction
+                    job.tx_hash = "0x" + signed.hash.hex()
                     job.max_fee_per_gas, job.max_priority_fee_per_gas = max_fee, priority_fee
                     job.status = RelayStatus.SIGNED
                     job.attempts = 1
-                    job.updated_at = utc_now()
+                    job.updated_at = now
                     key.next_nonce += 1
                     session.add(job)
                     session.add(
@@ -230,17 +291,26 @@ class RelayerWorker:
     # -- SUBMITTED → MINED → CONFIRMED, and fee bumps ----------------------------------------
 
     async def track_submitted(self, key_id: str) -> bool:
+        """Receipts of every hash sent for each submitted job (one batch), then the outcome in
+        one transaction: mined or reverted (and the sponsor's charge settled), confirmed once
+        deep enough, or re-signed with a higher fee when stuck."""
         async with self.services.db.session() as session:
-            jobs = list(
-                (
-                    await session.execute(
-                        select(RelayTransaction).where(
-                            RelayTransaction.relayer_key_id == key_id,
-                            RelayTransaction.status.in_((RelayStatus.SUBMITTED, RelayStatus.MINED)),
-                        )
+            jobs = (
+                await session.execute(
+                    select(
+                        RelayTransaction.id,
+                        RelayTransaction.status,
+                        RelayTransaction.tx_hash,
+                        RelayTransaction.attempts,
+                        RelayTransaction.submitted_at,
+                        RelayTransaction.block_number,
+                        RelayTransaction.sponsor_id,
+                    ).where(
+                        RelayTransaction.relayer_key_id == key_id,
+                        RelayTransaction.status.in_((RelayStatus.SUBMITTED, RelayStatus.MINED)),
                     )
-                ).scalars()
-            )
+                )
+            ).all()
             if not jobs:
                 return False
             hashes_by_job: dict[str, list[str]] = {job.id: [job.tx_hash or ""] for job in jobs}
@@ -256,68 +326,112 @@ class RelayerWorker:
                     if tx_hash not in hashes_by_job[job_id]:
                         hashes_by_job[job_id].append(tx_hash)
         calls: list[tuple[str, list[object]]] = [("eth_blockNumber", [])]
-        index: list[tuple[str, str]] = []
+        index: list[str] = []
         for job in jobs:
             if job.status == RelayStatus.SUBMITTED:
                 for tx_hash in hashes_by_job[job.id]:
                     calls.append(("eth_getTransactionReceipt", [tx_hash]))
-                    index.append((job.id, tx_hash))
+                    index.append(job.id)
         results = await self.rpc.batch(calls)
         head = int(results[0], 16) if isinstance(results[0], str) else None
         receipts: dict[str, dict[str, str]] = {}
-        for (job_id, _tx_hash), receipt in zip(index, results[1:], strict=True):
+        for job_id, receipt in zip(index, results[1:], strict=True):
             if isinstance(receipt, dict):
                 receipts[job_id] = receipt
+
         now = utc_now()
         confirmations = self.settings.relayer_confirmations
-        changed = False
-        async with self.services.db.session() as session:
-            for job in jobs:
-                job = await session.merge(job)
-                receipt = receipts.get(job.id)
-                if job.status == RelayStatus.SUBMITTED and receipt is not None:
-                    job.block_number = int(receipt["blockNumber"], 16)
-                    job.gas_used = int(receipt["gasUsed"], 16)
-                    job.effective_gas_price = int(receipt["effectiveGasPrice"], 16)
-                    job.tx_hash = receipt["transactionHash"]
-                    if int(receipt["status"], 16) == 1:
-                        job.status = RelayStatus.MINED
-                    else:
-                        job.status = RelayStatus.FAILED
-                        job.error = "the transaction reverted on chain"
-                    await self._settle_sponsor_charge(session, job)
-                    job.updated_at = now
-                    changed = True
-                if (
-                    job.status == RelayStatus.MINED
-                    and head is not None
-                    and job.block_number is not None
-                ):
-                    if head - job.block_number + 1 >= confirmations:
-                        job.status = RelayStatus.CONFIRMED
-                        job.confirmed_at = now
-                        job.updated_at = now
-                        changed = True
-                elif job.status == RelayStatus.SUBMITTED and job.submitted_at is not None:
-                    submitted_at = (
-                        job.submitted_at
-                        if job.submitted_at.tzinfo
-                        else job.submitted_at.replace(tzinfo=now.tzinfo)
-                    )
-                    if now - submitted_at > timedelta(seconds=self.settings.relayer_stuck_seconds):
-                        await self._bump(session, job)
-                        changed = True
-                session.add(job)
-        return changed
+        stuck_after = timedelta(seconds=self.settings.relayer_stuck_seconds)
 
-    async def _settle_sponsor_charge(self, session: AsyncSession, job: RelayTransaction) -> None:
-        if job.sponsor_id is None or job.gas_used is None or job.effective_gas_price is None:
-            return
-        await session.execute(
-            update(SponsorCharge)
-            .where(SponsorCharge.relay_transaction_id == job.id)
-            .values(amount_wei=job.gas_used * job.effective_gas_price, settled=True)
-        )
+        def deep_enough(block_number: int | None) -> bool:
+            return (
+                head is not None
+                and block_number is not None
+                and head - block_number + 1 >= confirmations
+            )
+
+        landed: list[dict[str, object]] = []
+        charges: list[dict[str, object]] = []
+        confirmed: list[str] = []
+        stuck: list[str] = []
+        for job in jobs:
+            receipt = receipts.get(job.id)
+            if job.status == RelayStatus.SUBMITTED and receipt is not None:
+                block_number = int(receipt["blockNumber"], 16)
+                gas_used = int(receipt["gasUsed"], 16)
+                gas_price = int(receipt["effectiveGasPrice"], 16)
+                succeeded = int(receipt["status"], 16) == 1
+                final = succeeded and deep_enough(block_number)
+                landed.append(
+                    {
+                        "b_id": job.id,
+                        "b_status": (
+                            RelayStatus.CONFIRMED
+                            if final
+                            else RelayStatus.MINED
+                            if succeeded
+                            else RelayStatus.FAILED
+                        ),
+                        "b_error": None if succeeded else "the transaction reverted on chain",
+                        "b_block_number": block_number,
+                        "b_gas_used": gas_used,
+                        "b_effective_gas_price": gas_price,
+                        "b_tx_hash": receipt["transactionHash"],
+                        "b_confirmed_at": now if final else None,
+                    }
+                )
+                if job.sponsor_id is not None:
+                    charges.append({"b_job_id": job.id, "b_amount_wei": gas_used * gas_price})
+            elif job.status == RelayStatus.MINED and deep_enough(job.block_number):
+                confirmed.append(job.id)
+            elif job.status == RelayStatus.SUBMITTED and job.submitted_at is not None:
+                submitted_at = (
+                    job.submitted_at
+                    if job.submitted_at.tzinfo
+                    else job.submitted_at.replace(tzinfo=now.tzinfo)
+                )
+                if now - submitted_at > stuck_after:
+                    stuck.append(job.id)
+        if not (landed or confirmed or stuck):
+            return False
+
+        table = RelayTransaction.__table__
+        async with self.services.db.session() as session:
+            if landed:  # one executemany; the status guard makes a second writer a no-op
+                await session.execute(
+                    update(table)
+                    .where(
+                        table.c.id == bindparam("b_id"),
+                        table.c.status == RelayStatus.SUBMITTED,
+                    )
+                    .values(
+                        status=bindparam("b_status"),
+                        error=bindparam("b_error"),
+                        block_number=bindparam("b_block_number"),
+                        gas_used=bindparam("b_gas_used"),
+                        effective_gas_price=bindparam("b_effective_gas_price"),
+                        tx_hash=bindparam("b_tx_hash"),
+                        confirmed_at=bindparam("b_confirmed_at"),
+                        updated_at=now,
+                    ),
+                    landed,
+                )
+            if charges:
+                await sponsorship.settle_charges(
+                    session, {charge["b_job_id"]: charge["b_amount_wei"] for charge in charges}
+                )
+            if confirmed:
+                await session.execute(
+                    update(table)
+                    .where(table.c.id.in_(confirmed), table.c.status == RelayStatus.MINED)
+                    .values(status=RelayStatus.CONFIRMED, confirmed_at=now, updated_at=now)
+                )
+            for job_id in stuck:
+                job = await session.get(RelayTransaction, job_id)
+                if job is not None and job.status == RelayStatus.SUBMITTED:
+                    await self._bump(session, job)
+                    session.add(job)
+        return True
 
     async def _bump(self, session: AsyncSession, job: RelayTransaction) -> None:
         """Replace a stuck transaction: same nonce, fees up by the bump percentage (capped)."""
@@ -332,22 +446,19 @@ class RelayerWorker:
             logger.error("%s: job %s is stuck at the fee cap", self.name, job.id)
             return
         requests = [ForwardRequest.from_json(item) for item in job.forward_requests]
-        with unlocked_account(sealed_key_of(key), keyring=self.services.keyring) as signer:
-            signed = signer.sign_transaction(
-                {
-                    "to": self.forwarder,
-                    "data": forwarder_calldata(requests),
-                    "value": 0,
-                    "gas": job.gas_limit,
-                    "maxFeePerGas": max_fee,
-                    "maxPriorityFeePerGas": tip,
-                    "nonce": job.relayer_nonce,
-                    "chainId": self.chain_id,
-                    "type": 2,
-                }
+        with unlocked_account(sealed_key_of(key), keyring=self.services.keyring) as account:
+            signed = TransactionSigner(account.key).sign_eip1559(
+                chain_id=self.chain_id,
+                nonce=job.relayer_nonce,
+                max_priority_fee_per_gas=tip,
+                max_fee_per_gas=max_fee,
+                gas=job.gas_limit,
+                to=self.forwarder,
+                value=0,
+                data=forwarder_calldata(requests),
             )
-        job.raw_transaction = bytes(signed.raw_transaction)
-        job.tx_hash = "0x" + bytes(signed.hash).hex()
+        job.raw_transaction = signed.raw_transaction
+        job.tx_hash = "0x" + signed.hash.hex()
         job.max_fee_per_gas, job.max_priority_fee_per_gas = max_fee, tip
         job.attempts += 1
         job.status = RelayStatus.SIGNED  # stored first, broadcast by the next round

@@ -4,7 +4,8 @@
 - the real development OpenID Provider (npm ``oidc-provider``) on a free port;
 - a test issuer whose keys the tests hold, for the tokens a real provider never mints;
 - the database twice: a SQLite file and a fresh PostgreSQL database, both migrated by Alembic.
-  Every test that asks for ``services``/``client`` runs once per backend.
+  Every test that asks for ``services``/``client`` runs once per backend;
+- a local Stripe API (localstripe) per backend, the card onramp's Stripe.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from core.container import Services
 from core.migrate import upgrade_to_head
 from core.settings import Settings, TenantConfig, load_settings
 from identity.dev_provider import DevOpenIDProvider
+from onramp.localstripe import LocalStripe
 from tests.support.issuer import TestIssuer
 from tests.support.ports import free_port
 from wallet.kms import LocalKeyEncryptionKey
@@ -35,6 +37,8 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "OVPP_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
 )
 AUDIENCE = "https://wallet.ovpp.test"
+STRIPE_API_KEY = "sk_test_ovpp_tests"
+STRIPE_WEBHOOK_SECRET = "whsec_ovpp_tests_0123456789abcdef"
 BACKENDS = ["sqlite", "postgresql"]
 
 
@@ -147,6 +151,21 @@ def backend_address_book(
 
 
 @pytest.fixture(scope="session")
+def localstripe(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalStripe]:
+    """One local Stripe API per backend: each database is an installation of its own, and
+    reconciliation reads every payment of the Stripe account it is given."""
+    directory = tmp_path_factory.mktemp("localstripe")
+    local = LocalStripe(
+        port=free_port(), state_file=directory / "state.pickle", log_file=directory / "log"
+    )
+    local.start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture(scope="session")
 def kek() -> str:
     return LocalKeyEncryptionKey.generate_base64()
 
@@ -160,6 +179,7 @@ def settings(
     test_issuer: TestIssuer,
     other_issuer: TestIssuer,
     kek: str,
+    localstripe: LocalStripe,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Settings:
     return load_settings(
@@ -171,6 +191,10 @@ def settings(
         kek=kek,
         dev_oidc_port=oidc.port,
         dev_audience=AUDIENCE,
+        stripe_api_base=localstripe.url,
+        stripe_api_key=STRIPE_API_KEY,
+        stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
+        onramp_processor_poll_seconds=0.2,
         tenants=[
             TenantConfig(
                 slug="test-utility",

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import shutil
-import sqlite3
+import subprocess
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,23 +74,43 @@ class Dump:
     content: bytes
 
 
+# Run in a child process: opening and closing the database's files in this process would drop
+# every POSIX lock this process holds on them (close() releases a process's fcntl locks), among
+# them SQLite's locks on the -shm file; another process opening the database afterwards (a
+# `serve` or CLI subprocess of a later test) would then take itself for the only user, rebuild
+# the WAL index, and the two processes would stop seeing each other's writes.
+_SQLITE_DUMP_SCRIPT = """
+import base64, json, sqlite3, sys
+from pathlib import Path
+path = Path(sys.argv[1])
+# Read the files before opening a connection, which could checkpoint the WAL.
+raw = b"".join(
+    file.read_bytes()
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"))
+    if file.exists()
+)
+connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+try:
+    dump = "\\n".join(connection.iterdump()).encode()
+finally:
+    connection.close()
+print(json.dumps({"raw": base64.b64encode(raw).decode(), "sql": base64.b64encode(dump).decode()}))
+"""
+
+
 def _dump_sqlite(database_url: str) -> list[Dump]:
     path = Path(make_url(database_url).database or "")
     assert path.is_file(), path
-    # Read the files before opening a connection of our own, which could checkpoint the WAL.
-    raw_files = b"".join(
-        file.read_bytes()
-        for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"))
-        if file.exists()
+    child = subprocess.run(
+        [sys.executable, "-c", _SQLITE_DUMP_SCRIPT, str(path)],
+        capture_output=True,
+        check=True,
+        timeout=60,
     )
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        sql_dump = "\n".join(connection.iterdump()).encode()
-    finally:
-        connection.close()
+    dumped = json.loads(child.stdout)
     return [
-        Dump("sqlite raw files (db, -wal, -shm)", raw_files),
-        Dump("sqlite iterdump", sql_dump),
+        Dump("sqlite raw files (db, -wal, -shm)", base64.b64decode(dumped["raw"])),
+        Dump("sqlite iterdump", base64.b64decode(dumped["sql"])),
     ]
 
 

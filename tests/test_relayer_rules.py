@@ -529,6 +529,10 @@ async def test_transactions_are_paginated_newest_first(
     )["data"]["viewer"]["wallet"]["transactions"]
     assert [e["node"]["id"] for e in second["edges"]] == [ids[0]]
     assert second["pageInfo"]["hasNextPage"] is False
+    for transaction_id in ids:  # leave nothing in flight for the tests that follow
+        assert (await wait_for_status(client, customer.token, transaction_id))[
+            "status"
+        ] == "CONFIRMED"
     async with services.db.session() as session:
         count = (
             await session.execute(select(func.count()).select_from(RelayTransaction))

@@ -49,6 +49,7 @@ class Stack:
     api_port: int
     anvil_port: int
     oidc_port: int
+    stripe_port: int
 
     @property
     def env(self) -> dict[str, str]:
@@ -60,6 +61,7 @@ class Stack:
             OVPP_PORT=str(self.api_port),
             OVPP_ANVIL_PORT=str(self.anvil_port),
             OVPP_DEV_OIDC_PORT=str(self.oidc_port),
+            OVPP_LOCALSTRIPE_PORT=str(self.stripe_port),
         )
         return env
 
@@ -103,6 +105,7 @@ def stack(tmp_path: Path) -> Stack:
         api_port=free_port(),
         anvil_port=free_port(),
         oidc_port=free_port(),
+        stripe_port=free_port(),
     )
 
 

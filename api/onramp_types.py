@@ -1,0 +1,177 @@
+"""Wire types of the card onramp: quotes, card payments and their typed failures."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Annotated
+
+import strawberry
+
+from api.relayer_types import InvalidInput, QuoteExpired, TokenKind, Transaction
+from api.wire import TokenType
+from chain.tokens import TokenInfo, format_units
+from onramp.models import OnrampPayment as PaymentRow
+from onramp.models import OnrampQuote as QuoteRow
+from onramp.pricing import FIAT_DECIMALS
+from relayer.models import RelayTransaction
+
+
+@strawberry.enum(description="Where a card payment is: paid, then the tokens are delivered.")
+class OnrampPaymentStatus(Enum):
+    REQUIRES_PAYMENT = "REQUIRES_PAYMENT"
+    PAYMENT_FAILED = "PAYMENT_FAILED"
+    CANCELED = "CANCELED"
+    PAID = "PAID"
+    DELIVERING = "DELIVERING"
+    DELIVERED = "DELIVERED"
+    DELIVERY_FAILED = "DELIVERY_FAILED"
+    REFUNDED = "REFUNDED"
+    DISPUTED = "DISPUTED"
+
+
+@strawberry.enum(description="What a card payment buys.")
+class OnrampPurpose(Enum):
+    PURCHASE = "PURCHASE"
+    ENROLLMENT_FEE = "ENROLLMENT_FEE"
+
+
+@strawberry.input
+class OnrampQuoteInput:
+    token: TokenKind
+    fiat_amount: str | None = strawberry.field(
+        default=None, description='What to pay, fee included, e.g. "25" (give this or tokenAmount).'
+    )
+    token_amount: str | None = strawberry.field(
+        default=None, description='What to receive, in token units, e.g. "100" (or fiatAmount).'
+    )
+    currency: str = strawberry.field(description='The fiat currency, e.g. "USD".')
+
+
+@strawberry.input
+class CreateOnrampPaymentInput:
+    token: TokenKind
+    fiat_amount: str | None = strawberry.field(
+        default=None, description="As in the quote: give the same one of the two amounts."
+    )
+    token_amount: str | None = None
+    currency: str
+    quote_id: strawberry.ID
+    idempotency_key: str = strawberry.field(
+        description="Client-chosen, 1–200 characters. The same key with the same input returns "
+        "the same payment; with a different input, InvalidInput."
+    )
+
+
+def _token(tokens: list[TokenInfo], kind: str) -> TokenType:
+    return next(TokenType.from_info(t) for t in tokens if t.kind.value == kind)
+
+
+def _decimals(tokens: list[TokenInfo], kind: str) -> int:
+    return next(t.decimals for t in tokens if t.kind.value == kind)
+
+
+def fiat(amount: int) -> str:
+    return format_units(amount, FIAT_DECIMALS)
+
+
+@strawberry.type(description="A price for a card purchase. Valid until expiresAt.")
+class OnrampQuote:
+    id: strawberry.ID
+    token: TokenType
+    token_amount: str = strawberry.field(description="What the wallet receives, token units.")
+    fiat_amount: str = strawberry.field(description="What the card is charged, fee included.")
+    fee: str = strawberry.field(description="The part of fiatAmount that is the fee.")
+    currency: str
+    price: str = strawberry.field(description="Fiat per whole token, before the fee.")
+    expires_at: datetime
+
+    @classmethod
+    def from_row(cls, row: QuoteRow, *, tokens: list[TokenInfo]) -> OnrampQuote:
+        return cls(
+            id=strawberry.ID(row.id),
+            token=_token(tokens, row.token),
+            token_amount=format_units(row.token_amount, _decimals(tokens, row.token)),
+            fiat_amount=fiat(row.fiat_amount),
+            fee=fiat(row.fee_amount),
+            currency=row.currency.upper(),
+            price=row.price,
+            expires_at=row.expires_at,
+        )
+
+
+@strawberry.type(description="A card payment (a Stripe PaymentIntent) and its token delivery.")
+class OnrampPayment:
+    id: strawberry.ID
+    purpose: OnrampPurpose
+    status: OnrampPaymentStatus
+    token: TokenType
+    token_amount: str
+    fiat_amount: str
+    fee: str
+    currency: str
+    payment_intent_id: str
+    client_secret: str | None = strawberry.field(
+        description="For the app's payment sheet (Stripe SDK). Only in createOnrampPayment's "
+        "answer, while the payment awaits a card."
+    )
+    delivery_transaction: Transaction | None = strawberry.field(
+        description="The relayed transfer from the treasury (hash and status on chain)."
+    )
+    refunded_amount: str
+    disputed: bool
+    clawback_required: bool = strawberry.field(
+        description="Refunded or disputed after the tokens were sent: they will be recovered."
+    )
+    error: str | None
+    enrollment_id: strawberry.ID | None
+    created_at: datetime
+    paid_at: datetime | None
+    delivered_at: datetime | None
+
+    @classmethod
+    def from_row(
+        cls,
+        row: PaymentRow,
+        *,
+        tokens: list[TokenInfo],
+        delivery: RelayTransaction | None = None,
+        client_secret: str | None = None,
+    ) -> OnrampPayment:
+        return cls(
+            id=strawberry.ID(row.id),
+            purpose=OnrampPurpose(row.purpose),
+            status=OnrampPaymentStatus(row.status),
+            token=_token(tokens, row.token),
+            token_amount=format_units(row.token_amount, _decimals(tokens, row.token)),
+            fiat_amount=fiat(row.fiat_amount),
+            fee=fiat(row.fee_amount),
+            currency=row.currency.upper(),
+            payment_intent_id=row.stripe_payment_intent_id,
+            client_secret=client_secret,
+            delivery_transaction=Transaction.from_row(delivery, tokens=tokens)
+            if delivery is not None
+            else None,
+            refunded_amount=fiat(row.refunded_amount),
+            disputed=row.disputed,
+            clawback_required=row.clawback_required,
+            error=row.error,
+            enrollment_id=strawberry.ID(row.enrollment_id) if row.enrollment_id else None,
+            created_at=row.created_at,
+            paid_at=row.paid_at,
+            delivered_at=row.delivered_at,
+        )
+
+
+@strawberry.type(description="Card payments are not configured on this server.")
+class OnrampUnavailable:
+    message: str
+
+
+OnrampQuoteResult = Annotated[
+    OnrampQuote | InvalidInput | OnrampUnavailable, strawberry.union("OnrampQuoteResult")
+]
+CreateOnrampPaymentResult = Annotated[
+    OnrampPayment | QuoteExpired | InvalidInput | OnrampUnavailable,
+    strawberry.union("CreateOnrampPaymentResult"),
+]

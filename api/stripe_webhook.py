@@ -1,0 +1,43 @@
+"""``POST /webhooks/stripe``: a plain starlette route (no GraphQL on this path).
+
+The signature is checked on the raw body; a forged, stale or unsigned request gets 400 and
+changes nothing. A verified event is stored once (a redelivery answers 200 again and stores
+nothing) and committed before the answer; acting on it is the onramp processor's job, which
+this route wakes. So Stripe hears 2xx only for an event that is safely stored, and a crash
+after that point loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from core.container import Services
+from onramp import service
+from onramp.errors import InvalidWebhook
+
+logger = logging.getLogger(__name__)
+
+MAX_WEBHOOK_BYTES = 512 * 1024  # Stripe events are a few kB
+
+
+async def stripe_webhook(request: Request) -> JSONResponse:
+    services: Services = request.app.state.services
+    if services.stripe is None:
+        return JSONResponse({"error": "the card onramp is not configured"}, status_code=503)
+    payload = await request.body()
+    if len(payload) > MAX_WEBHOOK_BYTES:
+        return JSONResponse({"error": "the body is too large"}, status_code=413)
+    try:
+        event = services.stripe.verify(payload, request.headers.get("stripe-signature"))
+    except InvalidWebhook as error:
+        logger.warning("refused a Stripe webhook: %s", error.message)
+        return JSONResponse({"error": error.message}, status_code=400)
+    async with services.db.session() as session:
+        stored = await service.record_event(session, event)
+    running = getattr(request.app.state, "onramp_processor", None)
+    if running is not None:  # the processor of this process acts on it now, not at its next poll
+        running.processor.wake()
+    return JSONResponse({"received": True, "duplicate": not stored})

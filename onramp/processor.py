@@ -1,0 +1,155 @@
+"""The onramp processor: the one place stored Stripe events and paid payments are acted on.
+
+Each tick, in separate transactions: process the stored events not yet processed (a failure
+is retried with backoff); deliver PAID payments from the treasury; settle deliveries whose
+relayed transfer is final; move card-paid enrollments on. Every step is idempotent and
+guarded in SQL, so a crash anywhere, a restart, or a second processor on the same PostgreSQL
+loses nothing and does nothing twice. It runs inside ``serve`` next to the relayer worker, as
+``ovpp-wallet onramp process``, or in a test's event loop (``start_onramp_processor``); the
+webhook route wakes it as soon as an event is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from core.container import Services
+from core.db import utc_now
+from identity.service import CustomerAccount
+from onramp import repository, service
+from onramp.models import PaymentStatus, StripeEvent
+
+logger = logging.getLogger(__name__)
+
+MAX_RETRY_SECONDS = 300
+
+
+class OnrampProcessor:
+    def __init__(self, services: Services, *, name: str = "onramp") -> None:
+        self.services = services
+        self.name = name
+        self._wake = asyncio.Event()
+        self._treasury: CustomerAccount | None = None
+        self._short_of_stock: set[str] = set()  # payments already reported as waiting for stock
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        logger.info("%s: started", self.name)
+        poll = self.services.settings.onramp_processor_poll_seconds
+        while not stop.is_set():
+            try:
+                busy = await self.tick()
+            except Exception:
+                logger.exception("%s: tick failed", self.name)
+                busy = False
+            if busy or stop.is_set():
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=poll)
+            self._wake.clear()
+        logger.info("%s: stopped", self.name)
+
+    async def treasury(self) -> CustomerAccount:
+        if self._treasury is None:
+            self._treasury = await service.treasury_account(self.services)
+        return self._treasury
+
+    async def tick(self) -> bool:
+        """One round of every step; ``True`` when something moved (run again at once)."""
+        moved = await self.process_events()
+        moved = await self.deliver_paid() or moved
+        moved = bool(await service.settle_deliveries(self.services)) or moved
+        moved = await self.advance_enrollments() or moved
+        return moved
+
+    async def process_events(self) -> bool:
+        async with self.services.db.session() as session:
+            event_ids = await repository.events_to_process(session)
+        for event_id in event_ids:
+            try:
+                await service.process_event(self.services, event_id)
+            except Exception as error:
+                logger.warning("%s: event %s not processed yet: %r", self.name, event_id, error)
+                await self._retry_later(event_id, error)
+        return bool(event_ids)
+
+    async def _retry_later(self, event_id: str, error: Exception) -> None:
+        async with self.services.db.session() as session:
+            row = await session.get(StripeEvent, event_id)
+            attempts = row.attempts if row is not None else 0
+            delay = min(2 ** min(attempts, 10), MAX_RETRY_SECONDS)
+            await repository.record_event_failure(
+                session,
+                event_id,
+                error=repr(error),
+                retry_at=utc_now() + timedelta(seconds=delay),
+            )
+
+    async def deliver_paid(self) -> bool:
+        async with self.services.db.session() as session:
+            payment_ids = await repository.payment_ids_with_status(session, PaymentStatus.PAID)
+        if not payment_ids:
+            return False
+        treasury = await self.treasury()
+        queued = False
+        for payment_id in payment_ids:
+            try:
+                outcome = await service.deliver(self.services, payment_id, treasury=treasury)
+            except Exception:
+                logger.exception("%s: delivery of payment %s failed", self.name, payment_id)
+                continue
+            queued = queued or outcome == service.DeliveryOutcome.QUEUED
+            if outcome == service.DeliveryOutcome.OUT_OF_STOCK:
+                if payment_id not in self._short_of_stock:  # said once, retried every round
+                    logger.error(
+                        "%s: the onramp treasury %s holds too little to deliver payment %s; "
+                        "fund it (`ovpp-wallet onramp treasury`), the delivery is retried",
+                        self.name,
+                        treasury.wallet.address,
+                        payment_id,
+                    )
+                self._short_of_stock.add(payment_id)
+            else:
+                self._short_of_stock.discard(payment_id)
+        return queued
+
+    async def advance_enrollments(self) -> bool:
+        from programs import card
+
+        async with self.services.db.session() as session:
+            rows = await repository.card_enrollments_to_advance(session)
+        moved = False
+        for enrollment_id, _status, _payment_status in rows:
+            try:
+                moved = bool(await card.advance(self.services, enrollment_id)) or moved
+            except Exception:
+                logger.exception("%s: enrollment %s did not advance", self.name, enrollment_id)
+        return moved
+
+
+@dataclass
+class RunningProcessor:
+    processor: OnrampProcessor
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+    async def shutdown(self) -> None:
+        self.stop.set()
+        self.processor.wake()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(self.task, timeout=15)
+
+
+async def start_onramp_processor(services: Services, *, name: str = "onramp") -> RunningProcessor:
+    """Run the processor as a task of the current event loop (``serve``, the CLI, tests)."""
+    processor = OnrampProcessor(services, name=name)
+    stop = asyncio.Event()
+    return RunningProcessor(
+        processor=processor, stop=stop, task=asyncio.create_task(processor.run(stop))
+    )

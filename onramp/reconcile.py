@@ -1,0 +1,118 @@
+"""Reconciliation of Stripe against the deliveries: every succeeded PaymentIntent of the onramp
+has exactly one confirmed delivery of the quoted amount to the buyer's wallet, unless the
+money went back before delivery (then it has none); and nothing was delivered for a payment
+Stripe does not show as succeeded. ``ovpp-wallet onramp reconcile`` prints what does not hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core.container import Services
+from onramp import repository, service
+from onramp.models import OnrampPayment, PaymentStatus
+from onramp.stripe_gateway import IntentState, require_gateway
+from relayer.models import OPEN_STATUSES, RelayStatus, RelayTransaction
+
+IN_FLIGHT = (*OPEN_STATUSES, RelayStatus.MINED)
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    payment_intent_id: str
+    payment_id: str | None
+    problem: str
+
+
+@dataclass
+class Reconciliation:
+    succeeded_checked: int = 0
+    delivered: int = 0
+    in_flight: list[str] = field(default_factory=list)  # PaymentIntent ids
+    clawbacks: list[str] = field(default_factory=list)  # PaymentIntent ids
+    mismatches: list[Mismatch] = field(default_factory=list)
+
+
+async def reconcile(services: Services) -> Reconciliation:
+    gateway = require_gateway(services.stripe)
+    treasury = await service.treasury_account(services)
+    intents: dict[str, IntentState] = {}
+    async for intent in gateway.payment_intents():
+        if "ovpp_payment_id" in intent.metadata:  # ours: the onramp made it
+            intents[intent.id] = intent
+    report = Reconciliation()
+    async with services.db.session() as session:
+        payments = {
+            payment.stripe_payment_intent_id: payment
+            for payment in await repository.all_payments(session)
+        }
+        for intent in intents.values():
+            if not intent.succeeded:
+                continue
+            report.succeeded_checked += 1
+            payment = payments.get(intent.id)
+            jobs = await repository.delivery_jobs(
+                session,
+                wallet_id=treasury.wallet.id,
+                idempotency_key=service.delivery_key(intent.id),
+            )
+            problem = _delivery_problem(intent, payment, jobs, report)
+            if problem is not None:
+                report.mismatches.append(
+                    Mismatch(intent.id, payment.id if payment else None, problem)
+                )
+        for pi, payment in payments.items():
+            if payment.status not in (PaymentStatus.DELIVERING, PaymentStatus.DELIVERED):
+                continue
+            intent = intents.get(pi)
+            if intent is None or not intent.succeeded:
+                report.mismatches.append(
+                    Mismatch(
+                        pi,
+                        payment.id,
+                        f"tokens sent, but Stripe shows the payment as "
+                        f"{intent.status if intent else 'unknown'}",
+                    )
+                )
+    return report
+
+
+def _delivery_problem(
+    intent: IntentState,
+    payment: OnrampPayment | None,
+    jobs: list[RelayTransaction],
+    report: Reconciliation,
+) -> str | None:
+    """What is wrong with one succeeded PaymentIntent's deliveries, or ``None``."""
+    if payment is None:
+        return (
+            f"succeeded in Stripe but no onramp payment here (metadata names "
+            f"{intent.metadata.get('ovpp_payment_id')}); {len(jobs)} deliveries"
+        )
+    if payment.clawback_required:
+        report.clawbacks.append(intent.id)
+    if payment.status in (PaymentStatus.REFUNDED, PaymentStatus.DISPUTED):
+        if jobs:
+            return f"{payment.status.lower()} before delivery, yet {len(jobs)} deliveries"
+        return None
+    if len(jobs) > 1:
+        return f"{len(jobs)} deliveries for one payment"
+    if not jobs:
+        return f"paid but not delivered (payment status {payment.status})"
+    job = jobs[0]
+    if job.status in IN_FLIGHT:
+        report.in_flight.append(intent.id)
+        return None
+    if job.status != RelayStatus.CONFIRMED:
+        return f"the delivery {job.id} is {job.status}: {job.error or 'no error recorded'}"
+    if (
+        job.amount != payment.token_amount
+        or job.token != payment.token
+        or job.to_address.lower() != payment.wallet_address.lower()
+    ):
+        return (
+            f"the delivery {job.id} sent {job.amount} {job.token} to {job.to_address}; the "
+            f"payment bought {payment.token_amount} {payment.token} for {payment.wallet_address}"
+        )
+    report.delivered += 1
+    return None

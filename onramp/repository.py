@@ -1,0 +1,229 @@
+"""SQL of the card onramp, and nothing else. State changes are guarded ``UPDATE … WHERE
+status = …`` statements: the row count says whether this caller made the change, so two
+processors (or a webhook and a retry) can never both make it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.db import insert_if_absent, utc_now
+from onramp.models import OnrampPayment, PaymentStatus, StripeEvent
+from programs.models import Enrollment, EnrollmentStatus
+from relayer.models import RelayTransaction
+
+
+async def payment_by_key(
+    session: AsyncSession, *, customer_id: str, idempotency_key: str
+) -> OnrampPayment | None:
+    statement = select(OnrampPayment).where(
+        OnrampPayment.customer_id == customer_id,
+        OnrampPayment.idempotency_key == idempotency_key,
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def payment_by_intent(session: AsyncSession, payment_intent_id: str) -> OnrampPayment | None:
+    statement = select(OnrampPayment).where(
+        OnrampPayment.stripe_payment_intent_id == payment_intent_id
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def payment_of_enrollment(session: AsyncSession, enrollment_id: str) -> OnrampPayment | None:
+    statement = select(OnrampPayment).where(OnrampPayment.enrollment_id == enrollment_id)
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def quote_is_used(session: AsyncSession, quote_id: str) -> bool:
+    statement = select(OnrampPayment.id).where(OnrampPayment.quote_id == quote_id)
+    return (await session.execute(statement)).first() is not None
+
+
+async def insert_payment_if_absent(session: AsyncSession, values: dict[str, Any]) -> bool:
+    return await insert_if_absent(session, OnrampPayment.__table__, values)
+
+
+async def lock_payment(session: AsyncSession, payment_id: str) -> OnrampPayment | None:
+    """The payment, locked until commit: the first write of the transaction (a row lock in
+    PostgreSQL, the write lock in SQLite), then a fresh read."""
+    result = await session.execute(
+        update(OnrampPayment).where(OnrampPayment.id == payment_id).values(updated_at=utc_now())
+    )
+    if not result.rowcount:
+        return None
+    row = await session.get(OnrampPayment, payment_id, populate_existing=True)
+    return row
+
+
+async def move_payment(
+    session: AsyncSession,
+    *,
+    payment_id: str,
+    from_statuses: tuple[str, ...],
+    values: dict[str, Any],
+) -> bool:
+    """Change the payment only if it is still in one of ``from_statuses``."""
+    result = await session.execute(
+        update(OnrampPayment)
+        .where(OnrampPayment.id == payment_id, OnrampPayment.status.in_(from_statuses))
+        .values(updated_at=utc_now(), **values)
+    )
+    return bool(result.rowcount)
+
+
+async def payments_of_customer(
+    session: AsyncSession, *, customer_id: str, limit: int
+) -> list[tuple[OnrampPayment, RelayTransaction | None]]:
+    statement = (
+        select(OnrampPayment, RelayTransaction)
+        .outerjoin(RelayTransaction, RelayTransaction.id == OnrampPayment.delivery_transaction_id)
+        .where(OnrampPayment.customer_id == customer_id)
+        .order_by(OnrampPayment.created_at.desc(), OnrampPayment.id.desc())
+        .limit(limit)
+    )
+    return [(payment, job) for payment, job in (await session.execute(statement)).all()]
+
+
+async def payment_ids_with_status(
+    session: AsyncSession, status: str, *, limit: int = 100
+) -> list[str]:
+    statement = (
+        select(OnrampPayment.id)
+        .where(OnrampPayment.status == status)
+        .order_by(OnrampPayment.updated_at)
+        .limit(limit)
+    )
+    return list((await session.execute(statement)).scalars())
+
+
+async def deliveries_to_settle(
+    session: AsyncSession, *, final_statuses: tuple[str, ...], limit: int = 200
+) -> list[tuple[str, str, datetime | None, str | None]]:
+    """(payment id, job status, confirmed at, job error) of DELIVERING payments whose delivery
+    transaction reached a final status."""
+    statement = (
+        select(
+            OnrampPayment.id,
+            RelayTransaction.status,
+            RelayTransaction.confirmed_at,
+            RelayTransaction.error,
+        )
+        .join(RelayTransaction, RelayTransaction.id == OnrampPayment.delivery_transaction_id)
+        .where(
+            OnrampPayment.status == PaymentStatus.DELIVERING,
+            RelayTransaction.status.in_(final_statuses),
+        )
+        .limit(limit)
+    )
+    return [tuple(row) for row in (await session.execute(statement)).all()]  # type: ignore[misc]
+
+
+async def card_enrollments_to_advance(
+    session: AsyncSession, *, limit: int = 100
+) -> list[tuple[str, str, str]]:
+    """(enrollment id, enrollment status, payment status) of card-paid enrollments the
+    processor still has to move: fee paid and delivered, payment given up, or connecting."""
+    statement = (
+        select(Enrollment.id, Enrollment.status, OnrampPayment.status)
+        .join(OnrampPayment, OnrampPayment.enrollment_id == Enrollment.id)
+        .where(
+            or_(
+                and_(
+                    Enrollment.status == EnrollmentStatus.FEE_PENDING,
+                    OnrampPayment.status.in_(
+                        (
+                            PaymentStatus.DELIVERED,
+                            PaymentStatus.DELIVERY_FAILED,
+                            PaymentStatus.CANCELED,
+                            PaymentStatus.REFUNDED,
+                            PaymentStatus.DISPUTED,
+                        )
+                    ),
+                ),
+                Enrollment.status == EnrollmentStatus.CONNECTING,
+            )
+        )
+        .limit(limit)
+    )
+    return [tuple(row) for row in (await session.execute(statement)).all()]  # type: ignore[misc]
+
+
+# -- stored Stripe events ------------------------------------------------------------------------
+
+
+async def insert_event_if_absent(session: AsyncSession, values: dict[str, Any]) -> bool:
+    return await insert_if_absent(session, StripeEvent.__table__, values)
+
+
+async def events_to_process(session: AsyncSession, *, limit: int = 50) -> list[str]:
+    now = utc_now()
+    statement = (
+        select(StripeEvent.id)
+        .where(
+            StripeEvent.processed_at.is_(None),
+            or_(StripeEvent.next_attempt_at.is_(None), StripeEvent.next_attempt_at <= now),
+        )
+        .order_by(StripeEvent.received_at, StripeEvent.id)
+        .limit(limit)
+    )
+    return list((await session.execute(statement)).scalars())
+
+
+async def mark_event_processed(
+    session: AsyncSession, event_id: str, *, note: str | None = None
+) -> bool:
+    result = await session.execute(
+        update(StripeEvent)
+        .where(StripeEvent.id == event_id, StripeEvent.processed_at.is_(None))
+        .values(processed_at=utc_now(), last_error=note)
+    )
+    return bool(result.rowcount)
+
+
+async def record_event_failure(
+    session: AsyncSession, event_id: str, *, error: str, retry_at: datetime
+) -> None:
+    await session.execute(
+        update(StripeEvent)
+        .where(StripeEvent.id == event_id, StripeEvent.processed_at.is_(None))
+        .values(attempts=StripeEvent.attempts + 1, last_error=error[:500], next_attempt_at=retry_at)
+    )
+
+
+async def events_of_intent(session: AsyncSession, payment_intent_id: str) -> list[StripeEvent]:
+    statement = (
+        select(StripeEvent)
+        .where(StripeEvent.payment_intent_id == payment_intent_id)
+        .order_by(StripeEvent.received_at)
+    )
+    return list((await session.execute(statement)).scalars())
+
+
+async def dispute_recorded(session: AsyncSession, payment_intent_id: str) -> bool:
+    statement = select(func.count()).where(
+        StripeEvent.payment_intent_id == payment_intent_id,
+        StripeEvent.type.like("charge.dispute.%"),
+    )
+    return bool((await session.execute(statement)).scalar_one())
+
+
+# -- deliveries ----------------------------------------------------------------------------------
+
+
+async def delivery_jobs(
+    session: AsyncSession, *, wallet_id: str, idempotency_key: str
+) -> list[RelayTransaction]:
+    statement = select(RelayTransaction).where(
+        RelayTransaction.wallet_id == wallet_id,
+        RelayTransaction.kind == "ONRAMP_DELIVERY",
+        RelayTransaction.idempotency_key == idempotency_key,
+    )
+    return list((await session.execute(statement)).scalars())
+
+
+async def all_payments(session: AsyncSession) -> list[OnrampPayment]:
+    return list((await session.execute(select(OnrampPayment))).scalars())

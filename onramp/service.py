@@ -1,0 +1,688 @@
+"""The card onramp: quotes, card payments (Stripe PaymentIntents), Stripe events, and the
+delivery of what was bought from the treasury wallet through the relayer.
+
+Invariants:
+- a Stripe event is verified on its raw body and stored once (unique event id), and that is
+  committed before anything acts on it; acting on it is a separate transaction, retried until
+  it succeeds, so a crash between the two loses nothing;
+- nothing trusts an event's snapshot or the order events arrive in: every event makes us
+  re-read the PaymentIntent (and its latest charge) from Stripe and move the payment to what
+  Stripe says now;
+- at most one delivery per PaymentIntent: claiming it is a guarded ``UPDATE … WHERE status =
+  'PAID'`` in the same transaction as the relayed transfer, whose idempotency key (derived from
+  the PaymentIntent id) is unique for the treasury wallet;
+- money back before delivery (a refund or a dispute) means no delivery, ever; money back
+  after delivery flags the payment for clawback (README: card onramp).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from eth_utils import to_checksum_address
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chain.tokens import AmountError, TokenInfo, TokenKind, parse_units
+from core.container import Services
+from core.db import utc_now
+from identity import repository as identity_repository
+from identity.principal import Principal
+from identity.service import CustomerAccount, provision
+from onramp import repository
+from onramp.errors import OnrampUnavailable
+from onramp.models import (
+    AWAITING_PAYMENT,
+    DELIVERY_STARTED,
+    NEVER_DELIVERED,
+    OnrampPayment,
+    OnrampQuote,
+    PaymentPurpose,
+    PaymentStatus,
+    StripeEvent,
+)
+from onramp.pricing import Priced, PricingError, parse_fiat, price_fiat, price_tokens, terms_for
+from onramp.stripe_gateway import (
+    CreatedIntent,
+    IntentState,
+    StripeObjectMissing,
+    VerifiedEvent,
+    event_object,
+    require_gateway,
+)
+from registry_client.types import Call
+from relayer.calls import Display, GasPayment, enqueue_calls, take_forwarder_nonces
+from relayer.errors import InvalidInput, QuoteExpired
+from relayer.forwarder import erc20_transfer_data
+from relayer.models import FINAL_STATUSES, RelayStatus, RelayTransaction
+from relayer.service import (
+    SPONSORED_TRANSFER_TX_GAS,
+    TRANSFER_CALL_GAS,
+    open_debits,
+    relayer_key_for,
+)
+
+logger = logging.getLogger(__name__)
+
+# The system tenant that owns the onramp treasury wallet. Its issuer is a URN, which no access
+# token can ever be validated against (there is no discovery document behind it).
+PLATFORM_TENANT_SLUG = "ovpp-platform"
+PLATFORM_ISSUER = "urn:ovpp:platform"
+TREASURY_SUBJECT = "onramp-treasury"
+DELIVERY_KIND = "ONRAMP_DELIVERY"
+SELLABLE = (TokenKind.OVPP, TokenKind.STABLECOIN)
+_PAYMENT_NAMESPACE = uuid.UUID("6f1b0f5e-3d0a-4c41-9d52-8a6c3f3f0e11")
+
+
+def delivery_key(payment_intent_id: str) -> str:
+    """The delivery job's idempotency key: one per PaymentIntent, for ever."""
+    return f"onramp-delivery:{payment_intent_id}"
+
+
+def payment_id_for(customer_id: str, idempotency_key: str) -> str:
+    """Deterministic: a retry of the same request names the same payment, so it sends Stripe the
+    same Idempotency-Key and metadata and gets the same PaymentIntent back."""
+    return str(uuid.uuid5(_PAYMENT_NAMESPACE, f"{customer_id}\x1f{idempotency_key}"))
+
+
+# -- the treasury --------------------------------------------------------------------------------
+
+
+async def treasury_account(services: Services) -> CustomerAccount:
+    """The onramp treasury: a custodial wallet of the system tenant, created once."""
+    async with services.db.session() as session:
+        tenant = await identity_repository.tenant_by_issuer(session, PLATFORM_ISSUER)
+        if tenant is None:
+            tenant = await identity_repository.upsert_tenant(
+                session,
+                slug=PLATFORM_TENANT_SLUG,
+                name="OpenVPP platform (system)",
+                issuer=PLATFORM_ISSUER,
+                audience=PLATFORM_ISSUER,
+            )
+    return await provision(
+        services.db,
+        principal=Principal(
+            tenant_id=tenant.id,
+            tenant_slug=tenant.slug,
+            issuer=tenant.issuer,
+            subject=TREASURY_SUBJECT,
+            email=None,
+            client_id=None,
+            scopes=frozenset(),
+        ),
+        keyring=services.keyring,
+    )
+
+
+# -- quotes --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QuoteRequest:
+    token: str
+    fiat_amount: str | None
+    token_amount: str | None
+    currency: str
+
+
+def sellable_token(services: Services, kind: str) -> TokenInfo:
+    for token in services.chain.tokens:
+        if token.kind in SELLABLE and kind.upper() in (token.kind.value, token.symbol.upper()):
+            return token
+    raise InvalidInput(f"{kind!r} cannot be bought by card", field="token")
+
+
+def _require_onramp(services: Services) -> None:
+    if services.stripe is None:
+        raise OnrampUnavailable(
+            "card payments are not available here: the operator has not configured Stripe"
+        )
+
+
+def price_request(services: Services, request: QuoteRequest) -> tuple[TokenInfo, Priced, str]:
+    """Exactly one of the two amounts names the purchase; the other is computed."""
+    token = sellable_token(services, request.token)
+    terms = terms_for(services.settings, token.kind)
+    if request.currency.strip().lower() != terms.currency:
+        raise InvalidInput(f"card payments are in {terms.currency.upper()} only", field="currency")
+    if (request.fiat_amount is None) == (request.token_amount is None):
+        raise InvalidInput("give either fiatAmount or tokenAmount, not both", field="fiatAmount")
+    try:
+        if request.fiat_amount is not None:
+            priced = price_fiat(
+                parse_fiat(request.fiat_amount), token_decimals=token.decimals, terms=terms
+            )
+        else:
+            assert request.token_amount is not None
+            try:
+                amount = parse_units(request.token_amount, token.decimals)
+            except AmountError as error:
+                raise InvalidInput(str(error), field="tokenAmount") from error
+            priced = price_tokens(amount, token_decimals=token.decimals, terms=terms)
+    except PricingError as error:
+        field = "fiatAmount" if request.fiat_amount is not None else "tokenAmount"
+        raise InvalidInput(str(error), field=field) from error
+    return token, priced, terms.price_text
+
+
+async def quote(
+    session: AsyncSession, *, services: Services, wallet_id: str, request: QuoteRequest
+) -> OnrampQuote:
+    _require_onramp(services)
+    token, priced, price_text = price_request(services, request)
+    return await _store_quote(
+        session,
+        services=services,
+        wallet_id=wallet_id,
+        token=token,
+        priced=priced,
+        price_text=price_text,
+    )
+
+
+async def quote_tokens(
+    session: AsyncSession, *, services: Services, wallet_id: str, token: TokenInfo, amount: int
+) -> OnrampQuote:
+    """An internal quote for exactly ``amount`` (an enrollment fee bought by card)."""
+    terms = terms_for(services.settings, token.kind)
+    try:
+        priced = price_tokens(amount, token_decimals=token.decimals, terms=terms)
+    except PricingError as error:
+        raise InvalidInput(str(error), field="paymentMethod") from error
+    return await _store_quote(
+        session,
+        services=services,
+        wallet_id=wallet_id,
+        token=token,
+        priced=priced,
+        price_text=terms.price_text,
+    )
+
+
+async def _store_quote(
+    session: AsyncSession,
+    *,
+    services: Services,
+    wallet_id: str,
+    token: TokenInfo,
+    priced: Priced,
+    price_text: str,
+) -> OnrampQuote:
+    row = OnrampQuote(
+        wallet_id=wallet_id,
+        token=token.kind.value,
+        token_amount=priced.token_amount,
+        fiat_amount=priced.fiat_amount,
+        fee_amount=priced.fee_amount,
+        currency=services.settings.onramp_currency.lower(),
+        price=price_text,
+        expires_at=utc_now() + timedelta(seconds=services.settings.onramp_quote_ttl_seconds),
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+# -- payments ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OpenedPayment:
+    payment: OnrampPayment
+    client_secret: str | None  # for the app's payment sheet, while the payment awaits a card
+
+
+def fingerprint(*parts: str) -> str:
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def _check_key(idempotency_key: str) -> None:
+    if not 1 <= len(idempotency_key) <= 200:
+        raise InvalidInput(
+            "the idempotency key must be 1 to 200 characters", field="idempotencyKey"
+        )
+
+
+async def create_payment(
+    session: AsyncSession,
+    *,
+    services: Services,
+    account: CustomerAccount,
+    request: QuoteRequest,
+    quote_id: str,
+    idempotency_key: str,
+) -> OpenedPayment:
+    """A card PaymentIntent for a quote, or the one this idempotency key already made (the
+    same key with other input is refused)."""
+    _require_onramp(services)
+    _check_key(idempotency_key)
+    request_fingerprint = fingerprint(
+        request.token.upper(),
+        request.fiat_amount or "",
+        request.token_amount or "",
+        request.currency.lower(),
+        quote_id,
+    )
+    existing = await repository.payment_by_key(
+        session, customer_id=account.customer.id, idempotency_key=idempotency_key
+    )
+    if existing is not None:
+        return await replay(services, existing, request_fingerprint=request_fingerprint)
+
+    token, priced, _price = price_request(services, request)
+    row = await session.get(OnrampQuote, quote_id) if quote_id else None
+    if row is None or row.wallet_id != account.wallet.id:
+        raise InvalidInput("unknown quote: ask quoteOnramp for one first", field="quoteId")
+    named_amount_matches = (
+        row.fiat_amount == priced.fiat_amount
+        if request.fiat_amount is not None
+        else row.token_amount == priced.token_amount
+    )
+    if row.token != token.kind.value or not named_amount_matches:
+        raise InvalidInput("the quote was made for a different purchase", field="quoteId")
+    if _aware(row.expires_at) <= utc_now():
+        raise QuoteExpired("the onramp quote has expired: ask for a new one")
+    if await repository.quote_is_used(session, row.id):
+        raise InvalidInput("this quote was already used by another payment", field="quoteId")
+
+    payment_id = payment_id_for(account.customer.id, idempotency_key)
+    intent = await create_intent(
+        services,
+        payment_id=payment_id,
+        quote=row,
+        wallet_address=account.wallet.address,
+        purpose=PaymentPurpose.PURCHASE,
+    )
+    return await insert_payment(
+        session,
+        services=services,
+        account=account,
+        payment_id=payment_id,
+        quote=row,
+        intent=intent,
+        idempotency_key=idempotency_key,
+        request_fingerprint=request_fingerprint,
+        purpose=PaymentPurpose.PURCHASE,
+    )
+
+
+async def create_intent(
+    services: Services,
+    *,
+    payment_id: str,
+    quote: OnrampQuote,
+    wallet_address: str,
+    purpose: PaymentPurpose,
+    enrollment_id: str | None = None,
+) -> CreatedIntent:
+    """The card PaymentIntent, made before our row so no lock is held during the call. Its
+    Idempotency-Key and metadata derive from the (deterministic) payment id."""
+    gateway = require_gateway(services.stripe)
+    metadata = {
+        "ovpp_payment_id": payment_id,
+        "ovpp_quote_id": quote.id,
+        "ovpp_wallet": wallet_address,
+        "ovpp_token": quote.token,
+        "ovpp_token_amount": str(quote.token_amount),
+        "ovpp_purpose": purpose.value,
+    }
+    if enrollment_id:
+        metadata["ovpp_enrollment_id"] = enrollment_id
+    return await gateway.create_card_payment(
+        amount=quote.fiat_amount,
+        currency=quote.currency,
+        metadata=metadata,
+        idempotency_key=f"ovpp-onramp-{payment_id}",
+    )
+
+
+async def insert_payment(
+    session: AsyncSession,
+    *,
+    services: Services,
+    account: CustomerAccount,
+    payment_id: str,
+    quote: OnrampQuote,
+    intent: CreatedIntent,
+    idempotency_key: str,
+    request_fingerprint: str,
+    purpose: PaymentPurpose,
+    enrollment_id: str | None = None,
+) -> OpenedPayment:
+    """Store the payment; a concurrent request with the same key or quote loses in SQL, and
+    then its PaymentIntent (which nobody can pay: its secret was never handed out) is canceled."""
+    now = utc_now()
+    inserted = await repository.insert_payment_if_absent(
+        session,
+        {
+            "id": payment_id,
+            "customer_id": account.customer.id,
+            "wallet_id": account.wallet.id,
+            "wallet_address": account.wallet.address,
+            "idempotency_key": idempotency_key,
+            "request_fingerprint": request_fingerprint,
+            "purpose": purpose.value,
+            "enrollment_id": enrollment_id,
+            "quote_id": quote.id,
+            "token": quote.token,
+            "token_amount": quote.token_amount,
+            "fiat_amount": quote.fiat_amount,
+            "fee_amount": quote.fee_amount,
+            "currency": quote.currency,
+            "stripe_payment_intent_id": intent.id,
+            "status": PaymentStatus.REQUIRES_PAYMENT.value,
+            "refunded_amount": 0,
+            "disputed": False,
+            "clawback_required": False,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    winner = await repository.payment_by_key(
+        session, customer_id=account.customer.id, idempotency_key=idempotency_key
+    )
+    if inserted and winner is not None:
+        return OpenedPayment(winner, intent.client_secret)
+    gateway = require_gateway(services.stripe)
+    if winner is None or winner.stripe_payment_intent_id != intent.id:
+        await gateway.cancel(intent.id)
+    if winner is None:
+        raise InvalidInput("this quote was already used by another payment", field="quoteId")
+    return await replay(services, winner, request_fingerprint=request_fingerprint)
+
+
+async def replay(
+    services: Services, payment: OnrampPayment, *, request_fingerprint: str
+) -> OpenedPayment:
+    if payment.request_fingerprint != request_fingerprint:
+        raise InvalidInput(
+            "this idempotency key was already used for a different payment",
+            field="idempotencyKey",
+        )
+    secret = None
+    if payment.status in AWAITING_PAYMENT:
+        secret = await require_gateway(services.stripe).client_secret(
+            payment.stripe_payment_intent_id
+        )
+    return OpenedPayment(payment, secret)
+
+
+async def payments_of(
+    session: AsyncSession, *, customer_id: str, limit: int
+) -> list[tuple[OnrampPayment, RelayTransaction | None]]:
+    """The customer's card payments, newest first, each with its delivery transaction."""
+    return await repository.payments_of_customer(session, customer_id=customer_id, limit=limit)
+
+
+# -- Stripe events -------------------------------------------------------------------------------
+
+
+async def record_event(session: AsyncSession, event: VerifiedEvent) -> bool:
+    """Store a verified event once; ``False`` when it was stored before (a redelivery)."""
+    return await repository.insert_event_if_absent(
+        session,
+        {
+            "id": str(uuid.uuid4()),
+            "stripe_event_id": event.id,
+            "type": event.type,
+            "object_id": event.object_id,
+            "payment_intent_id": event.payment_intent_id,
+            "payload": event.payload,
+            "stripe_created": event.created,
+            "received_at": utc_now(),
+            "attempts": 0,
+        },
+    )
+
+
+PAYMENT_INTENT_EVENTS = ("payment_intent.",)
+MONEY_BACK_EVENTS = ("charge.refunded", "charge.refund.", "refund.", "charge.dispute.")
+
+
+async def process_event(services: Services, event_id: str) -> str | None:
+    """Act on one stored event in its own transaction; returns the payment it touched. Safe to
+    run again, and from two processors at once: it only ever re-reads Stripe and applies what
+    Stripe says now through guarded updates. Stripe is read before the first write, so no
+    lock is held during a network call."""
+    gateway = require_gateway(services.stripe)
+    async with services.db.session() as session:
+        event = await session.get(StripeEvent, event_id)
+        if event is None or event.processed_at is not None:
+            return None
+        relevant = event.type.startswith(PAYMENT_INTENT_EVENTS) or event.type.startswith(
+            MONEY_BACK_EVENTS
+        )
+        if not relevant:
+            await repository.mark_event_processed(session, event.id, note="not an onramp event")
+            return None
+        payment_intent_id = event.payment_intent_id
+        if payment_intent_id is None and (charge_id := _charge_of(event)) is not None:
+            try:
+                payment_intent_id = await gateway.payment_intent_of_charge(charge_id)
+            except StripeObjectMissing:
+                payment_intent_id = None
+        payment = (
+            await repository.payment_by_intent(session, payment_intent_id)
+            if payment_intent_id
+            else None
+        )
+        if payment is None:
+            await repository.mark_event_processed(
+                session, event.id, note="no onramp payment for this PaymentIntent"
+            )
+            return None
+        try:
+            state = await gateway.payment_intent(payment.stripe_payment_intent_id)
+        except StripeObjectMissing:
+            await repository.mark_event_processed(
+                session, event.id, note="Stripe no longer knows this PaymentIntent"
+            )
+            return None
+        await apply_intent_state(
+            session,
+            payment_id=payment.id,
+            state=state,
+            dispute_seen=event.type.startswith("charge.dispute."),
+        )
+        if event.payment_intent_id is None:
+            event.payment_intent_id = payment.stripe_payment_intent_id
+            session.add(event)
+        await repository.mark_event_processed(session, event.id)
+        return payment.id
+
+
+def _charge_of(event: StripeEvent) -> str | None:
+    obj = event_object(event.payload)
+    if obj.get("object") == "charge":
+        return obj.get("id")
+    charge = obj.get("charge")
+    if isinstance(charge, dict):
+        return charge.get("id")
+    return charge if isinstance(charge, str) else None
+
+
+async def apply_intent_state(
+    session: AsyncSession, *, payment_id: str, state: IntentState, dispute_seen: bool = False
+) -> str | None:
+    """Move the payment to what Stripe says now (see the module's invariants). Returns the
+    new status when it changed."""
+    payment = await repository.lock_payment(session, payment_id)
+    if payment is None:
+        return None
+    refunded = max(payment.refunded_amount, state.amount_refunded)
+    disputed = (
+        payment.disputed
+        or state.disputed
+        or dispute_seen
+        or await repository.dispute_recorded(session, payment.stripe_payment_intent_id)
+    )
+    money_back = refunded > 0 or disputed
+    changes: dict[str, object] = {"refunded_amount": refunded, "disputed": disputed}
+    status = PaymentStatus(payment.status)
+    new_status = status
+    if status in DELIVERY_STARTED:
+        if money_back and not payment.clawback_required:
+            changes["clawback_required"] = True
+            logger.warning(
+                "onramp payment %s (%s) was %s after its tokens were sent: flagged for clawback",
+                payment.id,
+                payment.stripe_payment_intent_id,
+                "disputed" if disputed else "refunded",
+            )
+    elif status in NEVER_DELIVERED:
+        pass
+    elif state.succeeded and (
+        state.amount != payment.fiat_amount or state.currency != payment.currency
+    ):
+        new_status = PaymentStatus.DELIVERY_FAILED
+        changes["error"] = "Stripe charged an amount other than the quote: not delivered"
+    elif status == PaymentStatus.PAID or (status in AWAITING_PAYMENT and state.succeeded):
+        if money_back:
+            new_status = PaymentStatus.DISPUTED if disputed else PaymentStatus.REFUNDED
+        elif status != PaymentStatus.PAID:
+            new_status = PaymentStatus.PAID
+            changes["paid_at"] = utc_now()
+            changes["error"] = None
+    elif state.status == "canceled":
+        new_status = PaymentStatus.CANCELED
+    elif state.status == "requires_payment_method" and state.last_payment_error:
+        new_status = PaymentStatus.PAYMENT_FAILED
+        changes["error"] = state.last_payment_error[:500]
+    if new_status != status:
+        changes["status"] = new_status.value
+    moved = await repository.move_payment(
+        session, payment_id=payment.id, from_statuses=(status.value,), values=changes
+    )
+    return new_status.value if moved and new_status != status else None
+
+
+# -- delivery ------------------------------------------------------------------------------------
+
+
+class DeliveryOutcome(StrEnum):
+    QUEUED = "QUEUED"  # this call claimed the payment and queued its transfer
+    NOTHING_TO_DO = "NOTHING_TO_DO"  # not PAID (any more): someone else claimed it
+    OUT_OF_STOCK = "OUT_OF_STOCK"  # the treasury holds too little: stays PAID, tried again
+
+
+async def deliver(
+    services: Services, payment_id: str, *, treasury: CustomerAccount
+) -> DeliveryOutcome:
+    """Send a PAID payment's tokens from the treasury: claim and queue the relayed transfer in
+    one transaction."""
+    async with services.db.session() as session:
+        payment = await session.get(OnrampPayment, payment_id)
+        if payment is None or payment.status != PaymentStatus.PAID:
+            return DeliveryOutcome.NOTHING_TO_DO
+        token = sellable_token(services, payment.token)
+        if not await _treasury_can_send(
+            session, services=services, treasury=treasury, token=token, amount=payment.token_amount
+        ):
+            return DeliveryOutcome.OUT_OF_STOCK
+        claimed = await repository.move_payment(
+            session,
+            payment_id=payment.id,
+            from_statuses=(PaymentStatus.PAID.value,),
+            values={"status": PaymentStatus.DELIVERING.value},
+        )
+        if not claimed:
+            return DeliveryOutcome.NOTHING_TO_DO
+        key = delivery_key(payment.stripe_payment_intent_id)
+        earlier = await repository.delivery_jobs(
+            session, wallet_id=treasury.wallet.id, idempotency_key=key
+        )
+        if earlier:  # belt and braces: the unique key would refuse a second job anyway
+            job_id = earlier[0].id
+        else:
+            first_nonce = await take_forwarder_nonces(
+                session, wallet_id=treasury.wallet.id, count=1
+            )
+            recipient = to_checksum_address(payment.wallet_address)
+            job = await enqueue_calls(
+                session,
+                services=services,
+                wallet=treasury.wallet,
+                customer_id=treasury.customer.id,
+                first_nonce=first_nonce,
+                calls=[
+                    Call(
+                        target=token.address or "",
+                        data=erc20_transfer_data(recipient, payment.token_amount),
+                        gas=TRANSFER_CALL_GAS,
+                    )
+                ],
+                payment=GasPayment(),  # the house pays the gas of a delivery
+                gas_limit=SPONSORED_TRANSFER_TX_GAS,
+                kind=DELIVERY_KIND,
+                idempotency_key=key,
+                request_fingerprint=fingerprint(
+                    payment.stripe_payment_intent_id, recipient, str(payment.token_amount)
+                ),
+                display=Display(
+                    token=token.kind.value,
+                    token_address=token.address or "",
+                    to_address=recipient,
+                    amount=payment.token_amount,
+                ),
+                relayer_key_id=await relayer_key_for(session, treasury.wallet.id),
+            )
+            job_id = job.id
+        await repository.move_payment(
+            session,
+            payment_id=payment.id,
+            from_statuses=(PaymentStatus.DELIVERING.value,),
+            values={"delivery_transaction_id": job_id},
+        )
+        return DeliveryOutcome.QUEUED
+
+
+async def _treasury_can_send(
+    session: AsyncSession,
+    *,
+    services: Services,
+    treasury: CustomerAccount,
+    token: TokenInfo,
+    amount: int,
+) -> bool:
+    debits = await open_debits(session, treasury.wallet.id)
+    balances = {
+        info.kind.value: raw for info, raw in await services.chain.balances(treasury.wallet.address)
+    }
+    return balances.get(token.kind.value, 0) - debits.get(token.kind.value, 0) >= amount
+
+
+async def settle_deliveries(services: Services) -> int:
+    """DELIVERING payments whose transfer is final become DELIVERED or DELIVERY_FAILED."""
+    async with services.db.session() as session:
+        rows = await repository.deliveries_to_settle(
+            session, final_statuses=tuple(s.value for s in FINAL_STATUSES)
+        )
+        for payment_id, job_status, confirmed_at, job_error in rows:
+            if job_status == RelayStatus.CONFIRMED:
+                values: dict[str, object] = {
+                    "status": PaymentStatus.DELIVERED.value,
+                    "delivered_at": confirmed_at or utc_now(),
+                }
+            else:
+                values = {
+                    "status": PaymentStatus.DELIVERY_FAILED.value,
+                    "error": (job_error or "the delivery transaction failed")[:500],
+                }
+                logger.error("onramp delivery of payment %s failed: %s", payment_id, job_error)
+            await repository.move_payment(
+                session,
+                payment_id=payment_id,
+                from_statuses=(PaymentStatus.DELIVERING.value,),
+                values=values,
+            )
+        return len(rows)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -1,0 +1,766 @@
+"""The card onramp end to end, on both databases: GraphQL → a Stripe PaymentIntent on a local
+Stripe API (localstripe) → a test card → localstripe's signed webhook to a live uvicorn server
+of the app → the onramp processor → a relayed transfer from the treasury → the balance on chain.
+
+localstripe sends each event once, 1 s after it happens, and never sends
+``payment_intent.payment_failed`` after a failed 3-D Secure, ``charge.refunded`` or
+``charge.dispute.created``: those are made here and signed with the endpoint secret exactly as
+Stripe signs them (tests/support/stripe.py). Redeliveries re-POST the captured raw body and
+signature header byte for byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from sqlmodel import func, select
+
+from chain.address_book import AddressBook
+from chain.anvil import LocalChain
+from chain.deploy import Deployer
+from core.container import Services
+from core.settings import Settings
+from onramp.localstripe import LocalStripe, configure_webhook
+from onramp.models import OnrampPayment, StripeEvent
+from onramp.processor import RunningProcessor, start_onramp_processor
+from onramp.service import delivery_key, treasury_account
+from programs import service as programs_service
+from programs.models import Device
+from programs.models import Enrollment as EnrollmentRow
+from relayer.models import RelayTransaction
+from tests.conftest import STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET
+from tests.support.graphql import gql
+from tests.support.issuer import TestIssuer
+from tests.support.ports import free_port
+from tests.support.stripe import Delivery, StripeTestClient, WebhookTap, sign, signed_event
+from tests.support.wallets import ChainReader, Customer, new_customer
+from tests.test_enrollment_flow import ENROLL, add_device, program_id
+
+OVPP = 10**18
+USDC = 10**6
+CLI = Path(sys.executable).with_name("ovpp-wallet")
+
+QUOTE = """
+mutation($input: OnrampQuoteInput!) {
+  quoteOnramp(input: $input) {
+    __typename
+    ... on OnrampQuote { id tokenAmount fiatAmount fee currency price expiresAt token { symbol } }
+    ... on InvalidInput { message field }
+    ... on OnrampUnavailable { message }
+  }
+}
+"""
+PAYMENT_FIELDS = """
+  id purpose status tokenAmount fiatAmount fee currency paymentIntentId clientSecret
+  refundedAmount disputed clawbackRequired error enrollmentId token { symbol }
+  deliveryTransaction { id status hash amount to token { symbol } }
+"""
+CREATE = f"""
+mutation($input: CreateOnrampPaymentInput!) {{
+  createOnrampPayment(input: $input) {{
+    __typename
+    ... on OnrampPayment {{ {PAYMENT_FIELDS} }}
+    ... on InvalidInput {{ message field }}
+    ... on QuoteExpired {{ message }}
+    ... on OnrampUnavailable {{ message }}
+  }}
+}}
+"""
+PAYMENTS = f"{{ viewer {{ onrampPayments {{ {PAYMENT_FIELDS} }} }} }}"
+
+
+# -- fixtures ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Live:
+    """The app served over real HTTP (localstripe's webhooks reach it there) behind a tap."""
+
+    url: str
+    tap: WebhookTap
+    stripe: StripeTestClient
+
+    async def deliver(self, delivery: Delivery) -> httpx.Response:
+        return await self.post(delivery.body, delivery.signature)
+
+    async def post(self, body: bytes, signature: str | None) -> httpx.Response:
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        if signature is not None:
+            headers["Stripe-Signature"] = signature
+        async with httpx.AsyncClient(timeout=10) as http:
+            return await http.post(f"{self.url}/webhooks/stripe", content=body, headers=headers)
+
+
+@pytest.fixture(scope="session")
+async def treasury_stock(services: Services, deployer: Deployer, contracts: AddressBook) -> str:
+    account = await treasury_account(services)
+    deployer.mint(token=contracts.ovpp_token, to=account.wallet.address, amount=1_000_000 * OVPP)
+    deployer.mint(token=contracts.stablecoin, to=account.wallet.address, amount=1_000_000 * USDC)
+    return account.wallet.address
+
+
+@pytest.fixture(scope="session")
+async def live(app, localstripe: LocalStripe, treasury_stock: str) -> AsyncIterator[Live]:  # type: ignore[no-untyped-def]
+    tap = WebhookTap(app)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(tap, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    serving = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 (uvicorn exposes a flag, not an event)
+        await asyncio.sleep(0.02)
+    url = f"http://127.0.0.1:{port}"
+    configure_webhook(localstripe.url, url=f"{url}/webhooks/stripe", secret=STRIPE_WEBHOOK_SECRET)
+    stripe = StripeTestClient(localstripe.url, STRIPE_API_KEY)
+    yield Live(url=url, tap=tap, stripe=stripe)
+    await stripe.close()
+    server.should_exit = True
+    await serving
+
+
+@pytest.fixture
+async def processor(app, services: Services, relayer: object) -> AsyncIterator[RunningProcessor]:  # type: ignore[no-untyped-def]
+    """The onramp processor in the test's event loop, woken by the app's webhook route."""
+    running = await start_onramp_processor(services, name="test-onramp")
+    app.state.onramp_processor = running
+    yield running
+    app.state.onramp_processor = None
+    await running.shutdown()
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+async def buy(
+    client: httpx.AsyncClient,
+    customer: Customer,
+    *,
+    token: str = "OVPP",  # noqa: S107 (a token kind, not a secret)
+    token_amount: str | None = None,
+    fiat_amount: str | None = None,
+    key: str | None = None,
+) -> dict[str, Any]:
+    amounts = {"tokenAmount": token_amount} if token_amount else {"fiatAmount": fiat_amount}
+    body = await gql(
+        client,
+        QUOTE,
+        {"input": {"token": token, "currency": "USD", **amounts}},
+        token=customer.token,
+    )
+    quote = body["data"]["quoteOnramp"]
+    assert quote["__typename"] == "OnrampQuote", body
+    body = await gql(
+        client,
+        CREATE,
+        {
+            "input": {
+                "token": token,
+                "currency": "usd",
+                "quoteId": quote["id"],
+                "idempotencyKey": key or str(uuid.uuid4()),
+                **amounts,
+            }
+        },
+        token=customer.token,
+    )
+    payment = body["data"]["createOnrampPayment"]
+    assert payment["__typename"] == "OnrampPayment", body
+    return {**payment, "quote": quote}
+
+
+async def wait_payment(
+    client: httpx.AsyncClient,
+    customer: Customer,
+    payment_id: str,
+    status: str,
+    *,
+    timeout: float = 30.0,
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        body = await gql(client, PAYMENTS, token=customer.token)
+        assert "errors" not in body, body
+        node = next(p for p in body["data"]["viewer"]["onrampPayments"] if p["id"] == payment_id)
+        if node["status"] == status and (
+            status != "DELIVERED" or node["deliveryTransaction"]["status"] == "CONFIRMED"
+        ):
+            return node
+        assert time.monotonic() < deadline, f"payment still {node['status']}: {node}"
+        await asyncio.sleep(0.1)
+
+
+async def wait_processed(services: Services, event_ids: list[str], *, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        async with services.db.session() as session:
+            rows = list(
+                (
+                    await session.execute(
+                        select(StripeEvent).where(StripeEvent.stripe_event_id.in_(event_ids))
+                    )
+                ).scalars()
+            )
+        if len(rows) == len(set(event_ids)) and all(r.processed_at for r in rows):
+            return
+        assert time.monotonic() < deadline, [(r.type, r.processed_at, r.last_error) for r in rows]
+        await asyncio.sleep(0.05)
+
+
+async def settle() -> None:
+    """Give the processor (woken by each webhook, polling every 0.2 s) time to do anything it
+    would do, so an assertion that it did nothing more means something."""
+    await asyncio.sleep(0.6)
+
+
+async def deliveries_of(services: Services, payment_intent_id: str) -> list[RelayTransaction]:
+    async with services.db.session() as session:
+        statement = select(RelayTransaction).where(
+            RelayTransaction.idempotency_key == delivery_key(payment_intent_id)
+        )
+        return list((await session.execute(statement)).scalars())
+
+
+async def events_stored(services: Services, event_id: str) -> int:
+    async with services.db.session() as session:
+        statement = (
+            select(func.count())
+            .select_from(StripeEvent)
+            .where(StripeEvent.stripe_event_id == event_id)
+        )
+        return int((await session.execute(statement)).scalar_one())
+
+
+async def payment_row(services: Services, payment_id: str) -> OnrampPayment:
+    async with services.db.session() as session:
+        row = await session.get(OnrampPayment, payment_id)
+    assert row is not None
+    return row
+
+
+# -- tests ---------------------------------------------------------------------------------------
+
+
+async def test_a_card_payment_delivers_the_quoted_tokens_exactly_once_even_delivered_four_times(
+    client,
+    live: Live,
+    processor: RunningProcessor,
+    services: Services,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    chain = ChainReader(deployer, contracts)
+    customer = await new_customer(client, test_issuer, deployer, contracts)
+    key = str(uuid.uuid4())
+    payment = await buy(client, customer, token_amount="250", key=key)
+    # 250 OVPP at 0.10 = 25.00 net; (25.00 + 0.30) / (1 - 3 %) = 26.09 charged, 1.09 of it fee.
+    assert payment["quote"]["fiatAmount"] == "26.09" and payment["quote"]["fee"] == "1.09"
+    assert (payment["status"], payment["tokenAmount"], payment["fiatAmount"]) == (
+        "REQUIRES_PAYMENT",
+        "250",
+        "26.09",
+    )
+    pi = payment["paymentIntentId"]
+    assert payment["clientSecret"].startswith(f"{pi}_secret_")
+
+    # Our own idempotency (localstripe ignores Idempotency-Key): the same key and input give the
+    # same payment and PaymentIntent; the same key with another input is refused.
+    again = await gql(
+        client,
+        CREATE,
+        {
+            "input": {
+                "token": "OVPP",
+                "tokenAmount": "250",
+                "currency": "USD",
+                "quoteId": payment["quote"]["id"],
+                "idempotencyKey": key,
+            }
+        },
+        token=customer.token,
+    )
+    assert again["data"]["createOnrampPayment"]["id"] == payment["id"]
+    assert again["data"]["createOnrampPayment"]["paymentIntentId"] == pi
+    other = await gql(
+        client,
+        CREATE,
+        {
+            "input": {
+                "token": "OVPP",
+                "tokenAmount": "251",
+                "currency": "USD",
+                "quoteId": payment["quote"]["id"],
+                "idempotencyKey": key,
+            }
+        },
+        token=customer.token,
+    )
+    assert other["data"]["createOnrampPayment"]["field"] == "idempotencyKey", other
+    made = await live.stripe.payment_intents_with_metadata("ovpp_payment_id", payment["id"])
+    assert len(made) == 1
+    intent = await live.stripe.payment_intent(pi)
+    assert intent["amount"] == 2609 and intent["currency"] == "usd"
+    assert intent["metadata"]["ovpp_wallet"] == customer.address
+
+    await live.stripe.pay(pi)
+    succeeded = await live.tap.wait_for("payment_intent.succeeded", pi)
+    delivered = await wait_payment(client, customer, payment["id"], "DELIVERED")
+    assert chain.ovpp_of(customer.address) == 250 * OVPP
+    transaction = delivered["deliveryTransaction"]
+    assert transaction["to"] == customer.address and transaction["amount"] == "250"
+    assert chain.receipt(transaction["hash"])["status"] == 1
+
+    for _ in range(3):  # Stripe delivers at least once: the same event, byte for byte
+        response = await live.deliver(succeeded)
+        assert response.status_code == 200 and response.json()["duplicate"] is True
+    await settle()
+    assert await events_stored(services, succeeded.event_id) == 1
+    assert len(await deliveries_of(services, pi)) == 1
+    assert chain.ovpp_of(customer.address) == 250 * OVPP
+    assert chain.native(customer.address) == 0
+
+
+async def test_out_of_order_events_deliver_once_and_a_stale_failure_changes_nothing(
+    client,
+    live: Live,
+    processor: RunningProcessor,
+    services: Services,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    chain = ChainReader(deployer, contracts)
+    customer = await new_customer(client, test_issuer, deployer, contracts)
+    payment = await buy(client, customer, token="STABLECOIN", fiat_amount="20")
+    # 20.00 − (3 % + 0.30) = 19.10 net, at 1.00 per token.
+    assert payment["tokenAmount"] == "19.1" and payment["fee"] == "0.9"
+    pi = payment["paymentIntentId"]
+    live.tap.held.add(pi)
+
+    # First attempt: 3-D Secure fails (Stripe would send payment_intent.payment_failed with
+    # this snapshot); the customer then pays with another card and it succeeds.
+    failed_snapshot = await live.stripe.fail_three_d_secure(pi, payment["clientSecret"])
+    assert failed_snapshot["status"] == "requires_payment_method"
+    failed_body, failed_signature = signed_event(
+        STRIPE_WEBHOOK_SECRET, event_type="payment_intent.payment_failed", obj=failed_snapshot
+    )
+    failed = json.loads(failed_body)["id"]
+    await live.stripe.pay(pi)
+    succeeded = await live.tap.wait_for("payment_intent.succeeded", pi)
+    live.tap.held.discard(pi)
+
+    # They arrive the other way round, the success three times.
+    assert (await live.deliver(succeeded)).status_code == 200
+    assert (await live.post(failed_body, failed_signature)).status_code == 200
+    assert (await live.deliver(succeeded)).status_code == 200
+    assert (await live.deliver(succeeded)).status_code == 200
+    await wait_processed(services, [succeeded.event_id, failed])
+    node = await wait_payment(client, customer, payment["id"], "DELIVERED")
+    assert node["error"] is None
+    assert chain.usd_of(customer.address) == 19_100_000
+    assert len(await deliveries_of(services, pi)) == 1
+
+    # In order, the failure marks the payment (the customer may try another card) and the
+    # success then delivers.
+    late = await buy(client, customer, token="STABLECOIN", fiat_amount="5")
+    snapshot = await live.stripe.fail_three_d_secure(late["paymentIntentId"], late["clientSecret"])
+    body, signature = signed_event(
+        STRIPE_WEBHOOK_SECRET, event_type="payment_intent.payment_failed", obj=snapshot
+    )
+    assert (await live.post(body, signature)).status_code == 200
+    failed_node = await wait_payment(client, customer, late["id"], "PAYMENT_FAILED")
+    assert "authentication" in failed_node["error"]
+    await live.stripe.pay(late["paymentIntentId"])
+    await wait_payment(client, customer, late["id"], "DELIVERED")
+    assert chain.usd_of(customer.address) == 19_100_000 + 4_550_000
+
+
+async def test_forged_and_stale_signatures_get_400_and_change_nothing(
+    client,
+    live: Live,
+    processor: RunningProcessor,
+    services: Services,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    chain = ChainReader(deployer, contracts)
+    customer = await new_customer(client, test_issuer, deployer, contracts)
+    payment = await buy(client, customer, token_amount="40")
+    pi = payment["paymentIntentId"]
+    live.tap.held.add(pi)
+    await live.stripe.pay(pi)
+    genuine = await live.tap.wait_for("payment_intent.succeeded", pi)
+    live.tap.held.discard(pi)
+    now = int(time.time())
+    tampered = genuine.body.replace(b'"livemode": false', b'"livemode": true', 1)
+    assert tampered != genuine.body
+    attempts = [
+        (genuine.body, sign("whsec_not_the_endpoint_secret", genuine.body, timestamp=now)),
+        (genuine.body, sign(STRIPE_WEBHOOK_SECRET, genuine.body, timestamp=now - 600)),
+        (tampered, genuine.signature),
+        (genuine.body, f"t={now},v1={'0' * 64}"),
+        (genuine.body, None),
+        (b"not json", sign(STRIPE_WEBHOOK_SECRET, b"not json", timestamp=now)),
+    ]
+    for body, signature in attempts:
+        response = await live.post(body, signature)
+        assert response.status_code == 400, (signature, response.text)
+    await settle()
+    assert await events_stored(services, genuine.event_id) == 0
+    assert (await payment_row(services, payment["id"])).status == "REQUIRES_PAYMENT"
+    assert await deliveries_of(services, pi) == []
+    assert chain.ovpp_of(customer.address) == 0
+
+    assert (await live.deliver(genuine)).status_code == 200  # the real one still works
+    await wait_payment(client, customer, payment["id"], "DELIVERED")
+    assert chain.ovpp_of(customer.address) == 40 * OVPP
+
+
+async def test_refund_before_delivery_sends_nothing_and_after_delivery_flags_a_clawback(
+    client,
+    live: Live,
+    processor: RunningProcessor,
+    services: Services,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    chain = ChainReader(deployer, contracts)
+    customer = await new_customer(client, test_issuer, deployer, contracts)
+
+    # Refunded before the tokens were sent: the refund's event even arrives before the success.
+    refunded = await buy(client, customer, token_amount="30")
+    pi = refunded["paymentIntentId"]
+    live.tap.held.add(pi)
+    await live.stripe.pay(pi)
+    succeeded = await live.tap.wait_for("payment_intent.succeeded", pi)
+    await live.stripe.refund(pi)
+    charge = (await live.stripe.payment_intent(pi))["latest_charge"]
+    assert charge["amount_refunded"] == charge["amount"]
+    body, signature = signed_event(STRIPE_WEBHOOK_SECRET, event_type="charge.refunded", obj=charge)
+    live.tap.held.discard(pi)
+    assert (await live.post(body, signature)).status_code == 200
+    assert (await live.deliver(succeeded)).status_code == 200
+    await wait_processed(services, [succeeded.event_id, json.loads(body)["id"]])
+    await settle()
+    node = await wait_payment(client, customer, refunded["id"], "REFUNDED")
+    assert node["refundedAmount"] == node["fiatAmount"] and node["deliveryTransaction"] is None
+    assert await deliveries_of(services, pi) == []
+    assert chain.ovpp_of(customer.address) == 0
+
+    # Refunded, and another disputed, after the tokens were sent: flagged for clawback.
+    for event_type in ("charge.refunded", "charge.dispute.created"):
+        payment = await buy(client, customer, token_amount="10")
+        pi = payment["paymentIntentId"]
+        await live.stripe.pay(pi)
+        await wait_payment(client, customer, payment["id"], "DELIVERED")
+        intent = await live.stripe.payment_intent(pi)
+        if event_type == "charge.refunded":
+            await live.stripe.refund(pi)
+            obj = (await live.stripe.payment_intent(pi))["latest_charge"]
+        else:
+            obj = {
+                "id": f"dp_{uuid.uuid4().hex[:14]}",
+                "object": "dispute",
+                "amount": intent["amount"],
+                "currency": "usd",
+                "charge": intent["latest_charge"]["id"],
+                "payment_intent": pi,
+                "reason": "fraudulent",
+                "status": "needs_response",
+            }
+        body, signature = signed_event(STRIPE_WEBHOOK_SECRET, event_type=event_type, obj=obj)
+        assert (await live.post(body, signature)).status_code == 200
+        await wait_processed(services, [json.loads(body)["id"]])
+        node = await wait_payment(client, customer, payment["id"], "DELIVERED")
+        assert node["clawbackRequired"] is True, node
+        assert node["disputed"] is (event_type == "charge.dispute.created")
+        assert len(await deliveries_of(services, pi)) == 1
+    assert chain.ovpp_of(customer.address) == 20 * OVPP
+
+
+async def test_a_card_paid_enrollment_becomes_active_after_the_payment_webhook(
+    client,
+    live: Live,
+    processor: RunningProcessor,
+    registry_demo,
+    services: Services,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    chain = ChainReader(deployer, contracts)
+    registry = programs_service.registry_of(services)
+    customer = await new_customer(client, test_issuer, deployer, contracts)  # holds no OVPP
+    device = await add_device(client, customer.token, "Voltstack", "VS-13.5")
+    program = await program_id(services, "dr-battery-2026")
+    key = str(uuid.uuid4())
+    variables = {
+        "input": {
+            "deviceId": device,
+            "programId": program,
+            "protocol": "OPENADR_3",
+            "paymentMethod": "CARD",
+            "idempotencyKey": key,
+        }
+    }
+    query = ENROLL.replace("error\n", "error paymentClientSecret\n", 1)
+    body = await gql(client, query, variables, token=customer.token)
+    enrollment = body["data"]["enroll"]
+    assert enrollment["__typename"] == "Enrollment", body
+    assert enrollment["status"] == "FEE_PENDING" and enrollment["paymentMethod"] == "CARD"
+    secret = enrollment["paymentClientSecret"]
+    pi = secret.split("_secret_")[0]
+    replay = (await gql(client, query, variables, token=customer.token))["data"]["enroll"]
+    assert replay["id"] == enrollment["id"] and replay["paymentClientSecret"] == secret
+
+    payments = (await gql(client, PAYMENTS, token=customer.token))["data"]["viewer"]
+    fee_payment = next(p for p in payments["onrampPayments"] if p["paymentIntentId"] == pi)
+    assert fee_payment["purpose"] == "ENROLLMENT_FEE"
+    assert fee_payment["enrollmentId"] == enrollment["id"]
+    assert Decimal(fee_payment["tokenAmount"]) > 5  # the 5 OVPP fee and the gas fee
+    assert fee_payment["status"] == "REQUIRES_PAYMENT"
+
+    await live.stripe.pay(pi)  # the app's payment sheet; nothing else from the customer
+    deadline = time.monotonic() + 60
+    while True:  # read the row, not the API: no customer request may be what moves it
+        async with services.db.session() as session:
+            row = await session.get(EnrollmentRow, enrollment["id"])
+        if row.status in ("ACTIVE", "FAILED"):
+            break
+        assert time.monotonic() < deadline, row.status
+        await asyncio.sleep(0.1)
+    assert row.status == "ACTIVE", row.error
+    async with services.db.session() as session:
+        device_row = await session.get(Device, device)
+        connection_id = await registry.active_connection(
+            bytes.fromhex(device_row.device_id[2:]),
+            bytes.fromhex((await programs_service.program_by_id(session, program)).program_id[2:]),
+        )
+    assert connection_id is not None and "0x" + connection_id.hex() == row.connection_id
+    connection = await registry.connection(connection_id)
+    assert connection.owner == customer.address and connection.status == 1
+    # The card bought exactly the fee and the gas fee, and the connection spent both.
+    assert chain.ovpp_of(customer.address) == 0
+    assert chain.native(customer.address) == 0
+    node = await wait_payment(client, customer, fee_payment["id"], "DELIVERED")
+    assert node["clientSecret"] is None
+
+
+# -- a real crash: `ovpp-wallet serve` killed between receiving the webhook and delivering --------
+
+
+def serve_env(
+    settings: Settings, *, kek: str, anvil: LocalChain, data_dir: Path, port: int
+) -> dict[str, str]:
+    """A production-mode `serve` on this test session's chain, database and local Stripe; its
+    relayer is off (the session's relayer worker relays what it queues)."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("OVPP_")}
+    env.update(
+        PYTHONUNBUFFERED="1",
+        OVPP_ENVIRONMENT="production",
+        OVPP_DATA_DIR=str(data_dir),
+        OVPP_PORT=str(port),
+        OVPP_DATABASE_URL=settings.resolved_database_url,
+        OVPP_RPC_URL=anvil.rpc_url,
+        OVPP_ADDRESS_BOOK=str(settings.address_book),
+        OVPP_KEK=kek,
+        OVPP_TENANTS=json.dumps([tenant.model_dump() for tenant in settings.tenants]),
+        OVPP_RELAYER_IN_SERVE="false",
+        OVPP_STRIPE_API_BASE=settings.resolved_stripe_api_base,
+        OVPP_STRIPE_API_KEY=STRIPE_API_KEY,
+        OVPP_STRIPE_WEBHOOK_SECRET=STRIPE_WEBHOOK_SECRET,
+        OVPP_ONRAMP_PROCESSOR_POLL_SECONDS="0.2",
+        OVPP_LOG_LEVEL="WARNING",
+    )
+    return env
+
+
+def _cli(env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(CLI), *arguments],
+        env=env,
+        cwd=env["OVPP_DATA_DIR"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@contextlib.contextmanager
+def serve_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            [str(CLI), "serve"],
+            env=env,
+            cwd=env["OVPP_DATA_DIR"],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-4000:]
+
+
+async def wait_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    async with httpx.AsyncClient(timeout=2) as http:
+        while time.monotonic() < deadline:
+            assert process.poll() is None, tail(log)
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get(f"{url}/readyz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.1)
+    raise AssertionError("serve did not become ready\n" + tail(log))
+
+
+async def wait_delivered(services: Services, payment_id: str, *, timeout: float = 40) -> None:
+    deadline = time.monotonic() + timeout
+    while (await payment_row(services, payment_id)).status != "DELIVERED":
+        assert time.monotonic() < deadline, await payment_row(services, payment_id)
+        await asyncio.sleep(0.1)
+
+
+async def test_serve_killed_between_receiving_and_delivering_still_delivers_exactly_once(
+    client,
+    live: Live,
+    relayer: object,
+    settings: Settings,
+    services: Services,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+    kek: str,
+    anvil: LocalChain,
+    tmp_path: Path,
+) -> None:
+    """No processor runs in this test process: only the `serve` subprocesses act on events."""
+    chain = ChainReader(deployer, contracts)
+    customer = await new_customer(client, test_issuer, deployer, contracts)
+    first = await buy(client, customer, token_amount="70")
+    second = await buy(client, customer, token_amount="30")
+    for payment in (first, second):
+        live.tap.held.add(payment["paymentIntentId"])  # the webhooks go to the subprocess
+        await live.stripe.pay(payment["paymentIntentId"])
+    first_event = await live.tap.wait_for("payment_intent.succeeded", first["paymentIntentId"])
+    second_event = await live.tap.wait_for("payment_intent.succeeded", second["paymentIntentId"])
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = serve_env(settings, kek=kek, anvil=anvil, data_dir=tmp_path, port=port)
+    log = tmp_path / "serve.log"
+
+    async def post(delivery: Delivery) -> httpx.Response:
+        async with httpx.AsyncClient(timeout=10) as http:
+            return await http.post(
+                f"{url}/webhooks/stripe",
+                content=delivery.body,
+                headers={"Stripe-Signature": delivery.signature},
+            )
+
+    # 1. The event is received and stored, and the process dies before any delivery: its
+    #    processor is off, so the kill lands exactly in that window.
+    with serve_process({**env, "OVPP_ONRAMP_PROCESSOR_IN_SERVE": "false"}, log) as serve:
+        await wait_ready(serve, url, log)
+        response = await post(first_event)
+        assert response.status_code == 200 and response.json()["duplicate"] is False
+        os.killpg(serve.pid, signal.SIGKILL)
+        serve.wait()
+    async with services.db.session() as session:
+        stored = (
+            await session.execute(
+                select(StripeEvent).where(StripeEvent.stripe_event_id == first_event.event_id)
+            )
+        ).scalar_one_or_none()
+    assert stored is not None, tail(log)
+    assert stored.processed_at is None
+    assert (await payment_row(services, first["id"])).status == "REQUIRES_PAYMENT"
+    assert await deliveries_of(services, first["paymentIntentId"]) == []
+    assert chain.ovpp_of(customer.address) == 0
+
+    # 2. Restarted: the stored event is picked up and delivered. Then the second payment's
+    #    event arrives and the process is killed at once, wherever its processor then is.
+    with serve_process(env, log) as serve:
+        await wait_ready(serve, url, log)
+        await wait_delivered(services, first["id"])
+        assert chain.ovpp_of(customer.address) == 70 * OVPP
+        assert (await post(first_event)).json()["duplicate"] is True
+        assert (await post(second_event)).status_code == 200
+        os.killpg(serve.pid, signal.SIGKILL)
+        serve.wait()
+
+    # 3. Restarted again: whatever was done before the kill is not done twice.
+    with serve_process(env, log) as serve:
+        await wait_ready(serve, url, log)
+        await wait_delivered(services, second["id"])
+        for event in (first_event, second_event):
+            assert (await post(event)).json()["duplicate"] is True
+        serve.send_signal(signal.SIGINT)
+        assert serve.wait(timeout=20) == 0, tail(log)
+
+    assert chain.ovpp_of(customer.address) == 100 * OVPP
+    for payment in (first, second):
+        assert len(await deliveries_of(services, payment["paymentIntentId"])) == 1
+        live.tap.held.discard(payment["paymentIntentId"])
+
+
+async def test_reconcile_lists_an_undelivered_payment_then_reports_zero_mismatches(
+    client,
+    live: Live,
+    processor: RunningProcessor,
+    settings: Settings,
+    services: Services,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+    kek: str,
+    anvil: LocalChain,
+    tmp_path: Path,
+) -> None:
+    """Runs last in this file: every payment the tests above made on this backend is checked."""
+    customer = await new_customer(client, test_issuer, deployer, contracts)
+    payment = await buy(client, customer, token_amount="15")
+    pi = payment["paymentIntentId"]
+    live.tap.held.add(pi)  # the webhook is lost: Stripe has the money, we sent nothing
+    await live.stripe.pay(pi)
+    succeeded = await live.tap.wait_for("payment_intent.succeeded", pi)
+    env = serve_env(settings, kek=kek, anvil=anvil, data_dir=tmp_path, port=free_port())
+
+    lost = await asyncio.to_thread(_cli, env, "onramp", "reconcile")
+    assert lost.returncode == 1, lost.stdout + lost.stderr
+    assert f"MISMATCH {pi} (payment {payment['id']}): paid but not delivered" in lost.stdout
+
+    live.tap.held.discard(pi)
+    assert (await live.deliver(succeeded)).status_code == 200  # Stripe's retry arrives
+    await wait_payment(client, customer, payment["id"], "DELIVERED")
+    clean = await asyncio.to_thread(_cli, env, "onramp", "reconcile")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "MISMATCH" not in clean.stdout
+    summary = clean.stdout.strip().splitlines()[-1]
+    assert int(summary.split()[0]) >= 1, clean.stdout
+    assert summary.endswith("0 in flight, 0 mismatches"), clean.stdout
