@@ -24,6 +24,9 @@ class RpcError:
     data: Any = None
 
 
+MAX_BATCH = 200
+
+
 class RpcUnavailable(Exception):
     """The node did not answer (timeout, connection refused, HTTP error)."""
 
@@ -42,7 +45,14 @@ class JsonRpc:
         return result
 
     async def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
-        """Results in call order; a failed call yields an ``RpcError`` in its place."""
+        """Results in call order; a failed call yields an ``RpcError`` in its place. Large
+        batches go out in chunks (geth refuses more than 1,000 calls in one batch)."""
+        results: list[Any] = []
+        for start in range(0, len(calls), MAX_BATCH):
+            results.extend(await self._batch(calls[start : start + MAX_BATCH]))
+        return results
+
+    async def _batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
         if not calls:
             return []
         first_id = next(self._ids)
@@ -63,16 +73,18 @@ class JsonRpc:
                 body = json.loads(await response.read())
         except (aiohttp.ClientError, TimeoutError, ValueError) as error:
             raise RpcUnavailable(str(error) or type(error).__name__) from error
-        if isinstance(body, dict):  # a node may answer a whole batch with one error object
+        if isinstance(body, dict):
+            # One error object for the whole batch (too large, rate limited, …): nothing in it
+            # was processed, so it is retried as a whole, never read as N failed calls.
             error = body.get("error") or {}
-            return [RpcError(error.get("code", -1), error.get("message", "batch failed"))] * len(
-                calls
-            )
+            raise RpcUnavailable(f"the node refused the batch: {error.get('message', body)}")
         by_id = {item.get("id"): item for item in body}
         results: list[Any] = []
         for index in range(len(calls)):
-            item = by_id.get(first_id + index, {})
-            if "error" in item:
+            item = by_id.get(first_id + index)
+            if item is None:
+                results.append(RpcError(-32603, "no answer for this call in the batch"))
+            elif "error" in item:
                 error = item["error"]
                 results.append(
                     RpcError(error.get("code", -1), error.get("message", ""), error.get("data"))

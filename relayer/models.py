@@ -57,7 +57,8 @@ class RelayTransaction(SQLModel, table=True):
     __tablename__ = "relay_transactions"
     __table_args__ = (
         UniqueConstraint("wallet_id", "idempotency_key", name="uq_relay_tx_wallet_idempotency"),
-        UniqueConstraint("wallet_id", "forwarder_nonce", name="uq_relay_tx_wallet_fwd_nonce"),
+        # Not unique: a resynchronised wallet re-signs queued jobs at nonces a failed job held.
+        Index("ix_relay_tx_wallet_fwd_nonce", "wallet_id", "forwarder_nonce"),
         UniqueConstraint("relayer_key_id", "relayer_nonce", name="uq_relay_tx_key_nonce"),
         Index("ix_relay_tx_key_status", "relayer_key_id", "status"),
         Index("ix_relay_tx_wallet_created", "wallet_id", "created_at"),

@@ -23,7 +23,9 @@ async def transactions_page(
     session: AsyncSession, *, wallet_id: str, first: int, after: tuple[datetime, str] | None
 ) -> list[RelayTransaction]:
     """Newest first; ``first + 1`` rows so the caller knows whether another page exists."""
-    statement = select(RelayTransaction).where(RelayTransaction.wallet_id == wallet_id)
+    statement = select(RelayTransaction).where(
+        RelayTransaction.wallet_id == wallet_id, RelayTransaction.kind != "NONCE_FILL"
+    )
     if after is not None:
         created, row_id = after
         statement = statement.where(

@@ -15,14 +15,27 @@ class SendOutcome(StrEnum):
     INSUFFICIENT_FUNDS = (
         "INSUFFICIENT_FUNDS"  # the relayer key needs native funds: fail fast, alert
     )
-    UNDERPRICED = "UNDERPRICED"  # below the pool's minimum: bump
+    UNDERPRICED = "UNDERPRICED"  # below the pool's minimum or the base fee: re-price
+    TEMPORARY = "TEMPORARY"  # the pool is full or busy, or no answer: retry the same bytes
     REJECTED = "REJECTED"  # anything else: the transaction itself is bad
 
 
 def classify(result: object) -> SendOutcome:
     if not isinstance(result, RpcError):
-        return SendOutcome.ACCEPTED
+        return SendOutcome.ACCEPTED if isinstance(result, str) else SendOutcome.TEMPORARY
     message = result.message.lower()
+    if any(
+        text in message
+        for text in (
+            "txpool is full",
+            "account limit exceeded",
+            "future transaction tries to replace pending",
+            "no answer for this call",
+            "too many",
+            "rate limit",
+        )
+    ):
+        return SendOutcome.TEMPORARY
     if (
         "already known" in message
         or "known transaction" in message

@@ -25,6 +25,7 @@ import time
 from datetime import timedelta
 
 from eth_account import Account
+from eth_hash.auto import keccak
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,7 +33,7 @@ from chain.rpc import JsonRpc, RpcError, RpcUnavailable
 from core.container import Services
 from core.db import utc_now
 from relayer import sponsorship
-from relayer.forwarder import ForwardRequest, forwarder_calldata
+from relayer.forwarder import ForwardRequest, forwarder_calldata, sign_request
 from relayer.keys import enabled_keys, sealed_key_of
 from relayer.models import RelayAttempt, RelayerKey, RelayStatus, RelayTransaction
 from relayer.rpc_errors import SendOutcome, classify
@@ -41,6 +42,7 @@ from wallet.keys import unlocked_account
 
 logger = logging.getLogger(__name__)
 
+NONCE_FILL = "NONCE_FILL"
 SIGN_BATCH = 200
 PIPELINE_STATUSES = (
     RelayStatus.QUEUED,
@@ -233,7 +235,7 @@ class RelayerWorker:
         results = await self.rpc.batch(
             [("eth_sendRawTransaction", ["0x" + bytes(raw).hex()]) for _job_id, raw in jobs]
         )
-        submitted, too_low, rejected = [], [], []
+        submitted, too_low, rejected, underpriced = [], [], [], []
         for (job_id, _raw), result in zip(jobs, results, strict=True):
             outcome = classify(result)
             if outcome in (SendOutcome.ACCEPTED, SendOutcome.ALREADY_KNOWN):
@@ -246,7 +248,13 @@ class RelayerWorker:
                 )
                 self.low_balance_keys.add(key_id)
                 break  # later nonces cannot go before this one
-            elif outcome in (SendOutcome.NONCE_TOO_HIGH, SendOutcome.UNDERPRICED):
+            elif outcome == SendOutcome.UNDERPRICED:
+                # Never accepted, so the stored bytes can be replaced: re-sign at today's fees
+                # (same nonce); the next round broadcasts it. Later nonces wait behind it.
+                logger.warning("%s: job %s underpriced; re-pricing", self.name, job_id)
+                underpriced.append(job_id)
+                break
+            elif outcome in (SendOutcome.NONCE_TOO_HIGH, SendOutcome.TEMPORARY):
                 logger.warning("%s: %s for job %s; will retry", self.name, outcome.value, job_id)
                 break
             else:
@@ -263,18 +271,18 @@ class RelayerWorker:
                     )
                     .values(status=RelayStatus.SUBMITTED, submitted_at=now, updated_at=now)
                 )
+            rejected_wallets = set()
             for job_id, message in rejected:
-                await session.execute(
-                    update(RelayTransaction)
-                    .where(
-                        RelayTransaction.id == job_id, RelayTransaction.status == RelayStatus.SIGNED
-                    )
-                    .values(
-                        status=RelayStatus.FAILED,
-                        error=f"rejected by the node: {message}"[:500],
-                        updated_at=now,
-                    )
+                wallet_id = await self._fail_and_fill(
+                    session, job_id, f"rejected by the node: {message}"
                 )
+                if wallet_id is not None:
+                    rejected_wallets.add(wallet_id)
+            for job_id in underpriced:
+                job = await session.get(RelayTransaction, job_id)
+                if job is not None and job.status == RelayStatus.SIGNED:
+                    await self._bump(session, job)
+                    session.add(job)
             # Nonce too low: maybe ours landed (a crash between send and commit). The receipt
             # step looks up every hash of these jobs; mark them submitted so it does.
             if too_low:
@@ -286,7 +294,159 @@ class RelayerWorker:
                     )
                     .values(status=RelayStatus.SUBMITTED, submitted_at=now, updated_at=now)
                 )
+        for wallet_id in sorted(rejected_wallets):
+            await self.resync_wallet(wallet_id)
         return True
+
+    async def _fail_and_fill(self, session: AsyncSession, job_id: str, error: str) -> str | None:
+        """The node refused the job's transaction: the job fails, and a zero-value transaction
+        to the relayer itself takes its nonce, so no gap stalls the key's later transactions."""
+        job = await session.get(RelayTransaction, job_id)
+        if job is None or job.status != RelayStatus.SIGNED or job.relayer_nonce is None:
+            return None
+        nonce = job.relayer_nonce
+        await session.execute(
+            update(RelayTransaction)
+            .where(RelayTransaction.id == job_id)
+            .values(
+                status=RelayStatus.FAILED,
+                error=error[:500],
+                relayer_nonce=None,
+                updated_at=utc_now(),
+            )
+        )
+        key = await session.get(RelayerKey, job.relayer_key_id)
+        assert key is not None
+        max_fee, tip = await self._gas_price()
+        with unlocked_account(sealed_key_of(key), keyring=self.services.keyring) as signer:
+            signed = signer.sign_transaction(
+                {
+                    "to": key.address,
+                    "value": 0,
+                    "gas": 21_000,
+                    "maxFeePerGas": max_fee,
+                    "maxPriorityFeePerGas": tip,
+                    "nonce": nonce,
+                    "chainId": self.chain_id,
+                    "type": 2,
+                }
+            )
+        filler = RelayTransaction(
+            wallet_id=job.wallet_id,
+            customer_id=job.customer_id,
+            idempotency_key=f"nonce-fill:{job.id}",
+            request_fingerprint="nonce-fill",
+            kind=NONCE_FILL,
+            status=RelayStatus.SIGNED,
+            token="NATIVE",  # noqa: S106 (a token symbol, not a secret)
+            token_address="",
+            to_address=key.address,
+            amount=0,
+            forwarder_nonce=-1 - nonce,  # fills no forwarder nonce
+            forward_requests=[],
+            gas_limit=21_000,
+            relayer_key_id=key.id,
+            relayer_nonce=nonce,
+            raw_transaction=bytes(signed.raw_transaction),
+            tx_hash="0x" + bytes(signed.hash).hex(),
+            max_fee_per_gas=max_fee,
+            max_priority_fee_per_gas=tip,
+            attempts=1,
+        )
+        session.add(filler)
+        await session.flush()
+        session.add(
+            RelayAttempt(
+                relay_transaction_id=filler.id,
+                tx_hash=filler.tx_hash,
+                raw_transaction=filler.raw_transaction,
+                max_fee_per_gas=max_fee,
+                max_priority_fee_per_gas=tip,
+            )
+        )
+        logger.warning(
+            "%s: nonce %d of key %s filled after a rejection", self.name, nonce, key.address
+        )
+        return job.wallet_id
+
+    async def resync_wallet(self, wallet_id: str) -> None:
+        """After one of the wallet's jobs failed without executing, its later forward requests
+        carry nonces the forwarder will refuse. Once none of them is in flight, re-sign the
+        wallet's queued jobs from the forwarder's on-chain nonce (under the wallet's lock), so
+        a failure never leaves the wallet unable to transact."""
+        from wallet.keys import unlocked_account as unlock_wallet
+        from wallet.models import Wallet
+        from wallet.service import sealed_key_of as sealed_wallet_key
+
+        async with self.services.db.session() as session:
+            await session.execute(
+                update(Wallet)
+                .where(Wallet.id == wallet_id)
+                .values(next_forwarder_nonce=Wallet.next_forwarder_nonce)
+            )  # the wallet's lock, as the API takes it
+            in_flight = (
+                await session.execute(
+                    select(RelayTransaction.id).where(
+                        RelayTransaction.wallet_id == wallet_id,
+                        RelayTransaction.kind != NONCE_FILL,
+                        RelayTransaction.status.in_((RelayStatus.SIGNED, RelayStatus.SUBMITTED)),
+                    )
+                )
+            ).first()
+            if in_flight is not None:
+                return  # they will fail or land first; their outcome calls this again
+            wallet = await session.get(Wallet, wallet_id, populate_existing=True)
+            assert wallet is not None
+            selector = keccak(b"nonces(address)")[:4]
+            answer = await self.rpc.call(
+                "eth_call",
+                {
+                    "to": self.forwarder,
+                    "data": "0x" + (selector + bytes(12) + bytes.fromhex(wallet.address[2:])).hex(),
+                },
+                "latest",
+            )
+            next_nonce = int(answer, 16)
+            queued = list(
+                (
+                    await session.execute(
+                        select(RelayTransaction)
+                        .where(
+                            RelayTransaction.wallet_id == wallet_id,
+                            RelayTransaction.status == RelayStatus.QUEUED,
+                        )
+                        .order_by(RelayTransaction.forwarder_nonce)
+                    )
+                ).scalars()
+            )
+            separator = self.services.forwarder_domain_separator
+            with unlock_wallet(sealed_wallet_key(wallet), keyring=self.services.keyring) as signer:
+                for job in queued:
+                    requests = [ForwardRequest.from_json(item) for item in job.forward_requests]
+                    resigned = [
+                        sign_request(
+                            ForwardRequest(
+                                **{**r.__dict__, "nonce": next_nonce + index, "signature": b""}
+                            ),
+                            private_key=signer.key,
+                            separator=separator,
+                        )
+                        for index, r in enumerate(requests)
+                    ]
+                    job.forward_requests = [r.to_json() for r in resigned]
+                    job.forwarder_nonce = next_nonce
+                    next_nonce += len(resigned)
+                    session.add(job)
+            if wallet.next_forwarder_nonce != next_nonce:
+                logger.warning(
+                    "%s: wallet %s forwarder nonce resynchronised %d -> %d",
+                    self.name,
+                    wallet.address,
+                    wallet.next_forwarder_nonce,
+                    next_nonce,
+                )
+            wallet.next_forwarder_nonce = next_nonce
+            session.add(wallet)
 
     # -- SUBMITTED → MINED → CONFIRMED, and fee bumps ----------------------------------------
 
@@ -305,6 +465,7 @@ class RelayerWorker:
                         RelayTransaction.submitted_at,
                         RelayTransaction.block_number,
                         RelayTransaction.sponsor_id,
+                        RelayTransaction.wallet_id,
                     ).where(
                         RelayTransaction.relayer_key_id == key_id,
                         RelayTransaction.status.in_((RelayStatus.SUBMITTED, RelayStatus.MINED)),
@@ -351,6 +512,7 @@ class RelayerWorker:
             )
 
         landed: list[dict[str, object]] = []
+        reverted_wallets: set[str] = set()
         charges: list[dict[str, object]] = []
         confirmed: list[str] = []
         stuck: list[str] = []
@@ -380,6 +542,8 @@ class RelayerWorker:
                         "b_confirmed_at": now if final else None,
                     }
                 )
+                if not succeeded:
+                    reverted_wallets.add(job.wallet_id)
                 if job.sponsor_id is not None:
                     charges.append({"b_job_id": job.id, "b_amount_wei": gas_used * gas_price})
             elif job.status == RelayStatus.MINED and deep_enough(job.block_number):
@@ -431,6 +595,8 @@ class RelayerWorker:
                 if job is not None and job.status == RelayStatus.SUBMITTED:
                     await self._bump(session, job)
                     session.add(job)
+        for wallet_id in sorted(reverted_wallets):
+            await self.resync_wallet(wallet_id)
         return True
 
     async def _bump(self, session: AsyncSession, job: RelayTransaction) -> None:
@@ -513,7 +679,8 @@ class RelayerWorker:
                     session.add(locked)
 
     async def _gas_price(self) -> tuple[int, int]:
-        block = await self.rpc.call("eth_getBlockByNumber", "latest", False)
+        # The pending block's base fee is the one the next transaction must meet.
+        block = await self.rpc.call("eth_getBlockByNumber", "pending", False)
         base_fee = int(block["baseFeePerGas"], 16)
         tip = 10**9
         return min(base_fee * 2 + tip, self.settings.relayer_max_fee_per_gas_wei), tip

@@ -538,3 +538,59 @@ async def test_transactions_are_paginated_newest_first(
             await session.execute(select(func.count()).select_from(RelayTransaction))
         ).scalar_one()
     assert count >= 3
+
+
+async def test_a_wallet_recovers_after_a_transaction_fails_without_executing(
+    client,
+    relayer,
+    services: Services,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    """A job that fails on chain leaves its forwarder nonces unused; the wallet's later requests
+    would carry nonces the forwarder refuses. The worker re-synchronises the wallet from the
+    forwarder's on-chain nonce, so the next transfer goes through."""
+    chain = ChainReader(deployer, contracts)
+    customer = await new_customer(
+        client, test_issuer, deployer, contracts, ovpp=10 * OVPP, stablecoin=5 * USD
+    )
+    async with services.db.session() as session:
+        wallet = (
+            await session.execute(select(Wallet).where(Wallet.address == customer.address))
+        ).scalar_one()
+        wallet.next_forwarder_nonce += 3  # as if an earlier job had taken nonces and never run
+        session.add(wallet)
+    to = fresh_address()
+    q = await quote(client, customer.token, token="OVPP", to=to, amount="1", feeToken="STABLECOIN")
+    doomed = await send(
+        client,
+        customer.token,
+        quote_id=q["id"],
+        token="OVPP",
+        to=to,
+        amount="1",
+        feeToken="STABLECOIN",
+    )
+    failed = await wait_for_status(client, customer.token, doomed["id"])
+    assert failed["status"] == "FAILED" and "reverted" in failed["error"]
+    for _ in range(100):  # the worker resynchronises right after recording the failure
+        async with services.db.session() as session:
+            wallet = await session.get(Wallet, wallet.id, populate_existing=True)
+        if wallet.next_forwarder_nonce == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert wallet.next_forwarder_nonce == 0
+    q = await quote(client, customer.token, token="OVPP", to=to, amount="2", feeToken="STABLECOIN")
+    ok = await send(
+        client,
+        customer.token,
+        quote_id=q["id"],
+        token="OVPP",
+        to=to,
+        amount="2",
+        feeToken="STABLECOIN",
+    )
+    assert (await wait_for_status(client, customer.token, ok["id"]))["status"] == "CONFIRMED"
+    assert chain.ovpp_of(to) == 2 * OVPP
+    assert chain.ovpp_of(customer.address) == 8 * OVPP
