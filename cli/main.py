@@ -451,6 +451,20 @@ def onramp_treasury() -> None:
     asyncio.run(run())
 
 
+@main.command("schema")
+@click.option("--write", is_flag=True, help="Write clients/schema.graphql instead of printing.")
+def show_schema(write: bool) -> None:
+    """Print the GraphQL schema (SDL) the API serves; --write publishes it to the clients."""
+    from api.sdl import PUBLISHED_SCHEMA, schema_sdl
+
+    sdl = schema_sdl(_settings())
+    if write:
+        PUBLISHED_SCHEMA.write_text(sdl, encoding="utf-8")
+        click.echo(f"wrote {PUBLISHED_SCHEMA}")
+        return
+    click.echo(sdl, nl=False)
+
+
 @main.command("config")
 @click.option("--markdown", is_flag=True, help="Print the README's configuration table.")
 def show_config(markdown: bool) -> None:
