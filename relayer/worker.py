@@ -176,16 +176,8 @@ class RelayerWorker:
             with unlocked_account(sealed_key_of(key), keyring=self.services.keyring) as account:
                 signer = TransactionSigner(account.key)
                 for job in jobs:
-                    requests = [ForwardRequest.from_json(item) for item in job.forward_requests]
-                    signed = signer.sign_eip1559(
-                        chain_id=self.chain_id,
-                        nonce=key.next_nonce,
-                        max_priority_fee_per_gas=priority_fee,
-                        max_fee_per_gas=max_fee,
-                        gas=job.gas_limit,
-                        to=self.forwarder,
-                        value=0,
-                        data=forwarder_calldata(requests),
+                    signed = self._sign_job(
+                        signer, job, nonce=key.next_nonce, max_fee=max_fee, tip=priority_fee
                     )
                     job.relayer_nonce = key.next_nonce
                     job.raw_transaction = signed.raw_transaction
@@ -207,6 +199,28 @@ class RelayerWorker:
                     )
             session.add(key)
         return True
+
+    def _sign_job(
+        self,
+        signer: TransactionSigner,
+        job: RelayTransaction,
+        *,
+        nonce: int,
+        max_fee: int,
+        tip: int,
+    ):  # type: ignore[no-untyped-def]
+        """The relayer's transaction carrying the job's forward requests to the forwarder."""
+        requests = [ForwardRequest.from_json(item) for item in job.forward_requests]
+        return signer.sign_eip1559(
+            chain_id=self.chain_id,
+            nonce=nonce,
+            max_priority_fee_per_gas=tip,
+            max_fee_per_gas=max_fee,
+            gas=job.gas_limit,
+            to=self.forwarder,
+            value=0,
+            data=forwarder_calldata(requests),
+        )
 
     async def _claim_key(self, session: AsyncSession, key_id: str) -> RelayerKey | None:
         statement = select(RelayerKey).where(RelayerKey.id == key_id)
@@ -611,17 +625,13 @@ class RelayerWorker:
         if max_fee <= job.max_fee_per_gas:
             logger.error("%s: job %s is stuck at the fee cap", self.name, job.id)
             return
-        requests = [ForwardRequest.from_json(item) for item in job.forward_requests]
         with unlocked_account(sealed_key_of(key), keyring=self.services.keyring) as account:
-            signed = TransactionSigner(account.key).sign_eip1559(
-                chain_id=self.chain_id,
+            signed = self._sign_job(
+                TransactionSigner(account.key),
+                job,
                 nonce=job.relayer_nonce,
-                max_priority_fee_per_gas=tip,
-                max_fee_per_gas=max_fee,
-                gas=job.gas_limit,
-                to=self.forwarder,
-                value=0,
-                data=forwarder_calldata(requests),
+                max_fee=max_fee,
+                tip=tip,
             )
         job.raw_transaction = signed.raw_transaction
         job.tx_hash = "0x" + signed.hash.hex()
