@@ -45,9 +45,13 @@ class RequestContext:
         principal = await self.principal()
         principal.require(scope)
         if self._account is None:
-            self._account = await provision(
-                self.services.db, principal=principal, keyring=self.services.keyring
-            )
+            cache = self.services.account_cache
+            self._account = cache.get(principal)
+            if self._account is None:
+                self._account = await provision(
+                    self.services.db, principal=principal, keyring=self.services.keyring
+                )
+                cache.put(principal, self._account)
         return self._account
 
     def read_session(self) -> AbstractAsyncContextManager[AsyncSession]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -15,7 +15,7 @@ from chain.tokens import TokenKind
 from core.db import Database
 from core.errors import ConfigurationError
 from core.settings import Settings
-from identity.service import sync_tenants, trusted_issuers
+from identity.service import AccountCache, sync_tenants, trusted_issuers
 from identity.tokens import AccessTokenValidator, IssuerDirectory, JwksCache
 from onramp.stripe_gateway import StripeGateway
 from relayer.forwarder import domain_separator
@@ -60,6 +60,7 @@ class Services:
     price_oracle: PriceOracle
     treasury_address: str
     forwarder_domain_separator: bytes
+    account_cache: AccountCache = field(default_factory=AccountCache)
     stripe: StripeGateway | None = None  # None: the card onramp is not configured
 
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from core.db import Database
@@ -21,6 +22,33 @@ DEV_TENANT_SLUG = "demo-utility"
 class CustomerAccount:
     customer: Customer
     wallet: Wallet
+
+
+class AccountCache:
+    """Recently provisioned accounts per (utility, subject), so a signed-in customer's requests
+    do not each open a session to look the same rows up again. Entries live ``ttl_seconds``;
+    the rows they hold are only read (nonces and balances are never taken from them)."""
+
+    def __init__(self, *, ttl_seconds: float = 60.0, max_entries: int = 10_000) -> None:
+        self._ttl, self._max = ttl_seconds, max_entries
+        self._entries: dict[tuple[str, str], tuple[float, CustomerAccount]] = {}
+
+    def get(self, principal: Principal) -> CustomerAccount | None:
+        entry = self._entries.get((principal.tenant_id, principal.subject))
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        account = entry[1]
+        if principal.email and account.customer.email != principal.email:
+            return None  # let provisioning record the new email
+        return account
+
+    def put(self, principal: Principal, account: CustomerAccount) -> None:
+        if len(self._entries) >= self._max:
+            self._entries.clear()
+        self._entries[(principal.tenant_id, principal.subject)] = (
+            time.monotonic() + self._ttl,
+            account,
+        )
 
 
 async def provision(db: Database, *, principal: Principal, keyring: KeyRing) -> CustomerAccount:
