@@ -1,6 +1,7 @@
 # The two commands: `make run` (the product on its embedded default) and `make test`.
 # Both install what they need on first use: a Python virtualenv in .venv/ from the
-# pinned lock file, and the npm pieces (anvil, solc, OpenZeppelin, oidc-provider).
+# pinned lock file, and the npm pieces (anvil, solc, OpenZeppelin, oidc-provider,
+# playwright-core); `make test` also installs Debian's chromium when it is missing.
 
 PYTHON ?= python3
 VENV := .venv
@@ -8,12 +9,12 @@ BIN := $(VENV)/bin
 STAMP_PY := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
 STAMP_NPM := node_modules/.installed-$(shell cat package-lock.json | sha256sum | cut -c1-16)
 
-.PHONY: run test lint install lock clean
+.PHONY: run test lint install chromium lock clean
 
 run: install
 	$(BIN)/ovpp-wallet serve
 
-test: install
+test: install chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -32,11 +33,19 @@ $(STAMP_PY): requirements.lock pyproject.toml
 	@touch $@
 
 $(STAMP_NPM): package-lock.json
-	@echo "==> installing npm pieces into node_modules/ (anvil, solc, OpenZeppelin, oidc-provider)"
+	@echo "==> installing npm pieces into node_modules/ (anvil, solc, OpenZeppelin, oidc-provider, playwright-core)"
 	@# not `npm ci`: npm leaves other platforms' optional anvil binaries out of the lock, and ci refuses it
 	npm install --no-audit --no-fund --no-save --loglevel=error
 	@rm -f node_modules/.installed-*
 	@touch $@
+
+# The browser tests (tests/test_web_app.py) drive Debian's chromium with npm playwright-core
+# (Playwright's own browser downloads are not used). CI runs as root; elsewhere install it once.
+chromium:
+	@test -x /usr/bin/chromium || { \
+		echo "==> installing chromium (apt-get) for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	}
 
 # Re-pin the lock file from pyproject.toml (maintainers only).
 lock:

@@ -18,6 +18,7 @@ from api.middleware import RequestIdMiddleware
 from api.routes import healthz, readyz
 from api.schema import build_schema
 from api.stripe_webhook import stripe_webhook
+from api.web_app import web_app_routes
 from core.container import Services
 from core.settings import Settings
 
@@ -83,6 +84,7 @@ def create_app(
             Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
+            *web_app_routes(settings),
         ],
         middleware=[Middleware(RequestIdMiddleware)],
         lifespan=lifespan,

@@ -19,7 +19,7 @@ from core.db import Database
 from core.migrate import upgrade_to_head
 from core.settings import Settings
 from identity.dev_login import dev_subject
-from identity.dev_provider import DevOpenIDProvider
+from identity.dev_provider import DEFAULT_REDIRECT_URIS, DevOpenIDProvider
 from identity.principal import Principal
 from identity.service import DEV_TENANT_SLUG, provision, sync_tenants, trusted_issuers
 
@@ -80,6 +80,13 @@ def local_stack(settings: Settings, progress: Progress) -> Iterator[None]:
                     port=settings.dev_oidc_port,
                     keys_file=settings.data_dir / "dev-oidc-jwks.json",
                     audience=settings.dev_audience,
+                    # the web app at /app signs in here, and the provider allows CORS on its
+                    # token endpoint only from the origins of these redirect URIs
+                    redirect_uris=(
+                        f"http://127.0.0.1:{settings.port}/app/callback",
+                        f"http://localhost:{settings.port}/app/callback",
+                        *DEFAULT_REDIRECT_URIS,
+                    ),
                     log_file=settings.data_dir / "dev-oidc.log",
                 )
                 provider.start()

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -106,6 +107,82 @@ def configure_webhook(
     response.raise_for_status()
 
 
+CARD_STRIPE_JS_PATH = "/js.stripe.com/v3/ovpp-card.js"
+"""localstripe's stand-in Stripe.js with ``confirmCardPayment(secret, {payment_method: {card}})``
+working as in Stripe.js (localstripe's own only completes 3-D Secure). The web app loads it."""
+
+CARD_CONFIRM_PATH = "/js.stripe.com/v3/_confirm_card/"
+"""Where that ``confirmCardPayment`` posts. Under ``/js.stripe.com/`` because localstripe lets
+those paths through without a secret key; the PaymentIntent's client secret is checked instead,
+as Stripe does for a publishable key."""
+
+_CARD_CONFIRM_JS = """
+(function () {
+  const localStripe = Stripe;
+  Stripe = (apiKey) => {
+    const stripe = localStripe(apiKey);
+    const completeAuthentication = stripe.confirmCardPayment;
+    stripe.confirmCardPayment = async (clientSecret, data) => {
+      const element = data && data.payment_method && data.payment_method.card;
+      if (!element || !element.value) return {error: {message: 'Enter your card details.'}};
+      const card = element.value.card;
+      const intent = clientSecret.match(/^(pi_\\w+)_secret_/)[1];
+      const body = new URLSearchParams({
+        key: apiKey, client_secret: clientSecret, number: card.number.replace(/\\s/g, ''),
+        exp_month: card.exp_month, exp_year: card.exp_year, cvc: card.cvc,
+      });
+      const response = await fetch(`${LOCALSTRIPE_BASE_API}%s${intent}`, {method: 'POST', body});
+      const result = await response.json().catch(() => ({}));
+      if (!response.ok || result.error) {
+        return {error: result.error || {message: 'The card was not accepted.'}};
+      }
+      if (result.status === 'requires_action') return completeAuthentication(clientSecret);
+      return {paymentIntent: result};
+    };
+    return stripe;
+  };
+  window.Stripe = Stripe;
+})();
+"""
+
+
+async def _card_stripe_js(request: Any) -> Any:
+    from aiohttp import web
+    from localstripe import server
+
+    original = Path(server.__file__).with_name("localstripe-v3.js").read_text()
+    return web.Response(
+        text=original + _CARD_CONFIRM_JS % CARD_CONFIRM_PATH,
+        content_type="application/javascript",
+    )
+
+
+async def _confirm_card(request: Any) -> Any:
+    """Attach a card to a PaymentIntent and confirm it, authorized by its client secret."""
+    from localstripe import resources, server
+    from localstripe.errors import UserError
+
+    form = await request.post()
+    intent = resources.PaymentIntent._api_retrieve(request.match_info["id"])
+    if (
+        not str(form.get("key", "")).startswith("pk_")
+        or form.get("client_secret") != intent.client_secret
+    ):
+        raise UserError(401, "Unauthorized")
+    if intent.status not in ("requires_payment_method", "requires_confirmation"):
+        raise UserError(400, f"The payment is {intent.status}")
+    card = {name: str(form.get(name, "")) for name in ("number", "exp_month", "exp_year", "cvc")}
+    try:
+        method = resources.PaymentMethod._api_create(type="card", card=card)
+    except UserError:
+        raise
+    except Exception as error:  # localstripe validates with assertions
+        raise UserError(400, "Check the card number, expiry and CVC.") from error
+    intent.payment_method = method.id
+    intent._confirm(on_failure_now=intent._report_failure)
+    return server.json_response(intent._export())
+
+
 def _serve(port: int, state_file: Path) -> None:
     """The child process: localstripe's app with its state in ``state_file``, on loopback."""
     import pickle
@@ -126,6 +203,8 @@ def _serve(port: int, state_file: Path) -> None:
             pickle.dump(dict(store), handle, protocol=pickle.HIGHEST_PROTOCOL)
         temporary.replace(state_file)
 
+    server.app.router.add_post(CARD_CONFIRM_PATH + "{id}", _confirm_card)
+    server.app.router.add_get(CARD_STRIPE_JS_PATH, _card_stripe_js)
     resources.Store.try_load_from_disk = load  # type: ignore[method-assign]
     resources.Store.dump_to_disk = dump  # type: ignore[method-assign]
     resources.store.try_load_from_disk()

@@ -1,0 +1,206 @@
+#!/usr/bin/env node
+// The customer's journey through the web app at a phone's size, in Debian's chromium driven
+// by playwright-core: sign in -> balances -> send and watch it confirm -> add the demo
+// battery -> enroll it in the sponsored program -> ACTIVE -> buy OVPP by card.
+//
+// Usage: node tests/browser/journey.mjs --app-url http://127.0.0.1:PORT/app/ --artifacts DIR
+// Prints one JSON object to stdout: {"steps": [{name, screenshot, layout, ...outcome}], ...}.
+// A failed step ends the journey with {"error": "...", "failedStep": name} (exit code 1),
+// after saving a screenshot of where it stopped. Tests assert on the printed outcomes.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { chromium } from 'playwright-core';
+
+const { values: options } = parseArgs({
+  options: {
+    'app-url': { type: 'string' },
+    artifacts: { type: 'string' },
+    email: { type: 'string', default: 'alice@example.com' },
+    chromium: { type: 'string', default: process.env.CHROMIUM_PATH || '/usr/bin/chromium' },
+  },
+});
+const APP_URL = options['app-url'];
+const ARTIFACTS = options.artifacts;
+const SEND_TO = '0x000000000000000000000000000000000000dEaD';
+const SLOW = 90_000;
+const SERIAL = `VS-BROWSER-${Date.now()}`;
+fs.mkdirSync(ARTIFACTS, { recursive: true });
+
+const report = { steps: [], console: [] };
+let currentStep = 'launch';
+const browser = await chromium.launch({
+  executablePath: options.chromium,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+    '--disable-sync', '--no-first-run', '--disable-dev-shm-usage'],
+});
+const context = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+const page = await context.newPage();
+page.setDefaultTimeout(20_000);
+page.on('console', (message) => { if (message.type() === 'error') report.console.push(message.text()); });
+page.on('pageerror', (error) => report.console.push(`pageerror: ${error.message}`));
+
+/** What the acceptance asks of every screen: no horizontal scroll, tap targets >= 44 px. */
+async function layout() {
+  return page.evaluate(() => {
+    const controls = [...document.querySelectorAll('button, a[href], input, select, textarea')]
+      .filter((element) => element.type !== 'hidden')
+      .map((element) => ({ element, box: element.getBoundingClientRect() }))
+      .filter(({ element, box }) => box.width > 0 && box.height > 0 && getComputedStyle(element).visibility !== 'hidden');
+    return {
+      scrollWidth: document.scrollingElement.scrollWidth,
+      innerWidth: window.innerWidth,
+      controls: controls.length,
+      smallTapTargets: controls.filter(({ box }) => box.height < 44).map(({ element, box }) =>
+        `${element.tagName.toLowerCase()} "${(element.textContent || element.getAttribute('aria-label') || element.name || '').trim().slice(0, 40)}" ${Math.round(box.height)}px`),
+      unlabelledInputs: [...document.querySelectorAll('input:not([type=hidden]), select')]
+        .filter((input) => !input.labels?.length && !input.getAttribute('aria-label')).map((input) => input.name || input.placeholder),
+    };
+  });
+}
+
+async function step(name, action) {
+  currentStep = name;
+  const started = Date.now();
+  const outcome = (await action()) ?? {};
+  const screenshot = path.join(ARTIFACTS, `${String(report.steps.length + 1).padStart(2, '0')}-${name}.png`);
+  await page.screenshot({ path: screenshot, fullPage: true });
+  report.steps.push({ name, seconds: (Date.now() - started) / 1000, screenshot, layout: await layout(), ...outcome });
+}
+
+/** Bytes (headers included) of everything under /app/ this document fetched, by path. */
+function appBytesTransferred() {
+  return page.evaluate(() => Object.fromEntries(
+    [performance.getEntriesByType('navigation')[0], ...performance.getEntriesByType('resource')]
+      .filter((entry) => new URL(entry.name).pathname.startsWith('/app/'))
+      .map((entry) => [new URL(entry.name).pathname, entry.transferSize])));
+}
+
+const text = (selector) => page.locator(selector).first().innerText();
+const balance = async (symbol) => (await text(`[data-balance="${symbol}"]`)).trim();
+
+const started = Date.now();
+try {
+  await step('sign-in', async () => {
+    await page.goto(APP_URL);
+    await page.getByRole('button', { name: 'Sign in' }).waitFor();
+    await page.waitForLoadState('networkidle');
+    report.firstLoadBytes = await appBytesTransferred(); // cold cache: the app's own files
+    return { heading: await text('main h2') };
+  });
+
+  await step('wallet', async () => {
+    // by keyboard: Tab reaches "Sign in" (after the skip link) with a visible focus ring
+    const focusPath = [];
+    for (let presses = 0; presses < 5; presses += 1) {
+      await page.keyboard.press('Tab');
+      const focused = await page.evaluate(() => ({
+        text: document.activeElement.textContent.trim(),
+        outline: getComputedStyle(document.activeElement).outlineStyle,
+      }));
+      focusPath.push(focused);
+      if (focused.text === 'Sign in') break;
+    }
+    await page.keyboard.press('Enter');
+    await page.locator('input[name=login]').fill(options.email);
+    await page.locator('input[name=password]').fill('any password');
+    await page.locator('button[type=submit]').click();
+    await page.waitForURL(/\/app\/#wallet$/);
+    await page.locator('[data-balance="OVPP"]').waitFor();
+    return { focusPath, email: await text('main strong'), balances: { OVPP: await balance('OVPP'), USDC: await balance('USDC') } };
+  });
+
+  await step('send-quote', async () => {
+    await page.getByRole('link', { name: 'Send' }).first().click();
+    await page.getByLabel('Token').selectOption('OVPP');
+    await page.getByLabel('To (wallet address)').fill(SEND_TO);
+    await page.getByLabel('Amount').fill('5');
+    await page.getByLabel('Pay the network fee in').selectOption('STABLECOIN');
+    await page.getByRole('button', { name: 'Review' }).click();
+    return { fee: (await text('#quote-fee')).trim() };
+  });
+
+  await step('send-confirmed', async () => {
+    await page.getByRole('button', { name: 'Confirm and send' }).click();
+    await page.locator('#transfer-status [data-status="CONFIRMED"]').waitFor({ timeout: SLOW });
+    return {
+      status: await page.locator('#transfer-status [data-status]').getAttribute('data-status'),
+      via: await page.locator('#transfer-status').getAttribute('data-via'),
+    };
+  });
+
+  await step('history', async () => {
+    await page.getByRole('link', { name: 'History' }).click();
+    await page.locator('main li').first().waitFor();
+    return { latest: (await text('main li')).trim() };
+  });
+
+  await step('device-programs', async () => {
+    await page.getByRole('link', { name: 'Devices' }).click();
+    await page.getByLabel('Model').selectOption({ label: 'Voltstack VS-13.5' });
+    await page.getByLabel('Serial number').fill(SERIAL);
+    await page.getByLabel('Street address').fill('1 Market St');
+    await page.getByLabel('City').fill('San Francisco');
+    await page.getByLabel('State or region code').fill('CA');
+    await page.getByLabel('Postal code').fill('94105');
+    await page.getByLabel('Country code').fill('US');
+    await page.getByRole('button', { name: 'Add device' }).click();
+    await page.locator('[data-program-name="Sponsored Home Battery Program"]').waitFor();
+    return {
+      device: (await text(`li.device:has-text("${SERIAL}") h3`)).trim(),
+      programs: await page.locator('[data-program-name]').evaluateAll((items) => items.map((item) => item.dataset.programName)),
+    };
+  });
+
+  await step('enrollment-check', async () => {
+    await page.getByRole('button', { name: 'Enroll in Sponsored Home Battery Program' }).click();
+    await page.locator('#enrollment-check').waitFor();
+    return {
+      fee: await page.locator('#enrollment-check [data-fee]').getAttribute('data-fee'),
+      payer: await page.locator('#enrollment-check [data-payer]').getAttribute('data-payer'),
+    };
+  });
+
+  await step('enrolled-active', async () => {
+    await page.getByRole('button', { name: 'Confirm enrollment' }).click();
+    await page.locator('#enrollment-status [data-status="ACTIVE"]').waitFor({ timeout: SLOW });
+    await page.getByRole('link', { name: 'Devices' }).click(); // the list shows it too
+    const listed = page.locator(`li.device:has-text("${SERIAL}") [data-enrollment-status]`).first();
+    await listed.waitFor();
+    return { status: await listed.getAttribute('data-enrollment-status') };
+  });
+
+  let before;
+  await step('card-form', async () => {
+    await page.getByRole('link', { name: 'Buy' }).click();
+    await page.locator('[data-balance="OVPP"]').waitFor();
+    before = await balance('OVPP');
+    await page.getByLabel('Amount to pay (USD, fee included)').fill('10');
+    await page.getByRole('button', { name: 'See price' }).click();
+    const tokens = (await text('#onramp-tokens')).replace(' OVPP', '').trim();
+    await page.getByRole('button', { name: 'Continue to payment' }).click();
+    await page.getByLabel('Card number').fill('4242424242424242');
+    await page.getByLabel('Expiry month (MM)').fill('12');
+    await page.getByLabel('Expiry year (YY)').fill('34');
+    await page.getByLabel('Security code (CVC)').fill('123');
+    await page.getByLabel('Postal code').fill('94105');
+    return { balanceBefore: before, tokens };
+  });
+
+  await step('bought', async () => {
+    await page.getByRole('button', { name: /^Pay \$/ }).click();
+    await page.locator('#payment-status [data-status="DELIVERED"]').waitFor({ timeout: SLOW });
+    await page.waitForFunction((previous) => document.querySelector('[data-balance="OVPP"]').textContent.trim() !== previous, before);
+    return { status: 'DELIVERED', balanceAfter: await balance('OVPP') };
+  });
+} catch (error) {
+  report.error = String(error?.message ?? error).split('\n').slice(0, 6).join('\n');
+  report.failedStep = currentStep;
+  await page.screenshot({ path: path.join(ARTIFACTS, `failed-${currentStep}.png`), fullPage: true }).catch(() => {});
+} finally {
+  report.seconds = (Date.now() - started) / 1000;
+  await browser.close();
+}
+process.stdout.write(`${JSON.stringify(report)}\n`);
+process.exit(report.error ? 1 : 0);

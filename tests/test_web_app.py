@@ -1,0 +1,164 @@
+"""The reference web app (``clients/web``, served at ``/app``) in a real browser: Debian's
+chromium driven by npm ``playwright-core`` (``tests/browser/journey.mjs``) at a phone's viewport,
+against a real ``ovpp-wallet serve`` with its anvil, development OpenID Provider, localstripe and
+demo data. Screenshots of every step land in ``test-artifacts/web-app/``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.ports import free_port
+from tests.test_serve_e2e import RunningServe, Stack, _serve
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+JOURNEY_SCRIPT = REPOSITORY / "tests" / "browser" / "journey.mjs"
+ARTIFACTS = REPOSITORY / "test-artifacts" / "web-app"
+CHROMIUM = Path("/usr/bin/chromium")
+JOURNEY_TIMEOUT_SECONDS = 300
+STEPS = (
+    "sign-in", "wallet", "send-quote", "send-confirmed", "history", "device-programs",
+    "enrollment-check", "enrolled-active", "card-form", "bought",
+)  # fmt: skip
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Stack:
+    root = tmp_path_factory.mktemp("web-app")
+    (root / "logs").mkdir()
+    return Stack(
+        data_dir=root / "data",
+        logs_dir=root / "logs",
+        api_port=free_port(),
+        anvil_port=free_port(),
+        oidc_port=free_port(),
+        stripe_port=free_port(),
+    )
+
+
+@pytest.fixture(scope="module")
+def served(stack: Stack) -> Iterator[RunningServe]:
+    with _serve(stack, run_name="web-app") as running:
+        yield running
+
+
+def test_config_points_the_app_at_the_provider_which_accepts_its_origin(
+    stack: Stack, served: RunningServe
+) -> None:
+    config = httpx.get(f"{stack.api_url}/app/config.json", timeout=10).json()
+
+    assert config["issuer"] == stack.issuer
+    assert config["redirectUri"] == f"{stack.api_url}/app/callback"
+    assert config["audience"] == "https://wallet.ovpp.local"
+    assert {"wallet:read", "wallet:sign"} <= set(config["scope"].split())
+    discovery = httpx.get(f"{stack.issuer}/.well-known/openid-configuration", timeout=10).json()
+    preflight = httpx.options(
+        discovery["token_endpoint"],
+        headers={
+            "Origin": stack.api_url,
+            "Access-Control-Request-Method": "POST",
+        },
+        timeout=10,
+    )
+    assert preflight.headers.get("access-control-allow-origin") == stack.api_url
+
+
+def test_the_app_its_callback_and_its_operations_are_served(
+    stack: Stack, served: RunningServe
+) -> None:
+    page = httpx.get(f"{stack.api_url}/app/", timeout=10)
+    callback = httpx.get(f"{stack.api_url}/app/callback?code=x&state=y", timeout=10)
+    manifest = httpx.get(f"{stack.api_url}/app/manifest.webmanifest", timeout=10).json()
+    operation = httpx.get(f"{stack.api_url}/app/operations/Viewer.graphql", timeout=10)
+
+    assert page.status_code == callback.status_code == 200
+    assert callback.text == page.text
+    assert 'rel="manifest"' in page.text
+    assert manifest["start_url"] == "/app/" and manifest["display"] == "standalone"
+    assert all(
+        httpx.get(f"{stack.api_url}{icon['src']}", timeout=10).status_code == 200
+        for icon in manifest["icons"]
+    )
+    assert httpx.get(f"{stack.api_url}/app/sw.js", timeout=10).status_code == 200
+    assert operation.text == (REPOSITORY / "clients/operations/Viewer.graphql").read_text()
+
+
+def test_the_customer_journey_on_a_phone(stack: Stack, served: RunningServe) -> None:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    started = time.monotonic()
+    result = subprocess.run(
+        ["node", str(JOURNEY_SCRIPT), "--app-url", f"{stack.api_url}/app/",
+         "--artifacts", str(ARTIFACTS), "--chromium", str(CHROMIUM)],
+        cwd=REPOSITORY, capture_output=True, text=True, timeout=JOURNEY_TIMEOUT_SECONDS,
+        check=False,
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    report = _report(result, served)
+    assert "error" not in report, (
+        f"the journey stopped at {report.get('failedStep')}: {report['error']}\n"
+        f"browser console: {report['console']}\nscreenshots in {ARTIFACTS}\n" + served.diagnostics()
+    )
+    steps = {step["name"]: step for step in report["steps"]}
+    assert tuple(steps) == STEPS
+
+    for step in report["steps"]:
+        layout = step["layout"]
+        assert layout["scrollWidth"] <= layout["innerWidth"] == 390, (step["name"], layout)
+        assert layout["smallTapTargets"] == [], (step["name"], layout["smallTapTargets"])
+        assert layout["unlabelledInputs"] == [], (step["name"], layout["unlabelledInputs"])
+        assert Path(step["screenshot"]).stat().st_size > 0
+
+    assert steps["sign-in"]["heading"] == "Welcome"
+    assert [focus["text"] for focus in steps["wallet"]["focusPath"]] == [
+        "Skip to content",
+        "Sign in",
+    ]
+    assert all(focus["outline"] != "none" for focus in steps["wallet"]["focusPath"])
+    assert steps["wallet"]["email"] == "alice@example.com"
+    assert steps["wallet"]["balances"] == {"OVPP": "1000", "USDC": "250"}
+    assert steps["send-quote"]["fee"].startswith("Network fee: ")
+    assert steps["send-quote"]["fee"].endswith(" USDC")
+    assert steps["send-confirmed"] == steps["send-confirmed"] | {
+        "status": "CONFIRMED",
+        "via": "subscription",  # graphql-transport-ws, not the polling fallback
+    }
+    assert steps["history"]["latest"].startswith("5 OVPP to 0x0000")
+    assert steps["device-programs"]["device"] == "Voltstack VS-13.5"
+    assert "Sponsored Home Battery Program" in steps["device-programs"]["programs"]
+    assert steps["enrollment-check"] == steps["enrollment-check"] | {"fee": "5", "payer": "SPONSOR"}
+    assert steps["enrolled-active"]["status"] == "ACTIVE"
+    assert steps["card-form"]["balanceBefore"] == "995"  # 1000 less the 5 sent (fee in USDC)
+    assert Decimal(steps["bought"]["balanceAfter"]) == Decimal("995") + Decimal(
+        steps["card-form"]["tokens"]
+    )
+    print(
+        f"\nbrowser journey: {report['seconds']:.1f} s in the browser, {elapsed:.1f} s with "
+        f"chromium's start; first load of /app transferred "
+        f"{sum(report['firstLoadBytes'].values())} bytes in {len(report['firstLoadBytes'])} "
+        f"files; screenshots in {ARTIFACTS}"
+    )
+
+
+def _report(result: subprocess.CompletedProcess[str], served: RunningServe) -> dict[str, Any]:
+    lines = result.stdout.strip().splitlines()
+    try:
+        return json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        pytest.fail(
+            f"journey.mjs printed no report (exit {result.returncode})\n"
+            f"stdout: {result.stdout[-3000:]}\nstderr: {result.stderr[-3000:]}\n"
+            + served.diagnostics()
+        )
