@@ -172,6 +172,46 @@ def dev_token(email: str, scope: str) -> None:
     click.echo(token)
 
 
+@main.command()
+@click.option("--token", envvar="OVPP_ACCESS_TOKEN", help="An access token (or OVPP_ACCESS_TOKEN).")
+@click.option("--email", help="Development only: sign in as this address through the dev provider.")
+@click.option("--url", default=None, help="The API (default: this configuration's host and port).")
+def balances(token: str | None, email: str | None, url: str | None) -> None:
+    """Show a customer's wallet balances, read from the chain, through the GraphQL API with the
+    typed client (clients/python) — the same calls a utility's app makes."""
+    from ovpp_client import WalletApiError, WalletClient
+
+    settings = _settings()
+    if token is None and email is None:
+        raise click.ClickException("give --token (or OVPP_ACCESS_TOKEN), or --email in development")
+    if token is None:
+        from identity.dev_login import obtain_access_token
+
+        token = asyncio.run(
+            obtain_access_token(
+                issuer=settings.dev_issuer, email=email or "", resource=settings.dev_audience
+            )
+        )
+
+    async def run() -> None:
+        async with WalletClient.open(
+            url or f"http://{settings.host}:{settings.port}", access_token=token
+        ) as client:
+            viewer = await client.viewer_balances()
+        click.echo(f"{viewer.email or viewer.id}  {viewer.address}")
+        for balance in viewer.balances:
+            click.echo(f"  {balance.token.symbol:>6}  {balance.amount}")
+
+    try:
+        asyncio.run(run())
+    except WalletApiError as error:
+        raise click.ClickException(f"{error} ({error.code})") from error
+    except OSError as error:
+        raise click.ClickException(
+            f"the API is not reachable: {error} (is `make run` running?)"
+        ) from error
+
+
 @main.group()
 def keys() -> None:
     """Custodial key management."""

@@ -242,7 +242,16 @@ def _demo_wallet(stack: Stack) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     body = response.json()
     assert "errors" not in body, body
-    return body["data"]["viewer"]["wallet"]
+    wallet = body["data"]["viewer"]["wallet"]
+    # The CLI shows the same through the typed client (clients/python).
+    shown = _cli(stack, "balances", "--token", token)
+    assert shown.returncode == 0, shown.stderr
+    assert wallet["address"] in shown.stdout
+    for entry in wallet["balances"]:
+        assert re.search(
+            rf"{entry['token']['symbol']}\s+{re.escape(entry['amount'])}\b", shown.stdout
+        )
+    return wallet
 
 
 def _balances_by_symbol(wallet: dict[str, Any]) -> dict[str, dict[str, Any]]:
