@@ -43,7 +43,16 @@ def test_help_lists_every_command(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     commands_section = result.stdout.split("Commands:", 1)[1]
     listed = {line.split()[0] for line in commands_section.splitlines() if line.strip()}
-    assert {"serve", "migrate", "deploy", "dev-token", "keys", "config", "schema", "balances"} <= listed
+    assert {
+        "serve",
+        "migrate",
+        "deploy",
+        "dev-token",
+        "keys",
+        "config",
+        "schema",
+        "balances",
+    } <= listed
 
 
 def test_config_markdown_has_one_row_per_setting(tmp_path: Path) -> None:
