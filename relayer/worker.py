@@ -9,7 +9,7 @@ Invariants that make a crash at any point lose nothing and send nothing twice:
 - "nonce too low" is never retried blindly: the receipts of every hash sent for that job are
   looked up first;
 - two workers on one PostgreSQL never assign the same nonce: a key's signing step holds its
-  row lock (``FOR UPDATE SKIP LOCKED``; the other worker skips the key for that round).
+  row lock (``FOR NO KEY UPDATE SKIP LOCKED``; the other worker skips the key for that round).
 
 Throughput (docs/benchmarks.md): per key, each stage is a constant number of statements and
 one JSON-RPC batch whatever the number of jobs (updates go out as one executemany); keys are
@@ -26,12 +26,12 @@ from datetime import timedelta
 
 from eth_account import Account
 from eth_hash.auto import keccak
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chain.rpc import JsonRpc, RpcError, RpcUnavailable
 from core.container import Services
-from core.db import utc_now
+from core.db import new_id, utc_now
 from relayer import sponsorship
 from relayer.forwarder import ForwardRequest, forwarder_calldata, sign_request
 from relayer.keys import enabled_keys, sealed_key_of
@@ -172,6 +172,7 @@ class RelayerWorker:
             if not jobs:
                 return False
             now = utc_now()
+            attempts: list[dict[str, object]] = []
             # Signed inside the block: the plaintext key lives only while it is unlocked.
             with unlocked_account(sealed_key_of(key), keyring=self.services.keyring) as account:
                 signer = TransactionSigner(account.key)
@@ -188,15 +189,19 @@ class RelayerWorker:
                     job.updated_at = now
                     key.next_nonce += 1
                     session.add(job)
-                    session.add(
-                        RelayAttempt(
-                            relay_transaction_id=job.id,
-                            tx_hash=job.tx_hash,
-                            raw_transaction=job.raw_transaction,
-                            max_fee_per_gas=max_fee,
-                            max_priority_fee_per_gas=priority_fee,
-                        )
+                    attempts.append(
+                        {
+                            "id": new_id(),
+                            "relay_transaction_id": job.id,
+                            "tx_hash": job.tx_hash,
+                            "raw_transaction": job.raw_transaction,
+                            "max_fee_per_gas": max_fee,
+                            "max_priority_fee_per_gas": priority_fee,
+                            "created_at": now,
+                        }
                     )
+            # One executemany (a RelayAttempt object each cost more than signing the job).
+            await session.execute(insert(RelayAttempt.__table__), attempts)
             session.add(key)
         return True
 
@@ -223,9 +228,16 @@ class RelayerWorker:
         )
 
     async def _claim_key(self, session: AsyncSession, key_id: str) -> RelayerKey | None:
+        """The key's row, locked against other workers (``None``: another worker has it).
+
+        ``FOR NO KEY UPDATE``, not ``FOR UPDATE``: every API transaction that queues a job
+        holds ``FOR KEY SHARE`` on the key's row until it commits (the job's foreign key), and
+        ``FOR UPDATE SKIP LOCKED`` would skip the key whenever one is in flight: under load the
+        worker skipped a busy key round after round (docs/benchmarks.md). Two workers still
+        exclude each other, and ``next_nonce`` is not part of any key."""
         statement = select(RelayerKey).where(RelayerKey.id == key_id)
         if self._is_postgres:
-            statement = statement.with_for_update(skip_locked=True)
+            statement = statement.with_for_update(skip_locked=True, key_share=True)
         return (await session.execute(statement)).scalar_one_or_none()
 
     # -- SIGNED → SUBMITTED ------------------------------------------------------------------
