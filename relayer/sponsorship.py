@@ -118,7 +118,10 @@ async def reserve(
 
 async def settle_charges(session: AsyncSession, actual_by_job: dict[str, int]) -> None:
     """Replace reservations by the real cost (gasUsed × effectiveGasPrice) in the charges and
-    the running totals; each sponsor's row is locked while its totals change."""
+    the running totals; each sponsor's row is locked while its totals change. A constant
+    number of statements per sponsor, whatever the number of charges."""
+    from sqlalchemy import tuple_
+
     from relayer.models import SponsorCustomerDay
 
     if not actual_by_job:
@@ -133,23 +136,43 @@ async def settle_charges(session: AsyncSession, actual_by_job: dict[str, int]) -
             )
         ).scalars()
     )
+    day_keys = {
+        (c.sponsor_id, c.customer_id, _aware(c.created_at).date().isoformat()) for c in charges
+    }
+    days = (
+        {
+            (row.sponsor_id, row.customer_id, row.day): row
+            for row in (
+                await session.execute(
+                    select(SponsorCustomerDay).where(
+                        tuple_(
+                            SponsorCustomerDay.sponsor_id,
+                            SponsorCustomerDay.customer_id,
+                            SponsorCustomerDay.day,
+                        ).in_(list(day_keys))
+                    )
+                )
+            ).scalars()
+        }
+        if day_keys
+        else {}
+    )
     for sponsor_id in sorted({c.sponsor_id for c in charges}):
         sponsor = await lock(session, sponsor_id)
         period_start = _aware(sponsor.period_started_at)
         for charge in (c for c in charges if c.sponsor_id == sponsor_id):
             delta = actual_by_job[charge.relay_transaction_id] - charge.amount_wei
             sponsor.spent_wei += delta
-            if _aware(charge.created_at) >= period_start:
+            created = _aware(charge.created_at)
+            if created >= period_start:
                 sponsor.period_spent_wei = max(sponsor.period_spent_wei + delta, 0)
-            day = _aware(charge.created_at).date().isoformat()
-            row = await session.get(SponsorCustomerDay, (sponsor_id, charge.customer_id, day))
-            if row is not None:
-                row.spent_wei = max(row.spent_wei + delta, 0)
-                session.add(row)
+            day = days.get((sponsor_id, charge.customer_id, created.date().isoformat()))
+            if day is not None:
+                day.spent_wei = max(day.spent_wei + delta, 0)
             charge.amount_wei += delta
             charge.settled = True
-            session.add(charge)
         session.add(sponsor)
+    session.add_all([*charges, *days.values()])
     await session.flush()
 
 
