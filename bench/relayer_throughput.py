@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from ovpp_client import Transaction, WalletClient
 from sqlalchemy import func, select
 
 from bench.harness import (
@@ -75,24 +76,6 @@ WALLET_FUNDS = 1_000 * OVPP
 TRANSFER_AMOUNT = "0.001"
 TRANSFER_AMOUNT_RAW = 10**15
 
-QUOTE = """
-mutation($input: TransferQuoteInput!) {
-  quoteTransfer(input: $input) { id sponsored }
-}
-"""
-TRANSFER = """
-mutation($input: TransferInput!) {
-  transfer(input: $input) {
-    __typename
-    ... on Transaction { id status }
-    ... on InsufficientFunds { message }
-    ... on PolicyViolation { message }
-    ... on QuoteExpired { message }
-    ... on SponsorRefused { message reason }
-    ... on InvalidInput { message field }
-  }
-}
-"""
 VIEWER = "{ viewer { wallet { address } } }"
 
 
@@ -355,34 +338,31 @@ async def _submit(
                 return
             wallet = wallets[index % len(wallets)]
             to = recipients[index % len(recipients)]
-            fields = {"token": "OVPP", "to": to, "amount": TRANSFER_AMOUNT, "feeToken": "OVPP"}
             began = time.perf_counter()
+            # Through the typed client (clients/python), as a utility's app would call the API.
+            api = WalletClient(client, access_token=wallet.token)
             try:
-                quote = await _gql(client, QUOTE, {"input": fields}, wallet.token)
-                quoted = quote["data"]["quoteTransfer"]
-                if not quoted["sponsored"]:
-                    raise RuntimeError("the quote is not sponsored")
-                body = await _gql(
-                    client,
-                    TRANSFER,
-                    {
-                        "input": {
-                            **fields,
-                            "quoteId": quoted["id"],
-                            "idempotencyKey": f"bench-{index}",
-                        }
-                    },
-                    wallet.token,
+                quoted = await api.quote_transfer(
+                    token="OVPP", to=to, amount=TRANSFER_AMOUNT, fee_token="OVPP"
                 )
-                result = body["data"]["transfer"]
-                if result["__typename"] != "Transaction":
-                    raise RuntimeError(f"{result['__typename']}: {result.get('message')}")
+                if not quoted.sponsored:
+                    raise RuntimeError("the quote is not sponsored")
+                result = await api.transfer(
+                    token="OVPP",
+                    to=to,
+                    amount=TRANSFER_AMOUNT,
+                    fee_token="OVPP",
+                    quote_id=quoted.id,
+                    idempotency_key=f"bench-{index}",
+                )
+                if not isinstance(result, Transaction):
+                    raise RuntimeError(f"{type(result).__name__}: {result.message}")
             except Exception as error:  # counted and reported; the run goes on
                 outcome.failures.append(f"transfer {index}: {error}"[:300])
                 continue
             now = time.time()
-            outcome.accepted[result["id"]] = now
-            outcome.recipients_of[result["id"]] = (wallet.address, to)
+            outcome.accepted[result.id] = now
+            outcome.recipients_of[result.id] = (wallet.address, to)
             outcome.request_seconds.append(time.perf_counter() - began)
             outcome.last_accepted = max(outcome.last_accepted, now)
 
