@@ -639,6 +639,14 @@ async def test_anvils_real_answers_are_classified(anvil: LocalChain) -> None:
         label: answer.message if isinstance(answer, RpcError) else answer
         for label, (answer, _) in answers.items()
     }
-    assert {label: classify(answer) for label, (answer, _) in answers.items()} == {
-        label: outcome for label, (_, outcome) in answers.items()
+    classified = {label: classify(answer) for label, (answer, _) in answers.items()}
+    # Re-sending a mined transaction: anvil answers "nonce too low" or, while the hash is still
+    # in its recent-transactions cache, "transaction already imported". Both are safe: either
+    # way the worker looks the receipt up and finds it mined.
+    mined_again = "the same raw transaction, mined already"
+    assert classified.pop(mined_again) in (SendOutcome.NONCE_TOO_LOW, SendOutcome.ALREADY_KNOWN), (
+        messages
+    )
+    assert classified == {
+        label: outcome for label, (_, outcome) in answers.items() if label != mined_again
     }, messages
