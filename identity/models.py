@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, UniqueConstraint
+from sqlalchemy import Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from core.db import new_id, utc_now
+from core.db import UTCDateTime, new_id, utc_now
 
 
 class Tenant(SQLModel, table=True):
@@ -21,7 +21,7 @@ class Tenant(SQLModel, table=True):
     issuer: str = Field(unique=True, max_length=500)
     audience: str = Field(max_length=500)
     created_at: datetime = Field(
-        default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
     )
 
 
@@ -36,5 +36,5 @@ class Customer(SQLModel, table=True):
     subject: str = Field(max_length=255)
     email: str | None = Field(default=None, max_length=320)
     created_at: datetime = Field(
-        default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
     )

@@ -22,7 +22,7 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from enum import StrEnum
 
 from eth_utils import to_checksum_address
@@ -286,7 +286,7 @@ async def create_payment(
     )
     if row.token != token.kind.value or not named_amount_matches:
         raise InvalidInput("the quote was made for a different purchase", field="quoteId")
-    if _aware(row.expires_at) <= utc_now():
+    if row.expires_at <= utc_now():
         raise QuoteExpired("the onramp quote has expired: ask for a new one")
     if await repository.quote_is_used(session, row.id):
         raise InvalidInput("this quote was already used by another payment", field="quoteId")
@@ -682,7 +682,3 @@ async def settle_deliveries(services: Services) -> int:
                 values=values,
             )
         return len(rows)
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

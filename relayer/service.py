@@ -9,7 +9,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from eth_utils import is_address, to_checksum_address
 from sqlalchemy import select, update
@@ -211,7 +211,7 @@ async def request_transfer(
         transfer.fee_token.kind.value,
     ):
         raise InvalidInput("the quote was made for a different transfer", field="quoteId")
-    if _aware(quote.expires_at) <= utc_now():
+    if quote.expires_at <= utc_now():
         raise QuoteExpired("the fee quote has expired: ask for a new one")
     used = (
         await session.execute(
@@ -427,7 +427,7 @@ async def enforce_policies(
             )
         )
     ).all()
-    spent = sum(int(amount) for amount, created in spent_rows if _aware(created) >= since)
+    spent = sum(int(amount) for amount, created in spent_rows if created >= since)
     if spent + transfer.amount > limit:
         from chain.tokens import format_units
 
@@ -447,7 +447,3 @@ def _default_limit(services: Services, token: TokenInfo) -> int:
         else settings.default_daily_limit_stablecoin
     )
     return parse_units(text, token.decimals)
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

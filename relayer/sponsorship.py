@@ -25,7 +25,7 @@ def _today() -> str:
 def _roll_period(sponsor: Sponsor) -> None:
     """Start a new budget period when the current one has ended (its spending resets)."""
     now = utc_now()
-    start = _aware(sponsor.period_started_at)
+    start = sponsor.period_started_at
     if start + timedelta(seconds=sponsor.period_seconds) > now:
         return
     while start + timedelta(seconds=sponsor.period_seconds) <= now:
@@ -136,9 +136,7 @@ async def settle_charges(session: AsyncSession, actual_by_job: dict[str, int]) -
             )
         ).scalars()
     )
-    day_keys = {
-        (c.sponsor_id, c.customer_id, _aware(c.created_at).date().isoformat()) for c in charges
-    }
+    day_keys = {(c.sponsor_id, c.customer_id, c.created_at.date().isoformat()) for c in charges}
     days = (
         {
             (row.sponsor_id, row.customer_id, row.day): row
@@ -159,11 +157,11 @@ async def settle_charges(session: AsyncSession, actual_by_job: dict[str, int]) -
     )
     for sponsor_id in sorted({c.sponsor_id for c in charges}):
         sponsor = await lock(session, sponsor_id)
-        period_start = _aware(sponsor.period_started_at)
+        period_start = sponsor.period_started_at
         for charge in (c for c in charges if c.sponsor_id == sponsor_id):
             delta = actual_by_job[charge.relay_transaction_id] - charge.amount_wei
             sponsor.spent_wei += delta
-            created = _aware(charge.created_at)
+            created = charge.created_at
             if created >= period_start:
                 sponsor.period_spent_wei = max(sponsor.period_spent_wei + delta, 0)
             day = days.get((sponsor_id, charge.customer_id, created.date().isoformat()))
@@ -174,12 +172,6 @@ async def settle_charges(session: AsyncSession, actual_by_job: dict[str, int]) -
         session.add(sponsor)
     session.add_all([*charges, *days.values()])
     await session.flush()
-
-
-def _aware(moment):  # type: ignore[no-untyped-def]
-    from datetime import UTC
-
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 async def lock(session: AsyncSession, sponsor: Sponsor | str) -> Sponsor:

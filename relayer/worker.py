@@ -575,12 +575,7 @@ class RelayerWorker:
             elif job.status == RelayStatus.MINED and deep_enough(job.block_number):
                 confirmed.append(job.id)
             elif job.status == RelayStatus.SUBMITTED and job.submitted_at is not None:
-                submitted_at = (
-                    job.submitted_at
-                    if job.submitted_at.tzinfo
-                    else job.submitted_at.replace(tzinfo=now.tzinfo)
-                )
-                if now - submitted_at > stuck_after:
+                if now - job.submitted_at > stuck_after:
                     stuck.append(job.id)
         if not (landed or confirmed or stuck):
             return False

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, DateTime, LargeBinary
+from sqlalchemy import BigInteger, Column, LargeBinary
 from sqlmodel import Field, SQLModel
 
-from core.db import new_id, utc_now
+from core.db import UTCDateTime, new_id, utc_now
 
 
 class Wallet(SQLModel, table=True):
@@ -33,5 +33,5 @@ class Wallet(SQLModel, table=True):
         "the first write of a transfer's transaction, so it also serialises a wallet's transfers.",
     )
     created_at: datetime = Field(
-        default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
     )
