@@ -23,7 +23,7 @@ from programs.models import Program as ProgramRow
 from programs.models import UtilityAccount
 from registry_client.types import DeviceType as DeviceTypeValue
 from relayer import sponsorship
-from relayer.errors import InvalidInput
+from relayer.errors import InvalidInput, require_idempotency_key
 from wallet.models import Wallet
 
 Info = strawberry.Info[RequestContext, None]
@@ -379,10 +379,7 @@ async def fund_sponsorship(info: Info, input: FundSponsorshipInput) -> SponsorBu
         raise InvalidInput(str(error), field="amount") from error
     if amount <= 0:
         raise InvalidInput("the amount must be more than zero", field="amount")
-    if not 1 <= len(input.idempotency_key) <= 255:
-        raise InvalidInput(
-            "the idempotency key must be 1 to 255 characters", field="idempotencyKey"
-        )
+    require_idempotency_key(input.idempotency_key)
     session = await info.context.session()
     await sponsorship.fund_sponsor(
         session,

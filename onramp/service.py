@@ -57,7 +57,7 @@ from onramp.stripe_gateway import (
 )
 from registry_client.types import Call
 from relayer.calls import Display, GasPayment, enqueue_calls, take_forwarder_nonces
-from relayer.errors import InvalidInput, QuoteExpired
+from relayer.errors import InvalidInput, QuoteExpired, require_idempotency_key
 from relayer.forwarder import erc20_transfer_data
 from relayer.models import FINAL_STATUSES, RelayStatus, RelayTransaction
 from relayer.service import (
@@ -243,10 +243,7 @@ def fingerprint(*parts: str) -> str:
 
 
 def _check_key(idempotency_key: str) -> None:
-    if not 1 <= len(idempotency_key) <= 200:
-        raise InvalidInput(
-            "the idempotency key must be 1 to 200 characters", field="idempotencyKey"
-        )
+    require_idempotency_key(idempotency_key, limit=200)
 
 
 async def create_payment(

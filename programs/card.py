@@ -32,7 +32,7 @@ from programs import service
 from programs.errors import CardPaymentUnavailable, NotEligible
 from programs.models import Enrollment, EnrollmentStatus
 from relayer.calls import Display, GasPayment, enqueue_calls, required_nonces, take_forwarder_nonces
-from relayer.errors import InvalidInput, SponsorRefused
+from relayer.errors import InvalidInput, SponsorRefused, require_idempotency_key
 from relayer.service import relayer_key_for
 from wallet.models import Wallet
 
@@ -66,10 +66,7 @@ async def enroll_by_card(
     idempotency_key: str,
 ) -> CardEnrollment:
     """A FEE_PENDING enrollment and its card payment, or the ones this key already made."""
-    if not 1 <= len(idempotency_key) <= 200:
-        raise InvalidInput(
-            "the idempotency key must be 1 to 200 characters", field="idempotencyKey"
-        )
+    require_idempotency_key(idempotency_key, limit=200)
     if services.stripe is None:
         raise CardPaymentUnavailable(
             "paying the connection fee by card is not configured here; use WALLET"

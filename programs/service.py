@@ -30,7 +30,7 @@ from registry_client.service import OnChainRoutingService, RoutingService
 from registry_client.types import PROTOCOLS, Call, RoutingRequest, RoutingResult, SiteAddress
 from relayer import sponsorship
 from relayer.calls import Display, GasPayment, enqueue_calls, required_nonces, take_forwarder_nonces
-from relayer.errors import InsufficientFunds, InvalidInput, SponsorRefused
+from relayer.errors import InsufficientFunds, InvalidInput, SponsorRefused, require_idempotency_key
 from relayer.models import RelayStatus, RelayTransaction
 from relayer.pricing import GasQuote, fee_in_token
 from relayer.service import current_gas_price, open_debits, relayer_key_for
@@ -306,10 +306,7 @@ async def enroll(
     payment_method: str,
     idempotency_key: str,
 ) -> Enrollment:
-    if not 1 <= len(idempotency_key) <= 255:
-        raise InvalidInput(
-            "the idempotency key must be 1 to 255 characters", field="idempotencyKey"
-        )
+    require_idempotency_key(idempotency_key)
     if payment_method == "CARD":  # the card path is programs.card.enroll_by_card
         raise CardPaymentUnavailable("a card-paid enrollment goes through enroll_by_card")
     fingerprint = _fingerprint(device_row_id, program_row_id, protocol, payment_method)

@@ -49,3 +49,12 @@ class SponsorRefused(DomainError):
     def __init__(self, message: str, *, reason: str, sponsor_name: str | None = None) -> None:
         super().__init__(message)
         self.reason, self.sponsor_name = reason, sponsor_name
+
+
+def require_idempotency_key(key: str, *, limit: int = 255) -> None:
+    """Every value-moving mutation takes a client-chosen key of 1 to ``limit`` characters
+    (a shorter limit where the key is prefixed before it reaches Stripe's 255)."""
+    if not 1 <= len(key) <= limit:
+        raise InvalidInput(
+            f"the idempotency key must be 1 to {limit} characters", field="idempotencyKey"
+        )

@@ -20,7 +20,13 @@ from core.container import Services
 from core.db import utc_now
 from identity.service import CustomerAccount
 from relayer import sponsorship
-from relayer.errors import InsufficientFunds, InvalidInput, PolicyViolation, QuoteExpired
+from relayer.errors import (
+    InsufficientFunds,
+    InvalidInput,
+    PolicyViolation,
+    QuoteExpired,
+    require_idempotency_key,
+)
 from relayer.forwarder import ForwardRequest, erc20_transfer_data, sign_request
 from relayer.models import (
     OPEN_STATUSES,
@@ -170,10 +176,7 @@ async def request_transfer(
     idempotency_key: str,
 ) -> RelayTransaction:
     """Queue a relayed transfer, or return the one this idempotency key already made."""
-    if not 1 <= len(idempotency_key) <= 255:
-        raise InvalidInput(
-            "the idempotency key must be 1 to 255 characters", field="idempotencyKey"
-        )
+    require_idempotency_key(idempotency_key)
     transfer = validate_transfer(services, raw)
     wallet_id = account.wallet.id
 
