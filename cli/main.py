@@ -91,6 +91,13 @@ def relayer() -> None:
     """Run the relayer worker as its own process (scale out: several may share PostgreSQL)."""
     import os
     import signal
+    import threading
+
+    # Stop requests are honoured from the very start, even during the imports and start-up
+    # below: a SIGTERM then ends the process cleanly instead of killing it mid-way.
+    stop_requested = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop_requested.set())
 
     from core.container import Services
     from relayer.runner import start_relayer
@@ -100,13 +107,19 @@ def relayer() -> None:
 
     async def run() -> None:
         services = await Services.start(settings)
-        running = await start_relayer(services, name=f"relayer-{os.getpid()}")
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, running.stop.set)
-        click.echo(f"relayer worker running (pid {os.getpid()}); Ctrl-C stops it")
-        await running.task
-        await services.close()
+        try:
+            if stop_requested.is_set():
+                return
+            running = await start_relayer(services, name=f"relayer-{os.getpid()}")
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, running.stop.set)
+            if stop_requested.is_set():
+                running.stop.set()
+            click.echo(f"relayer worker running (pid {os.getpid()}); Ctrl-C stops it")
+            await running.task
+        finally:
+            await services.close()
 
     asyncio.run(run())
 

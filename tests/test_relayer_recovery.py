@@ -232,6 +232,8 @@ async def test_two_workers_on_one_postgresql_never_send_a_transaction_twice(
 
     with own_stack.workers(rpc_url=anvil.rpc_url) as workers:
         both = [workers.start("one"), workers.start("two")]
+        for worker in both:  # both really running side by side before any work is queued
+            await asyncio.to_thread(worker.wait_until_running)
         transfers = await queue_transfers(own_stack, senders, count=60)
         await wait_until(
             lambda counts: (

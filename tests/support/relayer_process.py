@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -42,6 +43,16 @@ class RelayerProcess:
         except subprocess.TimeoutExpired:
             self.kill()
             raise
+
+    def wait_until_running(self, timeout: float = 60.0) -> None:
+        """Until the worker says it runs (start-up can take seconds on a loaded machine)."""
+        deadline = time.monotonic() + timeout
+        while "relayer worker running" not in (
+            self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        ):
+            if not self.running or time.monotonic() > deadline:
+                raise AssertionError(f"worker {self.name} did not start\n{self.log_tail()}")
+            time.sleep(0.05)
 
     def log_tail(self, characters: int = 4000) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
