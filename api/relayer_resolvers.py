@@ -30,7 +30,7 @@ async def quote_transfer(info: Info, input: TransferQuoteInput) -> FeeQuote:
     account = await context.account(Scope.WALLET_READ)
     principal = await context.principal()
     session = await context.session()
-    row = await service.quote_transfer(
+    made = await service.quote_transfer(
         session,
         services=context.services,
         account=account,
@@ -43,9 +43,7 @@ async def quote_transfer(info: Info, input: TransferQuoteInput) -> FeeQuote:
         ),
     )
     return FeeQuote.from_row(
-        row,
-        tokens=context.services.chain.tokens,
-        sponsor_name=await repository.sponsor_name(session, row.sponsor_id),
+        made.row, tokens=context.services.chain.tokens, sponsor_name=made.sponsor_name
     )
 
 

@@ -35,13 +35,16 @@ import sys
 import time
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 from ovpp_client import Transaction, WalletClient
+from ovpp_client.operations import operation_document
 from sqlalchemy import func, select
 
 from bench.harness import (
@@ -49,6 +52,7 @@ from bench.harness import (
     LocalStack,
     balance_of_call,
     forwarder_nonce_call,
+    free_port,
     fresh_database,
     local_chain,
     mint_call,
@@ -76,13 +80,12 @@ WALLET_FUNDS = 1_000 * OVPP
 TRANSFER_AMOUNT = "0.001"
 TRANSFER_AMOUNT_RAW = 10**15
 
-VIEWER = "{ viewer { wallet { address } } }"
-
 
 @dataclass
 class Wallet:
     token: str
     address: str
+    index: int  # which API process serves it (--api process): one wallet, one server
 
 
 @dataclass
@@ -112,6 +115,16 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         choices=("inprocess", "process"),
         default="inprocess",
         help="worker in this event loop, or `ovpp-wallet relayer` as a second process",
+    )
+    parser.add_argument(
+        "--api",
+        choices=("inprocess", "process"),
+        default="inprocess",
+        help="the ASGI app in this process (httpx ASGITransport), or `ovpp-wallet serve` "
+        "processes over HTTP (--api-processes of them; the load is spread over them)",
+    )
+    parser.add_argument(
+        "--api-processes", type=int, default=1, help="with --api process: how many servers"
     )
     parser.add_argument(
         "--block-time", type=float, default=0, help="anvil --block-time; 0 = automine"
@@ -202,11 +215,25 @@ async def _bench(
         )
     say(f"{args.keys} relayer key(s) funded; sponsor configured")
 
+    api_processes: list[tuple[subprocess.Popen[bytes], str]] = []
+    if args.api == "process":
+        api_processes = _start_api_processes(settings, stack.workdir, args.api_processes)
+    urls = [url for _process, url in api_processes]
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://bench", timeout=120
-    ) as client:
-        wallets = await _provision_wallets(client, issuer, count=args.wallets)
+    async with (
+        httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=120) as client,
+        aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=args.concurrency * 2),
+            timeout=aiohttp.ClientTimeout(total=120),
+        ) as session,
+    ):
+
+        def client_for(index: int, token: str) -> WalletClient:
+            if not urls:
+                return WalletClient(client, access_token=token)
+            return AiohttpWalletClient(session, urls[index % len(urls)], access_token=token)
+
+        wallets = await _provision_wallets(client_for, issuer, count=args.wallets)
         await send_in_nonce_order(
             rpc,
             private_key=ANVIL_DEV_PRIVATE_KEY,
@@ -238,6 +265,7 @@ async def _bench(
 
         def processes() -> dict[int, str]:
             named = {os.getpid(): "bench process"}
+            named.update({process.pid: "API processes" for process, _url in api_processes})
             named.update({pid: "anvil" for pid in with_descendants(_pid_of(stack.chain))})
             if relayer_process is not None:
                 named[relayer_process.pid] = "relayer process"
@@ -252,7 +280,7 @@ async def _bench(
             _report_progress(services, outcome, args.transfers, progress_stop)
         )
         try:
-            await _submit(client, wallets, recipients, args, outcome)
+            await _submit(client_for, wallets, recipients, args, outcome)
             say(
                 f"all requests answered: {len(outcome.accepted)} accepted, "
                 f"{len(outcome.failures)} failed"
@@ -275,6 +303,8 @@ async def _bench(
                 await running.shutdown()
             if relayer_process is not None:
                 _stop_process(relayer_process)
+            for process, _url in api_processes:
+                _stop_process(process)
     if not finished:
         say("timed out waiting for confirmations")
     figures = await _figures(services, outcome)
@@ -289,7 +319,9 @@ async def _bench(
     return 0 if not problems and finished and not outcome.failures else 1
 
 
-async def _provision_wallets(client: httpx.AsyncClient, issuer: Any, *, count: int) -> list[Wallet]:
+async def _provision_wallets(
+    client_for: Callable[[int, str], WalletClient], issuer: Any, *, count: int
+) -> list[Wallet]:
     semaphore = asyncio.Semaphore(16)
 
     async def one(index: int) -> Wallet:
@@ -297,29 +329,14 @@ async def _provision_wallets(client: httpx.AsyncClient, issuer: Any, *, count: i
         expires = int(time.time()) + 3600
         token = issuer.mint(sub=subject, email=f"{subject}@example.com", exp=expires)
         async with semaphore:
-            body = await _gql(client, VIEWER, {}, token)
-        return Wallet(token=token, address=body["data"]["viewer"]["wallet"]["address"])
+            viewer = await client_for(index, token).viewer_balances()
+        return Wallet(token=token, address=viewer.address, index=index)
 
     return list(await asyncio.gather(*(one(index) for index in range(count))))
 
 
-async def _gql(
-    client: httpx.AsyncClient, query: str, variables: dict[str, Any], token: str
-) -> dict[str, Any]:
-    response = await client.post(
-        "/graphql",
-        json={"query": query, "variables": variables},
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    response.raise_for_status()
-    body = response.json()
-    if body.get("errors"):
-        raise RuntimeError(f"GraphQL errors: {body['errors']}")
-    return body
-
-
 async def _submit(
-    client: httpx.AsyncClient,
+    client_for: Callable[[int, str], WalletClient],
     wallets: list[Wallet],
     recipients: list[str],
     args: argparse.Namespace,
@@ -340,7 +357,7 @@ async def _submit(
             to = recipients[index % len(recipients)]
             began = time.perf_counter()
             # Through the typed client (clients/python), as a utility's app would call the API.
-            api = WalletClient(client, access_token=wallet.token)
+            api = client_for(wallet.index, wallet.token)
             try:
                 quoted = await api.quote_transfer(
                     token="OVPP", to=to, amount=TRANSFER_AMOUNT, fee_token="OVPP"
@@ -411,10 +428,10 @@ async def _wait_until_final(services: Services, outcome: Outcome, *, within_seco
     return False
 
 
-def _start_relayer_process(settings: Settings, workdir: Path) -> subprocess.Popen[bytes]:
-    """``ovpp-wallet relayer`` configured by environment, as an operator would run it."""
+def _environment(settings: Settings) -> dict[str, str]:
+    """The product configured by environment, as an operator would run it."""
     assert settings.kek is not None
-    environment = {
+    return {
         **{key: value for key, value in os.environ.items() if not key.startswith("OVPP_")},
         "OVPP_ENVIRONMENT": "production",
         "OVPP_DATA_DIR": str(settings.data_dir),
@@ -427,10 +444,14 @@ def _start_relayer_process(settings: Settings, workdir: Path) -> subprocess.Pope
         "OVPP_LOG_LEVEL": "WARNING",
         "OVPP_DATABASE_POOL_SIZE": str(settings.database_pool_size),
     }
+
+
+def _start_relayer_process(settings: Settings, workdir: Path) -> subprocess.Popen[bytes]:
+    """``ovpp-wallet relayer`` configured by environment, as an operator would run it."""
     log_path = workdir / "relayer.log"
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "ovpp-wallet"), "relayer"],
-        env=environment,
+        env=_environment(settings),
         cwd=workdir,
         stdout=open(log_path, "wb"),  # the child process owns it
         stderr=subprocess.STDOUT,
@@ -443,6 +464,67 @@ def _start_relayer_process(settings: Settings, workdir: Path) -> subprocess.Pope
         time.sleep(0.1)
     say(f"relayer process {process.pid} running")
     return process
+
+
+def _start_api_processes(
+    settings: Settings, workdir: Path, count: int
+) -> list[tuple[subprocess.Popen[bytes], str]]:
+    """``count`` × ``ovpp-wallet serve`` (production mode, no relayer inside), each on its own
+    port, as behind a load balancer; returns them with their GraphQL URLs once they answer."""
+    started = []
+    for index in range(count):
+        port = free_port()
+        log_path = workdir / f"api-{index}.log"
+        environment = {
+            **_environment(settings),
+            "OVPP_PORT": str(port),
+            "OVPP_RELAYER_IN_SERVE": "false",
+            "OVPP_ONRAMP_PROCESSOR_IN_SERVE": "false",
+        }
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "ovpp-wallet"), "serve"],
+            env=environment,
+            cwd=workdir,
+            stdout=open(log_path, "wb"),  # the child process owns it
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        started.append((process, f"http://127.0.0.1:{port}", log_path))
+    deadline = time.monotonic() + 90
+    for process, url, log_path in started:
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"an API process did not start:\n{log_path.read_text()}")
+            time.sleep(0.2)
+        say(f"API process {process.pid} answering at {url}")
+    return [(process, url + "/graphql") for process, url, _log in started]
+
+
+class AiohttpWalletClient(WalletClient):
+    """The typed client (clients/python) over an aiohttp session instead of httpx: the load
+    generator shares the machine's two cores with what it measures, and aiohttp costs about a
+    third of httpx's CPU per request."""
+
+    def __init__(self, session: Any, url: str, *, access_token: str) -> None:
+        super().__init__(None, access_token=access_token)  # type: ignore[arg-type]
+        self._session, self._url = session, url
+
+    async def execute(self, operation_name: str, variables: dict[str, Any] | None = None) -> Any:
+        body = {
+            "query": operation_document(operation_name),
+            "operationName": operation_name,
+            "variables": variables or {},
+        }
+        async with self._session.post(self._url, json=body, headers=self._headers()) as response:
+            answer = await response.json(content_type=None)
+        if response.status != 200 or answer.get("errors") or answer.get("data") is None:
+            raise RuntimeError(f"HTTP {response.status}: {answer.get('errors')}")
+        return answer["data"]
 
 
 def _stop_process(process: subprocess.Popen[bytes]) -> None:
@@ -606,9 +688,10 @@ def _print_summary(
 ) -> None:
     mode = "automine" if not args.block_time else f"block-time {args.block_time:g}s"
     relayer = f"{args.relayer}{' prequeued' if args.prequeue else ''}"
+    api = "in-process" if args.api == "inprocess" else f"{args.api_processes} process(es)"
     start = "relayer start" if args.prequeue else "first accepted"
     rows = [
-        ("configuration", f"{args.keys} key(s), {args.db}, relayer {relayer}, {mode}"),
+        ("configuration", f"{args.keys} key(s), {args.db}, API {api}, relayer {relayer}, {mode}"),
         ("transfers accepted", f"{figures['accepted']} / {args.transfers}"),
         ("failed requests", str(figures["failed_requests"])),
         ("confirmed", str(figures["confirmed"])),
@@ -640,7 +723,7 @@ def _print_summary(
     for failure in outcome.failures[:5]:
         print(f"  FAILED REQUEST: {failure}")
     print(
-        f"\n| {args.keys} | {args.db} | {relayer} | {mode} | "
+        f"\n| {args.keys} | {args.db} | {api} | {relayer} | {mode} | "
         f"{figures['accepted_per_second']:.0f} | {figures['confirmed_per_second']:.0f} | "
         f"{figures['latency_p50_ms']:.0f} | {figures['latency_p95_ms']:.0f} | "
         f"{'OK' if not problems else 'FAIL'} |"

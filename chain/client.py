@@ -8,6 +8,7 @@ formatters) they were over half the CPU of a transfer request (docs/benchmarks.m
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from eth_hash.auto import keccak
@@ -37,6 +38,7 @@ class ChainClient:
         self.addresses: AddressBook | None = None
         self.tokens: list[TokenInfo] = []
         self._erc20_abi = artifact("OVPPToken").abi
+        self._base_fee: tuple[float, int] = (float("-inf"), 0)
 
     async def connect(self, addresses: AddressBook) -> None:
         """Check the node is the configured chain and read the tokens' metadata once."""
@@ -85,10 +87,18 @@ class ChainClient:
         results = await self._batch(calls, what="balance read")
         return [(token, int(value, 16)) for token, value in zip(self.tokens, results, strict=True)]
 
-    async def latest_base_fee(self) -> int:
-        """The base fee per gas of the latest block, in wei."""
-        (block,) = await self._batch([("eth_getBlockByNumber", ["latest", False])], what="block")
-        return int(block["baseFeePerGas"], 16)
+    async def latest_base_fee(self, *, max_age_seconds: float = 1.0) -> int:
+        """The base fee per gas of the latest block, in wei, read at most once per
+        ``max_age_seconds`` (a block: the fee moves by at most 12.5 % a block, and quotes
+        charge twice it)."""
+        read_at, base_fee = self._base_fee
+        if time.monotonic() - read_at >= max_age_seconds:
+            (block,) = await self._batch(
+                [("eth_getBlockByNumber", ["latest", False])], what="block"
+            )
+            base_fee = int(block["baseFeePerGas"], 16)
+            self._base_fee = (time.monotonic(), base_fee)
+        return base_fee
 
     async def _batch(self, calls: list[tuple[str, list[Any]]], *, what: str) -> list[Any]:
         """Results of one JSON-RPC batch; any failure is ``ChainUnavailable``."""

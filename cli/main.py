@@ -99,6 +99,8 @@ def relayer() -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop_requested.set())
 
+    import uvloop
+
     from core.container import Services
     from relayer.runner import start_relayer
 
@@ -121,7 +123,7 @@ def relayer() -> None:
         finally:
             await services.close()
 
-    asyncio.run(run())
+    uvloop.run(run())  # asyncpg and aiohttp spend ~30 % less CPU on uvloop's event loop
 
 
 @main.command()

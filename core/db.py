@@ -109,17 +109,59 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _dialect_insert(session: AsyncSession) -> Any:
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
+_UPSERTS: dict[tuple[str, Any, tuple[str, ...]], Any] = {}
+
+
+async def upsert(
+    session: AsyncSession, table: Any, values: dict[str, Any], *, update: tuple[str, ...]
+) -> None:
+    """``INSERT … ON CONFLICT (primary key) DO UPDATE SET`` the ``update`` columns to these
+    values: one statement whether or not the row exists (the caller holds whatever lock makes
+    the values current). The statement is built once per dialect, table and columns."""
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    statement = _UPSERTS.get((dialect, table, update))
+    if statement is None:
+        statement = _dialect_insert(session)(table)
+        statement = statement.on_conflict_do_update(
+            index_elements=[column.name for column in table.primary_key.columns],
+            set_={name: statement.excluded[name] for name in update},
+        )
+        _UPSERTS[(dialect, table, update)] = statement
+    await session.execute(statement, values)
+
+
+async def insert_rows(session: AsyncSession, *rows: Any) -> None:
+    """INSERT these new model objects with Core statements, one per row, without adding them to
+    the session: the same rows as ``session.add`` + ``flush`` for a fraction of the unit of
+    work's CPU, for hot paths whose objects are not changed afterwards."""
+    for row in rows:
+        table = row.__table__
+        statement = _INSERTS.get(table)
+        if statement is None:
+            statement = _INSERTS[table] = table.insert()
+        await session.execute(
+            statement, {column.key: getattr(row, column.key) for column in table.columns}
+        )
+
+
+_INSERTS: dict[Any, Any] = {}
+
+
 async def insert_if_absent(session: AsyncSession, table: Any, values: dict[str, Any]) -> bool:
     """``INSERT … ON CONFLICT DO NOTHING``: settles a creation race in SQL.
 
     Returns whether this call inserted the row; the loser of a race sees ``False`` and reads
     the winner's row instead.
     """
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    statement = insert(table).values(**values).on_conflict_do_nothing()
+    statement = _dialect_insert(session)(table).values(**values).on_conflict_do_nothing()
     result = await session.execute(statement)
     return bool(result.rowcount)

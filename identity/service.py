@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
+
+from cachetools import TTLCache
 
 from core.db import Database
 from core.settings import Settings
@@ -30,25 +31,20 @@ class AccountCache:
     the rows they hold are only read (nonces and balances are never taken from them)."""
 
     def __init__(self, *, ttl_seconds: float = 60.0, max_entries: int = 10_000) -> None:
-        self._ttl, self._max = ttl_seconds, max_entries
-        self._entries: dict[tuple[str, str], tuple[float, CustomerAccount]] = {}
+        self._entries: TTLCache[tuple[str, str], CustomerAccount] = TTLCache(
+            maxsize=max_entries, ttl=ttl_seconds
+        )
 
     def get(self, principal: Principal) -> CustomerAccount | None:
-        entry = self._entries.get((principal.tenant_id, principal.subject))
-        if entry is None or entry[0] < time.monotonic():
+        account = self._entries.get((principal.tenant_id, principal.subject))
+        if account is None:
             return None
-        account = entry[1]
         if principal.email and account.customer.email != principal.email:
             return None  # let provisioning record the new email
         return account
 
     def put(self, principal: Principal, account: CustomerAccount) -> None:
-        if len(self._entries) >= self._max:
-            self._entries.clear()
-        self._entries[(principal.tenant_id, principal.subject)] = (
-            time.monotonic() + self._ttl,
-            account,
-        )
+        self._entries[(principal.tenant_id, principal.subject)] = account
 
 
 async def provision(db: Database, *, principal: Principal, keyring: KeyRing) -> CustomerAccount:

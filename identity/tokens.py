@@ -6,6 +6,10 @@ its algorithm is an asymmetric one we allow (never ``none``, never HMAC: an HS25
 ``at+jwt``; its ``iss`` is a configured utility; its ``kid`` is in that utility's JWKS
 (found by OIDC discovery, cached, re-fetched once on an unknown ``kid``); the signature
 verifies; and ``aud``, ``exp``, ``nbf``, ``iat`` and ``sub`` hold.
+
+A token that passed is remembered (``VerifiedTokens``) until it expires, for at most five
+minutes, and only while its issuer's key set is the one that verified it: a mobile app sends
+the same token with every request, and its signature need not be checked every time.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from cachetools import TLRUCache
 from joserfc import jwt
 from joserfc.errors import (
     BadSignatureError,
@@ -113,6 +118,11 @@ class JwksCache:
                     self._keys[issuer] = cached
             return cached.key_set
 
+    def current(self, issuer: str) -> KeySet | None:
+        """The key set held for ``issuer`` now (no fetch)."""
+        cached = self._keys.get(issuer)
+        return cached.key_set if cached is not None else None
+
     async def _fetch(self, issuer: str) -> KeySet:
         discovery_url = issuer.rstrip("/") + "/.well-known/openid-configuration"
         discovery = (await self._http.get(discovery_url)).raise_for_status().json()
@@ -123,6 +133,37 @@ class JwksCache:
         return KeySet.import_key_set({"keys": public_keys})
 
 
+@dataclass(frozen=True)
+class _Verified:
+    principal: Principal
+    key_set: KeySet  # the issuer's key set that verified the signature
+    valid_until: float  # exp + leeway, epoch seconds
+
+
+class VerifiedTokens:
+    """Tokens that passed validation, by their exact text, until ``exp`` (plus leeway) and for
+    at most ``max_age_seconds``. An entry counts only while its issuer is still trusted and
+    still holds the same key set: a rotated JWKS makes every token verify again."""
+
+    def __init__(self, *, max_entries: int = 20_000, max_age_seconds: float = 300.0) -> None:
+        self._max_age = max_age_seconds
+        self._entries: TLRUCache[str, _Verified] = TLRUCache(
+            maxsize=max_entries, ttu=self._expiry, timer=time.time
+        )
+
+    def _expiry(self, _token: str, entry: _Verified, now: float) -> float:
+        return min(entry.valid_until, now + self._max_age)
+
+    def get(self, token: str) -> _Verified | None:
+        return self._entries.get(token)
+
+    def put(self, token: str, entry: _Verified) -> None:
+        self._entries[token] = entry
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
 class AccessTokenValidator:
     def __init__(
         self, *, issuers: IssuerDirectory, jwks: JwksCache, leeway_seconds: int = 30
@@ -130,8 +171,26 @@ class AccessTokenValidator:
         self.issuers = issuers
         self._jwks = jwks
         self._leeway = leeway_seconds
+        self.verified = VerifiedTokens()
 
     async def validate(self, token: str) -> Principal:
+        remembered = self.verified.get(token)
+        if remembered is not None:
+            principal = remembered.principal
+            trusted = await self.issuers.find(principal.issuer)
+            if (
+                trusted is not None
+                and trusted.tenant_id == principal.tenant_id
+                and self._jwks.current(principal.issuer) is remembered.key_set
+            ):
+                return principal
+        principal, key_set, expires_at = await self._verify(token)
+        self.verified.put(
+            token, _Verified(principal, key_set, valid_until=expires_at + self._leeway)
+        )
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, KeySet, float]:
         header, unverified_claims = _peek(token)
         algorithm = header.get("alg")
         if algorithm not in ALLOWED_ALGORITHMS:
@@ -175,7 +234,7 @@ class AccessTokenValidator:
         subject = str(claims["sub"])
         if len(subject) > MAXIMUM_SUBJECT_LENGTH or "\x00" in subject:
             raise Unauthenticated(_claim_message("sub"))
-        return Principal(
+        principal = Principal(
             tenant_id=trusted.tenant_id,
             tenant_slug=trusted.tenant_slug,
             issuer=trusted.issuer,
@@ -184,6 +243,7 @@ class AccessTokenValidator:
             client_id=claims.get("client_id") if isinstance(claims.get("client_id"), str) else None,
             scopes=_scopes(claims),
         )
+        return principal, key_set, float(claims["exp"])
 
 
 def _claim_message(claim: str) -> str:

@@ -62,6 +62,8 @@ class RelayTransaction(SQLModel, table=True):
         UniqueConstraint("relayer_key_id", "relayer_nonce", name="uq_relay_tx_key_nonce"),
         Index("ix_relay_tx_key_status", "relayer_key_id", "status"),
         Index("ix_relay_tx_wallet_created", "wallet_id", "created_at"),
+        # A wallet's open jobs (its pending debits), whatever their age.
+        Index("ix_relay_tx_wallet_status", "wallet_id", "status"),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relayer.models import RelayTransaction, Sponsor
+from relayer.models import RelayTransaction
 
 
 async def transaction_of_wallet(
@@ -38,10 +38,3 @@ async def transactions_page(
         RelayTransaction.created_at.desc(), RelayTransaction.id.desc()
     ).limit(first + 1)
     return list((await session.execute(statement)).scalars())
-
-
-async def sponsor_name(session: AsyncSession, sponsor_id: str | None) -> str | None:
-    if sponsor_id is None:
-        return None
-    sponsor = await session.get(Sponsor, sponsor_id)
-    return sponsor.name if sponsor else None

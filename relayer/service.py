@@ -8,16 +8,19 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
+from weakref import WeakKeyDictionary
 
 from eth_utils import is_address, to_checksum_address
-from sqlalchemy import select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from chain.tokens import AmountError, TokenInfo, TokenKind, parse_units
+from chain.tokens import AmountError, TokenInfo, TokenKind, format_units, parse_units
 from core.container import Services
-from core.db import utc_now
+from core.db import insert_rows, utc_now
 from identity.service import CustomerAccount
 from relayer import sponsorship
 from relayer.errors import (
@@ -25,6 +28,7 @@ from relayer.errors import (
     InvalidInput,
     PolicyViolation,
     QuoteExpired,
+    SponsorRefused,
     require_idempotency_key,
 )
 from relayer.forwarder import ForwardRequest, erc20_transfer_data, sign_request
@@ -38,7 +42,7 @@ from relayer.models import (
     WalletPolicy,
 )
 from relayer.pricing import GasQuote, fee_in_token
-from wallet.keys import unlocked_account
+from wallet.keys import unlocked_key
 from wallet.models import Wallet
 from wallet.service import sealed_key_of
 
@@ -111,20 +115,24 @@ async def quote_transfer(
     account: CustomerAccount,
     tenant_id: str,
     raw: TransferInput,
-) -> FeeQuote:
+) -> QuoteMade:
     transfer = validate_transfer(services, raw)
     settings = services.settings
     max_fee_per_gas = await current_gas_price(services)
-    sponsor = await sponsorship.sponsor_of_tenant(session, tenant_id)
+    sponsor, customer_day_spent = await sponsorship.with_customer_day(
+        session, tenant_id=tenant_id, customer_id=account.customer.id
+    )
     sponsored = sponsor is not None and sponsor.active and sponsor.sponsors_transfers
     gas = GasQuote(
         SPONSORED_TRANSFER_TX_GAS if sponsored else TRANSFER_WITH_FEE_TX_GAS, max_fee_per_gas
     )
     if sponsored:
         assert sponsor is not None
-        await sponsorship.check_budget(
-            session, sponsor=sponsor, customer_id=account.customer.id, cost_wei=gas.max_cost_wei
+        refused = sponsorship.refusal(
+            sponsor, cost_wei=gas.max_cost_wei, customer_day_spent_wei=customer_day_spent
         )
+        if refused is not None:
+            raise refused
         fee_amount = 0
     else:
         fee_amount = await fee_in_token(
@@ -148,9 +156,14 @@ async def quote_transfer(
         sponsor_id=sponsor.id if sponsored and sponsor else None,
         expires_at=utc_now() + timedelta(seconds=settings.quote_ttl_seconds),
     )
-    session.add(quote)
-    await session.flush()
-    return quote
+    await insert_rows(session, quote)
+    return QuoteMade(quote, sponsor_name=sponsor.name if sponsored and sponsor else None)
+
+
+@dataclass(frozen=True)
+class QuoteMade:
+    row: FeeQuote
+    sponsor_name: str | None
 
 
 def fingerprint(transfer: ValidatedTransfer, quote_id: str) -> str:
@@ -166,6 +179,76 @@ def fingerprint(transfer: ValidatedTransfer, quote_id: str) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class _Quote:
+    """A fee quote with the wallet's policy for its token (read together, one statement)."""
+
+    id: str
+    wallet_id: str
+    token: str
+    to_address: str
+    amount: int
+    fee_token: str
+    fee_amount: int
+    gas_limit: int
+    max_fee_per_gas: int
+    sponsored: bool
+    sponsor_id: str | None
+    expires_at: datetime
+    created_at: datetime
+    daily_limit: int | None
+    allowed_destinations: list[str] | None
+
+
+_QUOTE_WITH_POLICY = (
+    select(
+        FeeQuote.id,
+        FeeQuote.wallet_id,
+        FeeQuote.token,
+        FeeQuote.to_address,
+        FeeQuote.amount,
+        FeeQuote.fee_token,
+        FeeQuote.fee_amount,
+        FeeQuote.gas_limit,
+        FeeQuote.max_fee_per_gas,
+        FeeQuote.sponsored,
+        FeeQuote.sponsor_id,
+        FeeQuote.expires_at,
+        FeeQuote.created_at,
+        WalletPolicy.daily_limit,
+        WalletPolicy.allowed_destinations,
+    )
+    .outerjoin(
+        WalletPolicy,
+        and_(WalletPolicy.wallet_id == FeeQuote.wallet_id, WalletPolicy.token == FeeQuote.token),
+    )
+    .where(FeeQuote.id == bindparam("quote_id"), FeeQuote.wallet_id == bindparam("wallet_id"))
+)
+
+# The wallet's jobs a new transfer must know about, in one statement: the one this idempotency
+# key made, every open one (their amounts are not on chain yet) and the last day's (the daily
+# limit; a quote is used only by a transfer made after it). Served by three indexes.
+_RECENT_JOBS = select(
+    RelayTransaction.id,
+    RelayTransaction.idempotency_key,
+    RelayTransaction.request_fingerprint,
+    RelayTransaction.quote_id,
+    RelayTransaction.token,
+    RelayTransaction.amount,
+    RelayTransaction.fee_token,
+    RelayTransaction.fee_amount,
+    RelayTransaction.status,
+    RelayTransaction.created_at,
+).where(
+    RelayTransaction.wallet_id == bindparam("wallet_id"),
+    or_(
+        RelayTransaction.idempotency_key == bindparam("idempotency_key"),
+        RelayTransaction.created_at >= bindparam("since"),
+        RelayTransaction.status.in_(OPEN_STATUSES),
+    ),
+)
+
+
 async def request_transfer(
     session: AsyncSession,
     *,
@@ -175,27 +258,41 @@ async def request_transfer(
     quote_id: str,
     idempotency_key: str,
 ) -> RelayTransaction:
-    """Queue a relayed transfer, or return the one this idempotency key already made."""
+    """Queue a relayed transfer, or return the one this idempotency key already made.
+
+    Seven statements for a new sponsored transfer (quote, nonces, the wallet's recent jobs,
+    the sponsor's locked row, the customer's day, the inserts, commit) and one chain read."""
     require_idempotency_key(idempotency_key)
     transfer = validate_transfer(services, raw)
     wallet_id = account.wallet.id
+    now = utc_now()
+
+    row = (
+        (await session.execute(_QUOTE_WITH_POLICY, {"quote_id": quote_id, "wallet_id": wallet_id}))
+        .mappings()
+        .first()
+        if quote_id
+        else None
+    )
+    quote = _Quote(**row) if row is not None else None
 
     # First write of the transaction: take the wallet's next forwarder nonces. This locks the
     # wallet (PostgreSQL row lock / SQLite write lock) until commit, so the idempotency, budget
     # and balance checks below see every earlier transfer of this wallet.
-    quote = await session.get(FeeQuote, quote_id) if quote_id else None
     request_count = 1 if quote is not None and quote.sponsored else 2
     first_nonce = await _take_forwarder_nonces(session, wallet_id=wallet_id, count=request_count)
 
-    existing = (
+    day_ago = now - timedelta(days=1)
+    since = min(day_ago, quote.created_at) if quote is not None else day_ago
+    jobs = (
         await session.execute(
-            select(RelayTransaction).where(
-                RelayTransaction.wallet_id == wallet_id,
-                RelayTransaction.idempotency_key == idempotency_key,
-            )
+            _RECENT_JOBS,
+            {"wallet_id": wallet_id, "idempotency_key": idempotency_key, "since": since},
         )
-    ).scalar_one_or_none()
+    ).all()
+
     request_fingerprint = fingerprint(transfer, quote_id)
+    existing = next((job for job in jobs if job.idempotency_key == idempotency_key), None)
     if existing is not None:
         if existing.request_fingerprint != request_fingerprint:
             raise InvalidInput(
@@ -203,9 +300,9 @@ async def request_transfer(
                 field="idempotencyKey",
             )
         await _give_back_nonces(session, wallet_id=wallet_id, count=request_count)
-        return existing
+        return await session.get_one(RelayTransaction, existing.id)
 
-    if quote is None or quote.wallet_id != wallet_id:
+    if quote is None:
         raise InvalidInput("unknown quote: ask quoteTransfer for one first", field="quoteId")
     if (quote.token, quote.to_address, quote.amount, quote.fee_token) != (
         transfer.token.kind.value,
@@ -214,28 +311,30 @@ async def request_transfer(
         transfer.fee_token.kind.value,
     ):
         raise InvalidInput("the quote was made for a different transfer", field="quoteId")
-    if quote.expires_at <= utc_now():
+    if quote.expires_at <= now:
         raise QuoteExpired("the fee quote has expired: ask for a new one")
-    used = (
-        await session.execute(
-            select(RelayTransaction.id).where(RelayTransaction.quote_id == quote.id)
-        )
-    ).first()
-    if used is not None:
+    if any(job.quote_id == quote.id for job in jobs):
         raise InvalidInput("this quote was already used by another transfer", field="quoteId")
 
-    await enforce_policies(session, services=services, wallet_id=wallet_id, transfer=transfer)
-
-    sponsor = None
-    if quote.sponsored:
-        sponsor = await sponsorship.sponsor_of_tenant(session, account.customer.tenant_id)
-        if sponsor is None:
-            from relayer.errors import SponsorRefused
-
-            raise SponsorRefused("the sponsorship has ended", reason="NOT_ELIGIBLE")
-
+    _enforce_policies(
+        services,
+        transfer=transfer,
+        daily_limit=quote.daily_limit,
+        allowed_destinations=quote.allowed_destinations,
+        spent=sum(
+            int(job.amount)
+            for job in jobs
+            if job.token == transfer.token.kind.value
+            and job.status != RelayStatus.FAILED
+            and job.created_at >= day_ago
+        ),
+    )
     await ensure_funds(
-        session, services=services, wallet=account.wallet, transfer=transfer, fee=quote.fee_amount
+        services,
+        wallet=account.wallet,
+        transfer=transfer,
+        fee=quote.fee_amount,
+        debits=_debits(job for job in jobs if job.status in OPEN_STATUSES),
     )
 
     separator = services.forwarder_domain_separator
@@ -263,22 +362,25 @@ async def request_transfer(
                 data=erc20_transfer_data(services.treasury_address, quote.fee_amount),
             )
         )
-    with unlocked_account(sealed_key_of(account.wallet), keyring=services.keyring) as signer:
-        signed = [sign_request(r, private_key=signer.key, separator=separator) for r in unsigned]
+    with unlocked_key(sealed_key_of(account.wallet), keyring=services.keyring) as private_key:
+        signed = [sign_request(r, private_key=private_key, separator=separator) for r in unsigned]
 
-    relayer_key_id = await relayer_key_for(session, wallet_id)
-
-    if sponsor is not None:
+    sponsor, customer_day_spent = None, 0
+    cost_wei = quote.gas_limit * quote.max_fee_per_gas
+    if quote.sponsored:
         # The sponsor's row lock serialises every sponsored transfer of the utility until this
         # transaction commits, so it is taken last: it covers the budget check and the inserts,
         # not the chain read and the signing above (docs/benchmarks.md).
-        sponsor = await sponsorship.lock(session, sponsor)
-        await sponsorship.check_budget(
-            session,
-            sponsor=sponsor,
-            customer_id=account.customer.id,
-            cost_wei=quote.gas_limit * quote.max_fee_per_gas,
+        sponsor, customer_day_spent = await sponsorship.with_customer_day(
+            session, sponsor_id=quote.sponsor_id, customer_id=account.customer.id, for_update=True
         )
+        if sponsor is None:
+            raise SponsorRefused("the sponsorship has ended", reason="NOT_ELIGIBLE")
+        refused = sponsorship.refusal(
+            sponsor, cost_wei=cost_wei, customer_day_spent_wei=customer_day_spent
+        )
+        if refused is not None:
+            raise refused
 
     job = RelayTransaction(
         wallet_id=wallet_id,
@@ -297,11 +399,10 @@ async def request_transfer(
         forwarder_nonce=first_nonce,
         forward_requests=[r.to_json() for r in signed],
         gas_limit=quote.gas_limit,
-        relayer_key_id=relayer_key_id,
+        relayer_key_id=await relayer_key_for(session, wallet_id),
         status=RelayStatus.QUEUED,
     )
-    session.add(job)
-    await session.flush()
+    await insert_rows(session, job)
     if sponsor is not None:
         await sponsorship.reserve(
             session,
@@ -311,44 +412,52 @@ async def request_transfer(
                 sponsor_id=sponsor.id,
                 customer_id=account.customer.id,
                 relay_transaction_id=job.id,
-                amount_wei=quote.gas_limit * quote.max_fee_per_gas,
+                amount_wei=cost_wei,
             ),
+            customer_day_spent_wei=customer_day_spent,
         )
     return job
 
 
+_TAKE_FORWARDER_NONCES = (
+    update(Wallet)
+    .where(Wallet.id == bindparam("wallet_id"))
+    .values(next_forwarder_nonce=Wallet.next_forwarder_nonce + bindparam("count"))
+    .returning(Wallet.next_forwarder_nonce)
+    .execution_options(synchronize_session=False)
+)
+
+
 async def _take_forwarder_nonces(session: AsyncSession, *, wallet_id: str, count: int) -> int:
-    result = await session.execute(
-        update(Wallet)
-        .where(Wallet.id == wallet_id)
-        .values(next_forwarder_nonce=Wallet.next_forwarder_nonce + count)
-        .returning(Wallet.next_forwarder_nonce)
-    )
+    result = await session.execute(_TAKE_FORWARDER_NONCES, {"wallet_id": wallet_id, "count": count})
     return int(result.scalar_one()) - count
 
 
 async def _give_back_nonces(session: AsyncSession, *, wallet_id: str, count: int) -> None:
-    await session.execute(
-        update(Wallet)
-        .where(Wallet.id == wallet_id)
-        .values(next_forwarder_nonce=Wallet.next_forwarder_nonce - count)
-    )
+    await _take_forwarder_nonces(session, wallet_id=wallet_id, count=-count)
+
+
+# Enabled relayer key ids per database, re-read every few seconds: keys are enabled or
+# disabled by operators, rarely, and a disabled key still finishes the jobs it was given.
+RELAYER_KEYS_CACHE_SECONDS = 5.0
+_enabled_keys: WeakKeyDictionary[Any, tuple[float, list[str]]] = WeakKeyDictionary()
 
 
 async def relayer_key_for(session: AsyncSession, wallet_id: str) -> str:
     """Sticky: all of one wallet's transactions go through one relayer key, so they land in
     the order of the wallet's forwarder nonces."""
-    keys = list(
-        (
-            await session.execute(
-                select(RelayerKey).where(RelayerKey.enabled.is_(True)).order_by(RelayerKey.slot)
-            )
-        ).scalars()
-    )
+    engine = session.get_bind()
+    read_at, keys = _enabled_keys.get(engine, (float("-inf"), []))
+    if time.monotonic() - read_at >= RELAYER_KEYS_CACHE_SECONDS or not keys:
+        statement = (
+            select(RelayerKey.id).where(RelayerKey.enabled.is_(True)).order_by(RelayerKey.slot)
+        )
+        keys = list((await session.execute(statement)).scalars())
+        _enabled_keys[engine] = (time.monotonic(), keys)
     if not keys:
         raise RuntimeError("no relayer key is configured")
     index = int(hashlib.sha256(wallet_id.encode()).hexdigest(), 16) % len(keys)
-    return keys[index].id
+    return keys[index]
 
 
 async def open_debits(session: AsyncSession, wallet_id: str) -> dict[str, int]:
@@ -365,25 +474,29 @@ async def open_debits(session: AsyncSession, wallet_id: str) -> dict[str, int]:
             )
         )
     ).all()
+    return _debits(rows)
+
+
+def _debits(rows: Iterable[Any]) -> dict[str, int]:
     debits: dict[str, int] = {}
-    for token, amount, fee_token, fee_amount in rows:  # summed in Python: exact on SQLite too
-        debits[token] = debits.get(token, 0) + int(amount)
-        if fee_token:
-            debits[fee_token] = debits.get(fee_token, 0) + int(fee_amount)
+    for row in rows:  # summed in Python: exact on SQLite too
+        debits[row.token] = debits.get(row.token, 0) + int(row.amount)
+        if row.fee_token:
+            debits[row.fee_token] = debits.get(row.fee_token, 0) + int(row.fee_amount)
     return debits
 
 
 async def ensure_funds(
-    session: AsyncSession,
-    *,
     services: Services,
+    *,
     wallet: Wallet,
     transfer: ValidatedTransfer,
     fee: int,
+    debits: dict[str, int],
 ) -> None:
-    # Open debits first, then the chain: a job mined in between is counted twice (refusing
-    # conservatively), never zero times.
-    debits = await open_debits(session, wallet.id)
+    """Refuse unless the chain balances less the open ``debits`` (read before the chain, so a
+    job mined in between is counted twice, refusing conservatively, never zero times) cover
+    the transfer and its fee."""
     balances = {
         token.kind.value: raw for token, raw in await services.chain.balances(wallet.address)
     }
@@ -399,41 +512,24 @@ async def ensure_funds(
             )
 
 
-async def enforce_policies(
-    session: AsyncSession, *, services: Services, wallet_id: str, transfer: ValidatedTransfer
+def _enforce_policies(
+    services: Services,
+    *,
+    transfer: ValidatedTransfer,
+    daily_limit: int | None,
+    allowed_destinations: list[str] | None,
+    spent: int,
 ) -> None:
-    policy = (
-        await session.execute(
-            select(WalletPolicy).where(
-                WalletPolicy.wallet_id == wallet_id, WalletPolicy.token == transfer.token.kind.value
-            )
-        )
-    ).scalar_one_or_none()
-    if policy is not None and policy.allowed_destinations is not None:
-        allowed = {to_checksum_address(a) for a in policy.allowed_destinations}
+    """The wallet's policy for the token (or the default daily limit), given what it sent of
+    that token in the last 24 hours (``spent``)."""
+    if allowed_destinations is not None:
+        allowed = {to_checksum_address(a) for a in allowed_destinations}
         if transfer.to not in allowed:
             raise PolicyViolation(
                 "this wallet may only send to its allowed destinations", rule="ALLOWED_DESTINATIONS"
             )
-    limit = (
-        policy.daily_limit
-        if policy is not None and policy.daily_limit is not None
-        else _default_limit(services, transfer.token)
-    )
-    since = utc_now() - timedelta(days=1)
-    spent_rows = (
-        await session.execute(
-            select(RelayTransaction.amount, RelayTransaction.created_at).where(
-                RelayTransaction.wallet_id == wallet_id,
-                RelayTransaction.token == transfer.token.kind.value,
-                RelayTransaction.status != RelayStatus.FAILED,
-            )
-        )
-    ).all()
-    spent = sum(int(amount) for amount, created in spent_rows if created >= since)
+    limit = daily_limit if daily_limit is not None else _default_limit(services, transfer.token)
     if spent + transfer.amount > limit:
-        from chain.tokens import format_units
-
         raise PolicyViolation(
             f"the daily limit of {format_units(limit, transfer.token.decimals)} "
             f"{transfer.token.symbol} would be exceeded "

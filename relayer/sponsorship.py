@@ -4,13 +4,14 @@ typed and names its reason, and never falls back to charging the customer."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db import utc_now
+from core.db import insert_rows, upsert, utc_now
 from relayer.errors import SponsorRefused
-from relayer.models import Sponsor, SponsorCharge
+from relayer.models import Sponsor, SponsorCharge, SponsorCustomerDay
 
 
 async def sponsor_of_tenant(session: AsyncSession, tenant_id: str) -> Sponsor | None:
@@ -35,10 +36,56 @@ def _roll_period(sponsor: Sponsor) -> None:
 
 
 async def _customer_day(session: AsyncSession, sponsor_id: str, customer_id: str, day: str) -> int:
-    from relayer.models import SponsorCustomerDay
-
     row = await session.get(SponsorCustomerDay, (sponsor_id, customer_id, day))
     return row.spent_wei if row is not None else 0
+
+
+def refusal(
+    sponsor: Sponsor,
+    *,
+    cost_wei: int,
+    customer_day_spent_wei: int,
+    sponsored_program: bool = False,
+) -> SponsorRefused | None:
+    """Why ``sponsor`` cannot cover ``cost_wei`` for a customer who has used
+    ``customer_day_spent_wei`` of it today, or None when it can. Reads the running totals
+    (O(1)); reservations count at their worst case until settled. ``sponsored_program``: an
+    enrollment in a program whose fee the utility pays, whose gas it covers even when it does
+    not sponsor its customers' other actions."""
+    if not sponsor.active or not (sponsor.sponsors_transfers or sponsored_program):
+        return SponsorRefused(
+            f"{sponsor.name} does not sponsor this action",
+            reason="NOT_ELIGIBLE",
+            sponsor_name=sponsor.name,
+        )
+    if cost_wei > sponsor.per_transaction_cap_wei:
+        return SponsorRefused(
+            f"{sponsor.name} covers at most {sponsor.per_transaction_cap_wei} wei of gas "
+            "per transaction",
+            reason="PER_TRANSACTION_CAP",
+            sponsor_name=sponsor.name,
+        )
+    if sponsor.spent_wei + cost_wei > sponsor.funds_wei:
+        return SponsorRefused(
+            f"{sponsor.name}'s sponsorship funds are spent",
+            reason="BUDGET_EXHAUSTED",
+            sponsor_name=sponsor.name,
+        )
+    _roll_period(sponsor)
+    if sponsor.period_spent_wei + cost_wei > sponsor.period_cap_wei:
+        return SponsorRefused(
+            f"{sponsor.name}'s budget for this period is spent",
+            reason="PERIOD_CAP",
+            sponsor_name=sponsor.name,
+        )
+    if customer_day_spent_wei + cost_wei > sponsor.per_customer_daily_cap_wei:
+        return SponsorRefused(
+            f"{sponsor.name} covers a limited amount of gas per customer per day; "
+            "try again tomorrow",
+            reason="CUSTOMER_DAILY_CAP",
+            sponsor_name=sponsor.name,
+        )
+    return None
 
 
 async def check_budget(
@@ -49,71 +96,100 @@ async def check_budget(
     cost_wei: int,
     sponsored_program: bool = False,
 ) -> None:
-    """Raise ``SponsorRefused`` unless ``sponsor`` can cover ``cost_wei`` for this customer.
-    Reads the running totals (O(1)); reservations count at their worst case until settled.
-    ``sponsored_program``: an enrollment in a program whose fee the utility pays, whose gas it
-    covers even when it does not sponsor its customers' other actions."""
-    if not sponsor.active or not (sponsor.sponsors_transfers or sponsored_program):
-        raise SponsorRefused(
-            f"{sponsor.name} does not sponsor this action",
-            reason="NOT_ELIGIBLE",
-            sponsor_name=sponsor.name,
+    """Raise ``SponsorRefused`` unless ``sponsor`` can cover ``cost_wei`` for this customer
+    (see ``refusal``)."""
+    refused = refusal(
+        sponsor,
+        cost_wei=cost_wei,
+        customer_day_spent_wei=await _customer_day(session, sponsor.id, customer_id, _today()),
+        sponsored_program=sponsored_program,
+    )
+    if refused is not None:
+        raise refused
+
+
+def _with_customer_day_statement(*, by_id: bool, for_update: bool) -> Any:
+    day = SponsorCustomerDay
+    statement = (
+        select(Sponsor, day.spent_wei)
+        .outerjoin(
+            day,
+            and_(
+                day.sponsor_id == Sponsor.id,
+                day.customer_id == bindparam("customer_id"),
+                day.day == bindparam("day"),
+            ),
         )
-    if cost_wei > sponsor.per_transaction_cap_wei:
-        raise SponsorRefused(
-            f"{sponsor.name} covers at most {sponsor.per_transaction_cap_wei} wei of gas "
-            "per transaction",
-            reason="PER_TRANSACTION_CAP",
-            sponsor_name=sponsor.name,
+        .where(
+            Sponsor.id == bindparam("sponsor")
+            if by_id
+            else Sponsor.tenant_id == bindparam("sponsor")
         )
-    if sponsor.spent_wei + cost_wei > sponsor.funds_wei:
-        raise SponsorRefused(
-            f"{sponsor.name}'s sponsorship funds are spent",
-            reason="BUDGET_EXHAUSTED",
-            sponsor_name=sponsor.name,
-        )
-    _roll_period(sponsor)
-    if sponsor.period_spent_wei + cost_wei > sponsor.period_cap_wei:
-        raise SponsorRefused(
-            f"{sponsor.name}'s budget for this period is spent",
-            reason="PERIOD_CAP",
-            sponsor_name=sponsor.name,
-        )
-    if (
-        await _customer_day(session, sponsor.id, customer_id, _today()) + cost_wei
-        > sponsor.per_customer_daily_cap_wei
-    ):
-        raise SponsorRefused(
-            f"{sponsor.name} covers a limited amount of gas per customer per day; "
-            "try again tomorrow",
-            reason="CUSTOMER_DAILY_CAP",
-            sponsor_name=sponsor.name,
-        )
+    )
+    if for_update:
+        statement = statement.with_for_update(of=Sponsor).execution_options(populate_existing=True)
+    return statement
+
+
+# Built once: building a statement costs more CPU than running it (docs/benchmarks.md).
+_WITH_CUSTOMER_DAY = {
+    (by_id, for_update): _with_customer_day_statement(by_id=by_id, for_update=for_update)
+    for by_id in (False, True)
+    for for_update in (False, True)
+}
+
+
+async def with_customer_day(
+    session: AsyncSession,
+    *,
+    customer_id: str,
+    tenant_id: str | None = None,
+    sponsor_id: str | None = None,
+    for_update: bool = False,
+) -> tuple[Sponsor | None, int]:
+    """A utility's sponsor (by tenant or by id) and what it has spent on this customer today,
+    in one statement; ``for_update`` locks the sponsor's row and re-reads it (see ``lock``)."""
+    statement = _WITH_CUSTOMER_DAY[(sponsor_id is not None, for_update)]
+    parameters = {
+        "customer_id": customer_id,
+        "day": _today(),
+        "sponsor": sponsor_id if sponsor_id is not None else tenant_id,
+    }
+    row = (await session.execute(statement, parameters)).first()
+    if row is None:
+        return None, 0
+    return row[0], int(row[1] or 0)
 
 
 async def reserve(
-    session: AsyncSession, *, sponsor: Sponsor, customer_id: str, charge: SponsorCharge
+    session: AsyncSession,
+    *,
+    sponsor: Sponsor,
+    customer_id: str,
+    charge: SponsorCharge,
+    customer_day_spent_wei: int | None = None,
 ) -> None:
-    """Record a sponsored job's worst-case cost in the running totals (sponsor row locked)."""
-    from relayer.models import SponsorCustomerDay
-
+    """Record a sponsored job's worst-case cost in the running totals (sponsor row locked, so
+    the totals and the customer's day, known or read here, cannot move meanwhile)."""
     _roll_period(sponsor)
     sponsor.spent_wei += charge.amount_wei
     sponsor.period_spent_wei += charge.amount_wei
     session.add(sponsor)
     day = _today()
-    row = await session.get(SponsorCustomerDay, (sponsor.id, customer_id, day))
-    if row is None:
-        session.add(
-            SponsorCustomerDay(
-                sponsor_id=sponsor.id, customer_id=customer_id, day=day, spent_wei=charge.amount_wei
-            )
-        )
-    else:
-        row.spent_wei += charge.amount_wei
-        session.add(row)
-    session.add(charge)
-    await session.flush()
+    if customer_day_spent_wei is None:
+        customer_day_spent_wei = await _customer_day(session, sponsor.id, customer_id, day)
+    await upsert(
+        session,
+        SponsorCustomerDay.__table__,
+        {
+            "sponsor_id": sponsor.id,
+            "customer_id": customer_id,
+            "day": day,
+            "spent_wei": customer_day_spent_wei + charge.amount_wei,
+        },
+        update=("spent_wei",),
+    )
+    await insert_rows(session, charge)
 
 
 async def settle_charges(session: AsyncSession, actual_by_job: dict[str, int]) -> None:
@@ -121,8 +197,6 @@ async def settle_charges(session: AsyncSession, actual_by_job: dict[str, int]) -
     the running totals; each sponsor's row is locked while its totals change. A constant
     number of statements per sponsor, whatever the number of charges."""
     from sqlalchemy import tuple_
-
-    from relayer.models import SponsorCustomerDay
 
     if not actual_by_job:
         return

@@ -5,8 +5,8 @@ Invariants:
   fresh per-wallet data key; the data key only wrapped by the KEK);
 - both layers bind the wallet address as associated data, so a ciphertext moved to another
   wallet row does not decrypt;
-- the plaintext key exists only inside ``unlocked_account`` while signing, and is never
-  logged or returned (``SealedKey.__repr__`` shows nothing secret).
+- the plaintext key exists only inside ``unlocked_key`` (or ``unlocked_account``) while
+  signing, and is never logged or returned (``SealedKey.__repr__`` shows nothing secret).
 """
 
 from __future__ import annotations
@@ -78,8 +78,10 @@ def rewrap(sealed: SealedKey, *, keyring: KeyRing, new_kek: KeyEncryptionKey) ->
 
 
 @contextmanager
-def unlocked_account(sealed: SealedKey, *, keyring: KeyRing) -> Iterator[LocalAccount]:
-    """A signer for the wallet, alive only inside the ``with`` block."""
+def unlocked_key(sealed: SealedKey, *, keyring: KeyRing) -> Iterator[bytes]:
+    """The wallet's raw private key, alive only inside the ``with`` block. The AES-GCM tag,
+    computed over the wallet's address as associated data, proves it is the key sealed for
+    that address (no public key is derived: the hot path only signs)."""
     data_key = keyring.get(sealed.kek_id).unwrap(
         sealed.wrapped_data_key, associated_data=_data_key_aad(sealed.address)
     )
@@ -88,12 +90,19 @@ def unlocked_account(sealed: SealedKey, *, keyring: KeyRing) -> Iterator[LocalAc
         AESGCM(data_key).decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], _key_aad(sealed.address))
     )
     try:
-        account = Account.from_key(bytes(private_key))
+        yield bytes(private_key)
+    finally:
+        _wipe(private_key)
+
+
+@contextmanager
+def unlocked_account(sealed: SealedKey, *, keyring: KeyRing) -> Iterator[LocalAccount]:
+    """A signer for the wallet, alive only inside the ``with`` block."""
+    with unlocked_key(sealed, keyring=keyring) as private_key:
+        account = Account.from_key(private_key)
         if account.address != sealed.address:
             raise ValueError("sealed key does not match its wallet address")
         yield account
-    finally:
-        _wipe(private_key)
 
 
 _SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
