@@ -137,7 +137,7 @@ class JwksCache:
 class _Verified:
     principal: Principal
     key_set: KeySet  # the issuer's key set that verified the signature
-    valid_until: float  # exp + leeway, epoch seconds
+    valid_until: int | float  # exp + leeway, epoch seconds
 
 
 class VerifiedTokens:
@@ -152,7 +152,7 @@ class VerifiedTokens:
         )
 
     def _expiry(self, _token: str, entry: _Verified, now: float) -> float:
-        return min(entry.valid_until, now + self._max_age)
+        return float(min(entry.valid_until, now + self._max_age))
 
     def get(self, token: str) -> _Verified | None:
         return self._entries.get(token)
@@ -190,7 +190,7 @@ class AccessTokenValidator:
         )
         return principal
 
-    async def _verify(self, token: str) -> tuple[Principal, KeySet, float]:
+    async def _verify(self, token: str) -> tuple[Principal, KeySet, int | float]:
         header, unverified_claims = _peek(token)
         algorithm = header.get("alg")
         if algorithm not in ALLOWED_ALGORITHMS:
@@ -243,7 +243,8 @@ class AccessTokenValidator:
             client_id=claims.get("client_id") if isinstance(claims.get("client_id"), str) else None,
             scopes=_scopes(claims),
         )
-        return principal, key_set, float(claims["exp"])
+        # not float(): a JSON integer can be any size (10**400), and comparisons stay exact
+        return principal, key_set, claims["exp"]
 
 
 def _claim_message(claim: str) -> str:
