@@ -25,6 +25,7 @@ from core.errors import ChainUnavailable, ConfigurationError
 logger = logging.getLogger(__name__)
 
 BALANCE_OF_SELECTOR = keccak(b"balanceOf(address)")[:4]
+BASE_FEE_MAX_AGE_SECONDS = 1.0
 
 
 class ChainClient:
@@ -87,12 +88,12 @@ class ChainClient:
         results = await self._batch(calls, what="balance read")
         return [(token, int(value, 16)) for token, value in zip(self.tokens, results, strict=True)]
 
-    async def latest_base_fee(self, *, max_age_seconds: float = 1.0) -> int:
+    async def latest_base_fee(self) -> int:
         """The base fee per gas of the latest block, in wei, read at most once per
-        ``max_age_seconds`` (a block: the fee moves by at most 12.5 % a block, and quotes
-        charge twice it)."""
+        ``BASE_FEE_MAX_AGE_SECONDS`` (about a block: the fee moves by at most 12.5 % a block,
+        and quotes charge twice it)."""
         read_at, base_fee = self._base_fee
-        if time.monotonic() - read_at >= max_age_seconds:
+        if time.monotonic() - read_at >= BASE_FEE_MAX_AGE_SECONDS:
             (block,) = await self._batch(
                 [("eth_getBlockByNumber", ["latest", False])], what="block"
             )

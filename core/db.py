@@ -109,8 +109,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _dialect_insert(session: AsyncSession) -> Any:
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+def _dialect(session: AsyncSession) -> str:
+    return session.bind.dialect.name if session.bind is not None else "sqlite"
+
+
+def _dialect_insert(dialect: str) -> Any:
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
@@ -127,16 +130,19 @@ async def upsert(
     """``INSERT … ON CONFLICT (primary key) DO UPDATE SET`` the ``update`` columns to these
     values: one statement whether or not the row exists (the caller holds whatever lock makes
     the values current). The statement is built once per dialect, table and columns."""
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    dialect = _dialect(session)
     statement = _UPSERTS.get((dialect, table, update))
     if statement is None:
-        statement = _dialect_insert(session)(table)
+        statement = _dialect_insert(dialect)(table)
         statement = statement.on_conflict_do_update(
             index_elements=[column.name for column in table.primary_key.columns],
             set_={name: statement.excluded[name] for name in update},
         )
         _UPSERTS[(dialect, table, update)] = statement
     await session.execute(statement, values)
+
+
+_INSERTS: dict[Any, Any] = {}
 
 
 async def insert_rows(session: AsyncSession, *rows: Any) -> None:
@@ -153,15 +159,12 @@ async def insert_rows(session: AsyncSession, *rows: Any) -> None:
         )
 
 
-_INSERTS: dict[Any, Any] = {}
-
-
 async def insert_if_absent(session: AsyncSession, table: Any, values: dict[str, Any]) -> bool:
     """``INSERT … ON CONFLICT DO NOTHING``: settles a creation race in SQL.
 
     Returns whether this call inserted the row; the loser of a race sees ``False`` and reads
     the winner's row instead.
     """
-    statement = _dialect_insert(session)(table).values(**values).on_conflict_do_nothing()
+    statement = _dialect_insert(_dialect(session))(table).values(**values).on_conflict_do_nothing()
     result = await session.execute(statement)
     return bool(result.rowcount)

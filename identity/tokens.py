@@ -160,9 +160,6 @@ class VerifiedTokens:
     def put(self, token: str, entry: _Verified) -> None:
         self._entries[token] = entry
 
-    def clear(self) -> None:
-        self._entries.clear()
-
 
 class AccessTokenValidator:
     def __init__(

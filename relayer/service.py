@@ -10,7 +10,7 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -128,11 +128,9 @@ async def quote_transfer(
     )
     if sponsored:
         assert sponsor is not None
-        refused = sponsorship.refusal(
+        sponsorship.require_budget(
             sponsor, cost_wei=gas.max_cost_wei, customer_day_spent_wei=customer_day_spent
         )
-        if refused is not None:
-            raise refused
         fee_amount = 0
     else:
         fee_amount = await fee_in_token(
@@ -179,27 +177,7 @@ def fingerprint(transfer: ValidatedTransfer, quote_id: str) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-@dataclass(frozen=True)
-class _Quote:
-    """A fee quote with the wallet's policy for its token (read together, one statement)."""
-
-    id: str
-    wallet_id: str
-    token: str
-    to_address: str
-    amount: int
-    fee_token: str
-    fee_amount: int
-    gas_limit: int
-    max_fee_per_gas: int
-    sponsored: bool
-    sponsor_id: str | None
-    expires_at: datetime
-    created_at: datetime
-    daily_limit: int | None
-    allowed_destinations: list[str] | None
-
-
+# A fee quote with the wallet's policy for its token, in one statement.
 _QUOTE_WITH_POLICY = (
     select(
         FeeQuote.id,
@@ -267,14 +245,15 @@ async def request_transfer(
     wallet_id = account.wallet.id
     now = utc_now()
 
-    row = (
-        (await session.execute(_QUOTE_WITH_POLICY, {"quote_id": quote_id, "wallet_id": wallet_id}))
-        .mappings()
-        .first()
+    quote = (
+        (
+            await session.execute(
+                _QUOTE_WITH_POLICY, {"quote_id": quote_id, "wallet_id": wallet_id}
+            )
+        ).first()
         if quote_id
         else None
     )
-    quote = _Quote(**row) if row is not None else None
 
     # First write of the transaction: take the wallet's next forwarder nonces. This locks the
     # wallet (PostgreSQL row lock / SQLite write lock) until commit, so the idempotency, budget
@@ -376,11 +355,9 @@ async def request_transfer(
         )
         if sponsor is None:
             raise SponsorRefused("the sponsorship has ended", reason="NOT_ELIGIBLE")
-        refused = sponsorship.refusal(
+        sponsorship.require_budget(
             sponsor, cost_wei=cost_wei, customer_day_spent_wei=customer_day_spent
         )
-        if refused is not None:
-            raise refused
 
     job = RelayTransaction(
         wallet_id=wallet_id,

@@ -40,52 +40,51 @@ async def _customer_day(session: AsyncSession, sponsor_id: str, customer_id: str
     return row.spent_wei if row is not None else 0
 
 
-def refusal(
+def require_budget(
     sponsor: Sponsor,
     *,
     cost_wei: int,
     customer_day_spent_wei: int,
     sponsored_program: bool = False,
-) -> SponsorRefused | None:
-    """Why ``sponsor`` cannot cover ``cost_wei`` for a customer who has used
-    ``customer_day_spent_wei`` of it today, or None when it can. Reads the running totals
+) -> None:
+    """Raise ``SponsorRefused`` unless ``sponsor`` can cover ``cost_wei`` for a customer who
+    has used ``customer_day_spent_wei`` of it today. Reads the running totals
     (O(1)); reservations count at their worst case until settled. ``sponsored_program``: an
     enrollment in a program whose fee the utility pays, whose gas it covers even when it does
     not sponsor its customers' other actions."""
     if not sponsor.active or not (sponsor.sponsors_transfers or sponsored_program):
-        return SponsorRefused(
+        raise SponsorRefused(
             f"{sponsor.name} does not sponsor this action",
             reason="NOT_ELIGIBLE",
             sponsor_name=sponsor.name,
         )
     if cost_wei > sponsor.per_transaction_cap_wei:
-        return SponsorRefused(
+        raise SponsorRefused(
             f"{sponsor.name} covers at most {sponsor.per_transaction_cap_wei} wei of gas "
             "per transaction",
             reason="PER_TRANSACTION_CAP",
             sponsor_name=sponsor.name,
         )
     if sponsor.spent_wei + cost_wei > sponsor.funds_wei:
-        return SponsorRefused(
+        raise SponsorRefused(
             f"{sponsor.name}'s sponsorship funds are spent",
             reason="BUDGET_EXHAUSTED",
             sponsor_name=sponsor.name,
         )
     _roll_period(sponsor)
     if sponsor.period_spent_wei + cost_wei > sponsor.period_cap_wei:
-        return SponsorRefused(
+        raise SponsorRefused(
             f"{sponsor.name}'s budget for this period is spent",
             reason="PERIOD_CAP",
             sponsor_name=sponsor.name,
         )
     if customer_day_spent_wei + cost_wei > sponsor.per_customer_daily_cap_wei:
-        return SponsorRefused(
+        raise SponsorRefused(
             f"{sponsor.name} covers a limited amount of gas per customer per day; "
             "try again tomorrow",
             reason="CUSTOMER_DAILY_CAP",
             sponsor_name=sponsor.name,
         )
-    return None
 
 
 async def check_budget(
@@ -96,16 +95,13 @@ async def check_budget(
     cost_wei: int,
     sponsored_program: bool = False,
 ) -> None:
-    """Raise ``SponsorRefused`` unless ``sponsor`` can cover ``cost_wei`` for this customer
-    (see ``refusal``)."""
-    refused = refusal(
+    """``require_budget`` with the customer's day read here."""
+    require_budget(
         sponsor,
         cost_wei=cost_wei,
         customer_day_spent_wei=await _customer_day(session, sponsor.id, customer_id, _today()),
         sponsored_program=sponsored_program,
     )
-    if refused is not None:
-        raise refused
 
 
 def _with_customer_day_statement(*, by_id: bool, for_update: bool) -> Any:

@@ -43,8 +43,15 @@ from relayer.models import RelayStatus, RelayTransaction, WalletPolicy
 from relayer.service import relayer_key_for
 from tests.support.graphql import gql
 from tests.support.issuer import TestIssuer
-from tests.support.wallets import ChainReader, Customer, new_customer, wait_for_status
-from tests.test_relayer_transfer import QUOTE, TRANSFER
+from tests.support.wallets import (
+    ChainReader,
+    Customer,
+    fresh_address,
+    new_customer,
+    wait_for_status,
+)
+from tests.test_relayer_rules import send
+from tests.test_relayer_transfer import quote
 from wallet.models import Wallet
 
 OVPP = 10**18
@@ -349,10 +356,6 @@ async def test_a_huge_exp_is_accepted_or_refused_but_never_an_unexpected_error(
 # --- the wallet's jobs, read once ------------------------------------------------------
 
 
-def fresh_address() -> str:
-    return "0x" + uuid.uuid4().hex + uuid.uuid4().hex[:8]
-
-
 @dataclass
 class Sent:
     result: dict[str, Any]
@@ -370,34 +373,14 @@ async def quote_and_send(
 ) -> Sent:
     """Quote and send ``amount`` OVPP to ``to``, the fee paid in stablecoin."""
     fields = {"token": "OVPP", "to": to, "amount": amount, "feeToken": "STABLECOIN"}
-    body = await gql(client, QUOTE, {"input": fields}, token=customer.token)
-    assert "errors" not in body, body
-    quote_id = body["data"]["quoteTransfer"]["id"]
+    quote_id = (await quote(client, customer.token, **fields))["id"]
     key = f"hot-path-{uuid.uuid4()}"
     return Sent(
-        await send(client, customer, quote_id=quote_id, key=key, fields=fields),
+        await send(client, customer.token, quote_id=quote_id, key=key, **fields),
         quote_id,
         key,
         fields,
     )
-
-
-async def send(
-    client: httpx.AsyncClient,
-    customer: Customer,
-    *,
-    quote_id: str,
-    key: str,
-    fields: dict[str, str],
-) -> dict[str, Any]:
-    body = await gql(
-        client,
-        TRANSFER,
-        {"input": {**fields, "quoteId": quote_id, "idempotencyKey": key}},
-        token=customer.token,
-    )
-    assert "errors" not in body, body
-    return body["data"]["transfer"]
 
 
 async def wallet_of(services: Services, customer: Customer) -> Wallet:
@@ -457,15 +440,13 @@ async def test_the_daily_limit_counts_only_the_last_24_hours(
 
     # The old transfer's idempotency key still finds it, whatever its age.
     replay = await send(
-        client, customer, quote_id=earlier.quote_id, key=earlier.key, fields=earlier.fields
+        client, customer.token, quote_id=earlier.quote_id, key=earlier.key, **earlier.fields
     )
     assert replay["__typename"] == "Transaction", replay
     assert replay["id"] == earlier.result["id"] and replay["status"] == "CONFIRMED"
 
     # The quote just used cannot be used again under another key.
-    reused = await send(
-        client, customer, quote_id=accepted.quote_id, key=str(uuid.uuid4()), fields=accepted.fields
-    )
+    reused = await send(client, customer.token, quote_id=accepted.quote_id, **accepted.fields)
     assert reused["__typename"] == "InvalidInput" and reused["field"] == "quoteId", reused
 
     # The new transfer is inside the window: 3 + 2 > 4, but 3 + 1 = 4 is allowed.

@@ -31,7 +31,7 @@ from tests.conftest import STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET
 from tests.support.issuer import TestIssuer
 from tests.support.ports import free_port
 from tests.support.stripe import StripeTestClient, signed_event
-from tests.support.wallets import ChainReader
+from tests.support.wallets import ChainReader, fresh_address
 
 OVPP = 10**18
 USD = 10**6
@@ -56,10 +56,6 @@ async def signed_in(
     if funds.get("stablecoin"):
         deployer.mint(token=contracts.stablecoin, to=address, amount=funds["stablecoin"])
     return wallet, address
-
-
-def fresh_address() -> str:
-    return "0x" + uuid.uuid4().hex + uuid.uuid4().hex[:8]
 
 
 async def test_balances_quote_transfer_and_confirmation_through_the_typed_client(

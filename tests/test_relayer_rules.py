@@ -22,17 +22,13 @@ from tests.support.graphql import error_codes, gql
 from tests.support.issuer import TestIssuer
 from tests.support.ports import free_port
 from tests.support.utilities import fresh_utility
-from tests.support.wallets import ChainReader, new_customer, wait_for_status
+from tests.support.wallets import ChainReader, fresh_address, new_customer, wait_for_status
 from tests.test_relayer_transfer import QUOTE, TRANSFER, quote
 from wallet.models import Wallet
 
 OVPP = 10**18
 USD = 10**6
 SUBSCRIPTION = "subscription($id: ID!) { transactionUpdates(id: $id) { id status hash } }"
-
-
-def fresh_address() -> str:
-    return "0x" + uuid.uuid4().hex + uuid.uuid4().hex[:8]
 
 
 async def send(

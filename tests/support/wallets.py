@@ -92,3 +92,8 @@ async def wait_for_status(
                 f"transaction {transaction_id} still {node['status']} after {timeout} s"
             )
         await asyncio.sleep(0.05)
+
+
+def fresh_address() -> str:
+    """A random address nobody holds a key for: a recipient that starts with nothing."""
+    return "0x" + uuid.uuid4().hex + uuid.uuid4().hex[:8]
