@@ -289,14 +289,28 @@ class RelayerWorker:
         now = utc_now()
         async with self.services.db.session() as session:
             if submitted:
-                await session.execute(
-                    update(RelayTransaction)
-                    .where(
-                        RelayTransaction.id.in_(submitted),
-                        RelayTransaction.status == RelayStatus.SIGNED,
-                    )
-                    .values(status=RelayStatus.SUBMITTED, submitted_at=now, updated_at=now)
+                # Two workers may broadcast the same stored bytes and mark the same rows. Lock
+                # them in one order and skip those the other worker holds (it marks them
+                # itself): one UPDATE over both sets locks rows in scan order and can deadlock.
+                mine = list(
+                    (
+                        await session.execute(
+                            select(RelayTransaction.id)
+                            .where(
+                                RelayTransaction.id.in_(submitted),
+                                RelayTransaction.status == RelayStatus.SIGNED,
+                            )
+                            .order_by(RelayTransaction.id)
+                            .with_for_update(skip_locked=True)
+                        )
+                    ).scalars()
                 )
+                if mine:
+                    await session.execute(
+                        update(RelayTransaction)
+                        .where(RelayTransaction.id.in_(mine))
+                        .values(status=RelayStatus.SUBMITTED, submitted_at=now, updated_at=now)
+                    )
             rejected_wallets = set()
             for job_id, message in rejected:
                 wallet_id = await self._fail_and_fill(
@@ -579,6 +593,9 @@ class RelayerWorker:
                     stuck.append(job.id)
         if not (landed or confirmed or stuck):
             return False
+        # Rows in one order for every worker, so two workers' updates cannot deadlock.
+        landed.sort(key=lambda row: row["b_id"])
+        confirmed.sort()
 
         table = RelayTransaction.__table__
         async with self.services.db.session() as session:
