@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, Numeric, String, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -80,10 +81,11 @@ class Database:
         else:
             kwargs["pool_size"] = pool_size
             kwargs["max_overflow"] = pool_size
-            kwargs["pool_pre_ping"] = True
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            event.listen(self.engine.sync_engine, "checkout", _refuse_closed_connection)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @asynccontextmanager
@@ -99,6 +101,18 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _refuse_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Hands out no pooled connection that the server has closed (a restart, a terminated
+    backend, an idle timeout), without a round trip: asyncpg marks a connection closed as
+    soon as the event loop reads the server's goodbye. SQLAlchemy's ``pool_pre_ping`` would
+    ask the server instead, and its asyncpg ping is three round trips (``BEGIN``, ``;``,
+    ``ROLLBACK``) on every checkout: measured, a fifth of the database work of a transfer.
+    Raising ``DisconnectionError`` here makes the pool discard the connection and check out
+    (or open) another one, up to three times."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("the pooled connection was closed by the server")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
