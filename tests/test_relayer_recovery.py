@@ -27,7 +27,7 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from api.app import create_app
 from chain.address_book import AddressBook
@@ -42,6 +42,7 @@ from relayer.models import RelayAttempt, RelayerKey, RelayStatus, RelayTransacti
 from relayer.rpc_errors import SendOutcome, classify
 from relayer.runner import prepare_relayer_keys
 from relayer.service import relayer_key_for
+from relayer.worker import NONCE_FILL, PIPELINE_STATUSES, RelayerWorker
 from tests.support.databases import fresh_database
 from tests.support.graphql import gql
 from tests.support.issuer import TestIssuer
@@ -249,6 +250,81 @@ async def test_two_workers_on_one_postgresql_never_send_a_transaction_twice(
     await assert_each_sent_exactly_once(own_stack, deployer, contracts, senders, transfers)
 
 
+@pytest.mark.parametrize("own_stack", ["sqlite", "postgresql"], indirect=True)
+async def test_a_transaction_the_node_rejects_fails_and_its_nonce_is_filled(
+    own_stack: OwnStack,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    """The node refuses one job's transaction outright (here: a gas limit above the block's).
+    The job fails and costs its customer nothing; a zero-value transaction takes its relayer
+    nonce, so the next job on the same key (one nonce up) is not stuck behind a gap; and the
+    customer's wallet can send again."""
+    chain = ChainReader(deployer, contracts)
+    # Three customers on two keys: two of them share a key.
+    senders = await senders_on_every_key(own_stack, test_issuer, deployer, contracts, count=3)
+    by_key: dict[str, list[Sender]] = {}
+    for sender in senders:
+        by_key.setdefault(sender.relayer_key_id, []).append(sender)
+    doomed_sender, next_sender = next(group for group in by_key.values() if len(group) >= 2)[:2]
+    key_id = doomed_sender.relayer_key_id
+    # Queued one after the other, so they are signed in this order, with consecutive nonces.
+    [doomed] = await queue_transfers(own_stack, [doomed_sender], count=1)
+    [following] = await queue_transfers(own_stack, [next_sender], count=1)
+    db = own_stack.services.db
+    async with db.session() as session:
+        await session.execute(
+            update(RelayTransaction)
+            .where(RelayTransaction.id == doomed.job_id)
+            .values(gas_limit=100_000_000)  # anvil: "intrinsic gas too high"
+        )
+
+    await work_until_final(own_stack)
+
+    async with db.session() as session:
+        jobs = {
+            job.id: job
+            for job in (
+                await session.execute(
+                    select(RelayTransaction).where(RelayTransaction.relayer_key_id == key_id)
+                )
+            ).scalars()
+        }
+        key = await session.get_one(RelayerKey, key_id)
+    failed = jobs.pop(doomed.job_id)
+    assert failed.status == RelayStatus.FAILED
+    assert failed.error is not None and "rejected by the node" in failed.error
+    assert "gas" in failed.error
+    [filler] = [job for job in jobs.values() if job.kind == NONCE_FILL]
+    assert jobs[following.job_id].status == RelayStatus.CONFIRMED
+    assert filler.status == RelayStatus.CONFIRMED
+    # The filler is a zero-value transaction from the key to itself, mined with the nonce the
+    # rejected job had; the following job went through one nonce up.
+    assert filler.relayer_nonce == jobs[following.job_id].relayer_nonce - 1
+    mined = chain.web3.eth.get_transaction(filler.tx_hash)
+    assert (mined["from"], mined["to"], mined["value"], mined["nonce"]) == (
+        key.address,
+        key.address,
+        0,
+        filler.relayer_nonce,
+    )
+    # No gap: the key's nonces in the database are 0..n-1, as on chain.
+    nonces = sorted(job.relayer_nonce for job in jobs.values())
+    assert nonces == list(range(key.next_nonce))
+    assert chain.web3.eth.get_transaction_count(key.address) == key.next_nonce
+    # The rejected transfer moved nothing and charged no fee; the other one landed.
+    assert chain.ovpp_of(doomed.recipient) == 0
+    assert chain.ovpp_of(doomed_sender.customer.address) == SENDER_OVPP
+    assert chain.usd_of(doomed_sender.customer.address) == SENDER_USD
+    assert chain.ovpp_of(following.recipient) == following.amount
+
+    # The wallet's forwarder nonce was given back: its next transfer confirms.
+    [again] = await queue_transfers(own_stack, [doomed_sender], count=1)
+    await work_until_final(own_stack)
+    assert chain.ovpp_of(again.recipient) == again.amount
+
+
 # -------------------------------------------------------------- customers and transfers
 
 
@@ -355,6 +431,19 @@ async def status_counts(db: Database) -> Counter[str]:
             select(RelayTransaction.status, func.count()).group_by(RelayTransaction.status)
         )
         return Counter({status: int(number) for status, number in rows.all()})
+
+
+async def work_until_final(stack: OwnStack) -> None:
+    """Runs an in-process worker's rounds until no job is open."""
+    worker = RelayerWorker(stack.services, name="test-relayer")
+    deadline = time.monotonic() + PHASE_TIMEOUT_SECONDS
+    try:
+        while (counts := await status_counts(stack.services.db)).keys() & set(PIPELINE_STATUSES):
+            assert time.monotonic() < deadline, f"jobs still open: {dict(counts)}"
+            if not await worker.tick():
+                await asyncio.sleep(POLL_SECONDS)
+    finally:
+        await worker.rpc.close()
 
 
 async def wait_until(
