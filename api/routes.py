@@ -25,8 +25,12 @@ async def readyz(request: Request) -> JSONResponse:
     body: dict[str, object] = {"status": "ready" if ready else "not ready", "checks": checks}
     relayer = getattr(request.app.state, "relayer", None)
     if relayer is not None:
-        low = sorted(relayer.worker.low_balance_keys)
-        body["relayer"] = {"running": not relayer.task.done(), "lowBalanceKeys": low}
+        worker = relayer.worker
+        body["relayer"] = {
+            "running": not relayer.task.done(),
+            "lowBalanceKeys": sorted(worker.low_balance_keys),
+            "unauthorizedKeys": sorted(worker.unauthorized_keys),
+        }
         if relayer.task.done():
             body["status"], ready = "not ready", False
     onramp = getattr(request.app.state, "onramp_processor", None)

@@ -37,6 +37,7 @@ from bench.harness import (
     mint_call,
     say,
     send_in_nonce_order,
+    set_relayer_call,
     wait_for_receipts,
 )
 from chain.address_book import AddressBook
@@ -160,6 +161,7 @@ async def _measure(rpc: JsonRpc, contracts: AddressBook) -> list[Measurement]:
         rpc,
         private_key=ANVIL_DEV_PRIVATE_KEY,
         calls=[
+            set_relayer_call(contracts.forwarder, relayer.address),
             mint_call(contracts.ovpp_token, direct_sender.address, 1_000 * OVPP),
             mint_call(contracts.ovpp_token, holder, OVPP),
             mint_call(contracts.stablecoin, holder, USD),

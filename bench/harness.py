@@ -30,6 +30,7 @@ from core.migrate import upgrade_to_head
 
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 MINT_SELECTOR = keccak(b"mint(address,uint256)")[:4]
+SET_RELAYER_SELECTOR = keccak(b"setRelayer(address,bool)")[:4]
 BALANCE_OF_SELECTOR = keccak(b"balanceOf(address)")[:4]
 NONCES_SELECTOR = keccak(b"nonces(address)")[:4]
 
@@ -175,6 +176,11 @@ async def wait_for_receipts(
 
 def mint_call(token: str, to: str, amount: int) -> tuple[str, bytes]:
     return token, MINT_SELECTOR + encode(["address", "uint256"], [to, amount])
+
+
+def set_relayer_call(forwarder: str, relayer: str) -> tuple[str, bytes]:
+    """The forwarder's owner lets ``relayer`` submit forward requests."""
+    return forwarder, SET_RELAYER_SELECTOR + encode(["address", "bool"], [relayer, True])
 
 
 async def read_uint_calls(rpc: JsonRpc, calls: list[tuple[str, bytes]]) -> list[int]:

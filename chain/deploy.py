@@ -36,7 +36,10 @@ class Deployer:
     def deploy_all(self) -> AddressBook:
         chain_id = self.web3.eth.chain_id
         self.progress(f"deploying from {self.account.address} to chain {chain_id}")
-        forwarder = self.deploy("OVPPForwarder")
+        forwarder = self.deploy("OVPPForwarder", self.account.address)
+        # The deploying account is the operator that submits the integration service's
+        # requests itself (onboarding utilities, publishing programs: relayer/direct.py).
+        self.authorize_relayer(forwarder, self.account.address)
         ovpp = self.deploy("OVPPToken", forwarder, self.account.address)
         stablecoin = self.deploy("USDStablecoin", forwarder, self.account.address)
         registry = self.deploy("OVPPRegistry", forwarder, ovpp, self.account.address)
@@ -80,9 +83,34 @@ class Deployer:
     def book_is_live(self, book: AddressBook) -> bool:
         """The chain still holds every contract of the book (a reset local chain does not)."""
         addresses = (book.forwarder, book.ovpp_token, book.stablecoin, book.registry)
-        return self.web3.eth.chain_id == book.chain_id and all(
-            address is not None and self.has_code(address) for address in addresses
+        return (
+            self.web3.eth.chain_id == book.chain_id
+            and all(address is not None and self.has_code(address) for address in addresses)
+            and self.forwarder_authorizes_relayers(book.forwarder)
         )
+
+    def authorize_relayer(self, forwarder: str, account: str) -> None:
+        contract = self.web3.eth.contract(
+            address=Web3.to_checksum_address(forwarder), abi=artifact("OVPPForwarder").abi
+        )
+        self._send(
+            contract.functions.setRelayer(
+                Web3.to_checksum_address(account), True
+            ).build_transaction(self._base_tx())
+        )
+        self.progress(f"  {account} may submit forward requests")
+
+    def forwarder_authorizes_relayers(self, forwarder: str) -> bool:
+        """The forwarder is the current one, which only accepts authorized relayers (an
+        older local chain may hold one that accepts anybody: that one is replaced)."""
+        contract = self.web3.eth.contract(
+            address=Web3.to_checksum_address(forwarder), abi=artifact("OVPPForwarder").abi
+        )
+        try:
+            contract.functions.isRelayer(self.account.address).call()
+        except Exception:  # no such function: the contract predates relayer authorization
+            return False
+        return True
 
     def _base_tx(self) -> dict[str, Any]:
         # Re-read every time: other processes (the relayer's local funding) use this account too.

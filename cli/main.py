@@ -126,6 +126,33 @@ def relayer() -> None:
     uvloop.run(run())  # asyncpg and aiohttp spend ~30 % less CPU on uvloop's event loop
 
 
+@main.command("relayer-authorize")
+def relayer_authorize() -> None:
+    """Let the forwarder accept the relayer keys' transactions (it refuses any other sender).
+    Signed by the forwarder's owner, the deploying account (OVPP_DEPLOYER_PRIVATE_KEY); local
+    chains need no step, the relayer authorizes its keys itself. Creates the keys if needed."""
+    from chain.profiles import deployer_key
+    from core.container import Services
+    from relayer.keys import authorize_keys, ensure_relayer_keys
+
+    settings = _settings()
+
+    async def run() -> tuple[list[str], list[str]]:
+        services = await Services.start(settings)
+        try:
+            keys = await ensure_relayer_keys(services, count=settings.relayer_keys)
+            addresses = [key.address for key in keys]
+            owner_key = deployer_key(settings, services.chain.profile)
+            return addresses, await authorize_keys(services, addresses, owner_key=owner_key)
+        finally:
+            await services.close()
+
+    addresses, added = asyncio.run(run())
+    for address in addresses:
+        state = "authorized now" if address in added else "already authorized"
+        click.echo(f"relayer key {address}: {state}")
+
+
 @main.command()
 def migrate() -> None:
     """Bring the database schema to the newest migration."""

@@ -1,9 +1,11 @@
-"""Relayer keys: created sealed like wallets, funded on local chains, watched for balance."""
+"""Relayer keys: created sealed like wallets, authorized in the forwarder and funded (both
+automatic on local chains), watched for balance."""
 
 from __future__ import annotations
 
 import logging
 
+from eth_hash.auto import keccak
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -86,3 +88,57 @@ async def fund_local_keys(services: Services, keys: list[RelayerKey], *, deploye
         await web3.eth.wait_for_transaction_receipt(tx_hash, timeout=30)
     if hashes:
         logger.info("funded %d relayer key(s) on the local chain", len(hashes))
+
+
+def is_relayer_call(forwarder: str, address: str) -> tuple[str, list[object]]:
+    """The ``eth_call`` asking the forwarder whether ``address`` may submit requests."""
+    data = IS_RELAYER_SELECTOR + bytes(12) + bytes.fromhex(address.removeprefix("0x"))
+    return "eth_call", [{"to": forwarder, "data": "0x" + data.hex()}, "latest"]
+
+
+IS_RELAYER_SELECTOR = keccak(b"isRelayer(address)")[:4]
+
+
+async def authorize_keys(
+    services: Services, addresses: list[str], *, owner_key: str
+) -> list[str]:
+    """Lets the forwarder accept transactions from these relayer addresses (those it does not
+    accept yet), signed by the forwarder's owner. Returns the addresses newly authorized."""
+    from eth_account import Account
+
+    from chain.artifacts import artifact
+
+    web3 = services.chain.web3
+    assert services.chain.addresses is not None
+    forwarder = web3.eth.contract(
+        address=services.chain.addresses.forwarder, abi=artifact("OVPPForwarder").abi
+    )
+    missing = [a for a in addresses if not await forwarder.functions.isRelayer(a).call()]
+    if not missing:
+        return []
+    owner = Account.from_key(owner_key)
+    nonce = await web3.eth.get_transaction_count(owner.address, "pending")
+    block = await web3.eth.get_block("latest")
+    hashes = []
+    for address in missing:
+        transaction = await forwarder.functions.setRelayer(address, True).build_transaction(
+            {
+                "from": owner.address,
+                "gas": 60_000,
+                "maxFeePerGas": int(block["baseFeePerGas"]) * 2 + 10**9,
+                "maxPriorityFeePerGas": 10**9,
+                "nonce": nonce,
+                "chainId": services.chain.profile.chain_id,
+            }
+        )
+        signed = owner.sign_transaction(transaction)
+        hashes.append(await web3.eth.send_raw_transaction(signed.raw_transaction))
+        nonce += 1
+    for tx_hash in hashes:
+        receipt = await web3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)
+        if receipt["status"] != 1:
+            raise RuntimeError(
+                f"setRelayer reverted ({tx_hash.hex()}): is {owner.address} the forwarder's owner?"
+            )
+    logger.info("authorized %d relayer key(s) in the forwarder", len(missing))
+    return missing

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from chain.profiles import deployer_key
 from core.container import Services
-from relayer.keys import ensure_relayer_keys, fund_local_keys
+from relayer.keys import authorize_keys, ensure_relayer_keys, fund_local_keys
 from relayer.worker import RelayerWorker
 
 logger = logging.getLogger(__name__)
@@ -30,9 +30,9 @@ class RunningRelayer:
 async def prepare_relayer_keys(services: Services) -> None:
     keys = await ensure_relayer_keys(services, count=services.settings.relayer_keys)
     if services.chain.profile.is_local:
-        await fund_local_keys(
-            services, keys, deployer_key=deployer_key(services.settings, services.chain.profile)
-        )
+        owner_key = deployer_key(services.settings, services.chain.profile)
+        await fund_local_keys(services, keys, deployer_key=owner_key)
+        await authorize_keys(services, [key.address for key in keys], owner_key=owner_key)
     for key in keys:
         logger.info("relayer key %d: %s", key.slot, key.address)
 

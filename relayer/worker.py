@@ -34,7 +34,7 @@ from core.container import Services
 from core.db import new_id, utc_now
 from relayer import sponsorship
 from relayer.forwarder import ForwardRequest, forwarder_calldata, sign_request
-from relayer.keys import enabled_keys, sealed_key_of
+from relayer.keys import enabled_keys, is_relayer_call, sealed_key_of
 from relayer.models import RelayAttempt, RelayerKey, RelayStatus, RelayTransaction
 from relayer.rpc_errors import SendOutcome, classify
 from relayer.transactions import TransactionSigner
@@ -66,6 +66,9 @@ class RelayerWorker:
         self._last_reconcile = 0.0
         self._is_postgres = not services.db.is_sqlite
         self.low_balance_keys: set[str] = set()
+        # Keys the forwarder does not accept (`ovpp-wallet relayer-authorize`): nothing is
+        # signed with them, since every transaction they sent would revert and cost gas.
+        self.unauthorized_keys: set[str] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         logger.info("%s: started", self.name)
@@ -136,7 +139,11 @@ class RelayerWorker:
         """One key's stages in order: its nonces are only ever assigned and sent in order.
         A stage runs when it had jobs at the start of the round or the one before it just
         made some."""
-        signed = gas_price is not None and RelayStatus.QUEUED in stages
+        signed = (
+            gas_price is not None
+            and RelayStatus.QUEUED in stages
+            and key_id not in self.unauthorized_keys
+        )
         if signed:
             assert gas_price is not None
             signed = await self.sign_queued(key_id, gas_price)
@@ -678,15 +685,29 @@ class RelayerWorker:
     # -- nonces and balances ----------------------------------------------------------------
 
     async def reconcile(self, keys: list[RelayerKey]) -> None:
-        """The chain's pending nonce is a floor for ``next_nonce``; watch native balances."""
+        """The chain's pending nonce is a floor for ``next_nonce``; watch native balances and
+        whether the forwarder accepts each key."""
         calls: list[tuple[str, list[object]]] = []
         for key in keys:
             calls.append(("eth_getTransactionCount", [key.address, "pending"]))
             calls.append(("eth_getBalance", [key.address, "latest"]))
+            calls.append(is_relayer_call(self.forwarder, key.address))
         results = await self.rpc.batch(calls)
         async with self.services.db.session() as session:
             for position, key in enumerate(keys):
-                pending, balance = results[2 * position], results[2 * position + 1]
+                pending, balance, accepted = results[3 * position : 3 * position + 3]
+                if isinstance(accepted, str):
+                    if int(accepted, 16) == 0:
+                        if key.id not in self.unauthorized_keys:
+                            logger.error(
+                                "relayer key %s is not authorized in the forwarder %s: its "
+                                "transactions wait; run `ovpp-wallet relayer-authorize`",
+                                key.address,
+                                self.forwarder,
+                            )
+                        self.unauthorized_keys.add(key.id)
+                    else:
+                        self.unauthorized_keys.discard(key.id)
                 if isinstance(balance, str):
                     if int(balance, 16) < self.settings.relayer_low_balance_wei:
                         if key.id not in self.low_balance_keys:

@@ -268,7 +268,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         )
         w3 = deployer.web3
         registrar = deployer.account.address
-        forwarder = deployer.deploy("OVPPForwarder")
+        forwarder = deployer.deploy("OVPPForwarder", registrar)
         token = deployer.deploy("OVPPToken", forwarder, registrar)
         registry = deployer.deploy("OVPPRegistry", forwarder, token, registrar)
         deploy_gas = _deployment_gas(
@@ -315,6 +315,7 @@ def roles(env: Env) -> dict[str, str]:
     }
     for vendor in (named["vendor"], named["other_vendor"]):
         env.ok(env.registry.functions.registerVendor(vendor), env.registrar)
+    env.ok(env.forwarder.functions.setRelayer(named["relayer"], True), env.registrar)
     return named
 
 
@@ -828,6 +829,57 @@ def test_a_failing_connect_reverts_the_whole_execute_all_batch_unlike_execute_ba
     assert registry.connectionCount().call() == count_before
     assert env.balance(customer.address) == FEE and env.balance(fee_recipient) == 0
     assert env.token.functions.allowance(customer.address, env.registry.address).call() == FEE
+
+
+def test_only_relayers_the_owner_authorized_can_submit_forward_requests(
+    env: Env, roles: dict[str, str]
+) -> None:
+    """A signed request stays valid until its deadline, and after a failure the backend signs
+    the wallet's next requests from the forwarder's nonce: a failed request published in a
+    reverted transaction would become executable again. Nobody but an authorized relayer can
+    submit it, so it never runs unless the backend sends it."""
+    relayer, outsider = roles["relayer"], roles["outsider"]
+    customer = Account.create()
+    env.mint(customer.address, 3 * FEE)
+    transfer = bytes.fromhex(
+        env.token.encode_abi("transfer", args=[outsider, FEE]).removeprefix("0x")
+    )
+    calldata, [request] = _customer_batch(env, customer, [(env.token.address, transfer, 100_000)])
+    forwarder = env.forwarder.functions
+    nonce = forwarder.nonces(customer.address).call()
+
+    for submit in (
+        forwarder.execute(request.as_tuple()),
+        forwarder.executeBatch([request.as_tuple()], outsider),
+        forwarder.executeAll([request.as_tuple()]),
+    ):
+        expect_revert(submit, outsider, "OVPPForwarderUnauthorizedRelayer", outsider)
+    receipt = _relay(env, outsider, calldata)  # mined, and reverted
+    assert receipt["status"] == 0
+    assert forwarder.nonces(customer.address).call() == nonce
+    assert env.balance(customer.address) == 3 * FEE and env.balance(outsider) == 0
+
+    # Only the owner says who relays.
+    expect_revert(
+        forwarder.setRelayer(outsider, True), outsider, "OwnableUnauthorizedAccount", outsider
+    )
+    assert forwarder.isRelayer(relayer).call() and not forwarder.isRelayer(outsider).call()
+    assert forwarder.owner().call() == env.registrar
+
+    assert _relay(env, relayer, calldata)["status"] == 1
+    assert env.balance(customer.address) == 2 * FEE and env.balance(outsider) == FEE
+
+    # A relayer the owner stops is refused like anybody else.
+    receipt = env.ok(forwarder.setRelayer(relayer, False), env.registrar)
+    try:
+        assert [
+            (e.account, e.allowed) for e in env.events(receipt, "RelayerSet", env.forwarder)
+        ] == [(relayer, False)]
+        calldata, _ = _customer_batch(env, customer, [(env.token.address, transfer, 100_000)])
+        assert _relay(env, relayer, calldata)["status"] == 0
+        assert env.balance(outsider) == FEE
+    finally:
+        env.ok(forwarder.setRelayer(relayer, True), env.registrar)
 
 
 def test_connect_sponsored_only_by_the_programs_sponsor(env: Env, roles: dict[str, str]) -> None:

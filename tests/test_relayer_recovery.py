@@ -32,12 +32,15 @@ from sqlalchemy import func, select, update
 from api.app import create_app
 from chain.address_book import AddressBook
 from chain.anvil import LocalChain
+from chain.artifacts import artifact
 from chain.deploy import Deployer
+from chain.profiles import ANVIL_DEV_PRIVATE_KEY
 from chain.rpc import JsonRpc, RpcError
 from chain.tokens import format_units
 from core.container import Services
 from core.db import Database
 from core.settings import Settings, TenantConfig, load_settings
+from relayer.keys import authorize_keys
 from relayer.models import RelayAttempt, RelayerKey, RelayStatus, RelayTransaction
 from relayer.rpc_errors import SendOutcome, classify
 from relayer.runner import prepare_relayer_keys
@@ -323,6 +326,69 @@ async def test_a_transaction_the_node_rejects_fails_and_its_nonce_is_filled(
     [again] = await queue_transfers(own_stack, [doomed_sender], count=1)
     await work_until_final(own_stack)
     assert chain.ovpp_of(again.recipient) == again.amount
+
+
+@pytest.mark.parametrize("own_stack", ["sqlite"], indirect=True)
+async def test_a_key_the_forwarder_refuses_sends_nothing_until_it_is_authorized(
+    own_stack: OwnStack,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every transaction of a relayer key the forwarder does not accept would revert and
+    burn gas: the worker signs nothing with it, says so once, and carries on with the other
+    keys; once the key is authorized (``ovpp-wallet relayer-authorize``) its jobs go out."""
+    senders = await senders_on_every_key(own_stack, test_issuer, deployer, contracts, count=2)
+    db = own_stack.services.db
+    blocked_id = senders[0].relayer_key_id
+    async with db.session() as session:
+        blocked = await session.get_one(RelayerKey, blocked_id)
+    forwarder = deployer.web3.eth.contract(
+        address=contracts.forwarder, abi=artifact("OVPPForwarder").abi
+    )
+    deployer.web3.eth.wait_for_transaction_receipt(
+        forwarder.functions.setRelayer(blocked.address, False).transact(
+            {"from": deployer.account.address}
+        )
+    )
+    transfers = await queue_transfers(own_stack, senders, count=6)
+    waiting = {t.job_id for t in transfers if t.sender.relayer_key_id == blocked_id}
+    assert waiting and len(waiting) < len(transfers)
+
+    worker = RelayerWorker(own_stack.services, name="test-relayer")
+    try:
+        deadline = time.monotonic() + PHASE_TIMEOUT_SECONDS
+        while (await status_counts(db))[RelayStatus.CONFIRMED] < len(transfers) - len(waiting):
+            assert time.monotonic() < deadline, await status_counts(db)
+            if not await worker.tick():
+                await asyncio.sleep(POLL_SECONDS)
+        for _ in range(3):  # more rounds change nothing for the refused key
+            await worker.tick()
+    finally:
+        await worker.rpc.close()
+    assert worker.unauthorized_keys == {blocked_id}
+    async with db.session() as session:
+        statuses = dict(
+            (
+                await session.execute(
+                    select(RelayTransaction.id, RelayTransaction.status).where(
+                        RelayTransaction.id.in_(waiting)
+                    )
+                )
+            ).all()
+        )
+    assert set(statuses.values()) == {RelayStatus.QUEUED}
+    assert deployer.web3.eth.get_transaction_count(blocked.address) == 0
+    refusals = [r.message for r in caplog.records if "not authorized" in r.message]
+    assert len(refusals) == 1 and blocked.address in refusals[0]
+
+    authorized = await authorize_keys(
+        own_stack.services, [blocked.address], owner_key=ANVIL_DEV_PRIVATE_KEY
+    )
+    assert authorized == [blocked.address]
+    await work_until_final(own_stack)
+    await assert_each_sent_exactly_once(own_stack, deployer, contracts, senders, transfers)
 
 
 # -------------------------------------------------------------- customers and transfers
