@@ -99,9 +99,7 @@ def is_relayer_call(forwarder: str, address: str) -> tuple[str, list[object]]:
 IS_RELAYER_SELECTOR = keccak(b"isRelayer(address)")[:4]
 
 
-async def authorize_keys(
-    services: Services, addresses: list[str], *, owner_key: str
-) -> list[str]:
+async def authorize_keys(services: Services, addresses: list[str], *, owner_key: str) -> list[str]:
     """Lets the forwarder accept transactions from these relayer addresses (those it does not
     accept yet), signed by the forwarder's owner. Returns the addresses newly authorized."""
     from eth_account import Account
