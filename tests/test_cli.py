@@ -15,6 +15,7 @@ from web3 import Web3
 
 from chain.address_book import AddressBook
 from chain.anvil import LocalChain
+from chain.artifacts import artifact
 from core.settings import Settings
 from tests.support.ports import free_port
 
@@ -52,6 +53,8 @@ def test_help_lists_every_command(tmp_path: Path) -> None:
         "config",
         "schema",
         "balances",
+        "relayer",
+        "relayer-authorize",
     } <= listed
 
 
@@ -95,6 +98,39 @@ def test_deploy_writes_the_address_book_of_live_contracts(tmp_path: Path) -> Non
         web3 = Web3(Web3.HTTPProvider(chain.rpc_url))
         for address in (book.forwarder, book.ovpp_token, book.stablecoin):
             assert len(web3.eth.get_code(Web3.to_checksum_address(address))) > 0, address
+
+
+def test_relayer_authorize_lets_the_forwarder_accept_the_relayer_keys(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    with LocalChain(port=free_port(), log_file=tmp_path / "anvil.log") as chain:
+        settings = {
+            "rpc_url": chain.rpc_url,
+            "data_dir": data_dir,
+            "database_url": f"sqlite+aiosqlite:///{tmp_path / 'ovpp.db'}",
+            "relayer_keys": "2",
+        }
+        for step in ("deploy", "migrate"):
+            result = _run(step, cwd=tmp_path, **settings)
+            assert result.returncode == 0, result.stderr
+
+        first = _run("relayer-authorize", cwd=tmp_path, **settings)
+        assert first.returncode == 0, first.stderr
+        again = _run("relayer-authorize", cwd=tmp_path, **settings)
+        assert again.returncode == 0, again.stderr
+
+        book = AddressBook.load(data_dir / "addresses-31337.json")
+        assert book is not None
+        web3 = Web3(Web3.HTTPProvider(chain.rpc_url))
+        forwarder = web3.eth.contract(address=book.forwarder, abi=artifact("OVPPForwarder").abi)
+        lines = first.stdout.splitlines()
+        addresses = [line.split()[2].rstrip(":") for line in lines]
+        assert len(addresses) == 2
+        assert lines == [f"relayer key {a}: authorized now" for a in addresses]
+        assert again.stdout.splitlines() == [
+            f"relayer key {a}: already authorized" for a in addresses
+        ]
+        assert all(forwarder.functions.isRelayer(a).call() for a in addresses)
+        assert not forwarder.functions.isRelayer(Web3.to_checksum_address("0x" + "11" * 20)).call()
 
 
 @pytest.mark.parametrize("command", [("keys", "rewrap"), ("serve",)], ids=["keys-rewrap", "serve"])
