@@ -61,33 +61,25 @@ async def ensure_relayer_keys(services: Services, *, count: int) -> list[Relayer
 
 async def fund_local_keys(services: Services, keys: list[RelayerKey], *, deployer_key: str) -> None:
     """Local chain only: top relayer keys up with native gas from the deployer account."""
-    from eth_account import Account
-
     web3 = services.chain.web3
-    funder = Account.from_key(deployer_key)
-    nonce = await web3.eth.get_transaction_count(funder.address, "pending")
-    block = await web3.eth.get_block("latest")
-    hashes = []
-    for key in keys:
-        balance = await web3.eth.get_balance(key.address)
-        if balance >= services.settings.relayer_low_balance_wei * 10:
-            continue
-        transaction = {
-            "to": key.address,
-            "value": services.settings.relayer_fund_wei,
-            "gas": 21_000,
-            "maxFeePerGas": int(block["baseFeePerGas"]) * 2 + 10**9,
-            "maxPriorityFeePerGas": 10**9,
-            "nonce": nonce,
-            "chainId": services.chain.profile.chain_id,
-        }
-        signed = funder.sign_transaction(transaction)
-        hashes.append(await web3.eth.send_raw_transaction(signed.raw_transaction))
-        nonce += 1
-    for tx_hash in hashes:
-        await web3.eth.wait_for_transaction_receipt(tx_hash, timeout=30)
-    if hashes:
-        logger.info("funded %d relayer key(s) on the local chain", len(hashes))
+    low = [
+        key
+        for key in keys
+        if await web3.eth.get_balance(key.address) < services.settings.relayer_low_balance_wei * 10
+    ]
+    await _send_in_order(
+        services,
+        deployer_key,
+        [
+            {"to": key.address, "value": services.settings.relayer_fund_wei, "gas": 21_000}
+            for key in low
+        ],
+    )
+    if low:
+        logger.info("funded %d relayer key(s) on the local chain", len(low))
+
+
+IS_RELAYER_SELECTOR = keccak(b"isRelayer(address)")[:4]
 
 
 def is_relayer_call(forwarder: str, address: str) -> tuple[str, list[object]]:
@@ -96,47 +88,65 @@ def is_relayer_call(forwarder: str, address: str) -> tuple[str, list[object]]:
     return "eth_call", [{"to": forwarder, "data": "0x" + data.hex()}, "latest"]
 
 
-IS_RELAYER_SELECTOR = keccak(b"isRelayer(address)")[:4]
-
-
 async def authorize_keys(services: Services, addresses: list[str], *, owner_key: str) -> list[str]:
     """Lets the forwarder accept transactions from these relayer addresses (those it does not
     accept yet), signed by the forwarder's owner. Returns the addresses newly authorized."""
-    from eth_account import Account
-
     from chain.artifacts import artifact
 
-    web3 = services.chain.web3
     assert services.chain.addresses is not None
-    forwarder = web3.eth.contract(
+    forwarder = services.chain.web3.eth.contract(
         address=services.chain.addresses.forwarder, abi=artifact("OVPPForwarder").abi
     )
     missing = [a for a in addresses if not await forwarder.functions.isRelayer(a).call()]
-    if not missing:
-        return []
-    owner = Account.from_key(owner_key)
-    nonce = await web3.eth.get_transaction_count(owner.address, "pending")
+    await _send_in_order(
+        services,
+        owner_key,
+        [
+            {
+                "to": forwarder.address,
+                "data": forwarder.encode_abi("setRelayer", args=[address, True]),
+                "gas": 60_000,
+            }
+            for address in missing
+        ],
+        what="setRelayer (is the key the forwarder's owner?)",
+    )
+    if missing:
+        logger.info("authorized %d relayer key(s) in the forwarder", len(missing))
+    return missing
+
+
+async def _send_in_order(
+    services: Services,
+    private_key: str,
+    transactions: list[dict[str, object]],
+    *,
+    what: str = "transaction",
+) -> None:
+    """Signs and sends ``transactions`` from one account in nonce order, then waits for each
+    receipt; a revert raises."""
+    from eth_account import Account
+
+    if not transactions:
+        return
+    web3 = services.chain.web3
+    sender = Account.from_key(private_key)
+    nonce = await web3.eth.get_transaction_count(sender.address, "pending")
     block = await web3.eth.get_block("latest")
     hashes = []
-    for address in missing:
-        transaction = await forwarder.functions.setRelayer(address, True).build_transaction(
+    for offset, transaction in enumerate(transactions):
+        signed = sender.sign_transaction(
             {
-                "from": owner.address,
-                "gas": 60_000,
+                "value": 0,
+                **transaction,
                 "maxFeePerGas": int(block["baseFeePerGas"]) * 2 + 10**9,
                 "maxPriorityFeePerGas": 10**9,
-                "nonce": nonce,
+                "nonce": nonce + offset,
                 "chainId": services.chain.profile.chain_id,
             }
         )
-        signed = owner.sign_transaction(transaction)
         hashes.append(await web3.eth.send_raw_transaction(signed.raw_transaction))
-        nonce += 1
     for tx_hash in hashes:
         receipt = await web3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)
         if receipt["status"] != 1:
-            raise RuntimeError(
-                f"setRelayer reverted ({tx_hash.hex()}): is {owner.address} the forwarder's owner?"
-            )
-    logger.info("authorized %d relayer key(s) in the forwarder", len(missing))
-    return missing
+            raise RuntimeError(f"{what} from {sender.address} reverted: {tx_hash.hex()}")

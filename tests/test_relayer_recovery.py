@@ -358,11 +358,11 @@ async def test_a_key_the_forwarder_refuses_sends_nothing_until_it_is_authorized(
 
     worker = RelayerWorker(own_stack.services, name="test-relayer")
     try:
-        deadline = time.monotonic() + PHASE_TIMEOUT_SECONDS
-        while (await status_counts(db))[RelayStatus.CONFIRMED] < len(transfers) - len(waiting):
-            assert time.monotonic() < deadline, await status_counts(db)
-            if not await worker.tick():
-                await asyncio.sleep(POLL_SECONDS)
+        await tick_until(
+            worker,
+            db,
+            lambda counts: counts[RelayStatus.CONFIRMED] >= len(transfers) - len(waiting),
+        )
         for _ in range(3):  # more rounds change nothing for the refused key
             await worker.tick()
     finally:
@@ -499,15 +499,26 @@ async def status_counts(db: Database) -> Counter[str]:
         return Counter({status: int(number) for status, number in rows.all()})
 
 
+async def tick_until(
+    worker: RelayerWorker, db: Database, condition: Callable[[Counter[str]], bool]
+) -> None:
+    """Runs an in-process worker's rounds until ``condition`` holds of the jobs' statuses."""
+    deadline = time.monotonic() + PHASE_TIMEOUT_SECONDS
+    while not condition(counts := await status_counts(db)):
+        assert time.monotonic() < deadline, f"jobs now: {dict(counts)}"
+        if not await worker.tick():
+            await asyncio.sleep(POLL_SECONDS)
+
+
 async def work_until_final(stack: OwnStack) -> None:
     """Runs an in-process worker's rounds until no job is open."""
     worker = RelayerWorker(stack.services, name="test-relayer")
-    deadline = time.monotonic() + PHASE_TIMEOUT_SECONDS
     try:
-        while (counts := await status_counts(stack.services.db)).keys() & set(PIPELINE_STATUSES):
-            assert time.monotonic() < deadline, f"jobs still open: {dict(counts)}"
-            if not await worker.tick():
-                await asyncio.sleep(POLL_SECONDS)
+        await tick_until(
+            worker,
+            stack.services.db,
+            lambda counts: not counts.keys() & set(PIPELINE_STATUSES),
+        )
     finally:
         await worker.rpc.close()
 
