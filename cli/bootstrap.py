@@ -63,8 +63,8 @@ def local_stack(settings: Settings, progress: Progress) -> Iterator[None]:
                 state_file=settings.data_dir / "anvil-state.json",
                 log_file=settings.data_dir / "anvil.log",
             )
+            stack.callback(chain.stop)  # first: a stop request during start() must reach it
             chain.start()
-            stack.callback(chain.stop)
             progress.detail(f"started anvil --hardfork shanghai, state in {chain.state_file}")
 
         progress(f"database: migrating {_redacted(settings.resolved_database_url)}")
@@ -89,8 +89,8 @@ def local_stack(settings: Settings, progress: Progress) -> Iterator[None]:
                     ),
                     log_file=settings.data_dir / "dev-oidc.log",
                 )
-                provider.start()
                 stack.callback(provider.stop)
+                provider.start()
             progress(f"demo data: customer {DEMO_EMAIL}, device models, utility programs")
             address = asyncio.run(seed_demo_customer(settings, progress))
             progress.detail(f"wallet {address}")
@@ -219,8 +219,8 @@ def start_local_stripe(settings: Settings, progress: Progress, stack: contextlib
             state_file=settings.data_dir / "localstripe.pickle",
             log_file=settings.data_dir / "localstripe.log",
         )
-        local.start()
         stack.callback(local.stop)
+        local.start()
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104
     webhook = f"http://{host}:{settings.port}/webhooks/stripe"
     configure_webhook(api_base, url=webhook, secret=secret)

@@ -50,12 +50,19 @@ def main() -> None:
 def serve() -> None:
     """Run the API. With nothing configured: SQLite, a local anvil with persisted state,
     contracts deployed once, the development OpenID Provider and a funded demo customer."""
+    import signal
+
     import uvicorn
 
     from api.app import create_app
     from cli.bootstrap import Progress, local_stack
     from core.container import load_keyring
 
+    # A service manager stops with SIGTERM. Its default action ends the process at once, and
+    # uvicorn re-raises the signal after its graceful shutdown: anvil, the provider and
+    # localstripe would outlive serve and hold their ports. Raised as an exception instead,
+    # it unwinds local_stack, which stops them (also when it comes during start-up).
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     settings = _settings()
     _configure_logging(settings)
     # Fail before anything starts: otherwise a missing OVPP_KEK in production surfaces only
@@ -82,8 +89,16 @@ def serve() -> None:
                 )
             )
             server.run()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Terminated):
         click.echo("stopped")
+
+
+class _Terminated(Exception):
+    """SIGTERM, turned into an exception so ``with`` blocks clean up on the way out."""
+
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated
 
 
 @main.command()

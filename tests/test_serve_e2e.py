@@ -142,7 +142,7 @@ def test_serve_from_nothing_then_restart_keeps_the_funded_demo_wallet(stack: Sta
         assert "address book written to" not in output
         assert "minted" not in output, "the demo customer must be funded once, not per start"
         second_wallet = _demo_wallet(stack)
-        _stop(second)
+        _stop(second, signum=signal.SIGTERM)
         _assert_nothing_left_running(stack)
 
     assert second_wallet["address"] == first_wallet["address"]
@@ -219,13 +219,14 @@ def _wait_until_ready(stack: Stack, running: RunningServe) -> None:
     )
 
 
-def _stop(running: RunningServe) -> None:
-    """Ctrl-C, as in a terminal; serve must stop anvil and the provider and exit cleanly."""
-    running.process.send_signal(signal.SIGINT)
+def _stop(running: RunningServe, *, signum: signal.Signals = signal.SIGINT) -> None:
+    """Ctrl-C as in a terminal, or SIGTERM as from a service manager (to serve's own pid, not
+    its group); either way serve must stop what it started and exit cleanly."""
+    running.process.send_signal(signum)
     try:
         returncode = running.process.wait(timeout=STOP_TIMEOUT_SECONDS)
     except subprocess.TimeoutExpired:
-        pytest.fail(f"serve did not exit within {STOP_TIMEOUT_SECONDS} s of SIGINT")
+        pytest.fail(f"serve did not exit within {STOP_TIMEOUT_SECONDS} s of {signum.name}")
     assert returncode == 0, running.diagnostics()
 
 
