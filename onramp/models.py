@@ -25,7 +25,8 @@ class PaymentPurpose(StrEnum):
 class PaymentStatus(StrEnum):
     """REQUIRES_PAYMENT → PAID → DELIVERING → DELIVERED, or PAYMENT_FAILED (the customer may
     try again), CANCELED, DELIVERY_FAILED; REFUNDED / DISPUTED when the money went back before
-    any token was sent (then nothing is ever sent)."""
+    any token was sent (then nothing is ever sent). DELIVERY_FAILED (nothing was sent) lasts
+    until the processor's refund goes through: then REFUNDED, with the failure in ``error``."""
 
     REQUIRES_PAYMENT = "REQUIRES_PAYMENT"
     PAYMENT_FAILED = "PAYMENT_FAILED"

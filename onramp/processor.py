@@ -2,11 +2,11 @@
 
 Each tick, in separate transactions: process the stored events not yet processed (a failure
 is retried with backoff); deliver PAID payments from the treasury; settle deliveries whose
-relayed transfer is final; move card-paid enrollments on. Every step is idempotent and
-guarded in SQL, so a crash anywhere, a restart, or a second processor on the same PostgreSQL
-loses nothing and does nothing twice. It runs inside ``serve`` next to the relayer worker, as
-``ovpp-wallet onramp process``, or in a test's event loop (``start_onramp_processor``); the
-webhook route wakes it as soon as an event is stored.
+relayed transfer is final; refund payments whose delivery failed; move card-paid enrollments
+on. Every step is idempotent and guarded in SQL, so a crash anywhere, a restart, or a second
+processor on the same PostgreSQL loses nothing and does nothing twice. It runs inside ``serve``
+next to the relayer worker, as ``ovpp-wallet onramp process``, or in a test's event loop
+(``start_onramp_processor``); the webhook route wakes it as soon as an event is stored.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -35,6 +36,7 @@ class OnrampProcessor:
         self._wake = asyncio.Event()
         self._treasury: CustomerAccount | None = None
         self._short_of_stock: set[str] = set()  # payments already reported as waiting for stock
+        self._refund_retries: dict[str, tuple[int, float]] = {}  # payment → (failures, retry at)
 
     def wake(self) -> None:
         self._wake.set()
@@ -65,6 +67,7 @@ class OnrampProcessor:
         moved = await self.process_events()
         moved = await self.deliver_paid() or moved
         moved = bool(await service.settle_deliveries(self.services)) or moved
+        moved = await self.refund_undelivered() or moved
         moved = await self.advance_enrollments() or moved
         return moved
 
@@ -118,6 +121,35 @@ class OnrampProcessor:
             else:
                 self._short_of_stock.discard(payment_id)
         return queued
+
+    async def refund_undelivered(self) -> bool:
+        """Give back the money of payments whose delivery failed. While Stripe cannot be
+        reached a payment is retried with backoff (up to ``MAX_RETRY_SECONDS``), not every round."""
+        async with self.services.db.session() as session:
+            payment_ids = await repository.payment_ids_with_status(
+                session, PaymentStatus.DELIVERY_FAILED
+            )
+        moved = False
+        now = time.monotonic()
+        for payment_id in payment_ids:
+            failures, retry_at = self._refund_retries.get(payment_id, (0, 0.0))
+            if now < retry_at:
+                continue
+            try:
+                moved = bool(await service.refund_undelivered(self.services, payment_id)) or moved
+            except Exception as error:
+                delay = min(2 ** min(failures, 10), MAX_RETRY_SECONDS)
+                logger.warning(
+                    "%s: refund of undelivered payment %s not made yet (retry in %d s): %r",
+                    self.name,
+                    payment_id,
+                    delay,
+                    error,
+                )
+                self._refund_retries[payment_id] = (failures + 1, now + delay)
+            else:
+                self._refund_retries.pop(payment_id, None)
+        return moved
 
     async def advance_enrollments(self) -> bool:
         from programs import card

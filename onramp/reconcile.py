@@ -92,8 +92,11 @@ def _delivery_problem(
     if payment.clawback_required:
         report.clawbacks.append(intent.id)
     if payment.status in (PaymentStatus.REFUNDED, PaymentStatus.DISPUTED):
-        if jobs:
-            return f"{payment.status.lower()} before delivery, yet {len(jobs)} deliveries"
+        # A failed delivery (FAILED: it never executed) is refunded afterwards; any other
+        # delivery of a payment whose money went back is a problem.
+        sent = [job for job in jobs if job.status != RelayStatus.FAILED]
+        if sent:
+            return f"{payment.status.lower()} before delivery, yet {len(sent)} deliveries"
         return None
     if len(jobs) > 1:
         return f"{len(jobs)} deliveries for one payment"

@@ -12,7 +12,10 @@ Invariants:
   'PAID'`` in the same transaction as the relayed transfer, whose idempotency key (derived from
   the PaymentIntent id) is unique for the treasury wallet;
 - money back before delivery (a refund or a dispute) means no delivery, ever; money back
-  after delivery flags the payment for clawback (README: card onramp).
+  after delivery flags the payment for clawback (README: card onramp);
+- a payment whose delivery failed sent no token, so its money goes back: the processor
+  refunds it in full through Stripe and it ends REFUNDED (or DISPUTED, when the customer's
+  bank got there first).
 """
 
 from __future__ import annotations
@@ -523,7 +526,10 @@ async def apply_intent_state(
     changes: dict[str, object] = {"refunded_amount": refunded, "disputed": disputed}
     status = PaymentStatus(payment.status)
     new_status = status
-    if status in DELIVERY_STARTED:
+    if status == PaymentStatus.DELIVERY_FAILED:
+        if money_back:  # nothing was sent: the money going back closes the payment
+            new_status = PaymentStatus.DISPUTED if disputed else PaymentStatus.REFUNDED
+    elif status in DELIVERY_STARTED:
         if money_back and not payment.clawback_required:
             changes["clawback_required"] = True
             logger.warning(
@@ -652,6 +658,48 @@ async def _treasury_can_send(
         info.kind.value: raw for info, raw in await services.chain.balances(treasury.wallet.address)
     }
     return balances.get(token.kind.value, 0) - debits.get(token.kind.value, 0) >= amount
+
+
+def refund_key(payment_intent_id: str) -> str:
+    """Stripe's Idempotency-Key for giving back an undelivered payment: one refund per
+    PaymentIntent however often it is asked for."""
+    return f"ovpp-undelivered-{payment_intent_id}"
+
+
+async def refund_undelivered(services: Services, payment_id: str) -> str | None:
+    """Give back a DELIVERY_FAILED payment's money in full; returns the payment's new status
+    when it moved (REFUNDED, or DISPUTED when a dispute came first: Stripe refuses to refund
+    a disputed charge, the dispute gives the money back instead).
+
+    Stripe is called outside any transaction and the payment moves only on what a re-read of
+    the PaymentIntent shows, so a crash after the refund and before the update is repaired by
+    the next round: it finds the refund already made (or repeats the idempotent request)."""
+    gateway = require_gateway(services.stripe)
+    async with services.db.session() as session:
+        payment = await session.get(OnrampPayment, payment_id)
+    if payment is None or payment.status != PaymentStatus.DELIVERY_FAILED:
+        return None
+    payment_intent_id = payment.stripe_payment_intent_id
+    state = await gateway.payment_intent(payment_intent_id)
+    if state.succeeded and not state.disputed and state.amount_refunded < state.amount:
+        await gateway.refund(
+            payment_intent_id,
+            idempotency_key=refund_key(payment_intent_id),
+            reason="the tokens could not be delivered",
+        )
+        state = await gateway.payment_intent(payment_intent_id)
+    async with services.db.session() as session:
+        moved = await apply_intent_state(session, payment_id=payment_id, state=state)
+    if moved is not None:
+        logger.warning(
+            "onramp payment %s (%s) was not delivered and is %s: %s of %s given back",
+            payment_id,
+            payment_intent_id,
+            moved,
+            state.amount_refunded,
+            state.amount,
+        )
+    return moved
 
 
 async def settle_deliveries(services: Services) -> int:

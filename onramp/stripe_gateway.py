@@ -1,5 +1,6 @@
 """Everything that talks to Stripe, behind one small class: card PaymentIntents (created with an
-Idempotency-Key), re-reads, listing for reconciliation, and webhook signature verification.
+Idempotency-Key), refunds, re-reads, listing for reconciliation, and webhook signature
+verification.
 
 The API base is configuration (``OVPP_STRIPE_API_BASE``): real Stripe in production, the
 embedded localstripe in development and in the tests. Only plain values leave this module, so
@@ -164,6 +165,22 @@ class StripeGateway:
             await self._client.v1.payment_intents.cancel_async(payment_intent_id)
         except stripe.StripeError as error:
             logger.warning("could not cancel %s: %s", payment_intent_id, error)
+
+    async def refund(self, payment_intent_id: str, *, idempotency_key: str, reason: str) -> None:
+        """Give the whole payment back. A repeated call within Stripe's idempotency window
+        replays the first refund; a charge already refunded in full is not an error (the
+        caller re-reads the PaymentIntent to learn the outcome either way)."""
+        try:
+            await self._client.v1.refunds.create_async(
+                params={"payment_intent": payment_intent_id, "metadata": {"ovpp_reason": reason}},
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.InvalidRequestError as error:
+            if error.code == "charge_already_refunded":
+                return
+            raise _unavailable("refund the payment", error) from error
+        except stripe.StripeError as error:
+            raise _unavailable("refund the payment", error) from error
 
     async def payment_intent_of_charge(self, charge_id: str) -> str | None:
         try:

@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from sqlalchemy import update
 from sqlmodel import func, select
 
 from chain.address_book import AddressBook
@@ -44,6 +45,7 @@ from programs import service as programs_service
 from programs.models import Device
 from programs.models import Enrollment as EnrollmentRow
 from relayer.models import RelayTransaction
+from relayer.runner import RunningRelayer, start_relayer
 from tests.conftest import STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET
 from tests.support.graphql import gql
 from tests.support.issuer import TestIssuer
@@ -494,6 +496,74 @@ async def test_refund_before_delivery_sends_nothing_and_after_delivery_flags_a_c
         assert node["disputed"] is (event_type == "charge.dispute.created")
         assert len(await deliveries_of(services, pi)) == 1
     assert chain.ovpp_of(customer.address) == 20 * OVPP
+
+
+async def test_a_failed_delivery_is_refunded_in_full_once_and_sends_nothing(
+    client,
+    live: Live,
+    processor: RunningProcessor,
+    relayer: RunningRelayer,
+    services: Services,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    chain = ChainReader(deployer, contracts)
+    customer = await new_customer(client, test_issuer, deployer, contracts)
+    payment = await buy(client, customer, token_amount="40")
+    pi = payment["paymentIntentId"]
+    async with relayer_paused(relayer, services):
+        await live.stripe.pay(pi)
+        await wait_payment(client, customer, payment["id"], "DELIVERING")
+        [job] = await deliveries_of(services, pi)
+        # The node refuses the delivery's transaction (anvil: "intrinsic gas too high"), as it
+        # would any broken one: the delivery fails without sending a token.
+        async with services.db.session() as session:
+            await session.execute(
+                update(RelayTransaction)
+                .where(RelayTransaction.id == job.id)
+                .values(gas_limit=100_000_000)
+            )
+
+    node = await wait_payment(client, customer, payment["id"], "REFUNDED")
+    assert node["refundedAmount"] == node["fiatAmount"] == payment["fiatAmount"], node
+    assert node["clawbackRequired"] is False and node["disputed"] is False
+    assert node["error"].startswith("rejected by the node"), node
+    assert node["deliveryTransaction"]["status"] == "FAILED"
+    assert chain.ovpp_of(customer.address) == 0
+    charge = (await live.stripe.payment_intent(pi))["latest_charge"]
+    assert (
+        charge["amount_refunded"] == charge["amount"] == int(Decimal(payment["fiatAmount"]) * 100)
+    )
+    [refund] = await live.stripe.refunds(pi)
+    assert refund["amount"] == charge["amount"]
+
+    # Stripe then reports the refund; it closes nothing more and flags nothing.
+    body, signature = signed_event(STRIPE_WEBHOOK_SECRET, event_type="charge.refunded", obj=charge)
+    assert (await live.post(body, signature)).status_code == 200
+    await wait_processed(services, [json.loads(body)["id"]])
+    await settle()
+    node = await wait_payment(client, customer, payment["id"], "REFUNDED")
+    assert node["clawbackRequired"] is False
+    assert len(await live.stripe.refunds(pi)) == 1
+    assert len(await deliveries_of(services, pi)) == 1
+    assert chain.ovpp_of(customer.address) == 0
+
+
+@contextlib.asynccontextmanager
+async def relayer_paused(running: RunningRelayer, services: Services) -> AsyncIterator[None]:
+    """The session's relayer worker stopped for the block (jobs stay QUEUED), then started
+    again in place for the tests that follow."""
+    await running.shutdown()
+    try:
+        yield
+    finally:
+        restarted = await start_relayer(services, name="test-relayer")
+        running.worker, running.stop, running.task = (
+            restarted.worker,
+            restarted.stop,
+            restarted.task,
+        )
 
 
 async def test_a_card_paid_enrollment_becomes_active_after_the_payment_webhook(

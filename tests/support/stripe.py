@@ -82,6 +82,11 @@ class StripeTestClient:
     async def refund(self, payment_intent_id: str) -> dict[str, Any]:
         return await self._post("/v1/refunds", {"payment_intent": payment_intent_id})
 
+    async def refunds(self, payment_intent_id: str) -> list[dict[str, Any]]:
+        response = await self._http.get("/v1/refunds", params={"payment_intent": payment_intent_id})
+        assert response.status_code == 200, response.text
+        return response.json()["data"]
+
     async def charge(self, charge_id: str) -> dict[str, Any]:
         response = await self._http.get(f"/v1/charges/{charge_id}")
         assert response.status_code == 200, response.text
