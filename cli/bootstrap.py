@@ -53,11 +53,11 @@ def local_stack(settings: Settings, progress: Progress) -> Iterator[None]:
         progress(
             f"chain: {profile.name} (chain id {profile.chain_id}) at {settings.resolved_rpc_url}"
         )
-        if (
-            profile.is_local
-            and settings.start_local_chain
-            and not rpc_answers(settings.resolved_rpc_url)
-        ):
+        already_running = "already answers there: using it (not started, nor stopped, by serve)"
+        starts_chain = profile.is_local and settings.start_local_chain
+        if starts_chain and rpc_answers(settings.resolved_rpc_url):
+            progress.detail(f"a node {already_running}")
+        elif starts_chain:
             chain = LocalChain(
                 port=settings.anvil_port,
                 state_file=settings.data_dir / "anvil-state.json",
@@ -75,7 +75,9 @@ def local_stack(settings: Settings, progress: Progress) -> Iterator[None]:
 
         if settings.is_development:
             progress(f"sign-in: development OpenID Provider at {settings.dev_issuer}")
-            if not rpc_like_answers(settings.dev_issuer + "/.well-known/openid-configuration"):
+            if rpc_like_answers(settings.dev_issuer + "/.well-known/openid-configuration"):
+                progress.detail(f"a provider {already_running}")
+            else:
                 provider = DevOpenIDProvider(
                     port=settings.dev_oidc_port,
                     keys_file=settings.data_dir / "dev-oidc-jwks.json",
@@ -213,7 +215,11 @@ def start_local_stripe(settings: Settings, progress: Progress, stack: contextlib
     if not api_base.startswith(("http://127.0.0.1", "http://localhost")) or secret is None:
         progress.detail(f"card payments: Stripe at {api_base}")
         return
-    if not answers(api_base):
+    if answers(api_base):
+        progress.detail(
+            "a localstripe already answers there: using it (not started, nor stopped, by serve)"
+        )
+    else:
         local = LocalStripe(
             port=settings.localstripe_port,
             state_file=settings.data_dir / "localstripe.pickle",
