@@ -30,6 +30,7 @@ _REQUEST_DATA_TYPE = "(address,address,uint256,uint256,uint48,bytes,bytes)"
 EXECUTE_SELECTOR = keccak(f"execute({_REQUEST_DATA_TYPE})".encode())[:4]
 EXECUTE_ALL_SELECTOR = keccak(f"executeAll({_REQUEST_DATA_TYPE}[])".encode())[:4]
 TRANSFER_SELECTOR = keccak(b"transfer(address,uint256)")[:4]
+NONCES_SELECTOR = keccak(b"nonces(address)")[:4]
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
 
@@ -123,6 +124,12 @@ def sign_request(
 
 def erc20_transfer_data(to: str, amount: int) -> bytes:
     return TRANSFER_SELECTOR + _address_word(to) + _uint_word(amount)
+
+
+def nonces_call(forwarder: str, address: str) -> tuple[str, list[object]]:
+    """The ``eth_call`` reading the forwarder's next nonce for ``address`` (latest block)."""
+    data = NONCES_SELECTOR + _address_word(address)
+    return "eth_call", [{"to": forwarder, "data": "0x" + data.hex()}, "latest"]
 
 
 def forwarder_calldata(requests: list[ForwardRequest]) -> bytes:

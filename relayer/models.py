@@ -113,8 +113,13 @@ class RelayTransaction(SQLModel, table=True):
 
 
 class RelayAttempt(SQLModel, table=True):
-    """Every raw transaction ever signed for a (relayer key, nonce): after "nonce too low" the
-    receipts of all of them are looked up, so a landed transaction is never lost."""
+    """Every raw transaction ever signed for a job: after "nonce too low" the receipts of those
+    at the job's current relayer nonce are looked up, so a landed transaction is never lost.
+
+    A job that reverted without executing goes back to the queue and is signed again at a new
+    relayer nonce; its earlier attempts stay as the record of what was sent, and
+    ``relayer_nonce`` keeps their receipts from being taken for the new transaction's
+    (``NULL``: a row from before the column, looked up as before)."""
 
     __tablename__ = "relay_attempts"
 
@@ -122,6 +127,7 @@ class RelayAttempt(SQLModel, table=True):
     relay_transaction_id: str = Field(
         foreign_key="relay_transactions.id", max_length=36, index=True
     )
+    relayer_nonce: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     tx_hash: str = Field(max_length=66, unique=True)
     raw_transaction: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     max_fee_per_gas: int = Field(sa_column=Column(TokenAmount, nullable=False))

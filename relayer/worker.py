@@ -9,7 +9,10 @@ Invariants that make a crash at any point lose nothing and send nothing twice:
 - "nonce too low" is never retried blindly: the receipts of every hash sent for that job are
   looked up first;
 - two workers on one PostgreSQL never assign the same nonce: a key's signing step holds its
-  row lock (``FOR NO KEY UPDATE SKIP LOCKED``; the other worker skips the key for that round).
+  row lock (``FOR NO KEY UPDATE SKIP LOCKED``; the other worker skips the key for that round);
+- a job whose transaction reverted while its forward request's nonce was still ahead of the
+  forwarder's (an earlier job of the wallet failed without executing) could not have executed:
+  it goes back to QUEUED and is signed again, never FAILED for another job's failure.
 
 Throughput (docs/benchmarks.md): per key, each stage is a constant number of statements and
 one JSON-RPC batch whatever the number of jobs (updates go out as one executemany); keys are
@@ -22,23 +25,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from eth_account import Account
-from eth_hash.auto import keccak
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Row, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chain.rpc import JsonRpc, RpcError, RpcUnavailable
 from core.container import Services
 from core.db import new_id, utc_now
 from relayer import sponsorship
-from relayer.forwarder import ForwardRequest, forwarder_calldata, sign_request
+from relayer.forwarder import ForwardRequest, forwarder_calldata, nonces_call, sign_request
 from relayer.keys import enabled_keys, is_relayer_call, sealed_key_of
 from relayer.models import RelayAttempt, RelayerKey, RelayStatus, RelayTransaction
 from relayer.rpc_errors import SendOutcome, classify
 from relayer.transactions import TransactionSigner
 from wallet.keys import unlocked_account
+from wallet.models import Wallet
 
 logger = logging.getLogger(__name__)
 
@@ -63,12 +68,23 @@ class RelayerWorker:
         )
         self.chain_id = services.chain.profile.chain_id
         self.forwarder = services.chain.addresses.forwarder if services.chain.addresses else ""
-        self._last_reconcile = 0.0
+        self._last_reconcile: float | None = None  # the first round reconciles
         self._is_postgres = not services.db.is_sqlite
         self.low_balance_keys: set[str] = set()
         # Keys the forwarder does not accept (`ovpp-wallet relayer-authorize`): nothing is
         # signed with them, since every transaction they sent would revert and cost gas.
         self.unauthorized_keys: set[str] = set()
+        # Whether the forwarder answered the ``isRelayer`` probe (``reconcile``): only then is
+        # a request published in a reverted transaction out of everyone else's reach, which is
+        # what makes it safe to sign that job again (``track_submitted``). Until the first
+        # reconcile, and on an older forwarder, a reverted job fails as it always did.
+        self.forwarder_refuses_outsiders = False
+        # Wallets one of whose jobs failed without executing: their later forward requests
+        # carry nonces the forwarder will refuse, so none is signed until ``resync_wallet``
+        # has re-signed them from the forwarder's nonce. In memory only: after a restart a job
+        # signed with a stale nonce just reverts and goes back to the queue (one wasted
+        # transaction), so correctness never depends on this set, only the gas it saves.
+        self.wallets_to_resync: set[str] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         logger.info("%s: started", self.name)
@@ -95,11 +111,21 @@ class RelayerWorker:
         One grouped count says which keys have jobs in which stage, so an idle round is a
         single query (the worker polls every ``relayer_poll_seconds``). Keys are chosen by
         their jobs, not by ``enabled``: a disabled key still finishes its transactions."""
-        if time.monotonic() - self._last_reconcile > RECONCILE_EVERY_SECONDS:
+        if (
+            self._last_reconcile is None
+            or time.monotonic() - self._last_reconcile > RECONCILE_EVERY_SECONDS
+        ):
             async with self.services.db.session() as session:
                 keys = await enabled_keys(session)
             await self.reconcile(keys)
             self._last_reconcile = time.monotonic()
+        for wallet_id in sorted(self.wallets_to_resync):
+            try:
+                await self.resync_wallet(wallet_id)  # returns early while one is in flight
+            except RpcUnavailable:
+                raise
+            except Exception:  # one wallet's trouble must not stop every key's work
+                logger.exception("%s: resync of wallet %s failed; retried", self.name, wallet_id)
         work = await self._work_by_key()
         if not work:
             return False
@@ -158,21 +184,27 @@ class RelayerWorker:
     # -- QUEUED → SIGNED ---------------------------------------------------------------------
 
     async def sign_queued(self, key_id: str, gas_price: tuple[int, int]) -> bool:
+        """Signs the key's queued jobs at its next nonces, except those of wallets waiting
+        for ``resync_wallet`` (their requests would revert)."""
         max_fee, priority_fee = gas_price
         async with self.services.db.session() as session:
             key = await self._claim_key(session, key_id)
             if key is None:
                 return False
+            statement = select(RelayTransaction).where(
+                RelayTransaction.relayer_key_id == key_id,
+                RelayTransaction.status == RelayStatus.QUEUED,
+            )
+            if self.wallets_to_resync:
+                statement = statement.where(
+                    RelayTransaction.wallet_id.not_in(sorted(self.wallets_to_resync))
+                )
             jobs = list(
                 (
                     await session.execute(
-                        select(RelayTransaction)
-                        .where(
-                            RelayTransaction.relayer_key_id == key_id,
-                            RelayTransaction.status == RelayStatus.QUEUED,
-                        )
-                        .order_by(RelayTransaction.created_at, RelayTransaction.forwarder_nonce)
-                        .limit(SIGN_BATCH)
+                        statement.order_by(
+                            RelayTransaction.created_at, RelayTransaction.forwarder_nonce
+                        ).limit(SIGN_BATCH)
                     )
                 ).scalars()
             )
@@ -200,6 +232,7 @@ class RelayerWorker:
                         {
                             "id": new_id(),
                             "relay_transaction_id": job.id,
+                            "relayer_nonce": job.relayer_nonce,
                             "tx_hash": job.tx_hash,
                             "raw_transaction": job.raw_transaction,
                             "max_fee_per_gas": max_fee,
@@ -318,13 +351,14 @@ class RelayerWorker:
                         .where(RelayTransaction.id.in_(mine))
                         .values(status=RelayStatus.SUBMITTED, submitted_at=now, updated_at=now)
                     )
-            rejected_wallets = set()
             for job_id, message in rejected:
                 wallet_id = await self._fail_and_fill(
                     session, job_id, f"rejected by the node: {message}"
                 )
                 if wallet_id is not None:
-                    rejected_wallets.add(wallet_id)
+                    # Its nonce unused, the wallet's later requests would revert: they wait
+                    # for the next round's resync.
+                    self.wallets_to_resync.add(wallet_id)
             for job_id in underpriced:
                 job = await session.get(RelayTransaction, job_id)
                 if job is not None and job.status == RelayStatus.SIGNED:
@@ -341,8 +375,6 @@ class RelayerWorker:
                     )
                     .values(status=RelayStatus.SUBMITTED, submitted_at=now, updated_at=now)
                 )
-        for wallet_id in sorted(rejected_wallets):
-            await self.resync_wallet(wallet_id)
         return True
 
     async def _fail_and_fill(self, session: AsyncSession, job_id: str, error: str) -> str | None:
@@ -405,6 +437,7 @@ class RelayerWorker:
         session.add(
             RelayAttempt(
                 relay_transaction_id=filler.id,
+                relayer_nonce=nonce,
                 tx_hash=filler.tx_hash,
                 raw_transaction=filler.raw_transaction,
                 max_fee_per_gas=max_fee,
@@ -419,10 +452,11 @@ class RelayerWorker:
     async def resync_wallet(self, wallet_id: str) -> None:
         """After one of the wallet's jobs failed without executing, its later forward requests
         carry nonces the forwarder will refuse. Once none of them is in flight, re-sign the
-        wallet's queued jobs from the forwarder's on-chain nonce (under the wallet's lock), so
-        a failure never leaves the wallet unable to transact."""
+        wallet's queued jobs (those never signed and those back from a revert) in their
+        forwarder-nonce order from the forwarder's on-chain nonce, under the wallet's lock, and
+        release the wallet (``wallets_to_resync``): a failure never leaves the wallet unable to
+        transact, and the wallet's next nonce follows its last queued request."""
         from wallet.keys import unlocked_account as unlock_wallet
-        from wallet.models import Wallet
         from wallet.service import sealed_key_of as sealed_wallet_key
 
         async with self.services.db.session() as session:
@@ -441,19 +475,11 @@ class RelayerWorker:
                 )
             ).first()
             if in_flight is not None:
-                return  # they will fail or land first; their outcome calls this again
+                return  # they land or revert first; the wallet stays held, tried next round
             wallet = await session.get(Wallet, wallet_id, populate_existing=True)
             assert wallet is not None
-            selector = keccak(b"nonces(address)")[:4]
-            answer = await self.rpc.call(
-                "eth_call",
-                {
-                    "to": self.forwarder,
-                    "data": "0x" + (selector + bytes(12) + bytes.fromhex(wallet.address[2:])).hex(),
-                },
-                "latest",
-            )
-            next_nonce = int(answer, 16)
+            method, params = nonces_call(self.forwarder, wallet.address)
+            next_nonce = int(await self.rpc.call(method, *params), 16)
             queued = list(
                 (
                     await session.execute(
@@ -462,7 +488,7 @@ class RelayerWorker:
                             RelayTransaction.wallet_id == wallet_id,
                             RelayTransaction.status == RelayStatus.QUEUED,
                         )
-                        .order_by(RelayTransaction.forwarder_nonce)
+                        .order_by(RelayTransaction.forwarder_nonce, RelayTransaction.created_at)
                     )
                 ).scalars()
             )
@@ -494,20 +520,28 @@ class RelayerWorker:
                 )
             wallet.next_forwarder_nonce = next_nonce
             session.add(wallet)
+        self.wallets_to_resync.discard(wallet_id)  # committed: its jobs may be signed
 
     # -- SUBMITTED → MINED → CONFIRMED, and fee bumps ----------------------------------------
 
     async def track_submitted(self, key_id: str) -> bool:
-        """Receipts of every hash sent for each submitted job (one batch), then the outcome in
-        one transaction: mined or reverted (and the sponsor's charge settled), confirmed once
-        deep enough, or re-signed with a higher fee when stuck."""
+        """Receipts of every hash sent for each submitted job at its current relayer nonce (one
+        batch), then the outcome in one transaction: mined, confirmed once deep enough,
+        re-signed with a higher fee when stuck, or reverted. A reverted job fails, unless it
+        could not have executed (``_requests_ahead_of_the_forwarder``): then it goes back to
+        QUEUED, signed again once its wallet is resynchronised. A sponsor's charge is settled
+        by the transaction that ends a job, never by one after which the job is queued again
+        (that transaction's gas is the operator's)."""
         async with self.services.db.session() as session:
             jobs = (
                 await session.execute(
                     select(
                         RelayTransaction.id,
                         RelayTransaction.status,
+                        RelayTransaction.kind,
                         RelayTransaction.tx_hash,
+                        RelayTransaction.relayer_nonce,
+                        RelayTransaction.forwarder_nonce,
                         RelayTransaction.attempts,
                         RelayTransaction.submitted_at,
                         RelayTransaction.block_number,
@@ -522,15 +556,22 @@ class RelayerWorker:
             if not jobs:
                 return False
             hashes_by_job: dict[str, list[str]] = {job.id: [job.tx_hash or ""] for job in jobs}
+            relayer_nonce_of = {job.id: job.relayer_nonce for job in jobs}
             multi = [job.id for job in jobs if job.attempts > 1]
             if multi:
-                for job_id, tx_hash in (
+                for job_id, tx_hash, relayer_nonce in (
                     await session.execute(
-                        select(RelayAttempt.relay_transaction_id, RelayAttempt.tx_hash).where(
-                            RelayAttempt.relay_transaction_id.in_(multi)
-                        )
+                        select(
+                            RelayAttempt.relay_transaction_id,
+                            RelayAttempt.tx_hash,
+                            RelayAttempt.relayer_nonce,
+                        ).where(RelayAttempt.relay_transaction_id.in_(multi))
                     )
                 ).all():
+                    # An attempt at another relayer nonce was sent before the job went back to
+                    # the queue: its receipt (a revert) is not this transaction's outcome.
+                    if relayer_nonce is not None and relayer_nonce != relayer_nonce_of[job_id]:
+                        continue
                     if tx_hash not in hashes_by_job[job_id]:
                         hashes_by_job[job_id].append(tx_hash)
         calls: list[tuple[str, list[object]]] = [("eth_blockNumber", [])]
@@ -546,6 +587,17 @@ class RelayerWorker:
         for job_id, receipt in zip(index, results[1:], strict=True):
             if isinstance(receipt, dict):
                 receipts[job_id] = receipt
+        # Read after the receipts, so that a forwarder nonce is never older than a revert.
+        forwarder_nonce_before = await self._requests_ahead_of_the_forwarder(
+            [
+                job
+                for job in jobs
+                if job.status == RelayStatus.SUBMITTED
+                and job.kind != NONCE_FILL
+                and job.id in receipts
+                and int(receipts[job.id]["status"], 16) != 1
+            ]
+        )
 
         now = utc_now()
         confirmations = self.settings.relayer_confirmations
@@ -559,6 +611,7 @@ class RelayerWorker:
             )
 
         landed: list[dict[str, object]] = []
+        requeued: list[dict[str, object]] = []
         reverted_wallets: set[str] = set()
         charges: list[dict[str, object]] = []
         confirmed: list[str] = []
@@ -571,9 +624,35 @@ class RelayerWorker:
                 gas_price = int(receipt["effectiveGasPrice"], 16)
                 succeeded = int(receipt["status"], 16) == 1
                 final = succeeded and deep_enough(block_number)
+                if not succeeded:
+                    reverted_wallets.add(job.wallet_id)
+                if job.id in forwarder_nonce_before:
+                    logger.warning(
+                        "%s: job %s reverted without executing (its forward request's nonce %d "
+                        "is ahead of the forwarder's %d): queued again; the reverted transaction "
+                        "%s used %d gas (%d wei)",
+                        self.name,
+                        job.id,
+                        job.forwarder_nonce,
+                        forwarder_nonce_before[job.id],
+                        receipt["transactionHash"],
+                        gas_used,
+                        gas_used * gas_price,
+                    )
+                    requeued.append({"b_id": job.id, "b_relayer_nonce": job.relayer_nonce})
+                    continue
+                if not succeeded:
+                    logger.warning(
+                        "%s: job %s failed: transaction %s reverted on chain (%d gas)",
+                        self.name,
+                        job.id,
+                        receipt["transactionHash"],
+                        gas_used,
+                    )
                 landed.append(
                     {
                         "b_id": job.id,
+                        "b_relayer_nonce": job.relayer_nonce,
                         "b_status": (
                             RelayStatus.CONFIRMED
                             if final
@@ -589,29 +668,37 @@ class RelayerWorker:
                         "b_confirmed_at": now if final else None,
                     }
                 )
-                if not succeeded:
-                    reverted_wallets.add(job.wallet_id)
                 if job.sponsor_id is not None:
-                    charges.append({"b_job_id": job.id, "b_amount_wei": gas_used * gas_price})
+                    charges.append(
+                        {
+                            "b_job_id": job.id,
+                            "b_tx_hash": receipt["transactionHash"],
+                            "b_amount_wei": gas_used * gas_price,
+                        }
+                    )
             elif job.status == RelayStatus.MINED and deep_enough(job.block_number):
                 confirmed.append(job.id)
             elif job.status == RelayStatus.SUBMITTED and job.submitted_at is not None:
                 if now - job.submitted_at > stuck_after:
                     stuck.append(job.id)
-        if not (landed or confirmed or stuck):
+        if not (landed or requeued or confirmed or stuck):
             return False
         # Rows in one order for every worker, so two workers' updates cannot deadlock.
         landed.sort(key=lambda row: row["b_id"])
+        requeued.sort(key=lambda row: row["b_id"])
         confirmed.sort()
 
         table = RelayTransaction.__table__
         async with self.services.db.session() as session:
-            if landed:  # one executemany; the status guard makes a second writer a no-op
+            # One executemany each. The guards make a second writer a no-op, and keep a receipt
+            # read before the job was queued and signed again off the job's new transaction.
+            if landed:
                 await session.execute(
                     update(table)
                     .where(
                         table.c.id == bindparam("b_id"),
                         table.c.status == RelayStatus.SUBMITTED,
+                        table.c.relayer_nonce == bindparam("b_relayer_nonce"),
                     )
                     .values(
                         status=bindparam("b_status"),
@@ -625,9 +712,57 @@ class RelayerWorker:
                     ),
                     landed,
                 )
+            if requeued:
+                # Back to the state the API created it in; its attempts stay as the record of
+                # what was sent. Its relayer nonce was used by the reverted transaction, so the
+                # key's nonces have no gap.
+                await session.execute(
+                    update(table)
+                    .where(
+                        table.c.id == bindparam("b_id"),
+                        table.c.status == RelayStatus.SUBMITTED,
+                        table.c.relayer_nonce == bindparam("b_relayer_nonce"),
+                    )
+                    .values(
+                        status=RelayStatus.QUEUED,
+                        relayer_nonce=None,
+                        raw_transaction=None,
+                        tx_hash=None,
+                        max_fee_per_gas=None,
+                        max_priority_fee_per_gas=None,
+                        attempts=0,
+                        block_number=None,
+                        gas_used=None,
+                        effective_gas_price=None,
+                        error=None,
+                        submitted_at=None,
+                        confirmed_at=None,
+                        updated_at=now,
+                    ),
+                    requeued,
+                )
             if charges:
+                # Only jobs this transaction ended: a receipt read before another worker queued
+                # the job again must not settle the charge its next transaction owes.
+                ended_by = dict(
+                    (
+                        await session.execute(
+                            select(table.c.id, table.c.tx_hash).where(
+                                table.c.id.in_([charge["b_job_id"] for charge in charges]),
+                                table.c.status.in_(
+                                    (RelayStatus.MINED, RelayStatus.CONFIRMED, RelayStatus.FAILED)
+                                ),
+                            )
+                        )
+                    ).all()
+                )
                 await sponsorship.settle_charges(
-                    session, {charge["b_job_id"]: charge["b_amount_wei"] for charge in charges}
+                    session,
+                    {
+                        charge["b_job_id"]: charge["b_amount_wei"]
+                        for charge in charges
+                        if ended_by.get(charge["b_job_id"]) == charge["b_tx_hash"]
+                    },
                 )
             if confirmed:
                 await session.execute(
@@ -640,9 +775,50 @@ class RelayerWorker:
                 if job is not None and job.status == RelayStatus.SUBMITTED:
                     await self._bump(session, job)
                     session.add(job)
-        for wallet_id in sorted(reverted_wallets):
-            await self.resync_wallet(wallet_id)
+        # Their later requests would revert: held until resynchronised (next round).
+        self.wallets_to_resync.update(reverted_wallets)
         return True
+
+    async def _requests_ahead_of_the_forwarder(
+        self, reverted: Sequence[Row[Any]]
+    ) -> dict[str, int]:
+        """Of these reverted jobs, those whose first forward request's nonce is above the
+        forwarder's current nonce for their wallet (one batch of ``nonces`` calls), with that
+        nonce. Forwarder nonces only grow, so such a request was not valid when its transaction
+        was mined either: an earlier request of the wallet had not executed (a wallet's jobs go
+        through one key, in forwarder-nonce order). The job did not fail on its own merits, and
+        nothing of it executed.
+
+        Empty unless the forwarder refuses relayers its owner did not authorize: the job's old
+        request, published in the reverted transaction, stays validly signed until its deadline
+        and becomes valid again when the wallet's nonce reaches it (the job is signed again at
+        a lower nonce); only relayers that never send it may be able to submit it."""
+        if not reverted or not self.forwarder_refuses_outsiders:
+            return {}
+        async with self.services.db.session() as session:
+            address_of = dict(
+                (
+                    await session.execute(
+                        select(Wallet.id, Wallet.address).where(
+                            Wallet.id.in_(sorted({job.wallet_id for job in reverted}))
+                        )
+                    )
+                ).all()
+            )
+        wallet_ids = sorted(address_of)
+        answers = await self.rpc.batch(
+            [nonces_call(self.forwarder, address_of[wallet_id]) for wallet_id in wallet_ids]
+        )
+        on_chain = {
+            wallet_id: nonce
+            for wallet_id, answer in zip(wallet_ids, answers, strict=True)
+            if (nonce := _word(answer)) is not None
+        }
+        return {
+            job.id: on_chain[job.wallet_id]
+            for job in reverted
+            if job.wallet_id in on_chain and job.forwarder_nonce > on_chain[job.wallet_id]
+        }
 
     async def _bump(self, session: AsyncSession, job: RelayTransaction) -> None:
         """Replace a stuck transaction: same nonce, fees up by the bump percentage (capped)."""
@@ -672,6 +848,7 @@ class RelayerWorker:
         session.add(
             RelayAttempt(
                 relay_transaction_id=job.id,
+                relayer_nonce=job.relayer_nonce,
                 tx_hash=job.tx_hash,
                 raw_transaction=job.raw_transaction,
                 max_fee_per_gas=max_fee,
@@ -686,18 +863,24 @@ class RelayerWorker:
 
     async def reconcile(self, keys: list[RelayerKey]) -> None:
         """The chain's pending nonce is a floor for ``next_nonce``; watch native balances and
-        whether the forwarder accepts each key."""
+        whether the forwarder accepts each key, and so whether it checks relayers at all
+        (``forwarder_refuses_outsiders``: an older forwarder without ``isRelayer`` answers the
+        probe with an error)."""
         calls: list[tuple[str, list[object]]] = []
         for key in keys:
             calls.append(("eth_getTransactionCount", [key.address, "pending"]))
             calls.append(("eth_getBalance", [key.address, "latest"]))
             calls.append(is_relayer_call(self.forwarder, key.address))
         results = await self.rpc.batch(calls)
+        answers = [_word(results[3 * position + 2]) for position in range(len(keys))]
+        if keys:
+            self.forwarder_refuses_outsiders = any(answer is not None for answer in answers)
         async with self.services.db.session() as session:
             for position, key in enumerate(keys):
-                pending, balance, accepted = results[3 * position : 3 * position + 3]
-                if isinstance(accepted, str):
-                    if int(accepted, 16) == 0:
+                pending, balance = results[3 * position : 3 * position + 2]
+                accepted = answers[position]
+                if accepted is not None:
+                    if accepted == 0:
                         if key.id not in self.unauthorized_keys:
                             logger.error(
                                 "relayer key %s is not authorized in the forwarder %s: its "
@@ -739,6 +922,14 @@ class RelayerWorker:
         base_fee = int(block["baseFeePerGas"], 16)
         tip = 10**9
         return min(base_fee * 2 + tip, self.settings.relayer_max_fee_per_gas_wei), tip
+
+
+def _word(answer: object) -> int | None:
+    """An ``eth_call`` answer as a uint256; ``None`` for an error or anything but one ABI word
+    (an address without code answers ``0x``)."""
+    if isinstance(answer, str) and len(answer) == 66:
+        return int(answer, 16)
+    return None
 
 
 def relayer_account_address(private_key: bytes) -> str:

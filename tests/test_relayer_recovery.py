@@ -40,11 +40,21 @@ from chain.tokens import format_units
 from core.container import Services
 from core.db import Database
 from core.settings import Settings, TenantConfig, load_settings
+from identity.models import Tenant
+from relayer.forwarder import erc20_transfer_data
 from relayer.keys import authorize_keys
-from relayer.models import RelayAttempt, RelayerKey, RelayStatus, RelayTransaction
+from relayer.models import (
+    RelayAttempt,
+    RelayerKey,
+    RelayStatus,
+    RelayTransaction,
+    Sponsor,
+    SponsorCharge,
+)
 from relayer.rpc_errors import SendOutcome, classify
 from relayer.runner import prepare_relayer_keys
 from relayer.service import relayer_key_for
+from relayer.sponsorship import configure_sponsor
 from relayer.worker import NONCE_FILL, PIPELINE_STATUSES, RelayerWorker
 from tests.support.databases import fresh_database
 from tests.support.graphql import gql
@@ -52,8 +62,10 @@ from tests.support.issuer import TestIssuer
 from tests.support.relayer_process import RelayerProcesses, environment_without_ovpp
 from tests.support.rpc_proxy import FaultyRpcProxy, Hold
 from tests.support.wallets import ChainReader, Customer, new_customer
+from wallet.keys import unlocked_account
 from wallet.kms import LocalKeyEncryptionKey
 from wallet.models import Wallet
+from wallet.service import sealed_key_of as sealed_wallet_key
 
 OVPP = 10**18
 USD = 10**6
@@ -391,6 +403,351 @@ async def test_a_key_the_forwarder_refuses_sends_nothing_until_it_is_authorized(
     await assert_each_sent_exactly_once(own_stack, deployer, contracts, senders, transfers)
 
 
+@pytest.mark.parametrize("payment", ["token fee", "sponsored"])
+@pytest.mark.parametrize("own_stack", ["sqlite", "postgresql"], indirect=True)
+async def test_a_transfer_that_reverts_on_its_own_fails_alone_and_the_next_ones_confirm(
+    own_stack: OwnStack,
+    payment: str,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    """A wallet's transfers A, B and C are queued (consecutive forwarder nonces); then the
+    wallet spends most of its OVPP on chain by itself, so A can no longer be paid. A reverts,
+    which leaves the forwarder's nonce at A's, so B's and C's requests revert too. B and C are
+    not the customer's fault: they go back to the queue, are signed again from the forwarder's
+    nonce and confirm, each exactly once; the customer never sees them FAILED, and nobody pays
+    a fee or a sponsor charge for their reverted transactions."""
+    chain = ChainReader(deployer, contracts)
+    sponsor_id = await sponsor_the_stacks_utility(own_stack) if payment == "sponsored" else None
+    plan = await queue_a_doomed_transfer_and_two_after_it(
+        own_stack, test_issuer, deployer, contracts
+    )
+    doomed, following = plan.doomed, plan.following
+
+    seen = await work_until_final_watching(own_stack, [doomed.job_id, *plan.following_ids])
+
+    # What the customer sees: A failed with its reason, B and C confirmed and never failed.
+    shown = {t.job_id: await transaction_as_shown(own_stack, t) for t in plan.transfers}
+    assert shown[doomed.job_id]["status"] == "FAILED"
+    assert shown[doomed.job_id]["error"] == "the transaction reverted on chain"
+    for transfer in following:
+        assert shown[transfer.job_id]["status"] == "CONFIRMED", shown
+        assert shown[transfer.job_id]["error"] is None
+        assert RelayStatus.FAILED not in seen[transfer.job_id], seen
+        assert seen[transfer.job_id][-1] == RelayStatus.CONFIRMED
+
+    # Each executed exactly once, A never: the balances and the wallet's forwarder nonce.
+    assert chain.ovpp_of(doomed.recipient) == 0
+    assert {t.recipient: chain.ovpp_of(t.recipient) for t in following} == {
+        t.recipient: t.amount for t in following
+    }
+    sender_address = plan.sender.customer.address
+    assert chain.ovpp_of(sender_address) == (
+        SENDER_OVPP - plan.spent_on_chain - sum(t.amount for t in following)
+    )
+    sent = await sent_for(own_stack, plan)
+    # B's and C's requests, and no other, used the wallet's forwarder nonces (two each with
+    # the fee transfer, one each when sponsored).
+    executed_requests = sum(len(sent.jobs[t.job_id].forward_requests) for t in following)
+    assert executed_requests == (2 if sponsor_id else 4)
+    forwarder = deployer.web3.eth.contract(
+        address=contracts.forwarder, abi=artifact("OVPPForwarder").abi
+    )
+    assert forwarder.functions.nonces(sender_address).call() == executed_requests
+    async with own_stack.services.db.session() as session:
+        wallet = await session.get_one(Wallet, plan.sender.wallet_id)
+    assert wallet.next_forwarder_nonce == executed_requests
+
+    assert_requeued_after_their_revert(plan, sent)
+    await assert_relayer_nonces_without_gap(own_stack, plan.sender.relayer_key_id, sent)
+
+    # Fees and sponsor charges: only what executed is paid for.
+    if sponsor_id is None:
+        fees = {t.job_id: sent.jobs[t.job_id].fee_amount for t in plan.transfers}
+        assert all(fee > 0 for fee in fees.values())
+        paid = sum(fees[t.job_id] for t in following)
+        assert chain.usd_of(sender_address) == SENDER_USD - paid
+        assert own_stack.settings.treasury_address is not None
+        assert chain.usd_of(own_stack.settings.treasury_address) == paid
+    else:
+        assert chain.usd_of(sender_address) == SENDER_USD
+        async with own_stack.services.db.session() as session:
+            charges = {
+                charge.relay_transaction_id: charge
+                for charge in (await session.execute(select(SponsorCharge))).scalars()
+            }
+            sponsor = await session.get_one(Sponsor, sponsor_id)
+        assert set(charges) == {t.job_id for t in plan.transfers}
+        for transfer in plan.transfers:
+            # Each job is charged what its last transaction cost: A its revert (its own
+            # failure), B and C their confirmed transaction, not their reverted one.
+            receipt = sent.receipts[sent.jobs[transfer.job_id].tx_hash]
+            charge = charges[transfer.job_id]
+            assert charge.settled is True
+            assert charge.amount_wei == (
+                int(receipt["gasUsed"], 16) * int(receipt["effectiveGasPrice"], 16)
+            )
+        assert sponsor.spent_wei == sum(charge.amount_wei for charge in charges.values())
+
+
+@pytest.mark.parametrize("own_stack", ["sqlite", "postgresql"], indirect=True)
+async def test_a_requeued_job_is_judged_by_its_new_transaction_not_its_reverted_one(
+    own_stack: OwnStack,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    """B and C revert behind A and go back to the queue; then the base fee rises under their
+    second signing, so each is re-signed with a higher fee (a second attempt at its new
+    relayer nonce). The receipt of the reverted first attempt is never taken for the job: B
+    and C confirm with the hash of the transaction that executed them."""
+    plan = await queue_a_doomed_transfer_and_two_after_it(
+        own_stack, test_issuer, deployer, contracts
+    )
+    db = own_stack.services.db
+    worker = BaseFeeRisesOnce(own_stack.services, name="test-relayer")
+    try:
+        await tick_until(worker, db, lambda counts: counts[RelayStatus.FAILED] > 0)
+        async with db.session() as session:
+            requeued = {
+                job.id: job
+                for job in (
+                    await session.execute(
+                        select(RelayTransaction).where(RelayTransaction.id.in_(plan.following_ids))
+                    )
+                ).scalars()
+            }
+        assert {job.status for job in requeued.values()} == {RelayStatus.QUEUED}
+        assert {job.tx_hash for job in requeued.values()} == {None}
+        worker.rise_before_next_signing = True
+        await tick_until(worker, db, lambda counts: not counts.keys() & set(PIPELINE_STATUSES))
+    finally:
+        await worker.rpc.close()
+    assert not worker.rise_before_next_signing, "the fee never rose"
+
+    for transfer in plan.following:
+        assert (await transaction_as_shown(own_stack, transfer))["status"] == "CONFIRMED"
+    sent = await sent_for(own_stack, plan)
+    assert_requeued_after_their_revert(plan, sent, underpriced_attempts=1)
+    await assert_relayer_nonces_without_gap(own_stack, plan.sender.relayer_key_id, sent)
+
+
+class BaseFeeRisesOnce(RelayerWorker):
+    """A worker whose next signing round, once asked, prices below the chain's base fee, as
+    when the base fee rises between the fee read and the broadcast: the node refuses those
+    transactions as underpriced and the worker re-signs them at a higher fee."""
+
+    def __init__(self, services: Services, *, name: str) -> None:
+        super().__init__(services, name=name)
+        self.rise_before_next_signing = False
+
+    async def _gas_price(self) -> tuple[int, int]:
+        if self.rise_before_next_signing:
+            self.rise_before_next_signing = False
+            return 0, 0
+        return await super()._gas_price()
+
+
+@dataclass(frozen=True)
+class DoomedFirst:
+    """One wallet's queued transfers, in forwarder-nonce order: ``doomed`` can no longer be
+    paid on chain, the two ``following`` can."""
+
+    sender: Sender
+    doomed: QueuedTransfer
+    following: list[QueuedTransfer]
+    spent_on_chain: int
+
+    @property
+    def transfers(self) -> list[QueuedTransfer]:
+        return [self.doomed, *self.following]
+
+    @property
+    def following_ids(self) -> list[str]:
+        return [t.job_id for t in self.following]
+
+
+async def queue_a_doomed_transfer_and_two_after_it(
+    stack: OwnStack, issuer: TestIssuer, deployer: Deployer, contracts: AddressBook
+) -> DoomedFirst:
+    """Queued before any worker runs, so the three are signed in one round, in order."""
+    sender = await new_sender(stack, issuer, deployer, contracts)
+    doomed = await queue_transfer(stack, sender, Account.create().address, 4_000 * OVPP)
+    following = [
+        await queue_transfer(stack, sender, Account.create().address, amount)
+        for amount in (OVPP // 10, OVPP // 5)
+    ]
+    spent_on_chain = 4_500 * OVPP
+    await spend_from_the_wallet_directly(
+        stack, deployer, contracts, sender, to=Account.create().address, amount=spent_on_chain
+    )
+    return DoomedFirst(sender, doomed, following, spent_on_chain)
+
+
+async def spend_from_the_wallet_directly(
+    stack: OwnStack,
+    deployer: Deployer,
+    contracts: AddressBook,
+    sender: Sender,
+    *,
+    to: str,
+    amount: int,
+) -> None:
+    """A plain ERC-20 transfer of OVPP signed with the wallet's own key, outside the relayer,
+    with native gas lent to the wallet for it and taken back after."""
+    web3 = deployer.web3
+    async with stack.services.db.session() as session:
+        wallet = await session.get_one(Wallet, sender.wallet_id)
+    web3.provider.make_request("anvil_setBalance", [wallet.address, hex(10**17)])
+    try:
+        block = web3.eth.get_block("latest")
+        with unlocked_account(sealed_wallet_key(wallet), keyring=stack.services.keyring) as owner:
+            signed = owner.sign_transaction(
+                {
+                    "to": contracts.ovpp_token,
+                    "value": 0,
+                    "data": erc20_transfer_data(to, amount),
+                    "gas": 100_000,
+                    "maxFeePerGas": int(block["baseFeePerGas"]) * 2 + 10**9,
+                    "maxPriorityFeePerGas": 10**9,
+                    "nonce": web3.eth.get_transaction_count(wallet.address),
+                    "chainId": web3.eth.chain_id,
+                }
+            )
+        tx_hash = web3.eth.send_raw_transaction(signed.raw_transaction)
+        assert web3.eth.wait_for_transaction_receipt(tx_hash)["status"] == 1
+    finally:
+        web3.provider.make_request("anvil_setBalance", [wallet.address, "0x0"])
+
+
+async def sponsor_the_stacks_utility(stack: OwnStack) -> str:
+    """The stack's utility sponsors its customers' gas from now on. Returns the sponsor id."""
+    async with stack.services.db.session() as session:
+        tenant_id = (
+            await session.execute(select(Tenant.id).where(Tenant.slug == "test-utility"))
+        ).scalar_one()
+        sponsor = await configure_sponsor(
+            session, tenant_id=tenant_id, name="Test Utility sponsorship", add_funds_wei=10**18
+        )
+        return sponsor.id
+
+
+async def transaction_as_shown(stack: OwnStack, transfer: QueuedTransfer) -> dict[str, str]:
+    body = await gql(
+        stack.client,
+        "query($id: ID!) { transaction(id: $id) { status hash error } }",
+        {"id": transfer.job_id},
+        token=transfer.sender.customer.token,
+    )
+    assert "errors" not in body, body
+    return body["data"]["transaction"]
+
+
+@dataclass(frozen=True)
+class SentForPlan:
+    """The plan's jobs, every transaction ever signed for each (its attempts, by relayer
+    nonce then age), and the chain's receipt and transaction of each one that was mined."""
+
+    jobs: dict[str, RelayTransaction]
+    attempts: dict[str, list[RelayAttempt]]
+    receipts: dict[str, dict]
+    transactions: dict[str, dict]
+
+
+async def sent_for(stack: OwnStack, plan: DoomedFirst) -> SentForPlan:
+    async with stack.services.db.session() as session:
+        jobs = {
+            job.id: job
+            for job in (
+                await session.execute(
+                    select(RelayTransaction).where(
+                        RelayTransaction.id.in_([t.job_id for t in plan.transfers])
+                    )
+                )
+            ).scalars()
+        }
+        attempts: dict[str, list[RelayAttempt]] = {}
+        for attempt in (
+            await session.execute(
+                select(RelayAttempt)
+                .where(RelayAttempt.relay_transaction_id.in_(list(jobs)))
+                .order_by(RelayAttempt.relayer_nonce, RelayAttempt.created_at)
+            )
+        ).scalars():
+            attempts.setdefault(attempt.relay_transaction_id, []).append(attempt)
+    hashes = [attempt.tx_hash for of_job in attempts.values() for attempt in of_job]
+    rpc = JsonRpc(stack.settings.resolved_rpc_url)
+    try:
+        found = await rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
+        receipts = {
+            h: receipt
+            for h, receipt in zip(hashes, found, strict=True)
+            if isinstance(receipt, dict)
+        }
+        mined = await rpc.batch([("eth_getTransactionByHash", [h]) for h in receipts])
+    finally:
+        await rpc.close()
+    return SentForPlan(
+        jobs=jobs,
+        attempts=attempts,
+        receipts=receipts,
+        transactions=dict(zip(receipts, mined, strict=True)),
+    )
+
+
+def assert_requeued_after_their_revert(
+    plan: DoomedFirst, sent: SentForPlan, *, underpriced_attempts: int = 0
+) -> None:
+    """A's one transaction reverted. B and C each have a reverted first transaction at an
+    earlier relayer nonce, then (after ``underpriced_attempts`` never mined) the one that
+    executed them, at the nonce they hold now: exactly one success each."""
+    doomed = sent.jobs[plan.doomed.job_id]
+    [only] = sent.attempts[doomed.id]
+    assert (only.tx_hash, only.relayer_nonce) == (doomed.tx_hash, doomed.relayer_nonce)
+    assert int(sent.receipts[only.tx_hash]["status"], 16) == 0
+    for transfer in plan.following:
+        job = sent.jobs[transfer.job_id]
+        first, *unmined, last = sent.attempts[job.id]
+        assert int(sent.receipts[first.tx_hash]["status"], 16) == 0
+        assert first.relayer_nonce is not None and job.relayer_nonce is not None
+        assert first.relayer_nonce < job.relayer_nonce
+        assert len(unmined) == underpriced_attempts
+        assert all(a.tx_hash not in sent.receipts for a in unmined)
+        assert {a.relayer_nonce for a in (*unmined, last)} == {job.relayer_nonce}
+        assert last.tx_hash == job.tx_hash
+        assert int(sent.receipts[last.tx_hash]["status"], 16) == 1
+        assert int(sent.receipts[last.tx_hash]["blockNumber"], 16) == job.block_number
+
+
+async def assert_relayer_nonces_without_gap(
+    stack: OwnStack, key_id: str, sent: SentForPlan
+) -> None:
+    """Every transaction the key has on chain is one of the attempts, mined at the relayer
+    nonce recorded with it; its nonces are 0..n-1 and nothing waits in the pool."""
+    async with stack.services.db.session() as session:
+        key = await session.get_one(RelayerKey, key_id)
+    attempt_nonces = {
+        attempt.tx_hash: attempt.relayer_nonce
+        for of_job in sent.attempts.values()
+        for attempt in of_job
+    }
+    nonces = []
+    for tx_hash, transaction in sent.transactions.items():
+        assert to_checksum_address(transaction["from"]) == key.address
+        assert int(transaction["nonce"], 16) == attempt_nonces[tx_hash]
+        nonces.append(attempt_nonces[tx_hash])
+    assert sorted(nonces) == list(range(key.next_nonce))
+    rpc = JsonRpc(stack.settings.resolved_rpc_url)
+    try:
+        latest, pending = await rpc.batch(
+            [("eth_getTransactionCount", [key.address, tag]) for tag in ("latest", "pending")]
+        )
+    finally:
+        await rpc.close()
+    assert (int(latest, 16), int(pending, 16)) == (key.next_nonce, key.next_nonce)
+
+
 # -------------------------------------------------------------- customers and transfers
 
 
@@ -426,21 +783,28 @@ async def senders_on_every_key(
     senders: list[Sender] = []
     while len(senders) < count or len({s.relayer_key_id for s in senders}) < RELAYER_KEYS:
         assert len(senders) < 4 * count, "wallets keep landing on one relayer key"
-        customer = await new_customer(
-            stack.client,
-            issuer,
-            deployer,
-            contracts,
-            ovpp=SENDER_OVPP,
-            stablecoin=SENDER_USD,
-        )
-        async with stack.services.db.session() as session:
-            wallet_id = (
-                await session.execute(select(Wallet.id).where(Wallet.address == customer.address))
-            ).scalar_one()
-            key_id = await relayer_key_for(session, wallet_id)
-        senders.append(Sender(customer=customer, wallet_id=wallet_id, relayer_key_id=key_id))
+        senders.append(await new_sender(stack, issuer, deployer, contracts))
     return senders
+
+
+async def new_sender(
+    stack: OwnStack, issuer: TestIssuer, deployer: Deployer, contracts: AddressBook
+) -> Sender:
+    """A customer whose wallet holds ``SENDER_OVPP`` and ``SENDER_USD``."""
+    customer = await new_customer(
+        stack.client,
+        issuer,
+        deployer,
+        contracts,
+        ovpp=SENDER_OVPP,
+        stablecoin=SENDER_USD,
+    )
+    async with stack.services.db.session() as session:
+        wallet_id = (
+            await session.execute(select(Wallet.id).where(Wallet.address == customer.address))
+        ).scalar_one()
+        key_id = await relayer_key_for(session, wallet_id)
+    return Sender(customer=customer, wallet_id=wallet_id, relayer_key_id=key_id)
 
 
 async def queue_transfers(
@@ -454,38 +818,45 @@ async def queue_transfers(
         plan[number % len(senders)].append((recipient, (number + 1) * OVPP // 10))
 
     async def queue_for(sender: Sender, items: list[tuple[str, int]]) -> list[QueuedTransfer]:
-        queued = []
-        for recipient, amount in items:
-            fields = {
-                "token": "OVPP",
-                "to": recipient,
-                "amount": format_units(amount, 18),
-                "feeToken": "STABLECOIN",
-            }
-            quote = await gql(stack.client, QUOTE, {"input": fields}, token=sender.customer.token)
-            assert "errors" not in quote, quote
-            body = await gql(
-                stack.client,
-                TRANSFER,
-                {
-                    "input": {
-                        **fields,
-                        "quoteId": quote["data"]["quoteTransfer"]["id"],
-                        "idempotencyKey": f"recovery-{recipient}",
-                    }
-                },
-                token=sender.customer.token,
-            )
-            assert "errors" not in body, body
-            result = body["data"]["transfer"]
-            assert result["__typename"] == "Transaction", result
-            queued.append(QueuedTransfer(result["id"], sender, recipient, amount))
-        return queued
+        return [
+            await queue_transfer(stack, sender, recipient, amount) for recipient, amount in items
+        ]
 
     batches = await asyncio.gather(
         *(queue_for(sender, plan[index]) for index, sender in enumerate(senders))
     )
     return [transfer for batch in batches for transfer in batch]
+
+
+async def queue_transfer(
+    stack: OwnStack, sender: Sender, recipient: str, amount: int
+) -> QueuedTransfer:
+    """One OVPP transfer with the fee in stablecoin (or sponsored, if the utility sponsors
+    gas), quoted and queued through GraphQL."""
+    fields = {
+        "token": "OVPP",
+        "to": recipient,
+        "amount": format_units(amount, 18),
+        "feeToken": "STABLECOIN",
+    }
+    quote = await gql(stack.client, QUOTE, {"input": fields}, token=sender.customer.token)
+    assert "errors" not in quote, quote
+    body = await gql(
+        stack.client,
+        TRANSFER,
+        {
+            "input": {
+                **fields,
+                "quoteId": quote["data"]["quoteTransfer"]["id"],
+                "idempotencyKey": f"recovery-{recipient}",
+            }
+        },
+        token=sender.customer.token,
+    )
+    assert "errors" not in body, body
+    result = body["data"]["transfer"]
+    assert result["__typename"] == "Transaction", result
+    return QueuedTransfer(result["id"], sender, recipient, amount)
 
 
 # ------------------------------------------------------------------------------ waiting
@@ -519,6 +890,34 @@ async def work_until_final(stack: OwnStack) -> None:
             stack.services.db,
             lambda counts: not counts.keys() & set(PIPELINE_STATUSES),
         )
+    finally:
+        await worker.rpc.close()
+
+
+async def work_until_final_watching(stack: OwnStack, job_ids: list[str]) -> dict[str, list[str]]:
+    """Runs an in-process worker's rounds until no job is open. Returns each watched job's
+    statuses in the order seen between rounds (what a customer polling it could see)."""
+    db = stack.services.db
+    seen: dict[str, list[str]] = {job_id: [] for job_id in job_ids}
+    worker = RelayerWorker(stack.services, name="test-relayer")
+    deadline = time.monotonic() + PHASE_TIMEOUT_SECONDS
+    try:
+        while True:
+            async with db.session() as session:
+                now = await session.execute(
+                    select(RelayTransaction.id, RelayTransaction.status).where(
+                        RelayTransaction.id.in_(job_ids)
+                    )
+                )
+                for job_id, status in now.all():
+                    if seen[job_id][-1:] != [status]:
+                        seen[job_id].append(status)
+            counts = await status_counts(db)
+            if not counts.keys() & set(PIPELINE_STATUSES):
+                return seen
+            assert time.monotonic() < deadline, f"jobs now: {dict(counts)}; seen: {seen}"
+            if not await worker.tick():
+                await asyncio.sleep(POLL_SECONDS)
     finally:
         await worker.rpc.close()
 

@@ -544,9 +544,10 @@ async def test_a_wallet_recovers_after_a_transaction_fails_without_executing(
     deployer: Deployer,
     contracts: AddressBook,
 ) -> None:
-    """A job that fails on chain leaves its forwarder nonces unused; the wallet's later requests
-    would carry nonces the forwarder refuses. The worker re-synchronises the wallet from the
-    forwarder's on-chain nonce, so the next transfer goes through."""
+    """An earlier job took forwarder nonces and never ran: the wallet's next transfer carries
+    nonces the forwarder refuses, and its transaction reverts. That is not the transfer's own
+    failure: it goes back to the queue, the worker re-synchronises the wallet from the
+    forwarder's on-chain nonce, and the transfer confirms; so does the next one."""
     chain = ChainReader(deployer, contracts)
     customer = await new_customer(
         client, test_issuer, deployer, contracts, ovpp=10 * OVPP, stablecoin=5 * USD
@@ -559,7 +560,7 @@ async def test_a_wallet_recovers_after_a_transaction_fails_without_executing(
         session.add(wallet)
     to = fresh_address()
     q = await quote(client, customer.token, token="OVPP", to=to, amount="1", feeToken="STABLECOIN")
-    doomed = await send(
+    behind_the_gap = await send(
         client,
         customer.token,
         quote_id=q["id"],
@@ -568,15 +569,14 @@ async def test_a_wallet_recovers_after_a_transaction_fails_without_executing(
         amount="1",
         feeToken="STABLECOIN",
     )
-    failed = await wait_for_status(client, customer.token, doomed["id"])
-    assert failed["status"] == "FAILED" and "reverted" in failed["error"]
-    for _ in range(100):  # the worker resynchronises right after recording the failure
-        async with services.db.session() as session:
-            wallet = await session.get(Wallet, wallet.id, populate_existing=True)
-        if wallet.next_forwarder_nonce == 0:
-            break
-        await asyncio.sleep(0.05)
-    assert wallet.next_forwarder_nonce == 0
+    final = await wait_for_status(client, customer.token, behind_the_gap["id"])
+    assert final["status"] == "CONFIRMED" and final["error"] is None, final
+    [job] = [j for j in await jobs_of(services, customer.address) if j.id == final["id"]]
+    assert job.forwarder_nonce == 0 and job.tx_hash == final["hash"]
+    assert chain.receipt(final["hash"])["status"] == 1
+    async with services.db.session() as session:
+        wallet = await session.get(Wallet, wallet.id, populate_existing=True)
+    assert wallet.next_forwarder_nonce == 2  # the transfer and its fee
     q = await quote(client, customer.token, token="OVPP", to=to, amount="2", feeToken="STABLECOIN")
     ok = await send(
         client,
@@ -588,5 +588,5 @@ async def test_a_wallet_recovers_after_a_transaction_fails_without_executing(
         feeToken="STABLECOIN",
     )
     assert (await wait_for_status(client, customer.token, ok["id"]))["status"] == "CONFIRMED"
-    assert chain.ovpp_of(to) == 2 * OVPP
-    assert chain.ovpp_of(customer.address) == 8 * OVPP
+    assert chain.ovpp_of(to) == 3 * OVPP
+    assert chain.ovpp_of(customer.address) == 7 * OVPP
