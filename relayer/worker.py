@@ -199,6 +199,10 @@ class RelayerWorker:
                 statement = statement.where(
                     RelayTransaction.wallet_id.not_in(sorted(self.wallets_to_resync))
                 )
+            if self._is_postgres:
+                # Jobs another worker's resync_wallet is re-signing are skipped this round: the
+                # transaction built here must carry the requests stored with it.
+                statement = statement.with_for_update(skip_locked=True)
             jobs = list(
                 (
                     await session.execute(
@@ -480,18 +484,19 @@ class RelayerWorker:
             assert wallet is not None
             method, params = nonces_call(self.forwarder, wallet.address)
             next_nonce = int(await self.rpc.call(method, *params), 16)
-            queued = list(
-                (
-                    await session.execute(
-                        select(RelayTransaction)
-                        .where(
-                            RelayTransaction.wallet_id == wallet_id,
-                            RelayTransaction.status == RelayStatus.QUEUED,
-                        )
-                        .order_by(RelayTransaction.forwarder_nonce, RelayTransaction.created_at)
-                    )
-                ).scalars()
+            queued_statement = (
+                select(RelayTransaction)
+                .where(
+                    RelayTransaction.wallet_id == wallet_id,
+                    RelayTransaction.status == RelayStatus.QUEUED,
+                )
+                .order_by(RelayTransaction.forwarder_nonce, RelayTransaction.created_at)
             )
+            if self._is_postgres:
+                # Waits for a worker signing some of them (sign_queued locks what it signs);
+                # those are SIGNED by then and drop out of this read.
+                queued_statement = queued_statement.with_for_update()
+            queued = list((await session.execute(queued_statement)).scalars())
             separator = self.services.forwarder_domain_separator
             with unlock_wallet(sealed_wallet_key(wallet), keyring=self.services.keyring) as signer:
                 for job in queued:
