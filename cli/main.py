@@ -93,8 +93,9 @@ def serve() -> None:
         click.echo("stopped")
 
 
-class _Terminated(Exception):
-    """SIGTERM, turned into an exception so ``with`` blocks clean up on the way out."""
+class _Terminated(BaseException):
+    """SIGTERM, turned into an exception so ``with`` blocks clean up on the way out. A
+    ``BaseException``, as ``KeyboardInterrupt`` is: no ``except Exception`` may swallow it."""
 
 
 def _stop_on_sigterm(signum: int, frame: object) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -61,7 +62,8 @@ from onramp.stripe_gateway import (
 from registry_client.types import Call
 from relayer.calls import Display, GasPayment, enqueue_calls, take_forwarder_nonces
 from relayer.errors import InvalidInput, QuoteExpired, require_idempotency_key
-from relayer.forwarder import erc20_transfer_data
+from relayer.forwarder import ZERO_ADDRESS, erc20_transfer_data
+from relayer.keys import is_relayer_call
 from relayer.models import FINAL_STATUSES, RelayStatus, RelayTransaction
 from relayer.service import (
     SPONSORED_TRANSFER_TX_GAS,
@@ -527,8 +529,12 @@ async def apply_intent_state(
     status = PaymentStatus(payment.status)
     new_status = status
     if status == PaymentStatus.DELIVERY_FAILED:
-        if money_back:  # nothing was sent: the money going back closes the payment
-            new_status = PaymentStatus.DISPUTED if disputed else PaymentStatus.REFUNDED
+        # Nothing was sent: the whole amount going back closes the payment. A partial refund
+        # or a dispute (an inquiry may end either way) leaves it for the rest of the refund or
+        # for an operator; a clawback flag set while the delivery was in flight is void.
+        if refunded >= payment.fiat_amount:
+            new_status = PaymentStatus.REFUNDED
+            changes["clawback_required"] = False
     elif status in DELIVERY_STARTED:
         if money_back and not payment.clawback_required:
             changes["clawback_required"] = True
@@ -660,6 +666,32 @@ async def _treasury_can_send(
     return balances.get(token.kind.value, 0) - debits.get(token.kind.value, 0) >= amount
 
 
+async def _delivery_is_dead(services: Services, job: RelayTransaction) -> bool:
+    """Whether a FAILED delivery can never execute, so its money may go back: a transaction
+    that reverted is final (as deep as ``relayer_confirmations``), and its signed forward
+    requests are out of everyone's reach: either past their deadline, or the forwarder only
+    accepts the relayer's own keys (``isRelayer``), which never submit a FAILED job again."""
+    if job.status != RelayStatus.FAILED:
+        return False
+    assert services.chain.addresses is not None
+    head, answer = await services.chain.rpc.batch(
+        [
+            ("eth_blockNumber", []),
+            is_relayer_call(services.chain.addresses.forwarder, ZERO_ADDRESS),
+        ]
+    )
+    if job.block_number is not None and (
+        not isinstance(head, str)
+        or int(head, 16) - job.block_number + 1 < services.settings.relayer_confirmations
+    ):
+        return False
+    deadlines = [int(request["deadline"]) for request in job.forward_requests]
+    if deadlines and max(deadlines) < time.time():
+        return True
+    # An older forwarder has no isRelayer (an error, or no word): wait for the deadlines.
+    return isinstance(answer, str) and len(answer) == 66
+
+
 def refund_key(payment_intent_id: str) -> str:
     """Stripe's Idempotency-Key for giving back an undelivered payment: one refund per
     PaymentIntent however often it is asked for."""
@@ -667,9 +699,9 @@ def refund_key(payment_intent_id: str) -> str:
 
 
 async def refund_undelivered(services: Services, payment_id: str) -> str | None:
-    """Give back a DELIVERY_FAILED payment's money in full; returns the payment's new status
-    when it moved (REFUNDED, or DISPUTED when a dispute came first: Stripe refuses to refund
-    a disputed charge, the dispute gives the money back instead).
+    """Give back a DELIVERY_FAILED payment's money in full, once its delivery can no longer
+    execute (``_delivery_is_dead``); returns the payment's new status when it moved (REFUNDED).
+    A disputed charge is left to the dispute and an operator: Stripe refuses to refund it.
 
     Stripe is called outside any transaction and the payment moves only on what a re-read of
     the PaymentIntent shows, so a crash after the refund and before the update is repaired by
@@ -677,7 +709,14 @@ async def refund_undelivered(services: Services, payment_id: str) -> str | None:
     gateway = require_gateway(services.stripe)
     async with services.db.session() as session:
         payment = await session.get(OnrampPayment, payment_id)
+        job = (
+            await session.get(RelayTransaction, payment.delivery_transaction_id)
+            if payment is not None and payment.delivery_transaction_id
+            else None
+        )
     if payment is None or payment.status != PaymentStatus.DELIVERY_FAILED:
+        return None
+    if job is not None and not await _delivery_is_dead(services, job):
         return None
     payment_intent_id = payment.stripe_payment_intent_id
     state = await gateway.payment_intent(payment_intent_id)

@@ -291,7 +291,11 @@ class RelayerWorker:
             jobs = list(
                 (
                     await session.execute(
-                        select(RelayTransaction.id, RelayTransaction.raw_transaction)
+                        select(
+                            RelayTransaction.id,
+                            RelayTransaction.raw_transaction,
+                            RelayTransaction.attempts,
+                        )
                         .where(
                             RelayTransaction.relayer_key_id == key_id,
                             RelayTransaction.status == RelayStatus.SIGNED,
@@ -303,10 +307,10 @@ class RelayerWorker:
         if not jobs:
             return False
         results = await self.rpc.batch(
-            [("eth_sendRawTransaction", ["0x" + bytes(raw).hex()]) for _job_id, raw in jobs]
+            [("eth_sendRawTransaction", ["0x" + bytes(raw).hex()]) for _job_id, raw, _n in jobs]
         )
         submitted, too_low, rejected, underpriced = [], [], [], []
-        for (job_id, _raw), result in zip(jobs, results, strict=True):
+        for (job_id, _raw, attempts), result in zip(jobs, results, strict=True):
             outcome = classify(result)
             if outcome in (SendOutcome.ACCEPTED, SendOutcome.ALREADY_KNOWN):
                 submitted.append(job_id)
@@ -327,6 +331,17 @@ class RelayerWorker:
             elif outcome in (SendOutcome.NONCE_TOO_HIGH, SendOutcome.TEMPORARY):
                 logger.warning("%s: %s for job %s; will retry", self.name, outcome.value, job_id)
                 break
+            elif attempts > 1:
+                # A fee bump refused: an earlier copy was accepted and may still be mined, so
+                # the job is not failed. Its receipts (every attempt's) are looked up instead.
+                assert isinstance(result, RpcError)
+                logger.error(
+                    "%s: bumped job %s refused (%s); following its earlier attempts",
+                    self.name,
+                    job_id,
+                    result.message,
+                )
+                too_low.append(job_id)
             else:
                 assert isinstance(result, RpcError)
                 rejected.append((job_id, result.message))
@@ -776,8 +791,20 @@ class RelayerWorker:
                     .values(status=RelayStatus.CONFIRMED, confirmed_at=now, updated_at=now)
                 )
             for job_id in stuck:
-                job = await session.get(RelayTransaction, job_id)
-                if job is not None and job.status == RelayStatus.SUBMITTED:
+                # Locked and checked again: another worker may have requeued or landed it since
+                # it was read, and a bump must not overwrite that.
+                job = (
+                    await session.execute(
+                        select(RelayTransaction)
+                        .where(
+                            RelayTransaction.id == job_id,
+                            RelayTransaction.status == RelayStatus.SUBMITTED,
+                            RelayTransaction.relayer_nonce == relayer_nonce_of[job_id],
+                        )
+                        .with_for_update()
+                    )
+                ).scalar_one_or_none()
+                if job is not None:
                     await self._bump(session, job)
                     session.add(job)
         # Their later requests would revert: held until resynchronised (next round).
@@ -878,8 +905,10 @@ class RelayerWorker:
             calls.append(is_relayer_call(self.forwarder, key.address))
         results = await self.rpc.batch(calls)
         answers = [_word(results[3 * position + 2]) for position in range(len(keys))]
-        if keys:
-            self.forwarder_refuses_outsiders = any(answer is not None for answer in answers)
+        if any(answer is not None for answer in answers):
+            # Once seen, kept: a forwarder's code does not change, and a round of failed probes
+            # (a rate limit, say) must not turn requeues back into failures.
+            self.forwarder_refuses_outsiders = True
         async with self.services.db.session() as session:
             for position, key in enumerate(keys):
                 pending, balance = results[3 * position : 3 * position + 2]

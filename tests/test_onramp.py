@@ -554,8 +554,8 @@ async def test_a_failed_delivery_is_refunded_in_full_once_and_sends_nothing(
 async def relayer_paused(running: RunningRelayer, services: Services) -> AsyncIterator[None]:
     """The session's relayer worker stopped for the block (jobs stay QUEUED), then started
     again in place for the tests that follow."""
-    await running.shutdown()
     try:
+        await running.shutdown()
         yield
     finally:
         restarted = await start_relayer(services, name="test-relayer")
