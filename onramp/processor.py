@@ -29,6 +29,11 @@ logger = logging.getLogger(__name__)
 MAX_RETRY_SECONDS = 300
 
 
+def backoff_seconds(failures: int) -> int:
+    """1, 2, 4 … seconds after each failure in a row, at most ``MAX_RETRY_SECONDS``."""
+    return min(2 ** min(failures, 10), MAX_RETRY_SECONDS)
+
+
 class OnrampProcessor:
     def __init__(self, services: Services, *, name: str = "onramp") -> None:
         self.services = services
@@ -86,7 +91,7 @@ class OnrampProcessor:
         async with self.services.db.session() as session:
             row = await session.get(StripeEvent, event_id)
             attempts = row.attempts if row is not None else 0
-            delay = min(2 ** min(attempts, 10), MAX_RETRY_SECONDS)
+            delay = backoff_seconds(attempts)
             await repository.record_event_failure(
                 session,
                 event_id,
@@ -123,12 +128,20 @@ class OnrampProcessor:
         return queued
 
     async def refund_undelivered(self) -> bool:
-        """Give back the money of payments whose delivery failed. While Stripe cannot be
-        reached a payment is retried with backoff (up to ``MAX_RETRY_SECONDS``), not every round."""
+        """Give back the money of payments whose delivery failed. A payment that did not move
+        (its delivery not provably dead yet, a dispute, Stripe unreachable) is looked at again
+        after a backoff (up to ``MAX_RETRY_SECONDS``), not every round, and never holds up the
+        others: it is skipped while it waits."""
         async with self.services.db.session() as session:
             payment_ids = await repository.payment_ids_with_status(
-                session, PaymentStatus.DELIVERY_FAILED
+                session, PaymentStatus.DELIVERY_FAILED, limit=1000
             )
+        current = set(payment_ids)  # forget payments that left DELIVERY_FAILED some other way
+        self._refund_retries = {
+            payment_id: retry
+            for payment_id, retry in self._refund_retries.items()
+            if payment_id in current
+        }
         moved = False
         now = time.monotonic()
         for payment_id in payment_ids:
@@ -136,18 +149,20 @@ class OnrampProcessor:
             if now < retry_at:
                 continue
             try:
-                moved = bool(await service.refund_undelivered(self.services, payment_id)) or moved
+                status = await service.refund_undelivered(self.services, payment_id)
             except Exception as error:
-                delay = min(2 ** min(failures, 10), MAX_RETRY_SECONDS)
                 logger.warning(
-                    "%s: refund of undelivered payment %s not made yet (retry in %d s): %r",
+                    "%s: refund of undelivered payment %s not made yet: %r",
                     self.name,
                     payment_id,
-                    delay,
                     error,
                 )
+                status = None
+            if status is None:
+                delay = backoff_seconds(failures)
                 self._refund_retries[payment_id] = (failures + 1, now + delay)
             else:
+                moved = True
                 self._refund_retries.pop(payment_id, None)
         return moved
 

@@ -692,10 +692,10 @@ async def _delivery_is_dead(services: Services, job: RelayTransaction) -> bool:
     return isinstance(answer, str) and len(answer) == 66
 
 
-def refund_key(payment_intent_id: str) -> str:
-    """Stripe's Idempotency-Key for giving back an undelivered payment: one refund per
-    PaymentIntent however often it is asked for."""
-    return f"ovpp-undelivered-{payment_intent_id}"
+def refund_key(payment_intent_id: str, already_refunded: int) -> str:
+    """Stripe's Idempotency-Key for giving back what is left of an undelivered payment: one
+    refund for each amount already given back, however often it is asked for."""
+    return f"ovpp-undelivered-{payment_intent_id}-{already_refunded}"
 
 
 async def refund_undelivered(services: Services, payment_id: str) -> str | None:
@@ -723,7 +723,8 @@ async def refund_undelivered(services: Services, payment_id: str) -> str | None:
     if state.succeeded and not state.disputed and state.amount_refunded < state.amount:
         await gateway.refund(
             payment_intent_id,
-            idempotency_key=refund_key(payment_intent_id),
+            amount=state.amount - state.amount_refunded,  # what is left: nothing twice
+            idempotency_key=refund_key(payment_intent_id, state.amount_refunded),
             reason="the tokens could not be delivered",
         )
         state = await gateway.payment_intent(payment_intent_id)

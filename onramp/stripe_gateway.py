@@ -166,13 +166,19 @@ class StripeGateway:
         except stripe.StripeError as error:
             logger.warning("could not cancel %s: %s", payment_intent_id, error)
 
-    async def refund(self, payment_intent_id: str, *, idempotency_key: str, reason: str) -> None:
-        """Give the whole payment back. A repeated call within Stripe's idempotency window
-        replays the first refund; a charge already refunded in full is not an error (the
-        caller re-reads the PaymentIntent to learn the outcome either way)."""
+    async def refund(
+        self, payment_intent_id: str, *, amount: int, idempotency_key: str, reason: str
+    ) -> None:
+        """Give ``amount`` minor units of the payment back. A repeated call within Stripe's
+        idempotency window replays the first refund; a charge already refunded in full is not
+        an error (the caller re-reads the PaymentIntent to learn the outcome either way)."""
         try:
             await self._client.v1.refunds.create_async(
-                params={"payment_intent": payment_intent_id, "metadata": {"ovpp_reason": reason}},
+                params={
+                    "payment_intent": payment_intent_id,
+                    "amount": amount,
+                    "metadata": {"ovpp_reason": reason},
+                },
                 options={"idempotency_key": idempotency_key},
             )
         except stripe.InvalidRequestError as error:

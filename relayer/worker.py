@@ -608,7 +608,7 @@ class RelayerWorker:
             if isinstance(receipt, dict):
                 receipts[job_id] = receipt
         # Read after the receipts, so that a forwarder nonce is never older than a revert.
-        forwarder_nonce_before = await self._requests_ahead_of_the_forwarder(
+        forwarder_nonce_before, nonce_unread = await self._requests_ahead_of_the_forwarder(
             [
                 job
                 for job in jobs
@@ -644,6 +644,8 @@ class RelayerWorker:
                 gas_price = int(receipt["effectiveGasPrice"], 16)
                 succeeded = int(receipt["status"], 16) == 1
                 final = succeeded and deep_enough(block_number)
+                if not succeeded and job.id in nonce_unread:
+                    continue  # judged next round, when the forwarder's nonce can be read
                 if not succeeded:
                     reverted_wallets.add(job.wallet_id)
                 if job.id in forwarder_nonce_before:
@@ -813,20 +815,21 @@ class RelayerWorker:
 
     async def _requests_ahead_of_the_forwarder(
         self, reverted: Sequence[Row[Any]]
-    ) -> dict[str, int]:
+    ) -> tuple[dict[str, int], set[str]]:
         """Of these reverted jobs, those whose first forward request's nonce is above the
         forwarder's current nonce for their wallet (one batch of ``nonces`` calls), with that
-        nonce. Forwarder nonces only grow, so such a request was not valid when its transaction
-        was mined either: an earlier request of the wallet had not executed (a wallet's jobs go
-        through one key, in forwarder-nonce order). The job did not fail on its own merits, and
-        nothing of it executed.
+        nonce; and those whose wallet's nonce the node did not give (a rate limit, say): they
+        are not judged this round. Forwarder nonces only grow, so a request above the nonce was
+        not valid when its transaction was mined either: an earlier request of the wallet had
+        not executed (a wallet's jobs go through one key, in forwarder-nonce order). The job did
+        not fail on its own merits, and nothing of it executed.
 
         Empty unless the forwarder refuses relayers its owner did not authorize: the job's old
         request, published in the reverted transaction, stays validly signed until its deadline
         and becomes valid again when the wallet's nonce reaches it (the job is signed again at
         a lower nonce); only relayers that never send it may be able to submit it."""
         if not reverted or not self.forwarder_refuses_outsiders:
-            return {}
+            return {}, set()
         async with self.services.db.session() as session:
             address_of = dict(
                 (
@@ -846,11 +849,12 @@ class RelayerWorker:
             for wallet_id, answer in zip(wallet_ids, answers, strict=True)
             if (nonce := _word(answer)) is not None
         }
-        return {
+        ahead = {
             job.id: on_chain[job.wallet_id]
             for job in reverted
             if job.wallet_id in on_chain and job.forwarder_nonce > on_chain[job.wallet_id]
         }
+        return ahead, {job.id for job in reverted if job.wallet_id not in on_chain}
 
     async def _bump(self, session: AsyncSession, job: RelayTransaction) -> None:
         """Replace a stuck transaction: same nonce, fees up by the bump percentage (capped)."""

@@ -550,6 +550,46 @@ async def test_a_failed_delivery_is_refunded_in_full_once_and_sends_nothing(
     assert chain.ovpp_of(customer.address) == 0
 
 
+async def test_a_failed_delivery_already_partly_or_wholly_refunded_gets_back_only_the_rest(
+    client,
+    live: Live,
+    processor: RunningProcessor,
+    relayer: RunningRelayer,
+    services: Services,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    """A refund the processor made and then lost track of (a crash before its update), and
+    one an operator made in part: neither is paid out again."""
+    customer = await new_customer(client, test_issuer, deployer, contracts)
+    wholly, partly = [await buy(client, customer, token_amount="20") for _ in range(2)]
+    async with relayer_paused(relayer, services):
+        for payment in (wholly, partly):
+            await live.stripe.pay(payment["paymentIntentId"])
+            await wait_payment(client, customer, payment["id"], "DELIVERING")
+            [job] = await deliveries_of(services, payment["paymentIntentId"])
+            async with services.db.session() as session:
+                await session.execute(
+                    update(RelayTransaction)
+                    .where(RelayTransaction.id == job.id)
+                    .values(gas_limit=100_000_000)  # refused by the node: nothing is sent
+                )
+        await live.stripe.refund(wholly["paymentIntentId"])
+        await live.stripe.refund(partly["paymentIntentId"], amount=100)
+
+    for payment, refunds in ((wholly, 1), (partly, 2)):
+        node = await wait_payment(client, customer, payment["id"], "REFUNDED")
+        assert node["refundedAmount"] == node["fiatAmount"] == payment["fiatAmount"], node
+        charge = (await live.stripe.payment_intent(payment["paymentIntentId"]))["latest_charge"]
+        assert charge["amount_refunded"] == charge["amount"]
+        made = await live.stripe.refunds(payment["paymentIntentId"])
+        assert len(made) == refunds and sum(r["amount"] for r in made) == charge["amount"]
+    await settle()
+    assert len(await live.stripe.refunds(wholly["paymentIntentId"])) == 1
+    assert len(await live.stripe.refunds(partly["paymentIntentId"])) == 2
+
+
 @contextlib.asynccontextmanager
 async def relayer_paused(running: RunningRelayer, services: Services) -> AsyncIterator[None]:
     """The session's relayer worker stopped for the block (jobs stay QUEUED), then started

@@ -79,8 +79,11 @@ class StripeTestClient:
         assert response.status_code == 200, response.text
         return response.json()
 
-    async def refund(self, payment_intent_id: str) -> dict[str, Any]:
-        return await self._post("/v1/refunds", {"payment_intent": payment_intent_id})
+    async def refund(self, payment_intent_id: str, amount: int | None = None) -> dict[str, Any]:
+        data: dict[str, Any] = {"payment_intent": payment_intent_id}
+        if amount is not None:
+            data["amount"] = str(amount)
+        return await self._post("/v1/refunds", data)
 
     async def refunds(self, payment_intent_id: str) -> list[dict[str, Any]]:
         response = await self._http.get("/v1/refunds", params={"payment_intent": payment_intent_id})
