@@ -26,7 +26,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from eth_account import Account
@@ -232,18 +232,7 @@ class RelayerWorker:
                     job.updated_at = now
                     key.next_nonce += 1
                     session.add(job)
-                    attempts.append(
-                        {
-                            "id": new_id(),
-                            "relay_transaction_id": job.id,
-                            "relayer_nonce": job.relayer_nonce,
-                            "tx_hash": job.tx_hash,
-                            "raw_transaction": job.raw_transaction,
-                            "max_fee_per_gas": max_fee,
-                            "max_priority_fee_per_gas": priority_fee,
-                            "created_at": now,
-                        }
-                    )
+                    attempts.append(attempt_row(job, at=now))
             # One executemany (a RelayAttempt object each cost more than signing the job).
             await session.execute(insert(RelayAttempt.__table__), attempts)
             session.add(key)
@@ -453,16 +442,7 @@ class RelayerWorker:
         )
         session.add(filler)
         await session.flush()
-        session.add(
-            RelayAttempt(
-                relay_transaction_id=filler.id,
-                relayer_nonce=nonce,
-                tx_hash=filler.tx_hash,
-                raw_transaction=filler.raw_transaction,
-                max_fee_per_gas=max_fee,
-                max_priority_fee_per_gas=tip,
-            )
-        )
+        session.add(RelayAttempt(**attempt_row(filler, at=utc_now())))
         logger.warning(
             "%s: nonce %d of key %s filled after a rejection", self.name, nonce, key.address
         )
@@ -881,16 +861,7 @@ class RelayerWorker:
         job.max_fee_per_gas, job.max_priority_fee_per_gas = max_fee, tip
         job.attempts += 1
         job.status = RelayStatus.SIGNED  # stored first, broadcast by the next round
-        session.add(
-            RelayAttempt(
-                relay_transaction_id=job.id,
-                relayer_nonce=job.relayer_nonce,
-                tx_hash=job.tx_hash,
-                raw_transaction=job.raw_transaction,
-                max_fee_per_gas=max_fee,
-                max_priority_fee_per_gas=tip,
-            )
-        )
+        session.add(RelayAttempt(**attempt_row(job, at=utc_now())))
         logger.info(
             "%s: bumped job %s to %d wei/gas (attempt %d)", self.name, job.id, max_fee, job.attempts
         )
@@ -968,6 +939,22 @@ def _word(answer: object) -> int | None:
     if isinstance(answer, str) and len(answer) == 66:
         return int(answer, 16)
     return None
+
+
+def attempt_row(job: RelayTransaction, *, at: datetime) -> dict[str, object]:
+    """The ``relay_attempts`` row of the raw transaction just stored on ``job``. Its relayer
+    nonce matters: only attempts at the job's current nonce are its possible outcomes."""
+    assert job.relayer_nonce is not None and job.raw_transaction is not None
+    return {
+        "id": new_id(),
+        "relay_transaction_id": job.id,
+        "relayer_nonce": job.relayer_nonce,
+        "tx_hash": job.tx_hash,
+        "raw_transaction": job.raw_transaction,
+        "max_fee_per_gas": job.max_fee_per_gas,
+        "max_priority_fee_per_gas": job.max_priority_fee_per_gas,
+        "created_at": at,
+    }
 
 
 def relayer_account_address(private_key: bytes) -> str:
