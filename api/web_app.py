@@ -44,21 +44,25 @@ def web_app_routes(settings: Settings) -> list[BaseRoute]:
 
 
 def web_app_config(settings: Settings, *, origin: str) -> dict[str, str | None]:
-    """Sign-in settings for the app served at ``origin``. In development: the embedded provider
-    and localstripe; otherwise the first trusted utility (its OP must know the client id
-    ``ovpp-dev`` and this origin's redirect URI) and no card payments (no publishable key)."""
+    """Sign-in and card settings for the app served at ``origin``. In development: the
+    embedded provider and localstripe; otherwise the first trusted utility, whose provider must
+    know ``OVPP_WEB_APP_CLIENT_ID`` and this origin's redirect URI, and Stripe.js with
+    ``OVPP_STRIPE_PUBLISHABLE_KEY`` when card payments are configured (no key: no Buy screen)."""
     if settings.is_development:
         issuer, audience = settings.dev_issuer, settings.dev_audience
+        client_id = DEFAULT_CLIENT_ID
         stripe_js = settings.resolved_stripe_api_base + CARD_STRIPE_JS_PATH
-        stripe_key: str | None = LOCALSTRIPE_PUBLISHABLE_KEY
+        stripe_key = settings.stripe_publishable_key or LOCALSTRIPE_PUBLISHABLE_KEY
     else:
         tenant = settings.tenants[0] if settings.tenants else None
         issuer = tenant.issuer if tenant else ""
         audience = tenant.audience if tenant else ""
-        stripe_js, stripe_key = "https://js.stripe.com/v3/", None
+        client_id = settings.web_app_client_id
+        stripe_js = "https://js.stripe.com/v3/"
+        stripe_key = settings.stripe_publishable_key if settings.onramp_enabled else None
     return {
         "issuer": issuer,
-        "clientId": DEFAULT_CLIENT_ID,
+        "clientId": client_id,
         "audience": audience,
         "scope": WEB_APP_SCOPES,
         "redirectUri": f"{origin}/app/callback",

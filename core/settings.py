@@ -187,6 +187,20 @@ class Settings(BaseSettings):
         description="Signing secret (`whsec_…`) of the webhook endpoint `/webhooks/stripe`. "
         "Default in development: a fixed secret `serve` gives the embedded localstripe.",
     )
+    stripe_publishable_key: str | None = Field(
+        None,
+        description="Stripe publishable key (`pk_live_…` or `pk_test_…`) that the web app at "
+        "`/app` gives Stripe.js for its card form. Public by design; a secret or restricted key "
+        "(`sk_…`, `rk_…`) is refused. Default in development: a placeholder the embedded "
+        "localstripe accepts. Without it (production) the web app's Buy screen is off.",
+    )
+    web_app_client_id: str = Field(
+        "ovpp-dev",
+        description="OAuth client id the web app at `/app` signs in with outside development: "
+        "the utility's provider must know it, as a public client (PKCE, no secret) with the "
+        "redirect URI `<origin>/app/callback`. Development always uses the embedded provider's "
+        "`ovpp-dev`.",
+    )
     localstripe_port: int = Field(
         8420,
         description="Development only: port of the local Stripe API (localstripe) that `serve` "
@@ -245,6 +259,17 @@ class Settings(BaseSettings):
     def _split_keks(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("stripe_publishable_key")
+    @classmethod
+    def _publishable_only(cls, value: str | None) -> str | None:
+        # It is sent to every browser: a secret key here would be published.
+        if value is not None and not value.startswith("pk_"):
+            raise ValueError(
+                "takes the publishable key (pk_…), which browsers see; never a secret (sk_…) "
+                "or restricted (rk_…) key"
+            )
         return value
 
     @field_validator("tenants", mode="before")
