@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from core.settings import REPO_ROOT
+from core.signals import stop_requests_held
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +62,10 @@ class LocalChain:
         if self.block_time is not None:
             command += ["--block-time", str(self.block_time)]
         output = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
-        self._process = subprocess.Popen(
-            command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        with stop_requests_held():  # spawned and recorded, or neither
+            self._process = subprocess.Popen(
+                command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

@@ -30,6 +30,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
+from core.signals import stop_requests_held
+
 logger = logging.getLogger(__name__)
 
 REPOSITORY_ROOT_DIRECTORY: Path = Path(__file__).resolve().parent.parent
@@ -183,13 +185,14 @@ class DevOpenIDProvider:
         logger.info("starting dev OpenID Provider on %s", self.issuer)
         self._ready_event.clear()
         self._announced_issuer = None
-        self._process = subprocess.Popen(
-            command,
-            cwd=REPOSITORY_ROOT_DIRECTORY,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self._log_file_handle,
-        )
+        with stop_requests_held():  # spawned and recorded, or neither
+            self._process = subprocess.Popen(
+                command,
+                cwd=REPOSITORY_ROOT_DIRECTORY,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=self._log_file_handle,
+            )
         self._stdout_reader_thread = threading.Thread(
             target=self._read_provider_stdout,
             args=(self._process,),

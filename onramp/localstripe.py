@@ -27,6 +27,8 @@ from typing import Any
 
 import httpx
 
+from core.signals import stop_requests_held
+
 logger = logging.getLogger(__name__)
 
 WEBHOOK_NAME = "ovpp-wallet"
@@ -51,13 +53,14 @@ class LocalStripe:
             "--port", str(self.port),
             "--state-file", str(self.state_file),
         ]  # fmt: skip
-        self._process = subprocess.Popen(
-            command,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=Path(__file__).resolve().parent.parent,
-        )
+        with stop_requests_held():  # spawned and recorded, or neither
+            self._process = subprocess.Popen(
+                command,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=Path(__file__).resolve().parent.parent,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
