@@ -44,6 +44,10 @@ GIVEN_UP = {
     PaymentStatus.DELIVERY_FAILED.value: "the OVPP bought for the fee could not be delivered",
 }
 
+UNDELIVERED_AND_REFUNDED = (
+    "the OVPP bought for the fee could not be delivered; the card payment was refunded"
+)
+
 
 @dataclass(frozen=True)
 class CardEnrollment:
@@ -209,6 +213,9 @@ async def advance(services: Services, enrollment_id: str) -> str | None:
         payment = await onramp_repository.payment_of_enrollment(session, enrollment.id)
         if payment is None:
             return None
+        if payment.status == PaymentStatus.REFUNDED and payment.delivery_transaction_id:
+            # Refunded by the processor because the OVPP bought for the fee never arrived.
+            return await _fail(session, enrollment.id, UNDELIVERED_AND_REFUNDED)
         if payment.status in GIVEN_UP:
             return await _fail(session, enrollment.id, GIVEN_UP[payment.status])
         if payment.status != PaymentStatus.DELIVERED:

@@ -41,6 +41,7 @@ from onramp.localstripe import LocalStripe, configure_webhook
 from onramp.models import OnrampPayment, StripeEvent
 from onramp.processor import RunningProcessor, start_onramp_processor
 from onramp.service import delivery_key, treasury_account
+from programs import card
 from programs import service as programs_service
 from programs.models import Device
 from programs.models import Enrollment as EnrollmentRow
@@ -672,6 +673,63 @@ async def test_a_card_paid_enrollment_becomes_active_after_the_payment_webhook(
     assert chain.native(customer.address) == 0
     node = await wait_payment(client, customer, fee_payment["id"], "DELIVERED")
     assert node["clientSecret"] is None
+
+
+async def test_a_card_paid_enrollment_whose_fee_never_arrives_fails_and_is_refunded(
+    client,
+    live: Live,
+    processor: RunningProcessor,
+    relayer: RunningRelayer,
+    registry_demo,
+    services: Services,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    chain = ChainReader(deployer, contracts)
+    customer = await new_customer(client, test_issuer, deployer, contracts)  # holds no OVPP
+    device = await add_device(client, customer.token, "Voltstack", "VS-13.5")
+    program = await program_id(services, "dr-battery-2026")
+    variables = {
+        "input": {
+            "deviceId": device,
+            "programId": program,
+            "protocol": "OPENADR_3",
+            "paymentMethod": "CARD",
+            "idempotencyKey": str(uuid.uuid4()),
+        }
+    }
+    query = ENROLL.replace("error\n", "error paymentClientSecret\n", 1)
+    enrollment = (await gql(client, query, variables, token=customer.token))["data"]["enroll"]
+    assert enrollment["status"] == "FEE_PENDING", enrollment
+    pi = enrollment["paymentClientSecret"].split("_secret_")[0]
+    payments = (await gql(client, PAYMENTS, token=customer.token))["data"]["viewer"]
+    fee_payment = next(p for p in payments["onrampPayments"] if p["paymentIntentId"] == pi)
+    async with relayer_paused(relayer, services):
+        await live.stripe.pay(pi)
+        await wait_payment(client, customer, fee_payment["id"], "DELIVERING")
+        [job] = await deliveries_of(services, pi)
+        async with services.db.session() as session:
+            await session.execute(
+                update(RelayTransaction)
+                .where(RelayTransaction.id == job.id)
+                .values(gas_limit=100_000_000)  # refused by the node: the OVPP never arrives
+            )
+
+    node = await wait_payment(client, customer, fee_payment["id"], "REFUNDED")
+    assert node["refundedAmount"] == node["fiatAmount"], node
+    deadline = time.monotonic() + 30
+    while True:
+        async with services.db.session() as session:
+            row = await session.get(EnrollmentRow, enrollment["id"])
+        if row.status != "FEE_PENDING":
+            break
+        assert time.monotonic() < deadline, row.status
+        await asyncio.sleep(0.1)
+    assert row.status == "FAILED"
+    assert row.error == card.UNDELIVERED_AND_REFUNDED
+    assert len(await live.stripe.refunds(pi)) == 1
+    assert chain.ovpp_of(customer.address) == 0
 
 
 # -- a real crash: `ovpp-wallet serve` killed between receiving the webhook and delivering --------
