@@ -470,19 +470,29 @@ def onramp() -> None:
 
 
 @onramp.command("reconcile")
-def onramp_reconcile() -> None:
+@click.option(
+    "--days",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Only PaymentIntents and payments created in the last DAYS days (default: all).",
+)
+def onramp_reconcile(days: int | None) -> None:
     """Check that every succeeded PaymentIntent of the onramp has exactly one confirmed
     delivery (none when refunded or disputed before delivery) and that nothing was delivered
     for a payment Stripe does not show as succeeded. Lists each mismatch; exit code 1 if any."""
+    from datetime import timedelta
+
     from core.container import Services
+    from core.db import utc_now
     from onramp.reconcile import Reconciliation, reconcile
 
     settings = _settings()
+    since = utc_now() - timedelta(days=days) if days is not None else None
 
     async def run() -> Reconciliation:
         services = await Services.start(settings)
         try:
-            return await reconcile(services)
+            return await reconcile(services, since=since)
         finally:
             await services.close()
 

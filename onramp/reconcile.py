@@ -7,6 +7,7 @@ Stripe does not show as succeeded. ``ovpp-wallet onramp reconcile`` prints what 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from core.container import Services
 from onramp import repository, service
@@ -33,18 +34,21 @@ class Reconciliation:
     mismatches: list[Mismatch] = field(default_factory=list)
 
 
-async def reconcile(services: Services) -> Reconciliation:
+async def reconcile(services: Services, *, since: datetime | None = None) -> Reconciliation:
+    """Stripe against the deliveries; with ``since``, only PaymentIntents and payments created
+    then or later (Stripe lists newest first, so an old account is not read to the end)."""
     gateway = require_gateway(services.stripe)
     treasury = await service.treasury_account(services)
     intents: dict[str, IntentState] = {}
-    async for intent in gateway.payment_intents():
+    created_since = int(since.timestamp()) if since is not None else None
+    async for intent in gateway.payment_intents(created_since=created_since):
         if "ovpp_payment_id" in intent.metadata:  # ours: the onramp made it
             intents[intent.id] = intent
     report = Reconciliation()
     async with services.db.session() as session:
         payments = {
             payment.stripe_payment_intent_id: payment
-            for payment in await repository.all_payments(session)
+            for payment in await repository.all_payments(session, since=since)
         }
         for intent in intents.values():
             if not intent.succeeded:

@@ -225,5 +225,10 @@ async def delivery_jobs(
     return list((await session.execute(statement)).scalars())
 
 
-async def all_payments(session: AsyncSession) -> list[OnrampPayment]:
-    return list((await session.execute(select(OnrampPayment))).scalars())
+async def all_payments(
+    session: AsyncSession, *, since: datetime | None = None
+) -> list[OnrampPayment]:
+    statement = select(OnrampPayment)
+    if since is not None:
+        statement = statement.where(OnrampPayment.created_at >= since)
+    return list((await session.execute(statement)).scalars())

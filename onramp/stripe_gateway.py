@@ -50,6 +50,7 @@ class IntentState:
     amount_refunded: int = 0
     disputed: bool = False
     last_payment_error: str | None = None
+    created: int = 0  # Unix time
 
     @property
     def succeeded(self) -> bool:
@@ -200,8 +201,12 @@ class StripeGateway:
         payment_intent = charge.to_dict().get("payment_intent")
         return _id_of(payment_intent)
 
-    async def payment_intents(self, *, page_size: int = 100) -> AsyncIterator[IntentState]:
-        """Every PaymentIntent of the account, newest first, page by page."""
+    async def payment_intents(
+        self, *, page_size: int = 100, created_since: int | None = None
+    ) -> AsyncIterator[IntentState]:
+        """Every PaymentIntent of the account, newest first, page by page; with
+        ``created_since`` (Unix time) only those created then or later: the listing stops at
+        the first older one."""
         starting_after: str | None = None
         while True:
             params: dict[str, Any] = {"limit": page_size}
@@ -214,7 +219,10 @@ class StripeGateway:
             values = page.to_dict()
             items = values.get("data") or []
             for item in items:
-                yield _intent_state(item)
+                intent = _intent_state(item)
+                if created_since is not None and intent.created < created_since:
+                    return
+                yield intent
             if not values.get("has_more") or not items:
                 return
             starting_after = items[-1]["id"]
@@ -290,6 +298,7 @@ def _intent_state(values: dict[str, Any]) -> IntentState:
         amount_refunded=int(charge_values.get("amount_refunded") or 0),
         disputed=bool(charge_values.get("disputed")),
         last_payment_error=(error or {}).get("message") if isinstance(error, dict) else None,
+        created=int(values.get("created") or 0),
     )
 
 

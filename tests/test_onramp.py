@@ -922,6 +922,13 @@ async def test_reconcile_lists_an_undelivered_payment_then_reports_zero_mismatch
     lost = await asyncio.to_thread(_cli, env, "onramp", "reconcile")
     assert lost.returncode == 1, lost.stdout + lost.stderr
     assert f"MISMATCH {pi} (payment {payment['id']}): paid but not delivered" in lost.stdout
+    # A window: the last day holds this payment; a window of no days holds nothing.
+    recent = await asyncio.to_thread(_cli, env, "onramp", "reconcile", "--days", "1")
+    assert recent.returncode == 1 and f"MISMATCH {pi} " in recent.stdout, recent.stdout
+    assert recent.stdout.strip().splitlines()[-1] == lost.stdout.strip().splitlines()[-1]
+    empty = await asyncio.to_thread(_cli, env, "onramp", "reconcile", "--days", "0")
+    assert empty.returncode == 0, empty.stdout + empty.stderr
+    assert empty.stdout.strip().splitlines()[-1].startswith("0 succeeded PaymentIntents checked")
 
     live.tap.held.discard(pi)
     assert (await live.deliver(succeeded)).status_code == 200  # Stripe's retry arrives
