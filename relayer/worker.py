@@ -283,7 +283,7 @@ class RelayerWorker:
                         select(
                             RelayTransaction.id,
                             RelayTransaction.raw_transaction,
-                            RelayTransaction.attempts,
+                            RelayTransaction.submitted_at,
                         )
                         .where(
                             RelayTransaction.relayer_key_id == key_id,
@@ -296,10 +296,10 @@ class RelayerWorker:
         if not jobs:
             return False
         results = await self.rpc.batch(
-            [("eth_sendRawTransaction", ["0x" + bytes(raw).hex()]) for _job_id, raw, _n in jobs]
+            [("eth_sendRawTransaction", ["0x" + bytes(raw).hex()]) for _job_id, raw, _at in jobs]
         )
         submitted, too_low, rejected, underpriced = [], [], [], []
-        for (job_id, _raw, attempts), result in zip(jobs, results, strict=True):
+        for (job_id, _raw, submitted_at), result in zip(jobs, results, strict=True):
             outcome = classify(result)
             if outcome in (SendOutcome.ACCEPTED, SendOutcome.ALREADY_KNOWN):
                 submitted.append(job_id)
@@ -320,9 +320,11 @@ class RelayerWorker:
             elif outcome in (SendOutcome.NONCE_TOO_HIGH, SendOutcome.TEMPORARY):
                 logger.warning("%s: %s for job %s; will retry", self.name, outcome.value, job_id)
                 break
-            elif attempts > 1:
-                # A fee bump refused: an earlier copy was accepted and may still be mined, so
-                # the job is not failed. Its receipts (every attempt's) are looked up instead.
+            elif submitted_at is not None:
+                # A fee bump refused, but an earlier copy was accepted (the job was SUBMITTED)
+                # and may still be mined, so the job is not failed: the receipts of every
+                # attempt at its nonce are looked up instead. A copy never accepted (say, one
+                # re-priced after "underpriced") cannot be mined: that job fails as below.
                 assert isinstance(result, RpcError)
                 logger.error(
                     "%s: bumped job %s refused (%s); following its earlier attempts",
@@ -691,6 +693,7 @@ class RelayerWorker:
         confirmed.sort()
 
         table = RelayTransaction.__table__
+        stuck_gas_price = await self._gas_price() if stuck else None
         async with self.services.db.session() as session:
             # One executemany each. The guards make a second writer a no-op, and keep a receipt
             # read before the job was queued and signed again off the job's new transaction.
@@ -772,7 +775,7 @@ class RelayerWorker:
                     .where(table.c.id.in_(confirmed), table.c.status == RelayStatus.MINED)
                     .values(status=RelayStatus.CONFIRMED, confirmed_at=now, updated_at=now)
                 )
-            for job_id in stuck:
+            for job_id in sorted(stuck):  # one lock order for every worker
                 # Locked and checked again: another worker may have requeued or landed it since
                 # it was read, and a bump must not overwrite that.
                 job = (
@@ -787,7 +790,7 @@ class RelayerWorker:
                     )
                 ).scalar_one_or_none()
                 if job is not None:
-                    await self._bump(session, job)
+                    await self._bump(session, job, gas_price=stuck_gas_price)
                     session.add(job)
         # Their later requests would revert: held until resynchronised (next round).
         self.wallets_to_resync.update(reverted_wallets)
@@ -836,13 +839,21 @@ class RelayerWorker:
         }
         return ahead, {job.id for job in reverted if job.wallet_id not in on_chain}
 
-    async def _bump(self, session: AsyncSession, job: RelayTransaction) -> None:
-        """Replace a stuck transaction: same nonce, fees up by the bump percentage (capped)."""
+    async def _bump(
+        self,
+        session: AsyncSession,
+        job: RelayTransaction,
+        *,
+        gas_price: tuple[int, int] | None = None,
+    ) -> None:
+        """Replace a stuck transaction: same nonce, fees up by the bump percentage (capped).
+        ``gas_price`` read beforehand keeps the network call out of a transaction holding
+        row locks."""
         key = await session.get(RelayerKey, job.relayer_key_id)
         assert key is not None and job.relayer_nonce is not None
         bump = 100 + max(self.settings.relayer_fee_bump_percent, 10)
         cap = self.settings.relayer_max_fee_per_gas_wei
-        current_max, current_tip = await self._gas_price()
+        current_max, current_tip = gas_price or await self._gas_price()
         max_fee = min(max(job.max_fee_per_gas * bump // 100 + 1, current_max), cap)
         tip = min(max(job.max_priority_fee_per_gas * bump // 100 + 1, current_tip), max_fee)
         if max_fee <= job.max_fee_per_gas:
