@@ -232,3 +232,11 @@ async def all_payments(
     if since is not None:
         statement = statement.where(OnrampPayment.created_at >= since)
     return list((await session.execute(statement)).scalars())
+
+
+async def nonce_filler_status(session: AsyncSession, job_id: str) -> str | None:
+    """The status of the zero-value transaction that took a refused job's relayer nonce."""
+    statement = select(RelayTransaction.status).where(
+        RelayTransaction.idempotency_key == f"nonce-fill:{job_id}"
+    )
+    return (await session.execute(statement)).scalar_one_or_none()

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -532,7 +531,8 @@ async def apply_intent_state(
         # Nothing was sent: the whole amount going back closes the payment. A partial refund
         # or a dispute (an inquiry may end either way) leaves it for the rest of the refund or
         # for an operator; a clawback flag set while the delivery was in flight is void.
-        if refunded >= payment.fiat_amount:
+        charged = state.amount if state.succeeded else payment.fiat_amount
+        if refunded >= charged:
             new_status = PaymentStatus.REFUNDED
             changes["clawback_required"] = False
     elif status in DELIVERY_STARTED:
@@ -666,27 +666,39 @@ async def _treasury_can_send(
     return balances.get(token.kind.value, 0) - debits.get(token.kind.value, 0) >= amount
 
 
-async def _delivery_is_dead(services: Services, job: RelayTransaction) -> bool:
-    """Whether a FAILED delivery can never execute, so its money may go back: a transaction
-    that reverted is final (as deep as ``relayer_confirmations``), and its signed forward
-    requests are out of everyone's reach: either past their deadline, or the forwarder only
-    accepts the relayer's own keys (``isRelayer``), which never submit a FAILED job again."""
+async def _delivery_is_dead(
+    services: Services, job: RelayTransaction, *, nonce_filler_status: str | None
+) -> bool:
+    """Whether a FAILED delivery can never execute, so its money may go back. Its relayer
+    transaction is final: the reverted one's receipt, read again now (a reorg may have undone
+    it), as deep as ``relayer_confirmations``; or, for one the node refused, the zero-value
+    transaction that took its nonce CONFIRMED. And its signed forward requests are out of
+    everyone's reach: past their deadline by the chain's clock, or held by a forwarder that
+    accepts only the relayer's own keys (``isRelayer``), which never submit a FAILED job."""
     if job.status != RelayStatus.FAILED:
         return False
     assert services.chain.addresses is not None
-    head, answer = await services.chain.rpc.batch(
-        [
-            ("eth_blockNumber", []),
-            is_relayer_call(services.chain.addresses.forwarder, ZERO_ADDRESS),
-        ]
-    )
-    if job.block_number is not None and (
-        not isinstance(head, str)
-        or int(head, 16) - job.block_number + 1 < services.settings.relayer_confirmations
-    ):
+    calls: list[tuple[str, list[object]]] = [
+        ("eth_getBlockByNumber", ["latest", False]),
+        is_relayer_call(services.chain.addresses.forwarder, ZERO_ADDRESS),
+    ]
+    if job.block_number is not None:
+        calls.append(("eth_getTransactionReceipt", [job.tx_hash]))
+    latest, answer, *receipt = await services.chain.rpc.batch(calls)
+    if not isinstance(latest, dict):
         return False
+    if job.block_number is None:
+        if nonce_filler_status != RelayStatus.CONFIRMED:
+            return False
+    else:
+        reverted = receipt[0]
+        if not isinstance(reverted, dict) or int(reverted["status"], 16) != 0:
+            return False
+        depth = int(latest["number"], 16) - int(reverted["blockNumber"], 16) + 1
+        if depth < services.settings.relayer_confirmations:
+            return False
     deadlines = [int(request["deadline"]) for request in job.forward_requests]
-    if deadlines and max(deadlines) < time.time():
+    if deadlines and max(deadlines) < int(latest["timestamp"], 16):
         return True
     # An older forwarder has no isRelayer (an error, or no word): wait for the deadlines.
     return isinstance(answer, str) and len(answer) == 66
@@ -714,9 +726,14 @@ async def refund_undelivered(services: Services, payment_id: str) -> str | None:
             if payment is not None and payment.delivery_transaction_id
             else None
         )
+        nonce_filler_status = (
+            await repository.nonce_filler_status(session, job.id) if job is not None else None
+        )
     if payment is None or payment.status != PaymentStatus.DELIVERY_FAILED:
         return None
-    if job is not None and not await _delivery_is_dead(services, job):
+    if job is not None and not await _delivery_is_dead(
+        services, job, nonce_filler_status=nonce_filler_status
+    ):
         return None
     payment_intent_id = payment.stripe_payment_intent_id
     state = await gateway.payment_intent(payment_intent_id)

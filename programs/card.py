@@ -41,7 +41,9 @@ GIVEN_UP = {
     PaymentStatus.CANCELED.value: "the card payment was canceled",
     PaymentStatus.REFUNDED.value: "the card payment was refunded before the fee was paid",
     PaymentStatus.DISPUTED.value: "the card payment was disputed before the fee was paid",
-    PaymentStatus.DELIVERY_FAILED.value: "the OVPP bought for the fee could not be delivered",
+    PaymentStatus.DELIVERY_FAILED.value: (
+        "the OVPP bought for the fee could not be delivered; the card payment is refunded"
+    ),
 }
 
 UNDELIVERED_AND_REFUNDED = (

@@ -38,7 +38,7 @@ from chain.deploy import Deployer
 from core.container import Services
 from core.settings import Settings
 from onramp.localstripe import LocalStripe, configure_webhook
-from onramp.models import OnrampPayment, StripeEvent
+from onramp.models import OnrampPayment, PaymentStatus, StripeEvent
 from onramp.processor import RunningProcessor, start_onramp_processor
 from onramp.service import delivery_key, treasury_account
 from programs import card
@@ -591,6 +591,35 @@ async def test_a_failed_delivery_already_partly_or_wholly_refunded_gets_back_onl
     assert len(await live.stripe.refunds(partly["paymentIntentId"])) == 2
 
 
+@pytest.mark.parametrize("change", [-100, +100], ids=["charged less", "charged more"])
+async def test_a_payment_charged_another_amount_than_quoted_is_refunded_what_was_charged(
+    change: int,
+    client,
+    live: Live,
+    processor: RunningProcessor,
+    services: Services,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    chain = ChainReader(deployer, contracts)
+    customer = await new_customer(client, test_issuer, deployer, contracts)
+    payment = await buy(client, customer, token_amount="20")
+    pi = payment["paymentIntentId"]
+    quoted = int(Decimal(payment["fiatAmount"]) * 100)
+    await live.stripe.change_amount(pi, quoted + change)
+    await live.stripe.pay(pi)
+
+    node = await wait_payment(client, customer, payment["id"], "REFUNDED")
+    assert node["error"] == "Stripe charged an amount other than the quote: not delivered"
+    assert node["deliveryTransaction"] is None
+    charge = (await live.stripe.payment_intent(pi))["latest_charge"]
+    assert charge["amount"] == quoted + change
+    assert charge["amount_refunded"] == charge["amount"]
+    assert [r["amount"] for r in await live.stripe.refunds(pi)] == [quoted + change]
+    assert chain.ovpp_of(customer.address) == 0
+
+
 @contextlib.asynccontextmanager
 async def relayer_paused(running: RunningRelayer, services: Services) -> AsyncIterator[None]:
     """The session's relayer worker stopped for the block (jobs stay QUEUED), then started
@@ -726,8 +755,13 @@ async def test_a_card_paid_enrollment_whose_fee_never_arrives_fails_and_is_refun
             break
         assert time.monotonic() < deadline, row.status
         await asyncio.sleep(0.1)
+    # Failed as soon as the delivery failed, or once the refund went through: either way the
+    # customer is told the OVPP never arrived and the card payment is (or was) refunded.
     assert row.status == "FAILED"
-    assert row.error == card.UNDELIVERED_AND_REFUNDED
+    assert row.error in (
+        card.UNDELIVERED_AND_REFUNDED,
+        card.GIVEN_UP[PaymentStatus.DELIVERY_FAILED.value],
+    )
     assert len(await live.stripe.refunds(pi)) == 1
     assert chain.ovpp_of(customer.address) == 0
 

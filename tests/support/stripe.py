@@ -85,6 +85,11 @@ class StripeTestClient:
             data["amount"] = str(amount)
         return await self._post("/v1/refunds", data)
 
+    async def change_amount(self, payment_intent_id: str, amount: int) -> dict[str, Any]:
+        """The PaymentIntent's amount changed on Stripe's side (the Dashboard, another
+        integration) before it is paid."""
+        return await self._post(f"/v1/payment_intents/{payment_intent_id}", {"amount": amount})
+
     async def refunds(self, payment_intent_id: str) -> list[dict[str, Any]]:
         response = await self._http.get("/v1/refunds", params={"payment_intent": payment_intent_id})
         assert response.status_code == 200, response.text
