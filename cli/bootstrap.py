@@ -17,7 +17,7 @@ from chain.profiles import deployer_key, profile_from_settings
 from core.container import load_keyring
 from core.db import Database
 from core.migrate import upgrade_to_head
-from core.settings import Settings
+from core.settings import Settings, without_credentials
 from identity.dev_login import dev_subject
 from identity.dev_provider import DEFAULT_REDIRECT_URIS, DevOpenIDProvider
 from identity.principal import Principal
@@ -67,7 +67,7 @@ def local_stack(settings: Settings, progress: Progress) -> Iterator[None]:
             chain.start()
             progress.detail(f"started anvil --hardfork shanghai, state in {chain.state_file}")
 
-        progress(f"database: migrating {_redacted(settings.resolved_database_url)}")
+        progress(f"database: migrating {without_credentials(settings.resolved_database_url)}")
         asyncio.run(upgrade_to_head(settings.resolved_database_url))
 
         progress("contracts: checking the address book")
@@ -271,10 +271,3 @@ def rpc_like_answers(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def _redacted(url: str) -> str:
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.split('@', 1)[1]}"

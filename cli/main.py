@@ -10,7 +10,7 @@ import click
 from pydantic import ValidationError
 
 from core.errors import DomainError
-from core.settings import Settings, load_settings
+from core.settings import Settings, load_settings, rpc_url_shown, without_credentials
 
 
 def _settings() -> Settings:
@@ -598,8 +598,12 @@ def show_config(markdown: bool) -> None:
             click.echo(f"| `OVPP_{name.upper()}` | `{default}` | {field.description or ''} |")
         return
     settings = _settings()
+    shown = {"database_url": without_credentials, "rpc_url": rpc_url_shown}
     for name in fields:
-        click.echo(f"OVPP_{name.upper()}={getattr(settings, name)!s}")
+        value = getattr(settings, name)
+        if isinstance(value, str) and name in shown:
+            value = shown[name](value)
+        click.echo(f"OVPP_{name.upper()}={value!s}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import json
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -325,6 +326,24 @@ class Settings(BaseSettings):
     def onramp_enabled(self) -> bool:
         """Card payments need both a Stripe key and the webhook's signing secret."""
         return bool(self.resolved_stripe_api_key and self.resolved_stripe_webhook_secret)
+
+
+def without_credentials(url: str) -> str:
+    """``url`` with its user and password replaced by ``***``: safe to print or log."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+
+
+def rpc_url_shown(url: str) -> str:
+    """An RPC URL safe to print: no credentials, and no path or query either, where hosted
+    RPC providers put their API keys (``https://…/v3/<key>``)."""
+    parts = urlsplit(url)
+    user = "***@" if parts.username or parts.password else ""
+    port = f":{parts.port}" if parts.port else ""
+    rest = "/…" if parts.path.strip("/") or parts.query else ""
+    return f"{parts.scheme}://{user}{parts.hostname or ''}{port}{rest}"
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -29,11 +29,13 @@ def stop_requests_held() -> Iterator[None]:
     def note(signum: int, _frame: FrameType | None) -> None:
         held.append(signum)
 
-    previous = {signum: signal.signal(signum, note) for signum in STOP_SIGNALS}
-    try:
+    previous: dict[int, object] = {}
+    try:  # entered first: a signal between the two swaps still finds its handler restored
+        for signum in STOP_SIGNALS:
+            previous[signum] = signal.signal(signum, note)
         yield
     finally:
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            signal.signal(signum, handler)  # type: ignore[arg-type]
         for signum in dict.fromkeys(held):
             signal.raise_signal(signum)

@@ -38,6 +38,26 @@ def _run(*arguments: str, cwd: Path, **settings: str | Path) -> subprocess.Compl
     )
 
 
+def test_config_shows_every_setting_but_no_secret(tmp_path: Path) -> None:
+    result = _run(
+        "config",
+        cwd=tmp_path,
+        database_url="postgresql+asyncpg://wallet:db-password-1@db.internal:5432/wallet",
+        chain="custom",
+        chain_id="153153",
+        rpc_url="https://rpc.provider.example/v3/rpc-api-key-2?token=rpc-token-3",
+        stripe_api_key="sk_live_stripe-secret-4",
+        kek="a2VrLXNlY3JldC01LWtlay1zZWNyZXQtNS1rZWstc2U=",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "OVPP_DATABASE_URL=postgresql+asyncpg://***@db.internal:5432/wallet" in result.stdout
+    assert "OVPP_RPC_URL=https://rpc.provider.example/…" in result.stdout
+    for secret in ("db-password-1", "rpc-api-key-2", "rpc-token-3", "stripe-secret-4", "a2Vr"):
+        assert secret not in result.stdout + result.stderr
+    assert all(f"OVPP_{name.upper()}=" in result.stdout for name in Settings.model_fields)
+
+
 def test_help_lists_every_command(tmp_path: Path) -> None:
     result = _run("--help", cwd=tmp_path)
 

@@ -4,6 +4,7 @@ payments are configured. A secret Stripe key is never accepted where browsers wo
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import httpx
@@ -28,9 +29,19 @@ CARD_PAYMENTS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only what each test gives: no OVPP_* variable of the machine running the tests."""
+    for name in os.environ:
+        if name.startswith("OVPP_"):
+            monkeypatch.delenv(name)
+
+
 async def served_config(**settings: Any) -> dict[str, Any]:
     app = Starlette(
-        routes=web_app_routes(Settings(environment="production", tenants=[UTILITY], **settings))
+        routes=web_app_routes(
+            Settings(_env_file=None, environment="production", tenants=[UTILITY], **settings)
+        )
     )
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(
