@@ -340,6 +340,58 @@ async def test_a_transaction_the_node_rejects_fails_and_its_nonce_is_filled(
     assert chain.ovpp_of(again.recipient) == again.amount
 
 
+@pytest.mark.parametrize("own_stack", ["sqlite", "postgresql"], indirect=True)
+async def test_a_re_priced_transaction_the_node_refuses_fails_instead_of_blocking_its_key(
+    own_stack: OwnStack,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    """The node refuses a job's first transaction as underpriced and the worker re-signs it
+    (a second attempt, never accepted); then the node refuses that one outright. No copy was
+    ever in the pool, so the job fails and a zero-value transaction takes its nonce: the next
+    job on the key confirms behind it, instead of both waiting for a receipt that cannot
+    come."""
+    chain = ChainReader(deployer, contracts)
+    senders = await senders_on_every_key(own_stack, test_issuer, deployer, contracts, count=3)
+    by_key: dict[str, list[Sender]] = {}
+    for sender in senders:
+        by_key.setdefault(sender.relayer_key_id, []).append(sender)
+    refused_sender, next_sender = next(group for group in by_key.values() if len(group) >= 2)[:2]
+    [refused] = await queue_transfers(own_stack, [refused_sender], count=1)
+    db = own_stack.services.db
+    worker = BaseFeeRisesOnce(own_stack.services, name="test-relayer")
+    worker.rise_before_next_signing = True
+    try:
+        await worker.tick()  # signed below the base fee, refused, re-signed at today's fee
+        async with db.session() as session:
+            job = await session.get_one(RelayTransaction, refused.job_id)
+            assert (job.status, job.attempts, job.submitted_at) == (RelayStatus.SIGNED, 2, None)
+            job.raw_transaction = b"\x02not a transaction"  # the node refuses it outright
+        [following] = await queue_transfers(own_stack, [next_sender], count=1)
+        await tick_until(worker, db, lambda counts: not counts.keys() & set(PIPELINE_STATUSES))
+    finally:
+        await worker.rpc.close()
+
+    async with db.session() as session:
+        failed = await session.get_one(RelayTransaction, refused.job_id)
+        after = await session.get_one(RelayTransaction, following.job_id)
+        [filler] = (
+            await session.execute(
+                select(RelayTransaction).where(
+                    RelayTransaction.idempotency_key == f"nonce-fill:{refused.job_id}"
+                )
+            )
+        ).scalars()
+        key = await session.get_one(RelayerKey, refused_sender.relayer_key_id)
+    assert failed.status == RelayStatus.FAILED and "rejected by the node" in (failed.error or "")
+    assert (filler.status, after.status) == (RelayStatus.CONFIRMED, RelayStatus.CONFIRMED)
+    assert after.relayer_nonce == filler.relayer_nonce + 1
+    assert chain.web3.eth.get_transaction_count(key.address) == key.next_nonce
+    assert chain.ovpp_of(refused.recipient) == 0
+    assert chain.ovpp_of(following.recipient) == following.amount
+
+
 @pytest.mark.parametrize("own_stack", ["sqlite"], indirect=True)
 async def test_a_key_the_forwarder_refuses_sends_nothing_until_it_is_authorized(
     own_stack: OwnStack,
