@@ -7,25 +7,16 @@ import logging
 import sys
 
 import click
-from pydantic import ValidationError
 
-from core.errors import DomainError
+from core.errors import ConfigurationError, DomainError
 from core.settings import Settings, load_settings, rpc_url_shown, without_credentials
 
 
 def _settings() -> Settings:
     try:
         return load_settings()
-    except ValidationError as error:
-        # Each problem by variable, never with the value given: it may be a secret.
-        problems = []
-        for problem in error.errors(include_input=False, include_url=False):
-            where, *inside = problem["loc"]
-            name = f"OVPP_{str(where).upper()}"
-            if inside:
-                name += f" ({'.'.join(str(part) for part in inside)})"
-            problems.append(f"{name}: {problem['msg'].removeprefix('Value error, ')}")
-        raise click.ClickException("configuration error: " + "; ".join(problems)) from None
+    except ConfigurationError as error:  # each bad variable by name, without its value
+        raise click.ClickException(error.message) from None
     except Exception as error:
         raise click.ClickException(f"configuration error: {error}") from error
 

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.errors import ConfigurationError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Development stand-ins for the embedded localstripe (which accepts any `sk_…` key). Public, and
@@ -347,5 +349,17 @@ def rpc_url_shown(url: str) -> str:
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Read the settings once; ``overrides`` win over the environment (tests use this)."""
-    return Settings(**overrides)  # type: ignore[arg-type]
+    """Read the settings once; ``overrides`` win over the environment (tests use this). A bad
+    value is a ``ConfigurationError`` naming each variable, never echoing what was given:
+    it may be a secret, and the message ends up in terminals and logs."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        problems = []
+        for problem in error.errors(include_input=False, include_url=False):
+            where, *inside = problem["loc"]
+            name = f"OVPP_{str(where).upper()}"
+            if inside:
+                name += f" ({'.'.join(str(part) for part in inside)})"
+            problems.append(f"{name}: {problem['msg'].removeprefix('Value error, ')}")
+        raise ConfigurationError("configuration error: " + "; ".join(problems)) from None
