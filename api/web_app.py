@@ -23,7 +23,8 @@ CLIENTS_DIRECTORY = Path(__file__).resolve().parent.parent / "clients"
 WEB_APP_DIRECTORY = CLIENTS_DIRECTORY / "web"
 OPERATIONS_DIRECTORY = CLIENTS_DIRECTORY / "operations"
 
-WEB_APP_SCOPES = "openid email wallet:read wallet:sign"
+WEB_APP_SCOPES = "openid email offline_access wallet:read wallet:sign"
+"""``offline_access``: a refresh token, so the app renews an expired access token itself."""
 LOCALSTRIPE_PUBLISHABLE_KEY = "pk_test_ovpp_localstripe"
 """localstripe accepts any ``pk_`` key; real Stripe needs the account's publishable key."""
 

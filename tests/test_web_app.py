@@ -26,8 +26,8 @@ ARTIFACTS = REPOSITORY / "test-artifacts" / "web-app"
 CHROMIUM = Path("/usr/bin/chromium")
 JOURNEY_TIMEOUT_SECONDS = 300
 STEPS = (
-    "sign-in", "wallet", "send-quote", "send-confirmed", "history", "device-programs",
-    "enrollment-check", "enrolled-active", "card-form", "bought",
+    "sign-in", "wallet", "send-quote", "send-confirmed", "history", "session-renewed",
+    "device-programs", "enrollment-check", "enrolled-active", "card-form", "bought",
 )  # fmt: skip
 
 pytestmark = pytest.mark.slow
@@ -61,7 +61,7 @@ def test_config_points_the_app_at_the_provider_which_accepts_its_origin(
     assert config["issuer"] == stack.issuer
     assert config["redirectUri"] == f"{stack.api_url}/app/callback"
     assert config["audience"] == "https://wallet.ovpp.local"
-    assert {"wallet:read", "wallet:sign"} <= set(config["scope"].split())
+    assert {"wallet:read", "wallet:sign", "offline_access"} <= set(config["scope"].split())
     discovery = httpx.get(f"{stack.issuer}/.well-known/openid-configuration", timeout=10).json()
     preflight = httpx.options(
         discovery["token_endpoint"],
@@ -136,6 +136,13 @@ def test_the_customer_journey_on_a_phone(stack: Stack, served: RunningServe) -> 
         "via": "subscription",  # graphql-transport-ws, not the polling fallback
     }
     assert steps["history"]["latest"].startswith("5 OVPP to 0x0000")
+    # An expired access token is renewed with the refresh token, without a sign-in page.
+    assert steps["session-renewed"] == steps["session-renewed"] | {
+        "hadRefreshToken": True,
+        "accessRenewed": True,
+        "signInShown": False,
+        "balances": {"OVPP": "995"},
+    }
     assert steps["device-programs"]["device"] == "Voltstack VS-13.5"
     assert "Sponsored Home Battery Program" in steps["device-programs"]["programs"]
     assert steps["enrollment-check"] == steps["enrollment-check"] | {"fee": "5", "payer": "SPONSOR"}

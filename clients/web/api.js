@@ -2,6 +2,7 @@
 // graphql-transport-ws). The documents are the published operations in clients/operations.
 
 const TOKEN_KEY = 'ovpp.accessToken';
+const REFRESH_KEY = 'ovpp.refreshToken';
 const PENDING_KEY = 'ovpp.pendingSignIn';
 
 let configPromise;
@@ -32,6 +33,43 @@ export function accessToken() {
 
 export function signOut() {
   sessionStorage.removeItem(TOKEN_KEY);
+  sessionStorage.removeItem(REFRESH_KEY);
+}
+
+function keepTokens(body) {
+  sessionStorage.setItem(TOKEN_KEY, body.access_token);
+  // With rotation the provider sends a new refresh token each time; keep the old one if not.
+  if (body.refresh_token) sessionStorage.setItem(REFRESH_KEY, body.refresh_token);
+}
+
+let renewing;
+/**
+ * A new access token from the refresh token (offline_access), without sending the customer
+ * back to the sign-in page; one renewal at a time. Returns whether it worked.
+ */
+export function renewSession() {
+  renewing ??= (async () => {
+    const refreshToken = sessionStorage.getItem(REFRESH_KEY);
+    if (!refreshToken) return false;
+    const [settings, provider] = await Promise.all([config(), discovery()]);
+    const response = await fetch(provider.token_endpoint, {
+      method: 'POST',
+      body: new URLSearchParams({
+        grant_type: 'refresh_token',
+        refresh_token: refreshToken,
+        client_id: settings.clientId,
+        resource: settings.audience,
+      }),
+    });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok || !body.access_token) {
+      signOut(); // expired or revoked: only signing in again helps
+      return false;
+    }
+    keepTokens(body);
+    return true;
+  })().finally(() => { renewing = undefined; });
+  return renewing;
 }
 
 /** Leaves for the OpenID Provider's login page; it comes back to /app/callback. */
@@ -51,6 +89,8 @@ export async function signIn() {
     code_challenge: challenge,
     code_challenge_method: 'S256',
     state,
+    // OpenID Connect grants offline_access (a refresh token) only with prompt=consent.
+    ...(settings.scope.split(' ').includes('offline_access') ? { prompt: 'consent' } : {}),
   }).toString();
   location.assign(url);
 }
@@ -77,7 +117,7 @@ export async function finishSignIn() {
   });
   const body = await response.json().catch(() => ({}));
   if (!response.ok || !body.access_token) throw new Error(body.error_description || 'Sign-in failed.');
-  sessionStorage.setItem(TOKEN_KEY, body.access_token);
+  keepTokens(body);
 }
 
 const documents = new Map();
@@ -98,8 +138,21 @@ export class ApiError extends Error {
   }
 }
 
-/** Runs a published operation; returns `data`, throws ApiError with the first error's code. */
+/**
+ * Runs a published operation; returns `data`, throws ApiError with the first error's code.
+ * An expired access token is renewed once with the refresh token, and the operation retried
+ * (safe for mutations too: the API refuses an unauthenticated request before doing anything).
+ */
 export async function gql(name, variables = {}) {
+  try {
+    return await gqlOnce(name, variables);
+  } catch (error) {
+    if (error.code === 'UNAUTHENTICATED' && await renewSession()) return gqlOnce(name, variables);
+    throw error;
+  }
+}
+
+async function gqlOnce(name, variables) {
   const { graphqlUrl } = await config();
   const response = await fetch(graphqlUrl, {
     method: 'POST',

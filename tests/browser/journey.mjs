@@ -106,6 +106,10 @@ try {
     await page.locator('input[name=login]').fill(options.email);
     await page.locator('input[name=password]').fill('any password');
     await page.locator('button[type=submit]').click();
+    // offline_access (a refresh token) needs the customer's consent, on a page of the provider
+    const consent = page.locator('form:has(input[name=prompt][value=consent]) button[type=submit]');
+    await consent.waitFor();
+    await consent.click();
     await page.waitForURL(/\/app\/#wallet$/);
     await page.locator('[data-balance="OVPP"]').waitFor();
     return { focusPath, email: await text('main strong'), balances: { OVPP: await balance('OVPP'), USDC: await balance('USDC') } };
@@ -134,6 +138,27 @@ try {
     await page.getByRole('link', { name: 'History' }).click();
     await page.locator('main li').first().waitFor();
     return { latest: (await text('main li')).trim() };
+  });
+
+  await step('session-renewed', async () => {
+    // The access token expires (here: is replaced by one the API refuses); the app renews it
+    // with its refresh token and carries on, instead of sending the customer to sign in.
+    const before = await page.evaluate(() => ({
+      refresh: sessionStorage.getItem('ovpp.refreshToken'),
+    }));
+    await page.evaluate(() => sessionStorage.setItem('ovpp.accessToken', 'expired.access.token'));
+    await page.getByRole('link', { name: 'Wallet' }).click();
+    await page.locator('[data-balance="OVPP"]').waitFor();
+    const after = await page.evaluate(() => ({
+      access: sessionStorage.getItem('ovpp.accessToken'),
+      refresh: sessionStorage.getItem('ovpp.refreshToken'),
+    }));
+    return {
+      hadRefreshToken: Boolean(before.refresh),
+      accessRenewed: Boolean(after.access) && after.access !== 'expired.access.token',
+      signInShown: await page.getByRole('button', { name: 'Sign in' }).isVisible(),
+      balances: { OVPP: await balance('OVPP') },
+    };
   });
 
   await step('device-programs', async () => {
