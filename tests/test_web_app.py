@@ -6,6 +6,7 @@ demo data. Screenshots of every step land in ``test-artifacts/web-app/``."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -86,10 +87,16 @@ def test_the_app_its_callback_and_its_operations_are_served(
     assert callback.text == page.text
     assert 'rel="manifest"' in page.text
     assert manifest["start_url"] == "/app/" and manifest["display"] == "standalone"
-    assert all(
-        httpx.get(f"{stack.api_url}{icon['src']}", timeout=10).status_code == 200
-        for icon in manifest["icons"]
-    )
+    for icon in manifest["icons"]:
+        served_icon = httpx.get(f"{stack.api_url}{icon['src']}", timeout=10)
+        assert served_icon.status_code == 200, icon
+        if icon["type"] == "image/png":  # what Android's install prompt and iOS need
+            assert _png_size(served_icon.content) == tuple(map(int, icon["sizes"].split("x")))
+    assert {"192x192", "512x512"} <= {icon["sizes"] for icon in manifest["icons"]}
+    touch = re.search(r'<link rel="apple-touch-icon" href="([^"]+)">', page.text)
+    assert touch is not None
+    touch_icon = httpx.get(f"{stack.api_url}{touch.group(1)}", timeout=10)
+    assert _png_size(touch_icon.content) == (180, 180)
     assert httpx.get(f"{stack.api_url}/app/sw.js", timeout=10).status_code == 200
     assert operation.text == (REPOSITORY / "clients/operations/Viewer.graphql").read_text()
 
@@ -169,3 +176,9 @@ def _report(result: subprocess.CompletedProcess[str], served: RunningServe) -> d
             f"stdout: {result.stdout[-3000:]}\nstderr: {result.stderr[-3000:]}\n"
             + served.diagnostics()
         )
+
+
+def _png_size(content: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk (and that it is a PNG at all)."""
+    assert content[:8] == b"\x89PNG\r\n\x1a\n" and content[12:16] == b"IHDR", content[:16]
+    return int.from_bytes(content[16:20], "big"), int.from_bytes(content[20:24], "big")
