@@ -27,6 +27,13 @@ class Unauthenticated(DomainError):
     code = "UNAUTHENTICATED"
 
 
+class SignInUnavailable(DomainError):
+    """The token could not be checked because its provider's keys could not be fetched: a
+    passing outage, not a bad token. Clients retry later and keep their session."""
+
+    code = "AUTH_UNAVAILABLE"
+
+
 class Forbidden(DomainError):
     code = "FORBIDDEN"
 

@@ -35,7 +35,7 @@ from joserfc.errors import (
 )
 from joserfc.jwk import KeySet
 
-from core.errors import Unauthenticated
+from core.errors import SignInUnavailable, Unauthenticated
 from identity.principal import Principal
 
 logger = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class JwksCache:
                 except (httpx.HTTPError, ValueError, JoseError) as error:
                     logger.warning("JWKS fetch for %s failed: %s", issuer, error)
                     if cached is None:
-                        raise Unauthenticated(
+                        raise SignInUnavailable(
                             "the sign-in provider's keys could not be fetched; try again"
                         ) from error
                 else:

@@ -263,6 +263,36 @@ async def test_an_unknown_kid_refetches_the_jwks_once_and_accepts_a_key_publishe
             test_issuer.published_keys.remove(rotated_key)
 
 
+async def test_a_provider_whose_keys_cannot_be_fetched_is_an_outage_not_a_bad_token(
+    client,
+    services: Services,
+    other_issuer: TestIssuer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first token of a trusted utility arrives while its provider cannot be reached:
+    AUTH_UNAVAILABLE, so a client tries again later instead of throwing away its session;
+    once the provider answers, the same token is accepted."""
+    subject = f"provider-outage-subject-{time.monotonic_ns()}"
+    token = other_issuer.mint(sub=subject)
+    # Never fetched yet, as on the first sign-in after a start (other tests may have).
+    monkeypatch.delitem(services.token_validator._jwks._keys, other_issuer.issuer, raising=False)
+
+    async def provider_down(request: httpx.Request) -> None:
+        if str(request.url).startswith(other_issuer.issuer):
+            raise httpx.ConnectError("connection refused", request=request)
+
+    services.http.event_hooks["request"].append(provider_down)
+    try:
+        body = await ask_viewer(client, authorization=bearer(token))
+    finally:
+        services.http.event_hooks["request"].remove(provider_down)
+    assert error_codes(body) == ["AUTH_UNAVAILABLE"], body
+    assert await wallets_of_subject(services.db, subject) == []
+
+    accepted = await ask_viewer(client, authorization=bearer(token))
+    assert "errors" not in accepted, accepted
+
+
 # --- what kind of token, and what it says -----------------------------------------------
 
 

@@ -62,15 +62,24 @@ export function renewSession() {
       }),
     });
     const body = await response.json().catch(() => ({}));
-    if (!response.ok || !body.access_token) {
-      signOut(); // expired or revoked: only signing in again helps
+    if (response.ok && body.access_token) {
+      keepTokens(body);
+      return true;
+    }
+    if (['invalid_grant', 'invalid_client'].includes(body.error)) {
+      // Expired or revoked: only signing in again helps, and the shell shows how.
+      signOut();
+      dispatchEvent(new Event(SESSION_ENDED));
       return false;
     }
-    keepTokens(body);
-    return true;
+    // The provider is unwell (5xx, rate limit, a proxy's page): keep the session, try later.
+    throw new ApiError('The sign-in service is not reachable; please try again.', 'NETWORK');
   })().finally(() => { renewing = undefined; });
   return renewing;
 }
+
+/** Dispatched on window when the session cannot be renewed: the customer must sign in. */
+export const SESSION_ENDED = 'ovpp:session-ended';
 
 /** Leaves for the OpenID Provider's login page; it comes back to /app/callback. */
 export async function signIn() {
@@ -144,19 +153,23 @@ export class ApiError extends Error {
  * (safe for mutations too: the API refuses an unauthenticated request before doing anything).
  */
 export async function gql(name, variables = {}) {
+  const sent = accessToken();
   try {
-    return await gqlOnce(name, variables);
+    return await gqlOnce(name, variables, sent);
   } catch (error) {
-    if (error.code === 'UNAUTHENTICATED' && await renewSession()) return gqlOnce(name, variables);
+    if (error.code !== 'UNAUTHENTICATED') throw error;
+    // Renewed meanwhile (another request got there first): just retry with the new token.
+    if (accessToken() && accessToken() !== sent) return gqlOnce(name, variables, accessToken());
+    if (await renewSession()) return gqlOnce(name, variables, accessToken());
     throw error;
   }
 }
 
-async function gqlOnce(name, variables) {
+async function gqlOnce(name, variables, token) {
   const { graphqlUrl } = await config();
   const response = await fetch(graphqlUrl, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${accessToken()}` },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
     body: JSON.stringify({ query: await operation(name), variables, operationName: name }),
   });
   const body = await response.json().catch(() => ({}));

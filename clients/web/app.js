@@ -1,5 +1,5 @@
 // The shell: sign-in state, the tab router (#wallet, #send, #history, #devices, #buy).
-import { accessToken, finishSignIn, signIn, signOut } from './api.js';
+import { SESSION_ENDED, accessToken, finishSignIn, signIn, signOut } from './api.js';
 import { h, screens } from './screens.js';
 
 const main = document.getElementById('main');
@@ -40,6 +40,9 @@ async function route() {
     main.replaceChildren(h('p', { class: 'error', role: 'alert' }, error.message));
   }
 }
+
+// A renewal that failed for good, wherever it happened (a button's action, a polling loop).
+addEventListener(SESSION_ENDED, () => showSignIn('Your session ended. Please sign in again.'));
 
 signOutButton.addEventListener('click', () => {
   signOut();
