@@ -230,6 +230,8 @@ const configuration = {
   features: {
     // DEVELOPMENT ONLY: built-in login form, any email logs in, password ignored.
     devInteractions: { enabled: true },
+    // RFC 7009: the web app revokes its refresh token when the customer signs out.
+    revocation: { enabled: true },
     resourceIndicators: {
       enabled: true,
       // No `resource` from the client means the wallet API, so access tokens are JWTs.

@@ -29,6 +29,7 @@ JOURNEY_TIMEOUT_SECONDS = 300
 STEPS = (
     "sign-in", "wallet", "send-quote", "send-confirmed", "history", "session-renewed",
     "device-programs", "enrollment-check", "enrolled-active", "card-form", "bought",
+    "signed-out",
 )  # fmt: skip
 
 pytestmark = pytest.mark.slow
@@ -158,6 +159,13 @@ def test_the_customer_journey_on_a_phone(stack: Stack, served: RunningServe) -> 
     assert Decimal(steps["bought"]["balanceAfter"]) == Decimal("995") + Decimal(
         steps["card-form"]["tokens"]
     )
+    # Signing out forgets both tokens and revokes the refresh token at the provider.
+    assert steps["signed-out"] == steps["signed-out"] | {
+        "hadRefreshToken": True,
+        "tokensLeft": [],
+        "revocationStatus": 200,
+        "renewalAfterSignOut": {"status": 400, "error": "invalid_grant"},
+    }
     print(
         f"\nbrowser journey: {report['seconds']:.1f} s in the browser, {elapsed:.1f} s with "
         f"chromium's start; first load of /app transferred "

@@ -31,9 +31,28 @@ export function accessToken() {
   return sessionStorage.getItem(TOKEN_KEY);
 }
 
+/**
+ * Forgets the tokens and revokes the refresh token at the provider (RFC 7009, best effort):
+ * a copy of it taken earlier must not keep renewing a session the customer ended.
+ */
 export function signOut() {
+  const refreshToken = sessionStorage.getItem(REFRESH_KEY);
   sessionStorage.removeItem(TOKEN_KEY);
   sessionStorage.removeItem(REFRESH_KEY);
+  if (refreshToken) revoke(refreshToken);
+}
+
+async function revoke(token) {
+  try {
+    const [settings, provider] = await Promise.all([config(), discovery()]);
+    if (!provider.revocation_endpoint) return;
+    await fetch(provider.revocation_endpoint, {
+      method: 'POST',
+      body: new URLSearchParams({ token, token_type_hint: 'refresh_token', client_id: settings.clientId }),
+    });
+  } catch {
+    // Best effort: otherwise the token dies with its grant (14 days with the dev provider).
+  }
 }
 
 function keepTokens(body) {

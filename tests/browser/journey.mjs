@@ -219,6 +219,38 @@ try {
     await page.waitForFunction((previous) => document.querySelector('[data-balance="OVPP"]').textContent.trim() !== previous, before);
     return { status: 'DELIVERED', balanceAfter: await balance('OVPP') };
   });
+
+  await step('signed-out', async () => {
+    // Signing out revokes the refresh token at the provider: a copy of it renews nothing.
+    const refreshToken = await page.evaluate(() => sessionStorage.getItem('ovpp.refreshToken'));
+    const { tokenEndpoint, revocationEndpoint, clientId } = await page.evaluate(async () => {
+      const settings = await (await fetch('/app/config.json')).json();
+      const provider = await (await fetch(`${settings.issuer}/.well-known/openid-configuration`)).json();
+      return {
+        tokenEndpoint: provider.token_endpoint,
+        revocationEndpoint: provider.revocation_endpoint,
+        clientId: settings.clientId,
+      };
+    });
+    const revoked = page.waitForResponse((response) => response.url() === revocationEndpoint);
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByRole('button', { name: 'Sign in' }).waitFor();
+    const revocation = await revoked;
+    // One try only: a refresh token is single-use, so a second try would fail anyway.
+    const renewalAfterSignOut = await page.evaluate(async ({ endpoint, token, client }) => {
+      const response = await fetch(endpoint, {
+        method: 'POST',
+        body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: token, client_id: client }),
+      });
+      return { status: response.status, error: (await response.json()).error };
+    }, { endpoint: tokenEndpoint, token: refreshToken, client: clientId });
+    return {
+      hadRefreshToken: Boolean(refreshToken),
+      tokensLeft: await page.evaluate(() => Object.keys(sessionStorage).filter((key) => key.includes('Token'))),
+      revocationStatus: revocation.status(),
+      renewalAfterSignOut,
+    };
+  });
 } catch (error) {
   report.error = String(error?.message ?? error).split('\n').slice(0, 6).join('\n');
   report.failedStep = currentStep;
