@@ -57,6 +57,16 @@ PIPELINE_STATUSES = (
 )
 RECONCILE_EVERY_SECONDS = 10.0
 
+_JOBS = RelayTransaction.__table__
+# A job as its receipt was read: still SUBMITTED at the relayer nonce it was read with. Both
+# outcomes of a receipt (landed, or queued again) update through this guard, so a second
+# writer, or a receipt read before another worker queued the job again, changes nothing.
+_STILL_AS_READ = update(_JOBS).where(
+    _JOBS.c.id == bindparam("b_id"),
+    _JOBS.c.status == RelayStatus.SUBMITTED,
+    _JOBS.c.relayer_nonce == bindparam("b_relayer_nonce"),
+)
+
 
 class RelayerWorker:
     def __init__(self, services: Services, *, name: str = "relayer") -> None:
@@ -692,20 +702,13 @@ class RelayerWorker:
         requeued.sort(key=lambda row: row["b_id"])
         confirmed.sort()
 
-        table = RelayTransaction.__table__
         stuck_gas_price = await self._gas_price() if stuck else None
         async with self.services.db.session() as session:
             # One executemany each. The guards make a second writer a no-op, and keep a receipt
             # read before the job was queued and signed again off the job's new transaction.
             if landed:
                 await session.execute(
-                    update(table)
-                    .where(
-                        table.c.id == bindparam("b_id"),
-                        table.c.status == RelayStatus.SUBMITTED,
-                        table.c.relayer_nonce == bindparam("b_relayer_nonce"),
-                    )
-                    .values(
+                    _STILL_AS_READ.values(
                         status=bindparam("b_status"),
                         error=bindparam("b_error"),
                         block_number=bindparam("b_block_number"),
@@ -722,13 +725,7 @@ class RelayerWorker:
                 # what was sent. Its relayer nonce was used by the reverted transaction, so the
                 # key's nonces have no gap.
                 await session.execute(
-                    update(table)
-                    .where(
-                        table.c.id == bindparam("b_id"),
-                        table.c.status == RelayStatus.SUBMITTED,
-                        table.c.relayer_nonce == bindparam("b_relayer_nonce"),
-                    )
-                    .values(
+                    _STILL_AS_READ.values(
                         status=RelayStatus.QUEUED,
                         relayer_nonce=None,
                         raw_transaction=None,
@@ -752,9 +749,9 @@ class RelayerWorker:
                 ended_by = dict(
                     (
                         await session.execute(
-                            select(table.c.id, table.c.tx_hash).where(
-                                table.c.id.in_([charge["b_job_id"] for charge in charges]),
-                                table.c.status.in_(
+                            select(_JOBS.c.id, _JOBS.c.tx_hash).where(
+                                _JOBS.c.id.in_([charge["b_job_id"] for charge in charges]),
+                                _JOBS.c.status.in_(
                                     (RelayStatus.MINED, RelayStatus.CONFIRMED, RelayStatus.FAILED)
                                 ),
                             )
@@ -771,8 +768,8 @@ class RelayerWorker:
                 )
             if confirmed:
                 await session.execute(
-                    update(table)
-                    .where(table.c.id.in_(confirmed), table.c.status == RelayStatus.MINED)
+                    update(_JOBS)
+                    .where(_JOBS.c.id.in_(confirmed), _JOBS.c.status == RelayStatus.MINED)
                     .values(status=RelayStatus.CONFIRMED, confirmed_at=now, updated_at=now)
                 )
             for job_id in sorted(stuck):  # one lock order for every worker

@@ -514,17 +514,7 @@ async def test_a_failed_delivery_is_refunded_in_full_once_and_sends_nothing(
     payment = await buy(client, customer, token_amount="40")
     pi = payment["paymentIntentId"]
     async with relayer_paused(relayer, services):
-        await live.stripe.pay(pi)
-        await wait_payment(client, customer, payment["id"], "DELIVERING")
-        [job] = await deliveries_of(services, pi)
-        # The node refuses the delivery's transaction (anvil: "intrinsic gas too high"), as it
-        # would any broken one: the delivery fails without sending a token.
-        async with services.db.session() as session:
-            await session.execute(
-                update(RelayTransaction)
-                .where(RelayTransaction.id == job.id)
-                .values(gas_limit=100_000_000)
-            )
+        await pay_with_a_delivery_the_node_refuses(live, client, customer, services, payment)
 
     node = await wait_payment(client, customer, payment["id"], "REFUNDED")
     assert node["refundedAmount"] == node["fiatAmount"] == payment["fiatAmount"], node
@@ -567,15 +557,7 @@ async def test_a_failed_delivery_already_partly_or_wholly_refunded_gets_back_onl
     wholly, partly = [await buy(client, customer, token_amount="20") for _ in range(2)]
     async with relayer_paused(relayer, services):
         for payment in (wholly, partly):
-            await live.stripe.pay(payment["paymentIntentId"])
-            await wait_payment(client, customer, payment["id"], "DELIVERING")
-            [job] = await deliveries_of(services, payment["paymentIntentId"])
-            async with services.db.session() as session:
-                await session.execute(
-                    update(RelayTransaction)
-                    .where(RelayTransaction.id == job.id)
-                    .values(gas_limit=100_000_000)  # refused by the node: nothing is sent
-                )
+            await pay_with_a_delivery_the_node_refuses(live, client, customer, services, payment)
         await live.stripe.refund(wholly["paymentIntentId"])
         await live.stripe.refund(partly["paymentIntentId"], amount=100)
 
@@ -618,6 +600,42 @@ async def test_a_payment_charged_another_amount_than_quoted_is_refunded_what_was
     assert charge["amount_refunded"] == charge["amount"]
     assert [r["amount"] for r in await live.stripe.refunds(pi)] == [quoted + change]
     assert chain.ovpp_of(customer.address) == 0
+
+
+async def pay_with_a_delivery_the_node_refuses(
+    live: Live,
+    client: httpx.AsyncClient,
+    customer: Customer,
+    services: Services,
+    payment: dict[str, Any],
+) -> None:
+    """With the relayer paused: the payment succeeds and its delivery is queued, then made a
+    transaction the node refuses (anvil: "intrinsic gas too high"), as it would any broken
+    one, so the delivery fails without sending a token once the relayer runs again."""
+    await live.stripe.pay(payment["paymentIntentId"])
+    await wait_payment(client, customer, payment["id"], "DELIVERING")
+    [job] = await deliveries_of(services, payment["paymentIntentId"])
+    async with services.db.session() as session:
+        await session.execute(
+            update(RelayTransaction)
+            .where(RelayTransaction.id == job.id)
+            .values(gas_limit=100_000_000)
+        )
+
+
+async def enrollment_once_final(
+    services: Services, enrollment_id: str, *, timeout: float
+) -> EnrollmentRow:
+    """The enrollment's row once it is ACTIVE or FAILED. The row, not the API: no customer
+    request may be what moves it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        async with services.db.session() as session:
+            row = await session.get(EnrollmentRow, enrollment_id)
+        if row.status in ("ACTIVE", "FAILED"):
+            return row
+        assert time.monotonic() < deadline, row.status
+        await asyncio.sleep(0.1)
 
 
 @contextlib.asynccontextmanager
@@ -679,14 +697,7 @@ async def test_a_card_paid_enrollment_becomes_active_after_the_payment_webhook(
     assert fee_payment["status"] == "REQUIRES_PAYMENT"
 
     await live.stripe.pay(pi)  # the app's payment sheet; nothing else from the customer
-    deadline = time.monotonic() + 60
-    while True:  # read the row, not the API: no customer request may be what moves it
-        async with services.db.session() as session:
-            row = await session.get(EnrollmentRow, enrollment["id"])
-        if row.status in ("ACTIVE", "FAILED"):
-            break
-        assert time.monotonic() < deadline, row.status
-        await asyncio.sleep(0.1)
+    row = await enrollment_once_final(services, enrollment["id"], timeout=60)
     assert row.status == "ACTIVE", row.error
     async with services.db.session() as session:
         device_row = await session.get(Device, device)
@@ -735,26 +746,11 @@ async def test_a_card_paid_enrollment_whose_fee_never_arrives_fails_and_is_refun
     payments = (await gql(client, PAYMENTS, token=customer.token))["data"]["viewer"]
     fee_payment = next(p for p in payments["onrampPayments"] if p["paymentIntentId"] == pi)
     async with relayer_paused(relayer, services):
-        await live.stripe.pay(pi)
-        await wait_payment(client, customer, fee_payment["id"], "DELIVERING")
-        [job] = await deliveries_of(services, pi)
-        async with services.db.session() as session:
-            await session.execute(
-                update(RelayTransaction)
-                .where(RelayTransaction.id == job.id)
-                .values(gas_limit=100_000_000)  # refused by the node: the OVPP never arrives
-            )
+        await pay_with_a_delivery_the_node_refuses(live, client, customer, services, fee_payment)
 
     node = await wait_payment(client, customer, fee_payment["id"], "REFUNDED")
     assert node["refundedAmount"] == node["fiatAmount"], node
-    deadline = time.monotonic() + 30
-    while True:
-        async with services.db.session() as session:
-            row = await session.get(EnrollmentRow, enrollment["id"])
-        if row.status != "FEE_PENDING":
-            break
-        assert time.monotonic() < deadline, row.status
-        await asyncio.sleep(0.1)
+    row = await enrollment_once_final(services, enrollment["id"], timeout=30)
     # Failed as soon as the delivery failed, or once the refund went through: either way the
     # customer is told the OVPP never arrived and the card payment is (or was) refunded.
     assert row.status == "FAILED"

@@ -277,12 +277,9 @@ async def test_a_transaction_the_node_rejects_fails_and_its_nonce_is_filled(
     nonce, so the next job on the same key (one nonce up) is not stuck behind a gap; and the
     customer's wallet can send again."""
     chain = ChainReader(deployer, contracts)
-    # Three customers on two keys: two of them share a key.
-    senders = await senders_on_every_key(own_stack, test_issuer, deployer, contracts, count=3)
-    by_key: dict[str, list[Sender]] = {}
-    for sender in senders:
-        by_key.setdefault(sender.relayer_key_id, []).append(sender)
-    doomed_sender, next_sender = next(group for group in by_key.values() if len(group) >= 2)[:2]
+    doomed_sender, next_sender = await two_senders_on_one_key(
+        own_stack, test_issuer, deployer, contracts
+    )
     key_id = doomed_sender.relayer_key_id
     # Queued one after the other, so they are signed in this order, with consecutive nonces.
     [doomed] = await queue_transfers(own_stack, [doomed_sender], count=1)
@@ -353,11 +350,9 @@ async def test_a_re_priced_transaction_the_node_refuses_fails_instead_of_blockin
     job on the key confirms behind it, instead of both waiting for a receipt that cannot
     come."""
     chain = ChainReader(deployer, contracts)
-    senders = await senders_on_every_key(own_stack, test_issuer, deployer, contracts, count=3)
-    by_key: dict[str, list[Sender]] = {}
-    for sender in senders:
-        by_key.setdefault(sender.relayer_key_id, []).append(sender)
-    refused_sender, next_sender = next(group for group in by_key.values() if len(group) >= 2)[:2]
+    refused_sender, next_sender = await two_senders_on_one_key(
+        own_stack, test_issuer, deployer, contracts
+    )
     [refused] = await queue_transfers(own_stack, [refused_sender], count=1)
     db = own_stack.services.db
     worker = BaseFeeRisesOnce(own_stack.services, name="test-relayer")
@@ -843,6 +838,18 @@ async def senders_on_every_key(
         assert len(senders) < count + 24, "wallets keep landing on one relayer key"
         senders.append(await new_sender(stack, issuer, deployer, contracts))
     return senders
+
+
+async def two_senders_on_one_key(
+    stack: OwnStack, issuer: TestIssuer, deployer: Deployer, contracts: AddressBook
+) -> tuple[Sender, Sender]:
+    """Two customers whose wallets share a relayer key: three customers on two keys always
+    include such a pair."""
+    by_key: dict[str, list[Sender]] = {}
+    for sender in await senders_on_every_key(stack, issuer, deployer, contracts, count=3):
+        by_key.setdefault(sender.relayer_key_id, []).append(sender)
+    first, second = next(group for group in by_key.values() if len(group) >= 2)[:2]
+    return first, second
 
 
 async def new_sender(
