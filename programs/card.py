@@ -8,7 +8,8 @@ reached the customer's wallet, the onramp processor calls ``connect_paid_enrollm
 relayed call as a WALLET enrollment (approve + connect + gas fee, all or nothing), signed by the
 customer's custodial wallet. The enrollment then goes CONNECTING → ACTIVE with no further step
 from the customer. Money back before the OVPP was sent (refund, dispute, cancel) fails the
-enrollment; nothing is ever connected without a paid fee.
+enrollment; nothing is ever connected without a paid fee. An enrollment that fails after the
+OVPP arrived leaves it in the wallet (the payment is not refunded) and its error says so.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from onramp.models import OnrampPayment, PaymentPurpose, PaymentStatus
 from onramp.stripe_gateway import require_gateway
 from programs import service
 from programs.errors import CardPaymentUnavailable, NotEligible
-from programs.models import Enrollment, EnrollmentStatus
+from programs.models import ERROR_LENGTH, Enrollment, EnrollmentStatus
 from relayer.calls import Display, GasPayment, enqueue_calls, required_nonces, take_forwarder_nonces
 from relayer.errors import InvalidInput, SponsorRefused, require_idempotency_key
 from relayer.service import relayer_key_for
@@ -250,6 +251,7 @@ async def _connect(
             session,
             enrollment.id,
             "the device can no longer join: " + "; ".join(c.reason for c in check.routing.failing),
+            bought_kept=True,
         )
     bought_amount = bought.token_amount
     gas_fee = 0 if check.gas_sponsored else max(bought_amount - enrollment.fee_amount, 0)
@@ -292,7 +294,10 @@ async def _connect(
         )
     except SponsorRefused as refusal:
         return await _fail(
-            session, enrollment.id, f"the utility's gas sponsorship refused: {refusal.message}"
+            session,
+            enrollment.id,
+            f"the utility's gas sponsorship refused: {refusal.message}",
+            bought_kept=True,
         )
     first_nonce = await take_forwarder_nonces(
         session, wallet_id=wallet.id, count=required_nonces(calls, payment)
@@ -325,10 +330,18 @@ async def _connect(
     return EnrollmentStatus.CONNECTING.value
 
 
-async def _fail(session: AsyncSession, enrollment_id: str, reason: str) -> str | None:
+async def _fail(
+    session: AsyncSession, enrollment_id: str, reason: str, *, bought_kept: bool = False
+) -> str | None:
+    """FEE_PENDING → FAILED with ``reason``; ``bought_kept``: the OVPP bought for the fee has
+    arrived and stays in the customer's wallet, and the reason says so."""
+    if bought_kept:
+        reason = service.with_bought_fee_kept(reason)
     result = await session.execute(
         update(Enrollment)
         .where(Enrollment.id == enrollment_id, Enrollment.status == EnrollmentStatus.FEE_PENDING)
-        .values(status=EnrollmentStatus.FAILED.value, error=reason[:500], updated_at=utc_now())
+        .values(
+            status=EnrollmentStatus.FAILED.value, error=reason[:ERROR_LENGTH], updated_at=utc_now()
+        )
     )
     return EnrollmentStatus.FAILED.value if result.rowcount else None

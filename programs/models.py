@@ -104,6 +104,10 @@ class Device(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp())
 
 
+ERROR_LENGTH = 500
+"""Characters an enrollment's ``error`` holds."""
+
+
 class Enrollment(SQLModel, table=True):
     """REQUESTED → ROUTED → FEE_PENDING → CONNECTING → ACTIVE | FAILED, then UNENROLLED."""
 
@@ -129,6 +133,6 @@ class Enrollment(SQLModel, table=True):
     connection_id: str | None = Field(default=None, max_length=66)
     routing: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     connection_parameters: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
-    error: str | None = Field(default=None, max_length=500)
+    error: str | None = Field(default=None, max_length=ERROR_LENGTH)
     created_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp())
     updated_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp())

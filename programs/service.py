@@ -23,7 +23,15 @@ from core.errors import Forbidden, NotFound
 from identity.models import Tenant
 from identity.service import CustomerAccount
 from programs.errors import CardPaymentUnavailable, NotEligible
-from programs.models import Device, Enrollment, EnrollmentStatus, FeePayer, Program, UtilityAccount
+from programs.models import (
+    ERROR_LENGTH,
+    Device,
+    Enrollment,
+    EnrollmentStatus,
+    FeePayer,
+    Program,
+    UtilityAccount,
+)
 from registry_client.onchain import APPROVE_CALL_GAS, OnChainRegistry
 from registry_client.routing import device_id_of, model_id_of
 from registry_client.service import OnChainRoutingService, RoutingService
@@ -587,6 +595,21 @@ async def unenroll(
     return enrollment
 
 
+BOUGHT_FEE_KEPT = (
+    "the OVPP bought with the card for the fee stays in your wallet: enroll again paying from "
+    "the wallet, or send it"
+)
+"""Told when a card-paid enrollment fails after its OVPP arrived: the card payment is not
+refunded (the tokens were delivered and are the customer's), so say where the value is."""
+
+
+def with_bought_fee_kept(reason: str) -> str:
+    """``reason`` and :data:`BOUGHT_FEE_KEPT`, within the 500 characters of ``error``, the
+    reason cut if it must be so the sentence about the OVPP is never lost."""
+    room = ERROR_LENGTH - len(BOUGHT_FEE_KEPT) - 2
+    return f"{reason[:room]}; {BOUGHT_FEE_KEPT}"
+
+
 async def refresh_status(
     session: AsyncSession, *, services: Services, enrollment: Enrollment
 ) -> Enrollment:
@@ -613,6 +636,9 @@ async def refresh_status(
         elif job is not None and job.status in (RelayStatus.FAILED, RelayStatus.REPLACED):
             enrollment.status = EnrollmentStatus.FAILED
             enrollment.error = job.error or "the connection transaction failed"
+            if enrollment.payment_method == "CARD":
+                # The connection and its fees are one call: nothing of the OVPP was spent.
+                enrollment.error = with_bought_fee_kept(enrollment.error)
     elif (
         enrollment.status == EnrollmentStatus.UNENROLLING
         and enrollment.unenroll_relay_transaction_id

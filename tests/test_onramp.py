@@ -21,7 +21,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from sqlmodel import func, select
 from chain.address_book import AddressBook
 from chain.anvil import LocalChain
 from chain.deploy import Deployer
+from chain.profiles import deployer_key
 from core.container import Services
 from core.settings import Settings
 from onramp.localstripe import LocalStripe, configure_webhook
@@ -43,6 +44,8 @@ from onramp.processor import RunningProcessor, start_onramp_processor
 from onramp.service import delivery_key, treasury_account
 from programs import card
 from programs import service as programs_service
+from programs.admin import publish_program
+from programs.demo import DEMO_PROGRAMS
 from programs.models import Device
 from programs.models import Enrollment as EnrollmentRow
 from relayer.models import RelayTransaction
@@ -53,7 +56,7 @@ from tests.support.issuer import TestIssuer
 from tests.support.ports import free_port
 from tests.support.stripe import Delivery, StripeTestClient, WebhookTap, sign, signed_event
 from tests.support.wallets import ChainReader, Customer, new_customer
-from tests.test_enrollment_flow import ENROLL, add_device, program_id
+from tests.test_enrollment_flow import ENROLL, VIEWER_ENROLLMENTS, add_device, program_id
 
 OVPP = 10**18
 USDC = 10**6
@@ -760,6 +763,66 @@ async def test_a_card_paid_enrollment_whose_fee_never_arrives_fails_and_is_refun
     )
     assert len(await live.stripe.refunds(pi)) == 1
     assert chain.ovpp_of(customer.address) == 0
+
+
+async def test_a_card_paid_enrollment_whose_program_closes_before_it_connects_keeps_the_ovpp(
+    client,
+    live: Live,
+    processor: RunningProcessor,
+    registry_demo,
+    services: Services,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    """The fee arrives, but the routing check run before connecting fails (the utility closed
+    the program meanwhile): the enrollment fails saying why and where the OVPP bought is; the
+    card payment stays DELIVERED (the tokens are the customer's) and nothing is connected."""
+    chain = ChainReader(deployer, contracts)
+    customer = await new_customer(client, test_issuer, deployer, contracts)  # holds no OVPP
+    device = await add_device(client, customer.token, "Voltstack", "VS-13.5")
+    program = await program_id(services, "dr-battery-2026")
+    variables = {
+        "input": {
+            "deviceId": device,
+            "programId": program,
+            "protocol": "OPENADR_3",
+            "paymentMethod": "CARD",
+            "idempotencyKey": str(uuid.uuid4()),
+        }
+    }
+    query = ENROLL.replace("error\n", "error paymentClientSecret\n", 1)
+    enrollment = (await gql(client, query, variables, token=customer.token))["data"]["enroll"]
+    assert enrollment["status"] == "FEE_PENDING", enrollment
+    pi = enrollment["paymentClientSecret"].split("_secret_")[0]
+    payments = (await gql(client, PAYMENTS, token=customer.token))["data"]["viewer"]
+    fee_payment = next(p for p in payments["onrampPayments"] if p["paymentIntentId"] == pi)
+
+    [spec] = [spec for spec in DEMO_PROGRAMS if spec.external_id == "dr-battery-2026"]
+    operator = deployer_key(services.settings, services.chain.profile)
+    await publish_program(
+        services, tenant=registry_demo, spec=replace(spec, active=False), operator_key=operator
+    )
+    try:
+        await live.stripe.pay(pi)
+        row = await enrollment_once_final(services, enrollment["id"], timeout=60)
+    finally:
+        await publish_program(services, tenant=registry_demo, spec=spec, operator_key=operator)
+
+    assert row.status == "FAILED" and row.connection_id is None
+    seen = (await gql(client, VIEWER_ENROLLMENTS, token=customer.token))["data"]["viewer"]
+    [failed] = [e for e in seen["enrollments"] if e["id"] == enrollment["id"]]
+    assert failed["status"] == "FAILED"
+    assert failed["error"] == (
+        "the device can no longer join: the program does not exist, is closed, or belongs to "
+        f"another utility; {programs_service.BOUGHT_FEE_KEPT}"
+    )
+    node = await wait_payment(client, customer, fee_payment["id"], "DELIVERED")
+    assert node["refundedAmount"] == "0" and not node["clawbackRequired"], node
+    assert await live.stripe.refunds(pi) == []
+    # Every token bought is still in the wallet; no gas token was ever needed.
+    assert chain.ovpp_of(customer.address) == Decimal(fee_payment["tokenAmount"]) * 10**18
+    assert chain.native(customer.address) == 0
 
 
 # -- a real crash: `ovpp-wallet serve` killed between receiving the webhook and delivering --------
