@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
 
@@ -35,16 +35,27 @@ class AmountError(ValueError):
     pass
 
 
+# A plain decimal: ASCII digits with at most one point, at least one digit. No sign, exponent,
+# separator or inner space.
+_PLAIN_DECIMAL = re.compile(r"([0-9]*)(?:\.([0-9]*))?")
+# 2**256 has 78 digits: a longer whole part is no token amount (and int() refuses very long
+# digit strings).
+_MAX_WHOLE_DIGITS = 78
+
+
 def parse_units(text: str, decimals: int) -> int:
-    """``"1.2345", 6 -> 1234500``. Rejects negatives, exponents and excess precision."""
-    cleaned = text.strip()
-    if not cleaned or any(character not in "0123456789." for character in cleaned):
+    """``"1.2345", 6 -> 1234500``. Rejects negatives, exponents and excess precision.
+
+    Exact in integers whatever the number of digits: ``Decimal`` arithmetic would round to its
+    context's 28 significant digits, turning an amount into one the customer did not type and
+    letting decimals beyond the token's through as long as they round away."""
+    match = _PLAIN_DECIMAL.fullmatch(text.strip())
+    if match is None or not (match.group(1) or match.group(2)):
         raise AmountError('an amount is a plain decimal string such as "12.5"')
-    try:
-        value = Decimal(cleaned)
-    except InvalidOperation as error:
-        raise AmountError(f"{text!r} is not a decimal amount") from error
-    scaled = value.scaleb(decimals)
-    if scaled != scaled.to_integral_value():
+    whole = match.group(1).lstrip("0")
+    fraction = (match.group(2) or "").rstrip("0")
+    if len(fraction) > decimals:
         raise AmountError(f"at most {decimals} decimal places")
-    return int(scaled)
+    if len(whole) > _MAX_WHOLE_DIGITS:
+        raise AmountError("the amount is too large")
+    return int(whole or "0") * 10**decimals + int(fraction.ljust(decimals, "0") or "0")

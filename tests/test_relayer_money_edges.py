@@ -1,0 +1,107 @@
+"""Edges of the value-moving request path, seen from the API and the database: amounts parsed
+exactly, and a sponsor's running totals that stay true to what it paid."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlmodel import select
+
+from chain.address_book import AddressBook
+from chain.deploy import Deployer
+from core.container import Services
+from relayer.models import WalletPolicy
+from tests.support.graphql import error_codes, gql
+from tests.support.issuer import TestIssuer
+from tests.support.wallets import fresh_address, new_customer
+from tests.test_relayer_transfer import QUOTE, TRANSFER, quote
+from wallet.models import Wallet
+
+OVPP = 10**18
+USD = 10**6
+
+
+async def test_an_amount_is_parsed_exactly_whatever_its_number_of_digits(
+    client, services: Services, test_issuer: TestIssuer, deployer: Deployer, contracts: AddressBook
+) -> None:
+    """More than 28 significant digits (Decimal's default precision) is still exact: the amount
+    is never rounded into one the customer did not type, and excess decimals are refused even
+    when they would round away."""
+    customer = await new_customer(
+        client, test_issuer, deployer, contracts, ovpp=5 * OVPP, stablecoin=5 * USD
+    )
+    to = fresh_address()
+    for too_precise in ("1.0000000000000000000000000001", "1.00000000000000000000000000000000001"):
+        body = await gql(
+            client,
+            QUOTE,
+            {"input": {"token": "OVPP", "to": to, "amount": too_precise, "feeToken": "OVPP"}},
+            token=customer.token,
+        )
+        assert error_codes(body) == ["INVALID_INPUT"], (too_precise, body)
+
+    # 11 whole digits and 18 decimals: 29 significant digits, a valid OVPP amount (under the
+    # wallet's daily limit, so that what refuses it is the balance, which names the amount).
+    async with services.db.session() as session:
+        wallet = (
+            await session.execute(select(Wallet).where(Wallet.address == customer.address))
+        ).scalar_one()
+        session.add(WalletPolicy(wallet_id=wallet.id, token="OVPP", daily_limit=2**255))
+    amount = "12345678901.234567890123456789"
+    fee_quote = await quote(
+        client, customer.token, token="OVPP", to=to, amount=amount, feeToken="STABLECOIN"
+    )
+    body = await gql(
+        client,
+        TRANSFER,
+        {
+            "input": {
+                "token": "OVPP",
+                "to": to,
+                "amount": amount,
+                "feeToken": "STABLECOIN",
+                "quoteId": fee_quote["id"],
+                "idempotencyKey": str(uuid.uuid4()),
+            }
+        },
+        token=customer.token,
+    )
+    refusal = body["data"]["transfer"]
+    assert refusal["__typename"] == "InsufficientFunds", refusal
+    assert refusal["required"] == amount  # not 12345678901.23456789012345679
+
+    # The largest uint256 in base units is a valid amount (refused for funds); one more is not.
+    largest = format_base_units(2**256 - 1)
+    body = await gql(
+        client,
+        QUOTE,
+        {"input": {"token": "OVPP", "to": to, "amount": largest, "feeToken": "OVPP"}},
+        token=customer.token,
+    )
+    assert "errors" not in body, body
+    body = await gql(
+        client,
+        QUOTE,
+        {
+            "input": {
+                "token": "OVPP",
+                "to": to,
+                "amount": format_base_units(2**256),
+                "feeToken": "OVPP",
+            }
+        },
+        token=customer.token,
+    )
+    assert error_codes(body) == ["INVALID_INPUT"], body
+    body = await gql(
+        client,
+        QUOTE,
+        {"input": {"token": "OVPP", "to": to, "amount": "9" * 5000, "feeToken": "OVPP"}},
+        token=customer.token,
+    )
+    assert error_codes(body) == ["INVALID_INPUT"], body
+
+
+def format_base_units(raw: int) -> str:
+    whole, fraction = divmod(raw, OVPP)
+    return f"{whole}.{fraction:018d}"
