@@ -399,7 +399,9 @@ class RelayerWorker:
 
     async def _fail_and_fill(self, session: AsyncSession, job_id: str, error: str) -> str | None:
         """The node refused the job's transaction: the job fails, and a zero-value transaction
-        to the relayer itself takes its nonce, so no gap stalls the key's later transactions."""
+        to the relayer itself takes its nonce, so no gap stalls the key's later transactions.
+        Nothing of the job was mined, so its sponsor (if any) paid nothing: its reservation is
+        settled at 0, or it would count against the sponsor's funds and caps forever."""
         job = await session.get(RelayTransaction, job_id)
         if job is None or job.status != RelayStatus.SIGNED or job.relayer_nonce is None:
             return None
@@ -414,6 +416,8 @@ class RelayerWorker:
                 updated_at=utc_now(),
             )
         )
+        if job.sponsor_id is not None:
+            await sponsorship.settle_charges(session, {job.id: 0})
         key = await session.get(RelayerKey, job.relayer_key_id)
         assert key is not None
         max_fee, tip = await self._gas_price()

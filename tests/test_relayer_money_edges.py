@@ -5,15 +5,31 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlmodel import select
 
 from chain.address_book import AddressBook
 from chain.deploy import Deployer
 from core.container import Services
-from relayer.models import WalletPolicy
+from relayer.models import (
+    RelayStatus,
+    RelayTransaction,
+    Sponsor,
+    SponsorCharge,
+    SponsorCustomerDay,
+    WalletPolicy,
+)
 from tests.support.graphql import error_codes, gql
 from tests.support.issuer import TestIssuer
 from tests.support.wallets import fresh_address, new_customer
+from tests.test_relayer_recovery import (  # noqa: F401 (own_stack: a fixture)
+    OwnStack,
+    new_sender,
+    own_stack,
+    queue_transfers,
+    sponsor_the_stacks_utility,
+    work_until_final,
+)
 from tests.test_relayer_transfer import QUOTE, TRANSFER, quote
 from wallet.models import Wallet
 
@@ -105,3 +121,45 @@ async def test_an_amount_is_parsed_exactly_whatever_its_number_of_digits(
 def format_base_units(raw: int) -> str:
     whole, fraction = divmod(raw, OVPP)
     return f"{whole}.{fraction:018d}"
+
+
+@pytest.mark.parametrize("own_stack", ["sqlite", "postgresql"], indirect=True)
+async def test_a_sponsored_transfer_the_node_refuses_gives_its_reservation_back(
+    own_stack: OwnStack,  # noqa: F811 (the fixture imported above)
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    """The node refuses a sponsored job's transaction outright, so the job fails having cost
+    nobody any gas. Its worst-case reservation must not stay in the sponsor's totals (its
+    funds, its period, the customer's day) as if it had been paid: settled at 0."""
+    sponsor_id = await sponsor_the_stacks_utility(own_stack)
+    sender = await new_sender(own_stack, test_issuer, deployer, contracts)
+    [doomed] = await queue_transfers(own_stack, [sender], count=1)
+    async with own_stack.services.db.session() as session:
+        job = await session.get_one(RelayTransaction, doomed.job_id)
+        assert job.sponsored is True
+        job.gas_limit = 100_000_000  # anvil: "intrinsic gas too high"
+        session.add(job)
+
+    await work_until_final(own_stack)
+
+    async with own_stack.services.db.session() as session:
+        job = await session.get_one(RelayTransaction, doomed.job_id)
+        charge = (
+            await session.execute(
+                select(SponsorCharge).where(SponsorCharge.relay_transaction_id == doomed.job_id)
+            )
+        ).scalar_one()
+        sponsor = await session.get_one(Sponsor, sponsor_id)
+        days = list(
+            (
+                await session.execute(
+                    select(SponsorCustomerDay).where(SponsorCustomerDay.sponsor_id == sponsor_id)
+                )
+            ).scalars()
+        )
+    assert job.status == RelayStatus.FAILED and "rejected by the node" in (job.error or "")
+    assert (charge.settled, charge.amount_wei) == (True, 0)
+    assert (sponsor.spent_wei, sponsor.period_spent_wei) == (0, 0)
+    assert [day.spent_wei for day in days] == [0]
