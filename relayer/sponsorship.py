@@ -191,18 +191,29 @@ async def reserve(
 async def settle_charges(session: AsyncSession, actual_by_job: dict[str, int]) -> None:
     """Replace reservations by the real cost (gasUsed × effectiveGasPrice) in the charges and
     the running totals; each sponsor's row is locked while its totals change. A constant
-    number of statements per sponsor, whatever the number of charges."""
+    number of statements per sponsor, whatever the number of charges.
+
+    The charges and the customers' days are read after the sponsors' locks are taken: every
+    writer of them (a reservation, another settlement) holds its sponsor's lock, so what is
+    written back is never computed from a total read before a concurrent one committed."""
     from sqlalchemy import tuple_
 
     if not actual_by_job:
         return
+    unsettled = (
+        SponsorCharge.relay_transaction_id.in_(list(actual_by_job)),
+        SponsorCharge.settled.is_(False),
+    )
+    sponsor_ids = sorted(
+        set((await session.execute(select(SponsorCharge.sponsor_id).where(*unsettled))).scalars())
+    )
+    sponsors = {sponsor_id: await lock(session, sponsor_id) for sponsor_id in sponsor_ids}
+    if not sponsors:
+        return
     charges = list(
         (
             await session.execute(
-                select(SponsorCharge).where(
-                    SponsorCharge.relay_transaction_id.in_(list(actual_by_job)),
-                    SponsorCharge.settled.is_(False),
-                )
+                select(SponsorCharge).where(*unsettled).execution_options(populate_existing=True)
             )
         ).scalars()
     )
@@ -212,21 +223,22 @@ async def settle_charges(session: AsyncSession, actual_by_job: dict[str, int]) -
             (row.sponsor_id, row.customer_id, row.day): row
             for row in (
                 await session.execute(
-                    select(SponsorCustomerDay).where(
+                    select(SponsorCustomerDay)
+                    .where(
                         tuple_(
                             SponsorCustomerDay.sponsor_id,
                             SponsorCustomerDay.customer_id,
                             SponsorCustomerDay.day,
                         ).in_(list(day_keys))
                     )
+                    .execution_options(populate_existing=True)
                 )
             ).scalars()
         }
         if day_keys
         else {}
     )
-    for sponsor_id in sorted({c.sponsor_id for c in charges}):
-        sponsor = await lock(session, sponsor_id)
+    for sponsor_id, sponsor in sponsors.items():
         period_start = sponsor.period_started_at
         for charge in (c for c in charges if c.sponsor_id == sponsor_id):
             delta = actual_by_job[charge.relay_transaction_id] - charge.amount_wei

@@ -3,15 +3,19 @@ exactly, and a sponsor's running totals that stay true to what it paid."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
+from sqlalchemy import text
 from sqlmodel import select
 
 from chain.address_book import AddressBook
 from chain.deploy import Deployer
 from core.container import Services
+from identity.service import provision
 from relayer.models import (
+    FeeQuote,
     RelayStatus,
     RelayTransaction,
     Sponsor,
@@ -19,6 +23,8 @@ from relayer.models import (
     SponsorCustomerDay,
     WalletPolicy,
 )
+from relayer.service import TransferInput, request_transfer
+from relayer.worker import RelayerWorker
 from tests.support.graphql import error_codes, gql
 from tests.support.issuer import TestIssuer
 from tests.support.wallets import fresh_address, new_customer
@@ -163,3 +169,93 @@ async def test_a_sponsored_transfer_the_node_refuses_gives_its_reservation_back(
     assert (charge.settled, charge.amount_wei) == (True, 0)
     assert (sponsor.spent_wei, sponsor.period_spent_wei) == (0, 0)
     assert [day.spent_wei for day in days] == [0]
+
+
+@pytest.mark.parametrize("own_stack", ["sqlite", "postgresql"], indirect=True)
+async def test_settling_a_charge_keeps_a_reservation_made_meanwhile_for_the_customers_day(
+    own_stack: OwnStack,  # noqa: F811 (the fixture imported above)
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    """A customer's first sponsored transfer is being settled by the worker while their second
+    one holds the sponsor's lock with its reservation. The customer's day must end as the
+    first one's real cost plus the second one's reservation: the settlement must not write
+    back a day total it read before the lock (the daily cap would then forget the second)."""
+    services = own_stack.services
+    sponsor_id = await sponsor_the_stacks_utility(own_stack)
+    sender = await new_sender(own_stack, test_issuer, deployer, contracts)
+    [first] = await queue_transfers(own_stack, [sender], count=1)
+
+    # The second transfer, through the service the API calls, in a transaction left open.
+    to = fresh_address()
+    fields = {"token": "OVPP", "to": to, "amount": "0.5", "feeToken": "STABLECOIN"}
+    second_quote = await gql(
+        own_stack.client, QUOTE, {"input": fields}, token=sender.customer.token
+    )
+    principal = await services.token_validator.validate(sender.customer.token)
+    account = await provision(services.db, principal=principal, keyring=services.keyring)
+    second_session = services.db.sessionmaker()
+    second = await request_transfer(
+        second_session,
+        services=services,
+        account=account,
+        raw=TransferInput(token="OVPP", to=to, amount="0.5", fee_token="STABLECOIN"),
+        quote_id=second_quote["data"]["quoteTransfer"]["id"],
+        idempotency_key=str(uuid.uuid4()),
+    )
+    second_reservation = (
+        second.gas_limit * (await second_session.get_one(FeeQuote, second.quote_id)).max_fee_per_gas
+    )
+
+    worker = RelayerWorker(services, name="test-relayer")
+    try:
+        # The worker signs, sends and settles the first transfer; its settlement waits for the
+        # sponsor's lock, which the second transfer holds until it commits.
+        round_one = asyncio.create_task(worker.tick())
+        await settlement_waiting_for_the_lock(services)
+        await second_session.commit()
+        await second_session.close()
+        await round_one
+        await work_until_final(own_stack)
+    finally:
+        await worker.rpc.close()
+
+    async with services.db.session() as session:
+        charges = {
+            charge.relay_transaction_id: charge
+            for charge in (await session.execute(select(SponsorCharge))).scalars()
+        }
+        [day] = (
+            await session.execute(
+                select(SponsorCustomerDay).where(SponsorCustomerDay.sponsor_id == sponsor_id)
+            )
+        ).scalars()
+        sponsor = await session.get_one(Sponsor, sponsor_id)
+    assert charges[first.job_id].settled and charges[second.id].settled
+    assert second_reservation > 0
+    total = sum(charge.amount_wei for charge in charges.values())
+    assert (day.spent_wei, sponsor.spent_wei, sponsor.period_spent_wei) == (total, total, total)
+
+
+async def settlement_waiting_for_the_lock(services: Services) -> None:
+    """Until a statement of another session waits for a row lock (PostgreSQL); on SQLite, whose
+    single writer holds the worker back before it reads anything, a moment."""
+    if services.db.is_sqlite:
+        await asyncio.sleep(1.0)
+        return
+    deadline = asyncio.get_running_loop().time() + 30
+    while asyncio.get_running_loop().time() < deadline:
+        async with services.db.session() as session:
+            waiting = (
+                await session.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    )
+                )
+            ).scalar_one()
+        if waiting:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the worker's settlement never waited for the sponsor's lock")
