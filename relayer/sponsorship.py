@@ -36,7 +36,11 @@ def _roll_period(sponsor: Sponsor) -> None:
 
 
 async def _customer_day(session: AsyncSession, sponsor_id: str, customer_id: str, day: str) -> int:
-    row = await session.get(SponsorCustomerDay, (sponsor_id, customer_id, day))
+    # Read from the database even when the row is in the session: callers hold the sponsor's
+    # lock and must see what the last holder committed.
+    row = await session.get(
+        SponsorCustomerDay, (sponsor_id, customer_id, day), populate_existing=True
+    )
     return row.spent_wei if row is not None else 0
 
 
@@ -104,9 +108,9 @@ async def check_budget(
     )
 
 
-def _with_customer_day_statement(*, by_id: bool, for_update: bool) -> Any:
+def _with_customer_day_statement(*, by_id: bool) -> Any:
     day = SponsorCustomerDay
-    statement = (
+    return (
         select(Sponsor, day.spent_wei)
         .outerjoin(
             day,
@@ -122,17 +126,22 @@ def _with_customer_day_statement(*, by_id: bool, for_update: bool) -> Any:
             else Sponsor.tenant_id == bindparam("sponsor")
         )
     )
-    if for_update:
-        statement = statement.with_for_update(of=Sponsor).execution_options(populate_existing=True)
-    return statement
 
 
 # Built once: building a statement costs more CPU than running it (docs/benchmarks.md).
-_WITH_CUSTOMER_DAY = {
-    (by_id, for_update): _with_customer_day_statement(by_id=by_id, for_update=for_update)
-    for by_id in (False, True)
-    for for_update in (False, True)
-}
+_WITH_CUSTOMER_DAY = {by_id: _with_customer_day_statement(by_id=by_id) for by_id in (False, True)}
+_LOCK_BY_ID = (
+    select(Sponsor)
+    .where(Sponsor.id == bindparam("sponsor"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+_LOCK_BY_TENANT = (
+    select(Sponsor)
+    .where(Sponsor.tenant_id == bindparam("sponsor"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
 
 
 async def with_customer_day(
@@ -144,14 +153,22 @@ async def with_customer_day(
     for_update: bool = False,
 ) -> tuple[Sponsor | None, int]:
     """A utility's sponsor (by tenant or by id) and what it has spent on this customer today,
-    in one statement; ``for_update`` locks the sponsor's row and re-reads it (see ``lock``)."""
-    statement = _WITH_CUSTOMER_DAY[(sponsor_id is not None, for_update)]
+    in one statement; ``for_update`` locks the sponsor's row and re-reads it (see ``lock``),
+    then reads the customer's day in a second statement: a statement that waited for the lock
+    returns the sponsor's row as the lock holder left it, but any other row as it was before
+    (PostgreSQL's READ COMMITTED), and every writer of a customer's day holds that lock."""
     parameters = {
         "customer_id": customer_id,
         "day": _today(),
         "sponsor": sponsor_id if sponsor_id is not None else tenant_id,
     }
-    row = (await session.execute(statement, parameters)).first()
+    if for_update:
+        lock_statement = _LOCK_BY_ID if sponsor_id is not None else _LOCK_BY_TENANT
+        sponsor = (await session.execute(lock_statement, parameters)).scalar_one_or_none()
+        if sponsor is None:
+            return None, 0
+        return sponsor, await _customer_day(session, sponsor.id, customer_id, parameters["day"])
+    row = (await session.execute(_WITH_CUSTOMER_DAY[sponsor_id is not None], parameters)).first()
     if row is None:
         return None, 0
     return row[0], int(row[1] or 0)

@@ -24,6 +24,7 @@ from relayer.models import (
     WalletPolicy,
 )
 from relayer.service import TransferInput, request_transfer
+from relayer.sponsorship import settle_charges
 from relayer.worker import RelayerWorker
 from tests.support.graphql import error_codes, gql
 from tests.support.issuer import TestIssuer
@@ -32,6 +33,7 @@ from tests.test_relayer_recovery import (  # noqa: F401 (own_stack: a fixture)
     OwnStack,
     new_sender,
     own_stack,
+    queue_transfer,
     queue_transfers,
     sponsor_the_stacks_utility,
     work_until_final,
@@ -240,7 +242,7 @@ async def test_settling_a_charge_keeps_a_reservation_made_meanwhile_for_the_cust
 
 async def settlement_waiting_for_the_lock(services: Services) -> None:
     """Until a statement of another session waits for a row lock (PostgreSQL); on SQLite, whose
-    single writer holds the worker back before it reads anything, a moment."""
+    single writer holds the other back before it reads anything, a moment."""
     if services.db.is_sqlite:
         await asyncio.sleep(1.0)
         return
@@ -259,3 +261,60 @@ async def settlement_waiting_for_the_lock(services: Services) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError("the worker's settlement never waited for the sponsor's lock")
+
+
+@pytest.mark.parametrize("own_stack", ["sqlite", "postgresql"], indirect=True)
+async def test_a_sponsored_transfer_waiting_for_the_sponsor_reads_the_customers_day_after(
+    own_stack: OwnStack,  # noqa: F811 (the fixture imported above)
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    """A customer's second sponsored transfer waits for the sponsor's lock while the worker
+    settles their first one (the day total goes down to its real cost). The transfer's
+    reservation must be added to the settled day total, not to the one it saw before the lock,
+    or the customer's day would count the first transfer at its worst case forever."""
+    services = own_stack.services
+    sponsor_id = await sponsor_the_stacks_utility(own_stack)
+    sender = await new_sender(own_stack, test_issuer, deployer, contracts)
+    [first] = await queue_transfers(own_stack, [sender], count=1)
+    async with services.db.session() as session:
+        first_reservation = (
+            await session.execute(
+                select(SponsorCharge.amount_wei).where(
+                    SponsorCharge.relay_transaction_id == first.job_id
+                )
+            )
+        ).scalar_one()
+    first_cost = first_reservation // 3
+
+    settling = services.db.sessionmaker()
+    await settle_charges(settling, {first.job_id: first_cost})  # holds the sponsor's lock
+    second_transfer = asyncio.create_task(
+        queue_transfer(own_stack, sender, fresh_address(), OVPP // 2)
+    )
+    await settlement_waiting_for_the_lock(services)
+    await settling.commit()
+    await settling.close()
+    second = await second_transfer
+
+    async with services.db.session() as session:
+        second_reservation = (
+            await session.execute(
+                select(SponsorCharge.amount_wei).where(
+                    SponsorCharge.relay_transaction_id == second.job_id
+                )
+            )
+        ).scalar_one()
+        [day] = (
+            await session.execute(
+                select(SponsorCustomerDay).where(SponsorCustomerDay.sponsor_id == sponsor_id)
+            )
+        ).scalars()
+        sponsor = await session.get_one(Sponsor, sponsor_id)
+    expected = first_cost + second_reservation
+    assert (day.spent_wei, sponsor.spent_wei, sponsor.period_spent_wei) == (
+        expected,
+        expected,
+        expected,
+    )
