@@ -23,8 +23,14 @@ def _today() -> str:
     return utc_now().date().isoformat()
 
 
+def _period_ended(sponsor: Sponsor) -> bool:
+    return sponsor.period_started_at + timedelta(seconds=sponsor.period_seconds) <= utc_now()
+
+
 def _roll_period(sponsor: Sponsor) -> None:
-    """Start a new budget period when the current one has ended (its spending resets)."""
+    """Start a new budget period when the current one has ended (its spending resets). Only
+    under the sponsor's lock (``reserve``): an unlocked row written back would overwrite what
+    a locked writer reserved in the new period."""
     now = utc_now()
     start = sponsor.period_started_at
     if start + timedelta(seconds=sponsor.period_seconds) > now:
@@ -75,8 +81,10 @@ def require_budget(
             reason="BUDGET_EXHAUSTED",
             sponsor_name=sponsor.name,
         )
-    _roll_period(sponsor)
-    if sponsor.period_spent_wei + cost_wei > sponsor.period_cap_wei:
+    # Judged as if the period had rolled, without rolling it: the sponsor may be an unlocked
+    # row (a quote), and changing it would write it back.
+    period_spent_wei = 0 if _period_ended(sponsor) else sponsor.period_spent_wei
+    if period_spent_wei + cost_wei > sponsor.period_cap_wei:
         raise SponsorRefused(
             f"{sponsor.name}'s budget for this period is spent",
             reason="PERIOD_CAP",

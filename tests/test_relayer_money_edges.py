@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import text
@@ -240,14 +241,19 @@ async def test_settling_a_charge_keeps_a_reservation_made_meanwhile_for_the_cust
     assert (day.spent_wei, sponsor.spent_wei, sponsor.period_spent_wei) == (total, total, total)
 
 
-async def settlement_waiting_for_the_lock(services: Services) -> None:
-    """Until a statement of another session waits for a row lock (PostgreSQL); on SQLite, whose
-    single writer holds the other back before it reads anything, a moment."""
+async def settlement_waiting_for_the_lock(
+    services: Services, *, unless_done: asyncio.Task | None = None
+) -> None:
+    """Until a statement of another session waits for a row lock (PostgreSQL), or the task
+    ``unless_done`` has ended; on SQLite, whose single writer holds the other back before it
+    reads anything, a moment."""
     if services.db.is_sqlite:
         await asyncio.sleep(1.0)
         return
     deadline = asyncio.get_running_loop().time() + 30
     while asyncio.get_running_loop().time() < deadline:
+        if unless_done is not None and unless_done.done():
+            return
         async with services.db.session() as session:
             waiting = (
                 await session.execute(
@@ -318,3 +324,64 @@ async def test_a_sponsored_transfer_waiting_for_the_sponsor_reads_the_customers_
         expected,
         expected,
     )
+
+
+@pytest.mark.parametrize("own_stack", ["sqlite", "postgresql"], indirect=True)
+async def test_a_quote_at_a_new_period_does_not_reset_what_a_transfer_reserved_in_it(
+    own_stack: OwnStack,  # noqa: F811 (the fixture imported above)
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    """The sponsor's period has ended. A sponsored transfer starts the new one and reserves in
+    it (under the sponsor's lock) while a quote is being made: the quote, which locks nothing,
+    must not write its own idea of the new period (spent 0) over the transfer's reservation,
+    or the period cap would not count it."""
+    services = own_stack.services
+    sponsor_id = await sponsor_the_stacks_utility(own_stack)
+    sender = await new_sender(own_stack, test_issuer, deployer, contracts)
+    fields = {"token": "OVPP", "to": fresh_address(), "amount": "0.5", "feeToken": "STABLECOIN"}
+    fee_quote = await gql(own_stack.client, QUOTE, {"input": fields}, token=sender.customer.token)
+    async with services.db.session() as session:
+        sponsor = await session.get_one(Sponsor, sponsor_id)
+        sponsor.period_started_at = sponsor.period_started_at - timedelta(
+            seconds=sponsor.period_seconds + 60
+        )
+        sponsor.period_spent_wei = 12_345  # what the ended period spent
+        sponsor.spent_wei = 12_345
+        session.add(sponsor)
+
+    principal = await services.token_validator.validate(sender.customer.token)
+    account = await provision(services.db, principal=principal, keyring=services.keyring)
+    transferring = services.db.sessionmaker()
+    job = await request_transfer(
+        transferring,
+        services=services,
+        account=account,
+        raw=TransferInput(token="OVPP", to=fields["to"], amount="0.5", fee_token="STABLECOIN"),
+        quote_id=fee_quote["data"]["quoteTransfer"]["id"],
+        idempotency_key=str(uuid.uuid4()),
+    )
+    another_quote = asyncio.create_task(
+        gql(
+            own_stack.client,
+            QUOTE,
+            {"input": {**fields, "to": fresh_address()}},
+            token=sender.customer.token,
+        )
+    )
+    # Until the quote is made, or waits for the transfer's lock (it did when it wrote the
+    # sponsor's row).
+    await settlement_waiting_for_the_lock(services, unless_done=another_quote)
+    await transferring.commit()
+    await transferring.close()
+    assert "errors" not in await another_quote
+
+    async with services.db.session() as session:
+        reserved = (
+            await session.execute(
+                select(SponsorCharge.amount_wei).where(SponsorCharge.relay_transaction_id == job.id)
+            )
+        ).scalar_one()
+        sponsor = await session.get_one(Sponsor, sponsor_id)
+    assert (sponsor.spent_wei, sponsor.period_spent_wei) == (12_345 + reserved, reserved)
