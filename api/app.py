@@ -14,11 +14,11 @@ from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from api.context import RequestContext
-from api.middleware import RequestIdMiddleware
+from api.middleware import RequestIdMiddleware, SecurityHeadersMiddleware
 from api.routes import healthz, readyz
 from api.schema import build_schema
 from api.stripe_webhook import stripe_webhook
-from api.web_app import web_app_routes
+from api.web_app import web_app_content_security_policy, web_app_routes
 from core.container import Services
 from core.settings import Settings
 
@@ -86,7 +86,14 @@ def create_app(
             WebSocketRoute("/graphql", graphql),
             *web_app_routes(settings),
         ],
-        middleware=[Middleware(RequestIdMiddleware)],
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(
+                SecurityHeadersMiddleware,
+                web_app_path="/app",
+                web_app_content_security_policy=web_app_content_security_policy(settings),
+            ),
+        ],
         lifespan=lifespan,
     )
     if services is not None:

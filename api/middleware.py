@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 
+from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -30,3 +31,42 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+class SecurityHeadersMiddleware:
+    """Every HTTP response says ``X-Content-Type-Options: nosniff`` (a file is only ever what its
+    type says) and ``Referrer-Policy: no-referrer`` (the web app's OAuth callback URL carries an
+    authorization code, which no request from that page may pass on in a Referer). Responses
+    under ``web_app_path`` also carry the app's Content-Security-Policy and, for browsers older
+    than its ``frame-ancestors``, ``X-Frame-Options: DENY``."""
+
+    def __init__(
+        self, app: ASGIApp, *, web_app_path: str, web_app_content_security_policy: str
+    ) -> None:
+        self.app = app
+        self.web_app_path = web_app_path.rstrip("/")
+        self.every_response = {
+            "x-content-type-options": "nosniff",
+            "referrer-policy": "no-referrer",
+        }
+        self.web_app_responses = self.every_response | {
+            "content-security-policy": web_app_content_security_policy,
+            "x-frame-options": "DENY",
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        in_web_app = path == self.web_app_path or path.startswith(self.web_app_path + "/")
+        added = self.web_app_responses if in_web_app else self.every_response
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in added.items():
+                    headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

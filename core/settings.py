@@ -8,6 +8,7 @@ The README's configuration table is generated from the field descriptions here
 from __future__ import annotations
 
 import json
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -23,6 +24,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # used only when OVPP_ENVIRONMENT=development.
 LOCAL_STRIPE_API_KEY = "sk_test_ovpp_localstripe"
 LOCAL_STRIPE_WEBHOOK_SECRET = "whsec_ovpp_localstripe_development"  # noqa: S105
+
+
+_ORIGIN_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$")
+"""A host (name, IPv4 or [IPv6]) and an optional port: what follows ``scheme://`` in an origin."""
 
 
 class TenantConfig(BaseModel):
@@ -204,6 +209,14 @@ class Settings(BaseSettings):
         "redirect URI `<origin>/app/callback`. Development always uses the embedded provider's "
         "`ovpp-dev`.",
     )
+    web_app_connect_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated origins (`https://host[:port]`) the web app at `/app` may "
+        "also send requests to, beyond its own, the sign-in provider's issuer and Stripe: its "
+        "Content-Security-Policy `connect-src`. Needed when the provider's token or revocation "
+        "endpoint is on another origin than its issuer (Google's are on "
+        "`https://oauth2.googleapis.com`).",
+    )
     localstripe_port: int = Field(
         8420,
         description="Development only: port of the local Stripe API (localstripe) that `serve` "
@@ -274,6 +287,29 @@ class Settings(BaseSettings):
                 "or restricted (rk_…) key"
             )
         return value
+
+    @field_validator("web_app_connect_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("web_app_connect_origins")
+    @classmethod
+    def _origins_only(cls, values: list[str]) -> list[str]:
+        # Each becomes a word of a header: nothing but an origin may get there.
+        for value in values:
+            parts = urlsplit(value)
+            if (
+                parts.scheme not in ("http", "https")
+                or not _ORIGIN_HOST.match(parts.netloc)
+                or parts.path not in ("", "/")
+                or parts.query
+                or parts.fragment
+            ):
+                raise ValueError(f"{value!r} is not an origin like https://login.example.com")
+        return [value.rstrip("/") for value in values]
 
     @field_validator("tenants", mode="before")
     @classmethod

@@ -29,7 +29,7 @@ JOURNEY_TIMEOUT_SECONDS = 300
 STEPS = (
     "sign-in", "wallet", "send-quote", "send-confirmed", "history", "session-renewed",
     "device-programs", "enrollment-check", "enrolled-active", "card-form", "bought",
-    "signed-out",
+    "signed-out", "policy-enforced",
 )  # fmt: skip
 
 pytestmark = pytest.mark.slow
@@ -102,6 +102,22 @@ def test_the_app_its_callback_and_its_operations_are_served(
     assert operation.text == (REPOSITORY / "clients/operations/Viewer.graphql").read_text()
 
 
+def test_the_app_has_its_policy_and_every_response_the_usual_headers(
+    stack: Stack, served: RunningServe
+) -> None:
+    page = httpx.get(f"{stack.api_url}/app/", timeout=10)
+    health = httpx.get(f"{stack.api_url}/healthz", timeout=10)
+
+    policy = page.headers["content-security-policy"]
+    assert f"connect-src 'self' {stack.issuer} http://127.0.0.1:{stack.stripe_port};" in policy
+    assert f"script-src 'self' http://127.0.0.1:{stack.stripe_port}/js.stripe.com/" in policy
+    assert page.headers["x-frame-options"] == "DENY"
+    for response in (page, health):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "no-referrer"
+    assert "content-security-policy" not in health.headers
+
+
 def test_the_customer_journey_on_a_phone(stack: Stack, served: RunningServe) -> None:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
@@ -117,8 +133,12 @@ def test_the_customer_journey_on_a_phone(stack: Stack, served: RunningServe) -> 
     report = _report(result, served)
     assert "error" not in report, (
         f"the journey stopped at {report.get('failedStep')}: {report['error']}\n"
-        f"browser console: {report['console']}\nscreenshots in {ARTIFACTS}\n" + served.diagnostics()
+        f"browser console: {report['console']}\nCSP violations: {report['cspViolations']}\n"
+        f"screenshots in {ARTIFACTS}\n" + served.diagnostics()
     )
+    # Sign-in, renewal, the subscription, localstripe's card form and revocation all ran under
+    # the app's Content-Security-Policy without the browser refusing anything.
+    assert report["cspViolations"] == []
     steps = {step["name"]: step for step in report["steps"]}
     assert tuple(steps) == STEPS
 
@@ -165,6 +185,13 @@ def test_the_customer_journey_on_a_phone(stack: Stack, served: RunningServe) -> 
         "tokensLeft": [],
         "revocationStatus": 200,
         "renewalAfterSignOut": {"status": 400, "error": "invalid_grant"},
+    }
+    # ... and the policy is enforced: an injected inline script is refused, and both of the
+    # journey's detectors (the page's event, chromium's console) saw the refusal.
+    assert steps["policy-enforced"] == steps["policy-enforced"] | {
+        "injectedScriptRan": False,
+        "directive": "script-src-elem",
+        "detected": {"events": 1, "consoleMessages": 1},
     }
     print(
         f"\nbrowser journey: {report['seconds']:.1f} s in the browser, {elapsed:.1f} s with "

@@ -5,6 +5,9 @@
 //
 // Usage: node tests/browser/journey.mjs --app-url http://127.0.0.1:PORT/app/ --artifacts DIR
 // Prints one JSON object to stdout: {"steps": [{name, screenshot, layout, ...outcome}], ...}.
+// Every Content-Security-Policy violation on the way (the `securitypolicyviolation` event in any
+// document, or chromium's console message) is in "cspViolations"; the last step then checks
+// that the policy is enforced at all (an injected inline script must not run).
 // A failed step ends the journey with {"error": "...", "failedStep": name} (exit code 1),
 // after saving a screenshot of where it stopped. Tests assert on the printed outcomes.
 
@@ -28,8 +31,9 @@ const SLOW = 90_000;
 const SERIAL = `VS-BROWSER-${Date.now()}`;
 fs.mkdirSync(ARTIFACTS, { recursive: true });
 
-const report = { steps: [], console: [] };
+const report = { steps: [], console: [], cspViolations: [] };
 let currentStep = 'launch';
+let cspProbe = null; // while the policy-enforced step provokes a violation on purpose: its list
 const browser = await chromium.launch({
   executablePath: options.chromium,
   args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
@@ -38,7 +42,21 @@ const browser = await chromium.launch({
 const context = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
 const page = await context.newPage();
 page.setDefaultTimeout(20_000);
-page.on('console', (message) => { if (message.type() === 'error') report.console.push(message.text()); });
+function recordViolation(violation) {
+  (cspProbe ?? report.cspViolations).push({ step: currentStep, ...violation });
+}
+await context.exposeBinding('reportCspViolation', (_source, violation) => recordViolation(violation));
+await context.addInitScript(() => {
+  document.addEventListener('securitypolicyviolation', (event) => window.reportCspViolation({
+    document: event.documentURI, directive: event.effectiveDirective, blocked: event.blockedURI,
+    source: event.sourceFile ? `${event.sourceFile}:${event.lineNumber}` : '',
+  }));
+});
+page.on('console', (message) => {
+  if (message.type() !== 'error') return;
+  report.console.push(message.text());
+  if (/Content[ -]Security[ -]Policy/i.test(message.text())) recordViolation({ console: message.text() });
+});
 page.on('pageerror', (error) => report.console.push(`pageerror: ${error.message}`));
 
 /** What the acceptance asks of every screen: no horizontal scroll, tap targets >= 44 px. */
@@ -250,6 +268,32 @@ try {
       revocationStatus: revocation.status(),
       renewalAfterSignOut,
     };
+  });
+
+  await step('policy-enforced', async () => {
+    // The policy is real: a script injected into the page (as an XSS would) does not run.
+    cspProbe = [];
+    const probe = await page.evaluate(async () => {
+      const violation = new Promise((resolve) => {
+        document.addEventListener('securitypolicyviolation', (event) => resolve(event.effectiveDirective), { once: true });
+        setTimeout(() => resolve(null), 5000);
+      });
+      const script = document.createElement('script');
+      script.textContent = 'window.injectedScriptRan = true;';
+      document.body.append(script);
+      return { injectedScriptRan: window.injectedScriptRan === true, directive: await violation };
+    });
+    // Both of the journey's detectors must have seen it (they report after the page's event).
+    const seen = () => ({
+      events: cspProbe.filter((violation) => violation.directive).length,
+      consoleMessages: cspProbe.filter((violation) => violation.console).length,
+    });
+    for (let waited = 0; (!seen().events || !seen().consoleMessages) && waited < 5000; waited += 100) {
+      await page.waitForTimeout(100);
+    }
+    const detected = seen();
+    cspProbe = null;
+    return { ...probe, detected };
   });
 } catch (error) {
   report.error = String(error?.message ?? error).split('\n').slice(0, 6).join('\n');
