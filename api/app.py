@@ -14,6 +14,12 @@ from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from api.context import RequestContext
+from api.metrics import (
+    Metrics,
+    MetricsMiddleware,
+    graphql_operations_extension,
+    metrics_route_handler,
+)
 from api.middleware import RequestIdMiddleware, SecurityHeadersMiddleware
 from api.routes import healthz, readyz
 from api.schema import build_schema
@@ -71,8 +77,9 @@ def create_app(
             if owned:
                 await app.state.services.close()
 
+    metrics = Metrics(settings)
     graphql = WalletGraphQL(
-        build_schema(settings),
+        build_schema(settings, extensions=[graphql_operations_extension(metrics)]),
         graphql_ide="graphiql" if settings.is_development else None,
         subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
         allow_queries_via_get=False,
@@ -81,12 +88,14 @@ def create_app(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics_route_handler(metrics), methods=["GET"]),
             Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             *web_app_routes(settings),
         ],
         middleware=[
+            Middleware(MetricsMiddleware, metrics=metrics),
             Middleware(RequestIdMiddleware),
             Middleware(
                 SecurityHeadersMiddleware,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import strawberry
@@ -14,6 +15,7 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     ParserCache,
     QueryDepthLimiter,
+    SchemaExtension,
     ValidationCache,
 )
 from strawberry.types import ExecutionContext, ExecutionResult
@@ -170,7 +172,10 @@ class WalletSchema(strawberry.Schema):
                 )
 
 
-def build_schema(settings: Settings) -> strawberry.Schema:
+def build_schema(
+    settings: Settings, *, extensions: Sequence[type[SchemaExtension]] = ()
+) -> strawberry.Schema:
+    """The schema, with ``extensions`` (e.g. the metrics' operation counter) run first."""
     # The depth and alias limiters are validation rules whose classes are made per instance;
     # make them once so the validation cache (keyed by the rule classes) hits on every request.
     limit_rules = [
@@ -184,6 +189,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         # Factories, not instances: each request gets fresh extension objects (they hold the
         # execution context); the parse and validation caches behind them are shared.
         extensions=[
+            *extensions,
             lambda: ParserCache(maxsize=512),
             lambda: MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
             SpecSelectionSets,

@@ -267,6 +267,11 @@ class Settings(BaseSettings):
     graphql_max_depth: int = Field(12, description="Maximum query depth.")
     graphql_max_tokens: int = Field(2000, description="Maximum tokens in one GraphQL document.")
     graphql_max_aliases: int = Field(20, description="Maximum aliases in one GraphQL document.")
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token a Prometheus scraper sends to read `/metrics` "
+        "(`Authorization: Bearer <token>`). Without it `/metrics` answers in development only.",
+    )
     rpc_timeout_seconds: float = Field(10.0, description="Timeout of one JSON-RPC request.")
     log_level: str = Field("INFO", description="Python log level.")
 

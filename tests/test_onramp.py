@@ -49,11 +49,12 @@ from programs.demo import DEMO_PROGRAMS
 from programs.models import Device
 from programs.models import Enrollment as EnrollmentRow
 from relayer.models import RelayTransaction
-from relayer.runner import RunningRelayer, start_relayer
+from relayer.runner import RunningRelayer
 from tests.conftest import STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET
 from tests.support.graphql import gql
 from tests.support.issuer import TestIssuer
 from tests.support.ports import free_port
+from tests.support.relayer_pause import relayer_paused
 from tests.support.stripe import Delivery, StripeTestClient, WebhookTap, sign, signed_event
 from tests.support.wallets import ChainReader, Customer, new_customer
 from tests.test_enrollment_flow import ENROLL, VIEWER_ENROLLMENTS, add_device, program_id
@@ -639,22 +640,6 @@ async def enrollment_once_final(
             return row
         assert time.monotonic() < deadline, row.status
         await asyncio.sleep(0.1)
-
-
-@contextlib.asynccontextmanager
-async def relayer_paused(running: RunningRelayer, services: Services) -> AsyncIterator[None]:
-    """The session's relayer worker stopped for the block (jobs stay QUEUED), then started
-    again in place for the tests that follow."""
-    try:
-        await running.shutdown()
-        yield
-    finally:
-        restarted = await start_relayer(services, name="test-relayer")
-        running.worker, running.stop, running.task = (
-            restarted.worker,
-            restarted.stop,
-            restarted.task,
-        )
 
 
 async def test_a_card_paid_enrollment_becomes_active_after_the_payment_webhook(

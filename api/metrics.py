@@ -1,0 +1,459 @@
+"""Prometheus metrics at ``/metrics``: what an operator watches and alerts on.
+
+Two kinds:
+
+- **the deployment's state, read when scraped** from the database and the chain, so a scrape
+  of any API process shows the whole deployment, the relayer and onramp workers included
+  (they may run as their own processes, which serve no HTTP): relayed transactions waiting in
+  each state and the age of the oldest, transactions failed in the last hour, each relayer
+  key's native balance and nonces (the ones the database assigned against the chain's), each
+  sponsor's funds and spending, card payments waiting on the processor, and Stripe events not
+  yet processed. A source that cannot be read shows ``ovpp_scrape_source_up 0`` and leaves its
+  metrics out, rather than failing the scrape;
+- **this process's own counters**: HTTP requests by route, method and status with their
+  duration, and GraphQL operations by root field and outcome.
+
+Who may scrape: with ``OVPP_METRICS_TOKEN`` set, a request must carry
+``Authorization: Bearer <token>``; without it, ``/metrics`` answers in development only (in
+production it is not there: sponsor budgets and key balances are not for the internet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from sqlalchemy import func, select
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry.extensions import SchemaExtension
+
+from core.container import Services
+from core.db import utc_now
+from core.settings import Settings
+from identity.models import Tenant
+from onramp.models import OnrampPayment, PaymentStatus, StripeEvent
+from relayer.models import RelayerKey, RelayStatus, RelayTransaction, Sponsor
+
+logger = logging.getLogger("api.metrics")
+
+WAITING_STATUSES = (
+    RelayStatus.QUEUED,
+    RelayStatus.SIGNED,
+    RelayStatus.SUBMITTED,
+    RelayStatus.MINED,
+)
+"""Relayed transactions not final yet: the relayer's backlog."""
+ONRAMP_WAITING_STATUSES = (
+    PaymentStatus.PAID,
+    PaymentStatus.DELIVERING,
+    PaymentStatus.DELIVERY_FAILED,
+)
+"""Card payments the processor still has to act on (deliver, confirm, or refund)."""
+SCRAPE_TIMEOUT_SECONDS = 5.0
+ROUTES = ("/graphql", "/webhooks/stripe", "/healthz", "/readyz", "/metrics")
+"""Routes labelled by their path; everything else is ``/app`` (the web app) or ``other``, so
+a client cannot grow the label set."""
+
+
+def route_label(path: str) -> str:
+    if path in ROUTES:
+        return path
+    if path == "/app" or path.startswith("/app/"):
+        return "/app"
+    return "other"
+
+
+class Metrics:
+    """One application's registry: its process counters and the scrape-time collector."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.http_requests = Counter(
+            "ovpp_http_requests",
+            "HTTP requests answered by this process.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.http_duration = Histogram(
+            "ovpp_http_request_duration_seconds",
+            "Time to answer an HTTP request in this process (not websocket sessions).",
+            ["route"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.graphql_operations = Counter(
+            "ovpp_graphql_operations",
+            "GraphQL operations executed by this process, by root field (the first of the "
+            "operation; `unknown` when it did not parse or validate) and outcome (`ok`, or "
+            "`error` when the response carries errors). Typed results such as "
+            "InsufficientFunds are `ok`: they are answers.",
+            ["operation_type", "field", "outcome"],
+            registry=self.registry,
+        )
+
+    async def render(self, services: Services | None) -> bytes:
+        """The exposition text: this process's counters, then the deployment's state read
+        now (into a registry of its own, so concurrent scrapes share nothing)."""
+        state = CollectorRegistry(auto_describe=False)
+        state.register(_Families(await deployment_state(services, self.settings)))
+        return generate_latest(self.registry) + generate_latest(state)
+
+
+class _Families:
+    """A collector of families already read (collectors are synchronous; the reads are not)."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families
+
+
+# -- the deployment's state -------------------------------------------------------------------
+
+
+async def deployment_state(services: Services | None, settings: Settings) -> list[Metric]:
+    if services is None:
+        return []
+    up = GaugeMetricFamily(
+        "ovpp_scrape_source_up",
+        "1 when this scrape could read the source, 0 when it could not (its metrics are left out).",
+        labels=["source"],
+    )
+    families: list[Metric] = [up]
+    readings = await asyncio.gather(
+        _bounded(_database_state(services)),
+        _bounded(_chain_state(services, settings)),
+        return_exceptions=True,
+    )
+    for source, reading in zip(("database", "chain"), readings, strict=True):
+        if isinstance(reading, BaseException):
+            if not isinstance(reading, Exception):
+                raise reading
+            logger.warning("metrics: could not read the %s: %s", source, reading)
+            up.add_metric([source], 0)
+        else:
+            up.add_metric([source], 1)
+            families.extend(reading)
+    return families
+
+
+async def _bounded(reading: Any) -> Any:
+    async with asyncio.timeout(SCRAPE_TIMEOUT_SECONDS):
+        return await reading
+
+
+async def _database_state(services: Services) -> list[Metric]:
+    now = utc_now()
+    async with services.db.session() as session:
+        jobs = (
+            await session.execute(
+                select(
+                    RelayTransaction.status,
+                    func.count(),
+                    func.min(RelayTransaction.created_at),
+                )
+                .where(RelayTransaction.status.in_([s.value for s in WAITING_STATUSES]))
+                .group_by(RelayTransaction.status)
+            )
+        ).all()
+        failed_last_hour = (
+            await session.execute(
+                select(func.count()).where(
+                    RelayTransaction.status == RelayStatus.FAILED.value,
+                    RelayTransaction.updated_at >= now - timedelta(hours=1),
+                )
+            )
+        ).scalar_one()
+        keys = (
+            await session.execute(
+                select(
+                    RelayerKey.address, RelayerKey.slot, RelayerKey.enabled, RelayerKey.next_nonce
+                )
+            )
+        ).all()
+        sponsors = (
+            await session.execute(
+                select(Tenant.slug, Sponsor).join(Tenant, Tenant.id == Sponsor.tenant_id)
+            )
+        ).all()
+        payments = (
+            await session.execute(
+                select(OnrampPayment.status, func.count())
+                .where(OnrampPayment.status.in_([s.value for s in ONRAMP_WAITING_STATUSES]))
+                .group_by(OnrampPayment.status)
+            )
+        ).all()
+        clawbacks = (
+            await session.execute(
+                select(func.count()).where(OnrampPayment.clawback_required.is_(True))
+            )
+        ).scalar_one()
+        unprocessed, oldest_event = (
+            await session.execute(
+                select(func.count(), func.min(StripeEvent.received_at)).where(
+                    StripeEvent.processed_at.is_(None)
+                )
+            )
+        ).one()
+
+    waiting = GaugeMetricFamily(
+        "ovpp_relay_transactions_waiting",
+        "Relayed transactions not final yet, by status.",
+        labels=["status"],
+    )
+    oldest = GaugeMetricFamily(
+        "ovpp_relay_oldest_waiting_seconds",
+        "Age of the oldest relayed transaction in each waiting status, since it was requested "
+        "(0 when there is none).",
+        labels=["status"],
+    )
+    by_status = {status: (count, first) for status, count, first in jobs}
+    for status in WAITING_STATUSES:
+        count, first = by_status.get(status.value, (0, None))
+        waiting.add_metric([status.value], count)
+        oldest.add_metric([status.value], _age(now, first))
+    failed = GaugeMetricFamily(
+        "ovpp_relay_transactions_failed_last_hour",
+        "Relayed transactions that ended FAILED in the last hour.",
+        value=failed_last_hour,
+    )
+
+    enabled = GaugeMetricFamily(
+        "ovpp_relayer_key_enabled",
+        "1 for a relayer key that takes new transactions, 0 for one that only finishes its own.",
+        labels=["address", "slot"],
+    )
+    assigned = GaugeMetricFamily(
+        "ovpp_relayer_key_next_nonce",
+        "The next nonce the database will assign to the key (compare "
+        "ovpp_relayer_key_chain_nonce: the difference is what is assigned but not yet mined).",
+        labels=["address", "slot"],
+    )
+    for address, slot, is_enabled, next_nonce in keys:
+        enabled.add_metric([address, str(slot)], 1 if is_enabled else 0)
+        assigned.add_metric([address, str(slot)], next_nonce)
+
+    sponsor_families = {
+        name: GaugeMetricFamily(f"ovpp_sponsor_{name}_wei", help_text, labels=["utility"])
+        for name, help_text in (
+            ("funds", "Native-gas wei the utility has paid into its sponsorship."),
+            ("spent", "Wei charged to the sponsorship so far (reservations until settled)."),
+            ("remaining", "Funds less spent: what the sponsorship can still pay."),
+            ("period_spent", "Wei charged in the current period."),
+            ("period_cap", "The most the sponsorship pays in one period."),
+        )
+    }
+    sponsor_active = GaugeMetricFamily(
+        "ovpp_sponsor_active",
+        "1 while the utility sponsors, 0 when it stopped.",
+        labels=["utility"],
+    )
+    for slug, sponsor in sponsors:
+        values = {
+            "funds": sponsor.funds_wei,
+            "spent": sponsor.spent_wei,
+            "remaining": max(sponsor.funds_wei - sponsor.spent_wei, 0),
+            "period_spent": sponsor.period_spent_wei,
+            "period_cap": sponsor.period_cap_wei,
+        }
+        for name, value in values.items():
+            sponsor_families[name].add_metric([slug], value)
+        sponsor_active.add_metric([slug], 1 if sponsor.active else 0)
+
+    onramp = GaugeMetricFamily(
+        "ovpp_onramp_payments_waiting",
+        "Card payments the processor still acts on, by status (DELIVERY_FAILED: until their "
+        "refund goes through, or for an operator when disputed).",
+        labels=["status"],
+    )
+    payment_counts = dict(payments)
+    for status in ONRAMP_WAITING_STATUSES:
+        onramp.add_metric([status.value], payment_counts.get(status.value, 0))
+    clawback = GaugeMetricFamily(
+        "ovpp_onramp_clawbacks_required",
+        "Delivered card payments whose money went back afterwards: an operator's decision.",
+        value=clawbacks,
+    )
+    events = GaugeMetricFamily(
+        "ovpp_stripe_events_unprocessed",
+        "Stripe webhook events received and not yet processed.",
+        value=unprocessed,
+    )
+    events_age = GaugeMetricFamily(
+        "ovpp_stripe_oldest_unprocessed_event_seconds",
+        "Age of the oldest unprocessed Stripe event since it was received (0 when none).",
+        value=_age(now, oldest_event),
+    )
+    return [
+        waiting,
+        oldest,
+        failed,
+        enabled,
+        assigned,
+        *sponsor_families.values(),
+        sponsor_active,
+        onramp,
+        clawback,
+        events,
+        events_age,
+    ]
+
+
+async def _chain_state(services: Services, settings: Settings) -> list[Metric]:
+    async with services.db.session() as session:
+        keys = (await session.execute(select(RelayerKey.address, RelayerKey.slot))).all()
+    calls: list[tuple[str, list[Any]]] = []
+    for address, _slot in keys:
+        calls.append(("eth_getBalance", [address, "latest"]))
+        calls.append(("eth_getTransactionCount", [address, "pending"]))
+    results = await services.chain.rpc.batch(calls) if calls else []
+    balance = GaugeMetricFamily(
+        "ovpp_relayer_key_balance_wei",
+        "A relayer key's native balance: what it has left to pay gas with.",
+        labels=["address", "slot"],
+    )
+    nonce = GaugeMetricFamily(
+        "ovpp_relayer_key_chain_nonce",
+        "The key's pending nonce as the node reports it.",
+        labels=["address", "slot"],
+    )
+    for position, (address, slot) in enumerate(keys):
+        wei, pending = results[2 * position : 2 * position + 2]
+        if isinstance(wei, str):
+            balance.add_metric([address, str(slot)], int(wei, 16))
+        if isinstance(pending, str):
+            nonce.add_metric([address, str(slot)], int(pending, 16))
+    low = GaugeMetricFamily(
+        "ovpp_relayer_low_balance_threshold_wei",
+        "OVPP_RELAYER_LOW_BALANCE_WEI: a key below it shows in /readyz and the logs.",
+        value=settings.relayer_low_balance_wei,
+    )
+    return [balance, nonce, low]
+
+
+def _age(now: Any, then: Any) -> float:
+    if then is None:
+        return 0.0
+    return max((now - then).total_seconds(), 0.0)
+
+
+# -- this process's counters ------------------------------------------------------------------
+
+
+class MetricsMiddleware:
+    """Counts and times each HTTP request by route, method and status (pure ASGI: the body
+    streams through untouched)."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = route_label(scope.get("path", ""))
+            self.metrics.http_requests.labels(route, scope.get("method", ""), str(status)).inc()
+            self.metrics.http_duration.labels(route).observe(time.perf_counter() - started)
+
+
+def graphql_operations_extension(metrics: Metrics) -> type[SchemaExtension]:
+    """A schema extension counting operations into ``metrics``."""
+
+    class CountOperations(SchemaExtension):
+        def on_operation(self) -> Iterator[None]:
+            failed = False
+            try:
+                yield
+            except BaseException:  # a parse or validation error is raised through the hook
+                failed = True
+                raise
+            finally:
+                self._count(failed=failed)
+
+        def _count(self, *, failed: bool) -> None:
+            context = self.execution_context
+            operation_type = field = "unknown"
+            with contextlib.suppress(RuntimeError):  # no document, or no such operation in it
+                operation_type = context.operation_type.value
+            field = _first_root_field(context.graphql_document, context.operation_name) or field
+            result = context.result
+            errors = failed or context.pre_execution_errors or getattr(result, "errors", None)
+            metrics.graphql_operations.labels(
+                operation_type, field, "error" if errors else "ok"
+            ).inc()
+
+    return CountOperations
+
+
+def _first_root_field(document: Any, operation_name: str | None) -> str | None:
+    """The first root field's name (not its alias) of the operation executed: bounded by the
+    schema, unlike operation names, which clients choose."""
+    if document is None:
+        return None
+    for definition in document.definitions:
+        selection_set = getattr(definition, "selection_set", None)
+        if getattr(definition, "operation", None) is None or selection_set is None:
+            continue
+        name = getattr(definition, "name", None)
+        if operation_name and (name is None or name.value != operation_name):
+            continue
+        for selection in selection_set.selections:
+            name = getattr(selection, "name", None)
+            if name is not None:
+                return name.value
+        return None
+    return None
+
+
+# -- the route --------------------------------------------------------------------------------
+
+
+def metrics_route_handler(metrics: Metrics) -> Any:
+    token = metrics.settings.metrics_token
+    expected = token.get_secret_value().encode() if token is not None else None
+    exposed = expected is not None or metrics.settings.is_development
+
+    async def serve_metrics(request: Request) -> Response:
+        if not exposed:
+            return PlainTextResponse("Not Found", status_code=404)
+        if expected is not None:
+            given = request.headers.get("authorization", "")
+            scheme, _, credential = given.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                credential.strip().encode(), expected
+            ):
+                return PlainTextResponse(
+                    "a bearer token (OVPP_METRICS_TOKEN) is required",
+                    status_code=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+                )
+        services = getattr(request.app.state, "services", None)
+        return Response(await metrics.render(services), media_type=CONTENT_TYPE_LATEST)
+
+    return serve_metrics

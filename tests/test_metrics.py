@@ -1,0 +1,217 @@
+"""``/metrics``: what it shows is what the database and the chain hold at that moment, the
+process counters count what the process answered, and outside development only a holder of
+``OVPP_METRICS_TOKEN`` may read it."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlmodel import func, select
+
+from api.app import create_app
+from chain.address_book import AddressBook
+from chain.deploy import Deployer
+from core.container import Services
+from core.settings import Settings
+from identity.models import Tenant
+from relayer.models import RelayerKey, RelayStatus, RelayTransaction, Sponsor
+from relayer.runner import RunningRelayer
+from tests.support.graphql import gql
+from tests.support.issuer import TestIssuer
+from tests.support.relayer_pause import relayer_paused
+from tests.support.utilities import fresh_utility
+from tests.support.wallets import ChainReader, new_customer, wait_for_status
+from tests.test_relayer_transfer import TRANSFER, quote
+
+OVPP = 10**18
+USD = 10**6
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+async def scrape(client: httpx.AsyncClient, **headers: str) -> Samples:
+    response = await client.get("/metrics", headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+async def queued_in_database(services: Services) -> int:
+    async with services.db.session() as session:
+        return (
+            await session.execute(
+                select(func.count()).where(RelayTransaction.status == RelayStatus.QUEUED.value)
+            )
+        ).scalar_one()
+
+
+async def test_the_relayers_backlog_and_keys_are_read_from_the_database_and_the_chain(
+    client,
+    relayer: RunningRelayer,
+    services: Services,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    chain = ChainReader(deployer, contracts)
+    customer = await new_customer(
+        client, test_issuer, deployer, contracts, ovpp=10 * OVPP, stablecoin=10 * USD
+    )
+    recipient = "0x" + uuid.uuid4().hex + uuid.uuid4().hex[:8]
+    async with relayer_paused(relayer, services):
+        fee_quote = await quote(
+            client, customer.token, token="OVPP", to=recipient, amount="1", feeToken="STABLECOIN"
+        )
+        body = await gql(
+            client,
+            TRANSFER,
+            {
+                "input": {
+                    "token": "OVPP",
+                    "to": recipient,
+                    "amount": "1",
+                    "feeToken": "STABLECOIN",
+                    "quoteId": fee_quote["id"],
+                    "idempotencyKey": str(uuid.uuid4()),
+                }
+            },
+            token=customer.token,
+        )
+        transaction = body["data"]["transfer"]
+        assert transaction["__typename"] == "Transaction", body
+        samples = await scrape(client)
+        queued = await queued_in_database(services)
+        async with services.db.session() as session:
+            keys = list((await session.execute(select(RelayerKey))).scalars())
+
+    assert queued >= 1
+    assert value(samples, "ovpp_scrape_source_up", source="database") == 1
+    assert value(samples, "ovpp_scrape_source_up", source="chain") == 1
+    assert value(samples, "ovpp_relay_transactions_waiting", status="QUEUED") == queued
+    assert value(samples, "ovpp_relay_oldest_waiting_seconds", status="QUEUED") > 0
+    assert keys
+    for key in keys:
+        labels = {"address": key.address, "slot": str(key.slot)}
+        # The relayer was still: nothing it holds moved between the scrape and these reads.
+        assert value(samples, "ovpp_relayer_key_balance_wei", **labels) == chain.native(
+            key.address
+        )
+        assert value(samples, "ovpp_relayer_key_chain_nonce", **labels) == (
+            chain.web3.eth.get_transaction_count(key.address, "pending")
+        )
+        assert value(samples, "ovpp_relayer_key_next_nonce", **labels) == key.next_nonce
+        assert value(samples, "ovpp_relayer_key_enabled", **labels) == (1 if key.enabled else 0)
+    assert (
+        value(samples, "ovpp_relayer_low_balance_threshold_wei")
+        == services.settings.relayer_low_balance_wei
+    )
+
+    final = await wait_for_status(client, customer.token, transaction["id"])
+    assert final["status"] == "CONFIRMED", final
+    after = await scrape(client)
+    assert value(after, "ovpp_relay_transactions_waiting", status="QUEUED") == (
+        await queued_in_database(services)
+    )
+
+
+async def test_a_sponsors_budget_is_shown_as_its_row_holds_it(client, services: Services) -> None:
+    funds = 7 * 10**17
+    async with fresh_utility(
+        services, audience="https://metrics.example", sponsor_funds_wei=funds
+    ) as (_issuer, tenant_id):
+        samples = await scrape(client)
+        async with services.db.session() as session:
+            slug = (await session.get(Tenant, tenant_id)).slug
+            sponsor = (
+                await session.execute(select(Sponsor).where(Sponsor.tenant_id == tenant_id))
+            ).scalar_one()
+    assert value(samples, "ovpp_sponsor_funds_wei", utility=slug) == funds
+    assert value(samples, "ovpp_sponsor_spent_wei", utility=slug) == sponsor.spent_wei
+    assert value(samples, "ovpp_sponsor_remaining_wei", utility=slug) == (
+        funds - sponsor.spent_wei
+    )
+    assert value(samples, "ovpp_sponsor_period_cap_wei", utility=slug) == sponsor.period_cap_wei
+    assert value(samples, "ovpp_sponsor_active", utility=slug) == 1
+
+
+async def test_the_process_counts_its_requests_and_graphql_operations(
+    client, test_issuer: TestIssuer, deployer: Deployer, contracts: AddressBook
+) -> None:
+    customer = await new_customer(client, test_issuer, deployer, contracts)
+    viewer = {"operation_type": "query", "field": "viewer", "outcome": "ok"}
+    broken = {"operation_type": "unknown", "field": "unknown", "outcome": "error"}
+    posted = {"route": "/graphql", "method": "POST", "status": "200"}
+    before = await scrape(client)
+
+    mine = "query Mine { me: viewer { wallet { address } } }"
+    body = await gql(client, mine, token=customer.token)
+    assert body["data"]["me"]["wallet"]["address"] == customer.address
+    response = await client.post("/graphql", json={"query": "{ viewer {"})
+    assert response.json()["errors"]
+    after = await scrape(client)
+
+    def grew(name: str, labels: dict[str, str]) -> float:
+        return (value(after, name, **labels) or 0) - (value(before, name, **labels) or 0)
+
+    # Labelled by the root field, not by the alias or the client's operation name.
+    assert grew("ovpp_graphql_operations_total", viewer) == 1
+    assert grew("ovpp_graphql_operations_total", broken) == 1
+    assert grew("ovpp_http_requests_total", posted) >= 1
+    assert grew("ovpp_http_request_duration_seconds_count", {"route": "/graphql"}) == 2
+    assert value(after, "ovpp_http_requests_total", route="/metrics", method="GET", status="200")
+
+
+@pytest.fixture
+def no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in os.environ:
+        if name.startswith("OVPP_"):
+            monkeypatch.delenv(name)
+
+
+async def served(settings: Settings, **headers: str) -> httpx.Response:
+    transport = httpx.ASGITransport(app=create_app(settings))
+    async with httpx.AsyncClient(transport=transport, base_url="https://wallet.example") as http:
+        return await http.get("/metrics", headers=headers)
+
+
+def production(**values: Any) -> Settings:
+    return Settings(
+        _env_file=None,
+        environment="production",
+        tenants=[
+            {
+                "slug": "bay-power",
+                "name": "Bay Power",
+                "issuer": "https://login.baypower.example",
+                "audience": "https://wallet.baypower.example",
+            }
+        ],
+        **values,
+    )
+
+
+@pytest.mark.usefixtures("no_outside_settings")
+async def test_outside_development_only_the_metrics_token_opens_it() -> None:
+    assert (await served(production())).status_code == 404
+    token = "scraper-" + uuid.uuid4().hex
+    settings = production(metrics_token=token)
+    refused = await served(settings)
+    assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
+    assert token not in refused.text
+    assert (await served(settings, authorization="Bearer wrong")).status_code == 401
+    assert (await served(settings, authorization=token)).status_code == 401
+    allowed = await served(settings, authorization=f"Bearer {token}")
+    assert allowed.status_code == 200
+    assert "ovpp_http_requests_total" in allowed.text
