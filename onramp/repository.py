@@ -13,7 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.db import insert_if_absent, utc_now
 from onramp.models import OnrampPayment, PaymentStatus, StripeEvent
 from programs.models import Enrollment, EnrollmentStatus
+from relayer.errors import NONCE_FILL_KEY_PREFIX
 from relayer.models import RelayTransaction
+from relayer.worker import NONCE_FILL
 
 
 async def payment_by_key(
@@ -234,9 +236,12 @@ async def all_payments(
     return list((await session.execute(statement)).scalars())
 
 
-async def nonce_filler_status(session: AsyncSession, job_id: str) -> str | None:
-    """The status of the zero-value transaction that took a refused job's relayer nonce."""
+async def nonce_filler_status(session: AsyncSession, job: RelayTransaction) -> str | None:
+    """The status of the zero-value transaction that took a refused job's relayer nonce: the
+    worker's filler on the job's wallet, never a row of another kind that holds its key."""
     statement = select(RelayTransaction.status).where(
-        RelayTransaction.idempotency_key == f"nonce-fill:{job_id}"
+        RelayTransaction.wallet_id == job.wallet_id,
+        RelayTransaction.kind == NONCE_FILL,
+        RelayTransaction.idempotency_key == f"{NONCE_FILL_KEY_PREFIX}{job.id}",
     )
     return (await session.execute(statement)).scalar_one_or_none()

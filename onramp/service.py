@@ -60,7 +60,12 @@ from onramp.stripe_gateway import (
 )
 from registry_client.types import Call
 from relayer.calls import Display, GasPayment, enqueue_calls, take_forwarder_nonces
-from relayer.errors import InvalidInput, QuoteExpired, require_idempotency_key
+from relayer.errors import (
+    ONRAMP_DELIVERY_KEY_PREFIX,
+    InvalidInput,
+    QuoteExpired,
+    require_idempotency_key,
+)
 from relayer.forwarder import ZERO_ADDRESS, erc20_transfer_data
 from relayer.keys import is_relayer_call
 from relayer.models import FINAL_STATUSES, RelayStatus, RelayTransaction
@@ -85,7 +90,7 @@ _PAYMENT_NAMESPACE = uuid.UUID("6f1b0f5e-3d0a-4c41-9d52-8a6c3f3f0e11")
 
 def delivery_key(payment_intent_id: str) -> str:
     """The delivery job's idempotency key: one per PaymentIntent, for ever."""
-    return f"onramp-delivery:{payment_intent_id}"
+    return f"{ONRAMP_DELIVERY_KEY_PREFIX}{payment_intent_id}"
 
 
 def payment_id_for(customer_id: str, idempotency_key: str) -> str:
@@ -727,7 +732,7 @@ async def refund_undelivered(services: Services, payment_id: str) -> str | None:
             else None
         )
         nonce_filler_status = (
-            await repository.nonce_filler_status(session, job.id) if job is not None else None
+            await repository.nonce_filler_status(session, job) if job is not None else None
         )
     if payment is None or payment.status != PaymentStatus.DELIVERY_FAILED:
         return None

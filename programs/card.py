@@ -33,7 +33,13 @@ from programs import service
 from programs.errors import CardPaymentUnavailable, NotEligible
 from programs.models import ERROR_LENGTH, Enrollment, EnrollmentStatus
 from relayer.calls import Display, GasPayment, enqueue_calls, required_nonces, take_forwarder_nonces
-from relayer.errors import InvalidInput, SponsorRefused, require_idempotency_key
+from relayer.errors import (
+    CARD_ENROLLMENT_PAYMENT_KEY_PREFIX,
+    ENROLL_KEY_PREFIX,
+    InvalidInput,
+    SponsorRefused,
+    require_idempotency_key,
+)
 from relayer.service import relayer_key_for
 from wallet.models import Wallet
 
@@ -59,7 +65,7 @@ class CardEnrollment:
 
 
 def _payment_key(idempotency_key: str) -> str:
-    return f"enrollment:{idempotency_key}"
+    return f"{CARD_ENROLLMENT_PAYMENT_KEY_PREFIX}{idempotency_key}"
 
 
 async def enroll_by_card(
@@ -312,7 +318,7 @@ async def _connect(
         payment=payment,
         gas_limit=service.ENROLL_TX_GAS,
         kind="ENROLL",
-        idempotency_key=f"enroll:{customer.id}:{enrollment.idempotency_key}",
+        idempotency_key=f"{ENROLL_KEY_PREFIX}{customer.id}:{enrollment.idempotency_key}",
         request_fingerprint=enrollment.request_fingerprint,
         display=Display(
             token=TokenKind.OVPP.value,

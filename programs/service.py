@@ -38,7 +38,14 @@ from registry_client.service import OnChainRoutingService, RoutingService
 from registry_client.types import PROTOCOLS, Call, RoutingRequest, RoutingResult, SiteAddress
 from relayer import sponsorship
 from relayer.calls import Display, GasPayment, enqueue_calls, required_nonces, take_forwarder_nonces
-from relayer.errors import InsufficientFunds, InvalidInput, SponsorRefused, require_idempotency_key
+from relayer.errors import (
+    ENROLL_KEY_PREFIX,
+    UNENROLL_KEY_PREFIX,
+    InsufficientFunds,
+    InvalidInput,
+    SponsorRefused,
+    require_idempotency_key,
+)
 from relayer.models import RelayStatus, RelayTransaction
 from relayer.pricing import GasQuote, fee_in_token
 from relayer.service import current_gas_price, open_debits, relayer_key_for
@@ -429,7 +436,7 @@ async def enroll(
         payment=payment,
         gas_limit=ENROLL_TX_GAS,
         kind="ENROLL",
-        idempotency_key=f"enroll:{account.customer.id}:{idempotency_key}",
+        idempotency_key=f"{ENROLL_KEY_PREFIX}{account.customer.id}:{idempotency_key}",
         request_fingerprint=fingerprint,
         display=Display(
             token=TokenKind.OVPP.value,
@@ -525,6 +532,7 @@ async def unenroll(
     enrollment_id: str,
     idempotency_key: str,
 ) -> Enrollment:
+    require_idempotency_key(idempotency_key)
     enrollment = await session.get(Enrollment, enrollment_id)
     if enrollment is None or enrollment.customer_id != account.customer.id:
         raise InvalidInput("no such enrollment", field="enrollmentId")
@@ -576,7 +584,7 @@ async def unenroll(
         payment=payment,
         gas_limit=UNENROLL_TX_GAS,
         kind="UNENROLL",
-        idempotency_key=f"unenroll:{enrollment.id}",
+        idempotency_key=f"{UNENROLL_KEY_PREFIX}{enrollment.id}",
         request_fingerprint=_fingerprint(enrollment.id, "unenroll"),
         display=Display(
             token=TokenKind.OVPP.value,

@@ -37,6 +37,7 @@ from chain.rpc import JsonRpc, RpcError, RpcUnavailable
 from core.container import Services
 from core.db import new_id, utc_now
 from relayer import sponsorship
+from relayer.errors import NONCE_FILL_KEY_PREFIX
 from relayer.forwarder import ForwardRequest, forwarder_calldata, nonces_call, sign_request
 from relayer.keys import enabled_keys, is_relayer_call, sealed_key_of
 from relayer.models import RelayAttempt, RelayerKey, RelayStatus, RelayTransaction
@@ -437,7 +438,7 @@ class RelayerWorker:
         filler = RelayTransaction(
             wallet_id=job.wallet_id,
             customer_id=job.customer_id,
-            idempotency_key=f"nonce-fill:{job.id}",
+            idempotency_key=f"{NONCE_FILL_KEY_PREFIX}{job.id}",
             request_fingerprint="nonce-fill",
             kind=NONCE_FILL,
             status=RelayStatus.SIGNED,
