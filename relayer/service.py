@@ -119,7 +119,7 @@ async def quote_transfer(
     transfer = validate_transfer(services, raw)
     settings = services.settings
     max_fee_per_gas = await current_gas_price(services)
-    sponsor, customer_day_spent = await sponsorship.with_customer_day(
+    sponsor, customer_day = await sponsorship.with_customer_day(
         session, tenant_id=tenant_id, customer_id=account.customer.id
     )
     sponsored = sponsor is not None and sponsor.active and sponsor.sponsors_transfers
@@ -129,7 +129,7 @@ async def quote_transfer(
     if sponsored:
         assert sponsor is not None
         sponsorship.require_budget(
-            sponsor, cost_wei=gas.max_cost_wei, customer_day_spent_wei=customer_day_spent
+            sponsor, cost_wei=gas.max_cost_wei, customer_day_spent_wei=customer_day.spent_wei
         )
         fee_amount = 0
     else:
@@ -344,19 +344,19 @@ async def request_transfer(
     with unlocked_key(sealed_key_of(account.wallet), keyring=services.keyring) as private_key:
         signed = [sign_request(r, private_key=private_key, separator=separator) for r in unsigned]
 
-    sponsor, customer_day_spent = None, 0
+    sponsor, customer_day = None, None
     cost_wei = quote.gas_limit * quote.max_fee_per_gas
     if quote.sponsored:
         # The sponsor's row lock serialises every sponsored transfer of the utility until this
         # transaction commits, so it is taken last: it covers the budget check and the inserts,
         # not the chain read and the signing above (docs/benchmarks.md).
-        sponsor, customer_day_spent = await sponsorship.with_customer_day(
+        sponsor, customer_day = await sponsorship.with_customer_day(
             session, sponsor_id=quote.sponsor_id, customer_id=account.customer.id, for_update=True
         )
         if sponsor is None:
             raise SponsorRefused("the sponsorship has ended", reason="NOT_ELIGIBLE")
         sponsorship.require_budget(
-            sponsor, cost_wei=cost_wei, customer_day_spent_wei=customer_day_spent
+            sponsor, cost_wei=cost_wei, customer_day_spent_wei=customer_day.spent_wei
         )
 
     job = RelayTransaction(
@@ -391,7 +391,7 @@ async def request_transfer(
                 relay_transaction_id=job.id,
                 amount_wei=cost_wei,
             ),
-            customer_day_spent_wei=customer_day_spent,
+            customer_day=customer_day,
         )
     return job
 

@@ -3,8 +3,8 @@ typed and names its reason, and never falls back to charging the customer."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,11 +27,10 @@ def _period_ended(sponsor: Sponsor) -> bool:
     return sponsor.period_started_at + timedelta(seconds=sponsor.period_seconds) <= utc_now()
 
 
-def _roll_period(sponsor: Sponsor) -> None:
-    """Start a new budget period when the current one has ended (its spending resets). Only
-    under the sponsor's lock (``reserve``): an unlocked row written back would overwrite what
-    a locked writer reserved in the new period."""
-    now = utc_now()
+def _roll_period(sponsor: Sponsor, *, now: datetime) -> None:
+    """Start a new budget period when the current one has ended at ``now`` (its spending
+    resets). Only under the sponsor's lock (``reserve``): an unlocked row written back would
+    overwrite what a locked writer reserved in the new period."""
     start = sponsor.period_started_at
     if start + timedelta(seconds=sponsor.period_seconds) > now:
         return
@@ -39,6 +38,13 @@ def _roll_period(sponsor: Sponsor) -> None:
         start += timedelta(seconds=sponsor.period_seconds)
     sponsor.period_started_at = start
     sponsor.period_spent_wei = 0
+
+
+class CustomerDay(NamedTuple):
+    """What a sponsor has spent on a customer on one UTC day (``YYYY-MM-DD``)."""
+
+    day: str
+    spent_wei: int
 
 
 async def _customer_day(session: AsyncSession, sponsor_id: str, customer_id: str, day: str) -> int:
@@ -159,12 +165,13 @@ async def with_customer_day(
     tenant_id: str | None = None,
     sponsor_id: str | None = None,
     for_update: bool = False,
-) -> tuple[Sponsor | None, int]:
+) -> tuple[Sponsor | None, CustomerDay]:
     """A utility's sponsor (by tenant or by id) and what it has spent on this customer today,
     in one statement; ``for_update`` locks the sponsor's row and re-reads it (see ``lock``),
-    then reads the customer's day in a second statement: a statement that waited for the lock
-    returns the sponsor's row as the lock holder left it, but any other row as it was before
-    (PostgreSQL's READ COMMITTED), and every writer of a customer's day holds that lock."""
+    then reads the customer's day (today as of the lock) in a second statement: a statement
+    that waited for the lock returns the sponsor's row as the lock holder left it, but any
+    other row as it was before (PostgreSQL's READ COMMITTED), and every writer of a customer's
+    day holds that lock."""
     parameters = {
         "customer_id": customer_id,
         "day": _today(),
@@ -173,13 +180,14 @@ async def with_customer_day(
     if for_update:
         lock_statement = _LOCK_BY_ID if sponsor_id is not None else _LOCK_BY_TENANT
         sponsor = (await session.execute(lock_statement, parameters)).scalar_one_or_none()
+        day = _today()
         if sponsor is None:
-            return None, 0
-        return sponsor, await _customer_day(session, sponsor.id, customer_id, parameters["day"])
+            return None, CustomerDay(day, 0)
+        return sponsor, CustomerDay(day, await _customer_day(session, sponsor.id, customer_id, day))
     row = (await session.execute(_WITH_CUSTOMER_DAY[sponsor_id is not None], parameters)).first()
     if row is None:
-        return None, 0
-    return row[0], int(row[1] or 0)
+        return None, CustomerDay(parameters["day"], 0)
+    return row[0], CustomerDay(parameters["day"], int(row[1] or 0))
 
 
 async def reserve(
@@ -188,17 +196,26 @@ async def reserve(
     sponsor: Sponsor,
     customer_id: str,
     charge: SponsorCharge,
-    customer_day_spent_wei: int | None = None,
+    customer_day: CustomerDay | None = None,
 ) -> None:
     """Record a sponsored job's worst-case cost in the running totals (sponsor row locked, so
-    the totals and the customer's day, known or read here, cannot move meanwhile)."""
-    _roll_period(sponsor)
+    the totals and the customer's day, known or read here, cannot move meanwhile).
+
+    One instant decides the period, the customer's day and the charge's ``created_at``, which
+    its settlement goes by: a reservation and its settlement always change the same day and
+    period, even at midnight. ``customer_day`` (read under the lock) is used only if it is
+    that day's; otherwise the day is read here."""
+    now = utc_now()
+    _roll_period(sponsor, now=now)
     sponsor.spent_wei += charge.amount_wei
     sponsor.period_spent_wei += charge.amount_wei
     session.add(sponsor)
-    day = _today()
-    if customer_day_spent_wei is None:
+    day = now.date().isoformat()
+    if customer_day is not None and customer_day.day == day:
+        customer_day_spent_wei = customer_day.spent_wei
+    else:
         customer_day_spent_wei = await _customer_day(session, sponsor.id, customer_id, day)
+    charge.created_at = now
     await upsert(
         session,
         SponsorCustomerDay.__table__,

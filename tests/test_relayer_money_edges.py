@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from sqlalchemy import text
@@ -15,6 +15,7 @@ from chain.address_book import AddressBook
 from chain.deploy import Deployer
 from core.container import Services
 from identity.service import provision
+from relayer import sponsorship
 from relayer.models import (
     FeeQuote,
     RelayStatus,
@@ -385,3 +386,62 @@ async def test_a_quote_at_a_new_period_does_not_reset_what_a_transfer_reserved_i
         ).scalar_one()
         sponsor = await session.get_one(Sponsor, sponsor_id)
     assert (sponsor.spent_wei, sponsor.period_spent_wei) == (12_345 + reserved, reserved)
+
+
+@pytest.mark.parametrize("own_stack", ["sqlite", "postgresql"], indirect=True)
+async def test_a_sponsored_transfer_at_midnight_reserves_and_settles_on_the_same_day(
+    own_stack: OwnStack,  # noqa: F811 (the fixture imported above)
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A sponsored transfer reads the customer's day at 23:59:59.999 UTC and reserves at
+    00:00:00.001 (the sponsor's lock, the signing and the inserts lie between). Once settled,
+    each day must count exactly the real cost of the transfers charged to it: the reservation
+    and its settlement go to one day, and a day never starts from another day's total."""
+    services = own_stack.services
+    sponsor_id = await sponsor_the_stacks_utility(own_stack)
+    sender = await new_sender(own_stack, test_issuer, deployer, contracts)
+    await queue_transfers(own_stack, [sender], count=1)
+    await work_until_final(own_stack)  # the customer's day (today) holds the first one's cost
+
+    before_midnight = datetime.combine(datetime.now(UTC).date(), time(23, 59, 59, 999_000), UTC)
+    clock = {"now": before_midnight}
+    monkeypatch.setattr(sponsorship, "utc_now", lambda: clock["now"])
+    reserve = sponsorship.reserve
+
+    async def reserve_after_midnight(*args: object, **kwargs: object) -> None:
+        clock["now"] = before_midnight + timedelta(milliseconds=2)
+        await reserve(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sponsorship, "reserve", reserve_after_midnight)
+    await queue_transfers(own_stack, [sender], count=1)
+    monkeypatch.undo()
+    await work_until_final(own_stack)
+
+    async with services.db.session() as session:
+        charges = list(
+            (
+                await session.execute(
+                    select(SponsorCharge).where(SponsorCharge.sponsor_id == sponsor_id)
+                )
+            ).scalars()
+        )
+        days = list(
+            (
+                await session.execute(
+                    select(SponsorCustomerDay).where(SponsorCustomerDay.sponsor_id == sponsor_id)
+                )
+            ).scalars()
+        )
+        sponsor = await session.get_one(Sponsor, sponsor_id)
+    assert all(charge.settled for charge in charges) and len(charges) == 2
+    charged_by_day: dict[str, int] = {}
+    for charge in charges:
+        day = charge.created_at.date().isoformat()
+        charged_by_day[day] = charged_by_day.get(day, 0) + charge.amount_wei
+    assert {day.day: day.spent_wei for day in days if day.spent_wei} == charged_by_day
+    total = sum(charge.amount_wei for charge in charges)
+    assert sum(day.spent_wei for day in days) == total
+    assert (sponsor.spent_wei, sponsor.period_spent_wei) == (total, total)
