@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 
+import pytest
 from sqlmodel import func, select
 
 from chain.address_book import AddressBook
@@ -16,7 +17,8 @@ from programs import service
 from programs.admin import utility_wallet
 from programs.models import Enrollment as EnrollmentRow
 from programs.models import Program
-from relayer.models import RelayTransaction
+from relayer import sponsorship
+from relayer.models import RelayTransaction, Sponsor
 from tests.conftest import AUDIENCE
 from tests.support.graphql import gql
 from tests.support.issuer import TestIssuer
@@ -394,3 +396,61 @@ def _utility_id_hex(slug: str) -> str:
     from registry_client.onchain import utility_id_of
 
     return utility_id_of(slug).hex()
+
+
+async def test_a_gas_sponsor_switched_off_while_enrolling_is_a_typed_refusal(
+    client,
+    relayer,
+    registry_demo,
+    services: Services,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``enroll`` decides from an unlocked read that the utility sponsors the gas (which fixes
+    how many forward requests it signs), and only then locks the sponsor. Switched off by an
+    operator in between, the sponsor refuses: a typed ``SponsorRefused``, never an unexpected
+    error, nothing queued, and never a fallback to charging the customer."""
+    customer = await new_customer(client, test_issuer, deployer, contracts, ovpp=50 * OVPP)
+    device = await add_device(client, customer.token, "Voltstack", "VS-13.5")
+    program = await program_id(services, "dr-battery-2026")
+    async with services.db.session() as session:
+        demo_sponsor = await sponsorship.sponsor_of_tenant(session, registry_demo.id)
+        assert demo_sponsor is not None
+        demo_sponsor.sponsors_transfers = True  # sponsors the gas of its customers' actions
+        session.add(demo_sponsor)
+    read_unlocked = sponsorship.sponsor_of_tenant
+    switched_off: list[str] = []
+
+    async def switched_off_after_the_read(session, tenant_id: str):  # type: ignore[no-untyped-def]
+        found = await read_unlocked(session, tenant_id)
+        if tenant_id == registry_demo.id and not switched_off:
+            async with services.db.session() as operator:
+                row = await operator.get_one(Sponsor, found.id)
+                row.active = False
+                operator.add(row)
+            switched_off.append(tenant_id)
+        return found
+
+    monkeypatch.setattr(sponsorship, "sponsor_of_tenant", switched_off_after_the_read)
+    jobs_before, enrollments_before = await counts(services)
+    try:
+        result = await enroll(
+            client,
+            customer.token,
+            deviceId=device,
+            programId=program,
+            protocol="OPENADR_3",
+            paymentMethod="WALLET",
+        )
+    finally:
+        monkeypatch.undo()
+        async with services.db.session() as session:
+            row = await session.get_one(Sponsor, demo_sponsor.id)
+            row.active, row.sponsors_transfers = True, False
+            session.add(row)
+    assert switched_off, "the sponsor was never read unlocked"
+    assert (result["__typename"], result.get("reason")) == ("SponsorRefused", "NOT_ELIGIBLE")
+    assert await counts(services) == (jobs_before, enrollments_before)
+    assert ChainReader(deployer, contracts).ovpp_of(customer.address) == 50 * OVPP
