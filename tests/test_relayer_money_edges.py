@@ -217,7 +217,7 @@ async def test_settling_a_charge_keeps_a_reservation_made_meanwhile_for_the_cust
         # The worker signs, sends and settles the first transfer; its settlement waits for the
         # sponsor's lock, which the second transfer holds until it commits.
         round_one = asyncio.create_task(worker.tick())
-        await settlement_waiting_for_the_lock(services)
+        await until_another_session_waits_for_a_lock(services)
         await second_session.commit()
         await second_session.close()
         await round_one
@@ -242,7 +242,7 @@ async def test_settling_a_charge_keeps_a_reservation_made_meanwhile_for_the_cust
     assert (day.spent_wei, sponsor.spent_wei, sponsor.period_spent_wei) == (total, total, total)
 
 
-async def settlement_waiting_for_the_lock(
+async def until_another_session_waits_for_a_lock(
     services: Services, *, unless_done: asyncio.Task | None = None
 ) -> None:
     """Until a statement of another session waits for a row lock (PostgreSQL), or the task
@@ -267,7 +267,7 @@ async def settlement_waiting_for_the_lock(
         if waiting:
             return
         await asyncio.sleep(0.02)
-    raise AssertionError("the worker's settlement never waited for the sponsor's lock")
+    raise AssertionError("no statement of another session waited for a lock")
 
 
 @pytest.mark.parametrize("own_stack", ["sqlite", "postgresql"], indirect=True)
@@ -300,7 +300,7 @@ async def test_a_sponsored_transfer_waiting_for_the_sponsor_reads_the_customers_
     second_transfer = asyncio.create_task(
         queue_transfer(own_stack, sender, fresh_address(), OVPP // 2)
     )
-    await settlement_waiting_for_the_lock(services)
+    await until_another_session_waits_for_a_lock(services)
     await settling.commit()
     await settling.close()
     second = await second_transfer
@@ -373,7 +373,7 @@ async def test_a_quote_at_a_new_period_does_not_reset_what_a_transfer_reserved_i
     )
     # Until the quote is made, or waits for the transfer's lock (it did when it wrote the
     # sponsor's row).
-    await settlement_waiting_for_the_lock(services, unless_done=another_quote)
+    await until_another_session_waits_for_a_lock(services, unless_done=another_quote)
     await transferring.commit()
     await transferring.close()
     assert "errors" not in await another_quote
