@@ -21,6 +21,7 @@ from chain.profiles import ChainProfile
 from chain.rpc import JsonRpc, RpcUnavailable
 from chain.tokens import TokenInfo, TokenKind
 from core.errors import ChainUnavailable, ConfigurationError
+from core.settings import rpc_url_shown
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,8 @@ class ChainClient:
         chain_id = await self._call(self.web3.eth.chain_id)
         if chain_id != self.profile.chain_id:
             raise ConfigurationError(
-                f"the node at {self.rpc_url} is chain {chain_id}, expected {self.profile.chain_id}"
+                f"the node at {rpc_url_shown(self.rpc_url)} is chain {chain_id}, "
+                f"expected {self.profile.chain_id}"
             )
         self.addresses = addresses
         contracts = [self.erc20(addresses.ovpp_token), self.erc20(addresses.stablecoin)]
@@ -124,7 +126,8 @@ class ChainClient:
         try:
             return await awaitable
         except (Web3Exception, OSError, TimeoutError) as error:
-            raise ChainUnavailable(f"the chain node at {self.rpc_url} is not reachable") from error
+            shown = rpc_url_shown(self.rpc_url)
+            raise ChainUnavailable(f"the chain node at {shown} is not reachable") from error
 
     async def close(self) -> None:
         await self.rpc.close()

@@ -16,6 +16,8 @@ from typing import Any
 
 import aiohttp
 
+from core.settings import rpc_url_shown
+
 
 @dataclass(frozen=True)
 class RpcError:
@@ -71,8 +73,12 @@ class JsonRpc:
             ) as response:
                 response.raise_for_status()
                 body = json.loads(await response.read())
+        except aiohttp.ClientResponseError as error:
+            # Its text names the URL, where hosted providers keep their API key.
+            raise RpcUnavailable(f"HTTP {error.status} {error.message}") from error
         except (aiohttp.ClientError, TimeoutError, ValueError) as error:
-            raise RpcUnavailable(str(error) or type(error).__name__) from error
+            text = (str(error) or type(error).__name__).replace(self.url, rpc_url_shown(self.url))
+            raise RpcUnavailable(text) from error
         if isinstance(body, dict):
             # One error object for the whole batch (too large, rate limited, …): nothing in it
             # was processed, so it is retried as a whole, never read as N failed calls.

@@ -17,7 +17,7 @@ from chain.profiles import deployer_key, profile_from_settings
 from core.container import load_keyring
 from core.db import Database
 from core.migrate import upgrade_to_head
-from core.settings import Settings, without_credentials
+from core.settings import Settings, rpc_url_shown, without_credentials
 from identity.dev_login import dev_subject
 from identity.dev_provider import DEFAULT_REDIRECT_URIS, DevOpenIDProvider
 from identity.principal import Principal
@@ -51,7 +51,8 @@ def local_stack(settings: Settings, progress: Progress) -> Iterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         profile = profile_from_settings(settings)
         progress(
-            f"chain: {profile.name} (chain id {profile.chain_id}) at {settings.resolved_rpc_url}"
+            f"chain: {profile.name} (chain id {profile.chain_id}) at "
+            f"{rpc_url_shown(settings.resolved_rpc_url)}"
         )
         already_running = "already answers there: using it (not started, nor stopped, by serve)"
         starts_chain = profile.is_local and settings.start_local_chain
