@@ -58,4 +58,7 @@ def parse_units(text: str, decimals: int) -> int:
         raise AmountError(f"at most {decimals} decimal places")
     if len(whole) > _MAX_WHOLE_DIGITS:
         raise AmountError("the amount is too large")
-    return int(whole or "0") * 10**decimals + int(fraction.ljust(decimals, "0") or "0")
+    value = int(whole or "0") * 10**decimals + int(fraction.ljust(decimals, "0") or "0")
+    if value >= 2**256:  # no token amount on chain (a uint256) and no NUMERIC(78) column holds it
+        raise AmountError("the amount is too large")
+    return value

@@ -4,15 +4,19 @@ exactly, and a sponsor's running totals that stay true to what it paid."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import select
 
 from chain.address_book import AddressBook
 from chain.deploy import Deployer
+from chain.tokens import AmountError, parse_units
 from core.container import Services
 from identity.service import provision
 from relayer import sponsorship
@@ -27,7 +31,7 @@ from relayer.models import (
 )
 from relayer.service import TransferInput, request_transfer
 from relayer.sponsorship import settle_charges
-from relayer.worker import RelayerWorker
+from relayer.worker import NONCE_FILL, RelayerWorker
 from tests.support.graphql import error_codes, gql
 from tests.support.issuer import TestIssuer
 from tests.support.wallets import fresh_address, new_customer
@@ -38,6 +42,7 @@ from tests.test_relayer_recovery import (  # noqa: F401 (own_stack: a fixture)
     queue_transfer,
     queue_transfers,
     sponsor_the_stacks_utility,
+    tick_until,
     work_until_final,
 )
 from tests.test_relayer_transfer import QUOTE, TRANSFER, quote
@@ -45,6 +50,21 @@ from wallet.models import Wallet
 
 OVPP = 10**18
 USD = 10**6
+
+
+@pytest.mark.parametrize("decimals", [0, 6, 18])
+def test_no_amount_of_2_to_the_256_base_units_or_more_is_parsed(decimals: int) -> None:
+    """Whatever the token's decimals: a uint256 on chain, NUMERIC(78, 0) in the database.
+    With 18 decimals a 78-digit whole part alone would be up to 10**96 base units."""
+    largest = 2**256 - 1
+    whole, fraction = divmod(largest, 10**decimals)
+    text = f"{whole}.{fraction:0{decimals}d}" if decimals else str(whole)
+    assert parse_units(text, decimals) == largest
+    for too_large in (largest + 1, 10**78 * 10**decimals):
+        whole, fraction = divmod(too_large, 10**decimals)
+        text = f"{whole}.{fraction:0{decimals}d}" if decimals else str(whole)
+        with pytest.raises(AmountError, match="too large"):
+            parse_units(text, decimals)
 
 
 async def test_an_amount_is_parsed_exactly_whatever_its_number_of_digits(
@@ -173,6 +193,103 @@ async def test_a_sponsored_transfer_the_node_refuses_gives_its_reservation_back(
     assert (charge.settled, charge.amount_wei) == (True, 0)
     assert (sponsor.spent_wei, sponsor.period_spent_wei) == (0, 0)
     assert [day.spent_wei for day in days] == [0]
+
+
+@pytest.mark.parametrize("own_stack", ["sqlite", "postgresql"], indirect=True)
+async def test_the_node_refusing_sponsored_jobs_holds_no_sponsor_lock_while_the_gas_price_is_read(
+    own_stack: OwnStack,  # noqa: F811 (the fixture imported above)
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    """Two sponsored jobs the node refuses in one round: each fails and a filler takes its
+    relayer nonce, signed at a gas price read from the node. That read (a network call of up
+    to 10 s) must happen while no sponsor's row is locked, or every sponsored transfer of the
+    utility would wait on the node; both reservations are settled at 0."""
+    services = own_stack.services
+    sponsor_id = await sponsor_the_stacks_utility(own_stack)
+    sender = await new_sender(own_stack, test_issuer, deployer, contracts)
+    doomed = await queue_transfers(own_stack, [sender], count=2)
+    async with services.db.session() as session:
+        for transfer in doomed:
+            job = await session.get_one(RelayTransaction, transfer.job_id)
+            assert job.sponsored is True
+            job.gas_limit = 100_000_000  # anvil: "intrinsic gas too high"
+            session.add(job)
+
+    worker = RelayerWorker(services, name="test-relayer")
+    read_gas_price = worker._gas_price
+    sponsor_locked_during_reads: list[bool] = []
+
+    async def gas_price_probing_the_sponsor() -> tuple[int, int]:
+        sponsor_locked_during_reads.append(await sponsor_row_is_locked(services, sponsor_id))
+        return await read_gas_price()
+
+    worker._gas_price = gas_price_probing_the_sponsor  # type: ignore[method-assign]
+    try:
+        await tick_until(
+            worker,
+            services.db,
+            lambda counts: not counts.keys() & {RelayStatus.QUEUED, RelayStatus.SUBMITTED},
+        )
+    finally:
+        await worker.rpc.close()
+
+    async with services.db.session() as session:
+        jobs = [await session.get_one(RelayTransaction, t.job_id) for t in doomed]
+        charges = list(
+            (
+                await session.execute(
+                    select(SponsorCharge).where(
+                        SponsorCharge.relay_transaction_id.in_([t.job_id for t in doomed])
+                    )
+                )
+            ).scalars()
+        )
+        fillers = (
+            await session.execute(
+                select(RelayTransaction.id).where(RelayTransaction.kind == NONCE_FILL)
+            )
+        ).all()
+        sponsor = await session.get_one(Sponsor, sponsor_id)
+    assert [job.status for job in jobs] == [RelayStatus.FAILED] * 2
+    assert all("rejected by the node" in (job.error or "") for job in jobs)
+    assert len(fillers) == 2
+    assert sorted((c.settled, c.amount_wei) for c in charges) == [(True, 0)] * 2
+    assert (sponsor.spent_wei, sponsor.period_spent_wei) == (0, 0)
+    assert len(sponsor_locked_during_reads) >= 2  # the round's price, the fillers' price
+    assert not any(sponsor_locked_during_reads), sponsor_locked_during_reads
+
+
+async def sponsor_row_is_locked(services: Services, sponsor_id: str) -> bool:
+    """Whether another transaction holds the sponsor's row lock, tried without waiting: on
+    PostgreSQL the row lock itself; on SQLite the database's write lock, which every holder of
+    a sponsor's lock has (its single writer is what serialises sponsors there)."""
+    if services.db.is_sqlite:
+        path = make_url(services.settings.resolved_database_url).database
+        assert path is not None
+        probe = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            return True
+        finally:
+            if probe.in_transaction:
+                probe.execute("ROLLBACK")
+            probe.close()
+        return False
+    async with services.db.sessionmaker() as session:
+        try:
+            await session.execute(
+                text("SELECT id FROM sponsors WHERE id = :id FOR UPDATE NOWAIT"), {"id": sponsor_id}
+            )
+        except DBAPIError as error:
+            if getattr(error.orig, "sqlstate", None) == "55P03":  # lock_not_available
+                return True
+            raise
+        finally:
+            await session.rollback()
+        return False
 
 
 @pytest.mark.parametrize("own_stack", ["sqlite", "postgresql"], indirect=True)
