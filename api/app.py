@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp
 from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
@@ -34,6 +35,22 @@ class WalletGraphQL(GraphQL[RequestContext, None]):
         return RequestContext(
             services=request.app.state.services, request=request, response=response
         )
+
+
+class WalletApp(Starlette):
+    """Starlette with ``outer_middleware`` outside its own error handling: Starlette puts its
+    ``ServerErrorMiddleware`` outermost, so a 500 it answers would skip middleware given the
+    usual way; these see every response (its security headers, request id and count)."""
+
+    def __init__(self, *, outer_middleware: Sequence[Middleware], **kwargs: Any) -> None:
+        self.outer_middleware = list(outer_middleware)
+        super().__init__(**kwargs)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        app = super().build_middleware_stack()
+        for cls, args, kwargs in reversed(self.outer_middleware):
+            app = cls(app, *args, **kwargs)
+        return app
 
 
 def create_app(
@@ -84,7 +101,16 @@ def create_app(
         subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
         allow_queries_via_get=False,
     )
-    app = Starlette(
+    app = WalletApp(
+        outer_middleware=[
+            Middleware(MetricsMiddleware, metrics=metrics),
+            Middleware(RequestIdMiddleware),
+            Middleware(
+                SecurityHeadersMiddleware,
+                web_app_path="/app",
+                web_app_content_security_policy=web_app_content_security_policy(settings),
+            ),
+        ],
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
@@ -93,15 +119,6 @@ def create_app(
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             *web_app_routes(settings),
-        ],
-        middleware=[
-            Middleware(MetricsMiddleware, metrics=metrics),
-            Middleware(RequestIdMiddleware),
-            Middleware(
-                SecurityHeadersMiddleware,
-                web_app_path="/app",
-                web_app_content_security_policy=web_app_content_security_policy(settings),
-            ),
         ],
         lifespan=lifespan,
     )

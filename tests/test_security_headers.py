@@ -168,3 +168,20 @@ async def test_the_api_answers_nosniff_and_no_referrer_and_graphiql_is_not_under
         assert response.headers["referrer-policy"] == "no-referrer"
         # GraphiQL's page runs inline script from a CDN: the app's policy is the app's alone.
         assert "content-security-policy" not in response.headers
+
+
+async def test_an_unexpected_error_still_answers_with_the_headers_and_is_counted() -> None:
+    """A 500 comes from Starlette's outermost error handler: the headers, the request id and
+    the count must still be on it. (An app whose services never started fails every request.)"""
+    app = create_app(Settings(_env_file=None))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        failed = await client.post("/graphql", json={"query": "{ __typename }"})
+        metrics = await client.get("/metrics")
+    assert failed.status_code == 500
+    assert failed.headers["x-content-type-options"] == "nosniff"
+    assert failed.headers["referrer-policy"] == "no-referrer"
+    assert failed.headers["x-request-id"]
+    assert 'ovpp_http_requests_total{method="POST",route="/graphql",status="500"} 1.0' in (
+        metrics.text
+    )
