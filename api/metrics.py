@@ -29,6 +29,12 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    OperationDefinitionNode,
+)
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
@@ -44,6 +50,7 @@ from core.settings import Settings
 from identity.models import Tenant
 from onramp.models import OnrampPayment, PaymentStatus, StripeEvent
 from relayer.models import RelayerKey, RelayStatus, RelayTransaction, Sponsor
+from relayer.sponsorship import period_ended
 
 logger = logging.getLogger("api.metrics")
 
@@ -61,6 +68,8 @@ ONRAMP_WAITING_STATUSES = (
 )
 """Card payments the processor still has to act on (deliver, confirm, or refund)."""
 SCRAPE_TIMEOUT_SECONDS = 5.0
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""HTTP methods labelled as they are; any other is ``other`` (clients choose the method)."""
 ROUTES = ("/graphql", "/webhooks/stripe", "/healthz", "/readyz", "/metrics")
 """Routes labelled by their path; everything else is ``/app`` (the web app) or ``other``, so
 a client cannot grow the label set."""
@@ -266,7 +275,8 @@ async def _database_state(services: Services) -> list[Metric]:
             "funds": sponsor.funds_wei,
             "spent": sponsor.spent_wei,
             "remaining": max(sponsor.funds_wei - sponsor.spent_wei, 0),
-            "period_spent": sponsor.period_spent_wei,
+            # An ended period counts as spent 0 until a reservation rolls the row over.
+            "period_spent": 0 if period_ended(sponsor) else sponsor.period_spent_wei,
             "period_cap": sponsor.period_cap_wei,
         }
         for name, value in values.items():
@@ -378,7 +388,9 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_with_status)
         finally:
             route = route_label(scope.get("path", ""))
-            self.metrics.http_requests.labels(route, scope.get("method", ""), str(status)).inc()
+            method = scope.get("method", "")
+            method = method if method in METHODS else "other"
+            self.metrics.http_requests.labels(route, method, str(status)).inc()
             self.metrics.http_duration.labels(route).observe(time.perf_counter() - started)
 
 
@@ -401,9 +413,14 @@ def graphql_operations_extension(metrics: Metrics) -> type[SchemaExtension]:
             operation_type = field = "unknown"
             with contextlib.suppress(RuntimeError):  # no document, or no such operation in it
                 operation_type = context.operation_type.value
-            field = _first_root_field(context.graphql_document, context.operation_name) or field
+            refused = failed or bool(context.pre_execution_errors)
+            if not refused:
+                # Only a document that passed validation names fields of the schema: any
+                # other would let a client grow the label set at will.
+                document = context.graphql_document
+                field = _first_root_field(document, context.operation_name) or field
             result = context.result
-            errors = failed or context.pre_execution_errors or getattr(result, "errors", None)
+            errors = refused or getattr(result, "errors", None)
             metrics.graphql_operations.labels(
                 operation_type, field, "error" if errors else "ok"
             ).inc()
@@ -412,22 +429,39 @@ def graphql_operations_extension(metrics: Metrics) -> type[SchemaExtension]:
 
 
 def _first_root_field(document: Any, operation_name: str | None) -> str | None:
-    """The first root field's name (not its alias) of the operation executed: bounded by the
-    schema, unlike operation names, which clients choose."""
+    """The first root field's name (not its alias) of the operation executed, looking through
+    fragments; with a validated document, a field of the schema."""
     if document is None:
         return None
+    fragments = {
+        definition.name.value: definition
+        for definition in document.definitions
+        if isinstance(definition, FragmentDefinitionNode)
+    }
     for definition in document.definitions:
-        selection_set = getattr(definition, "selection_set", None)
-        if getattr(definition, "operation", None) is None or selection_set is None:
+        if not isinstance(definition, OperationDefinitionNode):
             continue
-        name = getattr(definition, "name", None)
-        if operation_name and (name is None or name.value != operation_name):
+        if operation_name and (definition.name is None or definition.name.value != operation_name):
             continue
-        for selection in selection_set.selections:
-            name = getattr(selection, "name", None)
-            if name is not None:
-                return name.value
+        return _first_field(definition.selection_set, fragments, depth=0)
+    return None
+
+
+def _first_field(selection_set: Any, fragments: dict[str, Any], *, depth: int) -> str | None:
+    if selection_set is None or depth > len(fragments):
         return None
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            return selection.name.value
+        if isinstance(selection, FragmentSpreadNode):
+            nested = fragments.get(selection.name.value)
+            found = _first_field(
+                nested.selection_set if nested else None, fragments, depth=depth + 1
+            )
+        else:  # an inline fragment
+            found = _first_field(selection.selection_set, fragments, depth=depth + 1)
+        if found is not None:
+            return found
     return None
 
 

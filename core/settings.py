@@ -270,7 +270,8 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         None,
         description="Bearer token a Prometheus scraper sends to read `/metrics` "
-        "(`Authorization: Bearer <token>`). Without it `/metrics` answers in development only.",
+        "(`Authorization: Bearer <token>`; at least 16 characters). Without it `/metrics` "
+        "answers in development only.",
     )
     rpc_timeout_seconds: float = Field(10.0, description="Timeout of one JSON-RPC request.")
     log_level: str = Field("INFO", description="Python log level.")
@@ -280,6 +281,14 @@ class Settings(BaseSettings):
     def _split_keks(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty value (an unset variable in a template) would let `Bearer ` through.
+        if value is not None and len(value.get_secret_value().strip()) < 16:
+            raise ValueError("must be at least 16 characters (or unset)")
         return value
 
     @field_validator("stripe_publishable_key")

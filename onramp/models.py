@@ -77,6 +77,8 @@ class OnrampPayment(SQLModel, table=True):
         UniqueConstraint("customer_id", "idempotency_key", name="uq_onramp_payment_key"),
         Index("ix_onramp_payments_status", "status"),
         Index("ix_onramp_payments_customer_created", "customer_id", "created_at"),
+        # Payments awaiting an operator's clawback decision, counted by /metrics.
+        Index("ix_onramp_payments_clawback", "clawback_required"),
     )
 
     id: str = Field(primary_key=True, max_length=36)

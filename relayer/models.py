@@ -64,6 +64,8 @@ class RelayTransaction(SQLModel, table=True):
         Index("ix_relay_tx_wallet_created", "wallet_id", "created_at"),
         # A wallet's open jobs (its pending debits), whatever their age.
         Index("ix_relay_tx_wallet_status", "wallet_id", "status"),
+        # The last hour's failures, counted by /metrics at every scrape.
+        Index("ix_relay_tx_status_updated", "status", "updated_at"),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)

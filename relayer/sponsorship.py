@@ -23,7 +23,7 @@ def _today() -> str:
     return utc_now().date().isoformat()
 
 
-def _period_ended(sponsor: Sponsor) -> bool:
+def period_ended(sponsor: Sponsor) -> bool:
     return sponsor.period_started_at + timedelta(seconds=sponsor.period_seconds) <= utc_now()
 
 
@@ -89,7 +89,7 @@ def require_budget(
         )
     # Judged as if the period had rolled, without rolling it: the sponsor may be an unlocked
     # row (a quote), and changing it would write it back.
-    period_spent_wei = 0 if _period_ended(sponsor) else sponsor.period_spent_wei
+    period_spent_wei = 0 if period_ended(sponsor) else sponsor.period_spent_wei
     if period_spent_wei + cost_wei > sponsor.period_cap_wei:
         raise SponsorRefused(
             f"{sponsor.name}'s budget for this period is spent",

@@ -6,23 +6,29 @@ from __future__ import annotations
 
 import os
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import ValidationError
+from sqlalchemy import update
 from sqlmodel import func, select
 
 from api.app import create_app
 from chain.address_book import AddressBook
 from chain.deploy import Deployer
+from chain.rpc import JsonRpc
 from core.container import Services
+from core.db import utc_now
 from core.settings import Settings
 from identity.models import Tenant
 from relayer.models import RelayerKey, RelayStatus, RelayTransaction, Sponsor
 from relayer.runner import RunningRelayer
 from tests.support.graphql import gql
 from tests.support.issuer import TestIssuer
+from tests.support.ports import free_port
 from tests.support.relayer_pause import relayer_paused
 from tests.support.utilities import fresh_utility
 from tests.support.wallets import ChainReader, new_customer, wait_for_status
@@ -105,9 +111,8 @@ async def test_the_relayers_backlog_and_keys_are_read_from_the_database_and_the_
     for key in keys:
         labels = {"address": key.address, "slot": str(key.slot)}
         # The relayer was still: nothing it holds moved between the scrape and these reads.
-        assert value(samples, "ovpp_relayer_key_balance_wei", **labels) == chain.native(
-            key.address
-        )
+        balance = float(chain.native(key.address))  # float64, as Prometheus carries it
+        assert value(samples, "ovpp_relayer_key_balance_wei", **labels) == balance
         assert value(samples, "ovpp_relayer_key_chain_nonce", **labels) == (
             chain.web3.eth.get_transaction_count(key.address, "pending")
         )
@@ -127,23 +132,56 @@ async def test_the_relayers_backlog_and_keys_are_read_from_the_database_and_the_
 
 
 async def test_a_sponsors_budget_is_shown_as_its_row_holds_it(client, services: Services) -> None:
-    funds = 7 * 10**17
+    funds, spent, period_spent = 7 * 10**17, 123_456_789, 45_678
     async with fresh_utility(
         services, audience="https://metrics.example", sponsor_funds_wei=funds
     ) as (_issuer, tenant_id):
-        samples = await scrape(client)
         async with services.db.session() as session:
             slug = (await session.get(Tenant, tenant_id)).slug
+            await session.execute(
+                update(Sponsor)
+                .where(Sponsor.tenant_id == tenant_id)
+                .values(spent_wei=spent, period_spent_wei=period_spent)
+            )
+        samples = await scrape(client)
+        async with services.db.session() as session:
+            # The period ended a moment ago: nothing is spent in the new one until a
+            # reservation rolls the row over.
+            await session.execute(
+                update(Sponsor)
+                .where(Sponsor.tenant_id == tenant_id)
+                .values(period_started_at=utc_now() - timedelta(days=400))
+            )
             sponsor = (
                 await session.execute(select(Sponsor).where(Sponsor.tenant_id == tenant_id))
             ).scalar_one()
+        ended = await scrape(client)
     assert value(samples, "ovpp_sponsor_funds_wei", utility=slug) == funds
-    assert value(samples, "ovpp_sponsor_spent_wei", utility=slug) == sponsor.spent_wei
-    assert value(samples, "ovpp_sponsor_remaining_wei", utility=slug) == (
-        funds - sponsor.spent_wei
-    )
+    assert value(samples, "ovpp_sponsor_spent_wei", utility=slug) == spent
+    # Prometheus values are float64: exact to about 16 significant digits, enough to alert on.
+    assert value(samples, "ovpp_sponsor_remaining_wei", utility=slug) == float(funds - spent)
+    assert value(samples, "ovpp_sponsor_period_spent_wei", utility=slug) == period_spent
     assert value(samples, "ovpp_sponsor_period_cap_wei", utility=slug) == sponsor.period_cap_wei
     assert value(samples, "ovpp_sponsor_active", utility=slug) == 1
+    assert sponsor.period_spent_wei == period_spent  # the row is unchanged …
+    assert value(ended, "ovpp_sponsor_period_spent_wei", utility=slug) == 0  # … the period not
+    assert value(ended, "ovpp_sponsor_spent_wei", utility=slug) == spent
+
+
+async def test_a_chain_that_cannot_be_read_leaves_its_metrics_out_not_the_scrape(
+    client, services: Services
+) -> None:
+    reachable = services.chain.rpc
+    services.chain.rpc = JsonRpc(f"http://127.0.0.1:{free_port()}", timeout_seconds=2)
+    try:
+        samples = await scrape(client)
+    finally:
+        await services.chain.rpc.close()
+        services.chain.rpc = reachable
+    assert value(samples, "ovpp_scrape_source_up", source="chain") == 0
+    assert value(samples, "ovpp_scrape_source_up", source="database") == 1
+    assert not [name for name, _ in samples if name.startswith("ovpp_relayer_key_balance")]
+    assert value(samples, "ovpp_relay_transactions_waiting", status="QUEUED") is not None
 
 
 async def test_the_process_counts_its_requests_and_graphql_operations(
@@ -171,6 +209,54 @@ async def test_the_process_counts_its_requests_and_graphql_operations(
     assert grew("ovpp_http_requests_total", posted) >= 1
     assert grew("ovpp_http_request_duration_seconds_count", {"route": "/graphql"}) == 2
     assert value(after, "ovpp_http_requests_total", route="/metrics", method="GET", status="200")
+
+
+async def test_no_client_can_grow_the_label_sets(
+    client, test_issuer: TestIssuer, deployer: Deployer, contracts: AddressBook
+) -> None:
+    """Fields, fragments, methods and paths a client makes up all land on a few fixed labels;
+    a valid query through a fragment is labelled with the schema field it reaches."""
+    customer = await new_customer(client, test_issuer, deployer, contracts)
+    through_fragment = "query { ...Mine } fragment Mine on Query { viewer { wallet { address } } }"
+    body = await gql(client, through_fragment, token=customer.token)
+    assert body["data"]["viewer"]["wallet"]["address"] == customer.address
+    before = await scrape(client)
+    for n in range(5):
+        await client.post("/graphql", json={"query": f"{{ madeUp{n} }}"})
+        await client.post(
+            "/graphql",
+            json={"query": f"query {{ ...F{n} }} fragment F{n} on Query {{ __typename }}"},
+        )
+        await client.request(f"VERB{n}", "/graphql")
+        await client.get(f"/made/up/{n}")
+    after = await scrape(client)
+
+    def label_sets(samples: Samples, name: str) -> set[tuple[tuple[str, str], ...]]:
+        return {labels for sample, labels in samples if sample == name}
+
+    grown = label_sets(after, "ovpp_graphql_operations_total") - label_sets(
+        before, "ovpp_graphql_operations_total"
+    )
+    assert {dict(labels)["field"] for labels in grown} <= {"unknown", "__typename"}
+    methods = {dict(labels)["method"] for labels in label_sets(after, "ovpp_http_requests_total")}
+    routes = {dict(labels)["route"] for labels in label_sets(after, "ovpp_http_requests_total")}
+    assert not any(method.startswith("VERB") for method in methods) and "other" in methods
+    assert routes <= {
+        "/graphql",
+        "/webhooks/stripe",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/app",
+        "other",
+    }
+    assert value(
+        before,
+        "ovpp_graphql_operations_total",
+        operation_type="query",
+        field="viewer",
+        outcome="ok",
+    )
 
 
 @pytest.fixture
@@ -209,9 +295,18 @@ async def test_outside_development_only_the_metrics_token_opens_it() -> None:
     settings = production(metrics_token=token)
     refused = await served(settings)
     assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
-    assert token not in refused.text
     assert (await served(settings, authorization="Bearer wrong")).status_code == 401
     assert (await served(settings, authorization=token)).status_code == 401
+    assert (await served(settings, authorization="Bearer")).status_code == 401
     allowed = await served(settings, authorization=f"Bearer {token}")
     assert allowed.status_code == 200
     assert "ovpp_http_requests_total" in allowed.text
+
+
+@pytest.mark.usefixtures("no_outside_settings")
+@pytest.mark.parametrize("token", ["", "   ", "short-token"])
+def test_an_empty_or_short_metrics_token_is_refused_at_start(token: str) -> None:
+    """An unset variable in a deployment template arrives as "": it must not open /metrics to
+    `Authorization: Bearer `."""
+    with pytest.raises(ValidationError, match="metrics_token"):
+        production(metrics_token=token)
