@@ -20,7 +20,7 @@ from chain.address_book import AddressBook
 from chain.deploy import Deployer
 from chain.tokens import format_units
 from core.container import Services
-from core.migrate import alembic_config, upgrade_to_head
+from core.migrate import alembic_config
 from relayer.models import RelayStatus, RelayTransaction
 from relayer.worker import NONCE_FILL, PIPELINE_STATUSES, RelayerWorker
 from tests.support.graphql import error_codes, gql
@@ -143,7 +143,7 @@ async def test_a_key_squatted_before_the_refusal_no_longer_blocks_a_refused_jobs
             .where(RelayTransaction.id == doomed.job_id)
             .values(gas_limit=100_000_000)  # anvil: "intrinsic gas too high"
         )
-    await migrate_again_from(database_url, "0009")
+    await run_again(database_url, "0010", after="0009")
 
     await run_the_worker_until_nothing_is_open(own_stack)
 
@@ -165,22 +165,24 @@ async def test_a_key_squatted_before_the_refusal_no_longer_blocks_a_refused_jobs
     assert by_id[squatter.job_id].idempotency_key == squatter.job_id
 
 
-async def migrate_again_from(database_url: str, revision: str) -> None:
-    """The database marked as being at ``revision`` and upgraded to head again: what a
-    deployment of the newer revisions does to rows stored before them."""
+async def run_again(database_url: str, revision: str, *, after: str) -> None:
+    """Revision ``revision`` run again over a database marked as being at ``after`` (its
+    parent), then marked at head: what deploying that revision does to rows stored before it,
+    without re-running the later revisions (which would create their indexes twice)."""
     engine = create_async_engine(database_url)
     try:
         async with engine.begin() as connection:
 
-            def stamp(sync_connection: object) -> None:
+            def run(sync_connection: object) -> None:
                 config = alembic_config(database_url)
                 config.attributes["connection"] = sync_connection
-                command.stamp(config, revision)
+                command.stamp(config, after)
+                command.upgrade(config, revision)
+                command.stamp(config, "head")
 
-            await connection.run_sync(stamp)
+            await connection.run_sync(run)
     finally:
         await engine.dispose()
-    await upgrade_to_head(database_url)
 
 
 async def transfer_with_key(stack: OwnStack, token: str, idempotency_key: str) -> dict:
