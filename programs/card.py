@@ -266,13 +266,6 @@ async def _connect(
         return await _fail(
             session, enrollment.id, "the OVPP bought for the fee is no longer in the wallet"
         )
-    claimed = await session.execute(
-        update(Enrollment)
-        .where(Enrollment.id == enrollment.id, Enrollment.status == EnrollmentStatus.FEE_PENDING)
-        .values(status=EnrollmentStatus.CONNECTING.value, updated_at=utc_now())
-    )
-    if not claimed.rowcount:
-        return None
     registry = service.registry_of(services)
     routing = check.routing
     calls = [
@@ -284,6 +277,12 @@ async def _connect(
             protocol=enrollment.protocol,
         ),
     ]
+    token_fee = GasPayment(fee_token=service.ovpp_token(services), fee_amount=gas_fee)
+    nonce_count = required_nonces(calls, GasPayment() if check.gas_sponsored else token_fee)
+    # The locks in the order of every relayed action (request_transfer, enroll): the wallet
+    # first (its forwarder nonces, the first write), then the sponsor. The gas payment is
+    # decided before the enrollment is claimed, so a refusal fails it from FEE_PENDING.
+    first_nonce = await take_forwarder_nonces(session, wallet_id=wallet.id, count=nonce_count)
     try:
         payment = (
             await service._gas_payment(
@@ -296,18 +295,25 @@ async def _connect(
                 gas_fee=0,
             )
             if check.gas_sponsored
-            else GasPayment(fee_token=service.ovpp_token(services), fee_amount=gas_fee)
+            else token_fee
         )
     except SponsorRefused as refusal:
+        await take_forwarder_nonces(session, wallet_id=wallet.id, count=-nonce_count)
         return await _fail(
             session,
             enrollment.id,
             f"the utility's gas sponsorship refused: {refusal.message}",
             bought_kept=True,
         )
-    first_nonce = await take_forwarder_nonces(
-        session, wallet_id=wallet.id, count=required_nonces(calls, payment)
+    assert required_nonces(calls, payment) == nonce_count
+    claimed = await session.execute(
+        update(Enrollment)
+        .where(Enrollment.id == enrollment.id, Enrollment.status == EnrollmentStatus.FEE_PENDING)
+        .values(status=EnrollmentStatus.CONNECTING.value, updated_at=utc_now())
     )
+    if not claimed.rowcount:  # a concurrent step connected or failed it first
+        await take_forwarder_nonces(session, wallet_id=wallet.id, count=-nonce_count)
+        return None
     job = await enqueue_calls(
         session,
         services=services,

@@ -48,6 +48,7 @@ from programs.admin import publish_program
 from programs.demo import DEMO_PROGRAMS
 from programs.models import Device
 from programs.models import Enrollment as EnrollmentRow
+from relayer import sponsorship
 from relayer.models import RelayTransaction
 from relayer.runner import RunningRelayer
 from tests.conftest import STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET
@@ -58,6 +59,7 @@ from tests.support.relayer_pause import relayer_paused
 from tests.support.stripe import Delivery, StripeTestClient, WebhookTap, sign, signed_event
 from tests.support.wallets import ChainReader, Customer, new_customer
 from tests.test_enrollment_flow import ENROLL, VIEWER_ENROLLMENTS, add_device, program_id
+from wallet.models import Wallet
 
 OVPP = 10**18
 USDC = 10**6
@@ -808,6 +810,94 @@ async def test_a_card_paid_enrollment_whose_program_closes_before_it_connects_ke
     # Every token bought is still in the wallet; no gas token was ever needed.
     assert chain.ovpp_of(customer.address) == Decimal(fee_payment["tokenAmount"]) * 10**18
     assert chain.native(customer.address) == 0
+
+
+async def test_a_card_paid_enrollment_whose_gas_sponsorship_refuses_fails_and_keeps_the_ovpp(
+    client,
+    live: Live,
+    processor: RunningProcessor,
+    registry_demo,
+    services: Services,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    """The utility sponsors its customers' gas, so the card buys only the connection fee; by
+    the time the fee arrives its sponsorship refuses (here: a 1-wei cap per transaction). The
+    enrollment fails saying why and where the OVPP bought is, instead of waiting in CONNECTING
+    with no transaction; nothing is queued, and the wallet's forwarder nonces are given back."""
+    chain = ChainReader(deployer, contracts)
+    async with services.db.session() as session:
+        demo_sponsor = await sponsorship.sponsor_of_tenant(session, registry_demo.id)
+        assert demo_sponsor is not None
+        before = (demo_sponsor.per_transaction_cap_wei, demo_sponsor.sponsors_transfers)
+        demo_sponsor = await sponsorship.configure_sponsor(
+            session, tenant_id=registry_demo.id, name=demo_sponsor.name, per_transaction_cap_wei=1
+        )
+        demo_sponsor.sponsors_transfers = True
+        session.add(demo_sponsor)
+    try:
+        customer = await new_customer(client, test_issuer, deployer, contracts)  # no OVPP
+        device = await add_device(client, customer.token, "Voltstack", "VS-13.5")
+        program = await program_id(services, "dr-battery-2026")
+        variables = {
+            "input": {
+                "deviceId": device,
+                "programId": program,
+                "protocol": "OPENADR_3",
+                "paymentMethod": "CARD",
+                "idempotencyKey": str(uuid.uuid4()),
+            }
+        }
+        query = ENROLL.replace("error\n", "error paymentClientSecret\n", 1)
+        enrollment = (await gql(client, query, variables, token=customer.token))["data"]["enroll"]
+        assert enrollment["status"] == "FEE_PENDING", enrollment
+        pi = enrollment["paymentClientSecret"].split("_secret_")[0]
+        payments = (await gql(client, PAYMENTS, token=customer.token))["data"]["viewer"]
+        fee_payment = next(p for p in payments["onrampPayments"] if p["paymentIntentId"] == pi)
+        assert Decimal(fee_payment["tokenAmount"]) == 5  # the fee alone: the gas is sponsored
+
+        await live.stripe.pay(pi)
+        row = await enrollment_once_final(services, enrollment["id"], timeout=60)
+    finally:
+        async with services.db.session() as session:
+            restored = await sponsorship.configure_sponsor(
+                session,
+                tenant_id=registry_demo.id,
+                name=demo_sponsor.name,
+                per_transaction_cap_wei=before[0],
+            )
+            restored.sponsors_transfers = before[1]
+            session.add(restored)
+
+    assert row.status == "FAILED" and row.connection_id is None
+    assert row.relay_transaction_id is None
+    seen = (await gql(client, VIEWER_ENROLLMENTS, token=customer.token))["data"]["viewer"]
+    [failed] = [e for e in seen["enrollments"] if e["id"] == enrollment["id"]]
+    assert failed["status"] == "FAILED"
+    assert failed["error"] == (
+        "the utility's gas sponsorship refused: "
+        f"{demo_sponsor.name} covers at most 1 wei of gas per transaction; "
+        f"{programs_service.BOUGHT_FEE_KEPT}"
+    )
+    node = await wait_payment(client, customer, fee_payment["id"], "DELIVERED")
+    assert node["refundedAmount"] == "0" and not node["clawbackRequired"], node
+    assert await live.stripe.refunds(pi) == []
+    assert chain.ovpp_of(customer.address) == Decimal(fee_payment["tokenAmount"]) * 10**18
+    async with services.db.session() as session:
+        enroll_jobs = (
+            await session.execute(
+                select(func.count())
+                .select_from(RelayTransaction)
+                .where(RelayTransaction.customer_id == row.customer_id)
+                .where(RelayTransaction.kind == "ENROLL")
+            )
+        ).scalar_one()
+        wallet = (
+            await session.execute(select(Wallet).where(Wallet.customer_id == row.customer_id))
+        ).scalar_one()
+    assert enroll_jobs == 0
+    assert wallet.next_forwarder_nonce == 0  # the nonces taken for the connection, given back
 
 
 # -- a real crash: `ovpp-wallet serve` killed between receiving the webhook and delivering --------
