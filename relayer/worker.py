@@ -347,6 +347,10 @@ class RelayerWorker:
             else:
                 assert isinstance(result, RpcError)
                 rejected.append((job_id, result.message))
+        # Read before the transaction: a refused job's filler and an underpriced job's new
+        # copy are signed at it, and the node call must not run while the rows below (and
+        # the refused jobs' sponsors) are locked.
+        gas_price = await self._gas_price() if rejected or underpriced else None
         now = utc_now()
         async with self.services.db.session() as session:
             if submitted:
@@ -372,18 +376,22 @@ class RelayerWorker:
                         .where(RelayTransaction.id.in_(mine))
                         .values(status=RelayStatus.SUBMITTED, submitted_at=now, updated_at=now)
                     )
+            refused_sponsored: list[str] = []
             for job_id, message in rejected:
-                wallet_id = await self._fail_and_fill(
-                    session, job_id, f"rejected by the node: {message}"
+                assert gas_price is not None
+                failed = await self._fail_and_fill(
+                    session, job_id, f"rejected by the node: {message}", gas_price=gas_price
                 )
-                if wallet_id is not None:
+                if failed is not None:
                     # Its nonce unused, the wallet's later requests would revert: they wait
                     # for the next round's resync.
-                    self.wallets_to_resync.add(wallet_id)
+                    self.wallets_to_resync.add(failed.wallet_id)
+                    if failed.sponsor_id is not None:
+                        refused_sponsored.append(failed.id)
             for job_id in underpriced:
                 job = await session.get(RelayTransaction, job_id)
                 if job is not None and job.status == RelayStatus.SIGNED:
-                    await self._bump(session, job)
+                    await self._bump(session, job, gas_price=gas_price)
                     session.add(job)
             # Nonce too low: maybe ours landed (a crash between send and commit). The receipt
             # step looks up every hash of these jobs; mark them submitted so it does.
@@ -396,13 +404,20 @@ class RelayerWorker:
                     )
                     .values(status=RelayStatus.SUBMITTED, submitted_at=now, updated_at=now)
                 )
+            # Nothing of a refused job was mined, so its sponsor paid nothing: its reservation
+            # is settled at 0, or it would count against the sponsor's funds and caps forever.
+            # One call for the round, last: it locks the sponsors in the order every settlement
+            # takes them (sorted), for the rest of this transaction only.
+            await sponsorship.settle_charges(session, dict.fromkeys(refused_sponsored, 0))
         return True
 
-    async def _fail_and_fill(self, session: AsyncSession, job_id: str, error: str) -> str | None:
+    async def _fail_and_fill(
+        self, session: AsyncSession, job_id: str, error: str, *, gas_price: tuple[int, int]
+    ) -> RelayTransaction | None:
         """The node refused the job's transaction: the job fails, and a zero-value transaction
-        to the relayer itself takes its nonce, so no gap stalls the key's later transactions.
-        Nothing of the job was mined, so its sponsor (if any) paid nothing: its reservation is
-        settled at 0, or it would count against the sponsor's funds and caps forever."""
+        to the relayer itself, signed at ``gas_price`` (read before the transaction), takes its
+        nonce, so no gap stalls the key's later transactions. Returns the failed job; its
+        sponsor's reservation is the caller's to settle (at 0, with the round's others)."""
         job = await session.get(RelayTransaction, job_id)
         if job is None or job.status != RelayStatus.SIGNED or job.relayer_nonce is None:
             return None
@@ -417,11 +432,9 @@ class RelayerWorker:
                 updated_at=utc_now(),
             )
         )
-        if job.sponsor_id is not None:
-            await sponsorship.settle_charges(session, {job.id: 0})
         key = await session.get(RelayerKey, job.relayer_key_id)
         assert key is not None
-        max_fee, tip = await self._gas_price()
+        max_fee, tip = gas_price
         with unlocked_account(sealed_key_of(key), keyring=self.services.keyring) as signer:
             signed = signer.sign_transaction(
                 {
@@ -463,7 +476,7 @@ class RelayerWorker:
         logger.warning(
             "%s: nonce %d of key %s filled after a rejection", self.name, nonce, key.address
         )
-        return job.wallet_id
+        return job
 
     async def resync_wallet(self, wallet_id: str) -> None:
         """After one of the wallet's jobs failed without executing, its later forward requests

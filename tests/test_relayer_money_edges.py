@@ -31,7 +31,7 @@ from relayer.models import (
 )
 from relayer.service import TransferInput, request_transfer
 from relayer.sponsorship import settle_charges
-from relayer.worker import NONCE_FILL, RelayerWorker
+from relayer.worker import NONCE_FILL, PIPELINE_STATUSES, RelayerWorker
 from tests.support.graphql import error_codes, gql
 from tests.support.issuer import TestIssuer
 from tests.support.wallets import fresh_address, new_customer
@@ -230,7 +230,7 @@ async def test_the_node_refusing_sponsored_jobs_holds_no_sponsor_lock_while_the_
         await tick_until(
             worker,
             services.db,
-            lambda counts: not counts.keys() & {RelayStatus.QUEUED, RelayStatus.SUBMITTED},
+            lambda counts: not counts.keys() & set(PIPELINE_STATUSES),
         )
     finally:
         await worker.rpc.close()
