@@ -27,7 +27,6 @@ from tests.support.graphql import error_codes, gql
 from tests.support.issuer import TestIssuer
 from tests.support.wallets import new_customer
 from tests.test_enrollment_flow import (
-    ENROLL,
     UNENROLL,
     add_device,
     enroll,
@@ -98,16 +97,7 @@ async def test_a_client_cannot_take_the_key_of_a_refused_jobs_nonce_filler(
 
     await run_the_worker_until_nothing_is_open(own_stack)
 
-    async with own_stack.services.db.session() as session:
-        jobs = list(
-            (
-                await session.execute(
-                    select(RelayTransaction).where(
-                        RelayTransaction.relayer_key_id == doomed_sender.relayer_key_id
-                    )
-                )
-            ).scalars()
-        )
+    jobs = await jobs_on_relayer_key(own_stack, doomed_sender.relayer_key_id)
     by_id = {job.id: job for job in jobs}
     assert by_id[doomed.job_id].status == RelayStatus.FAILED, by_id[doomed.job_id].error
     assert [job.status for job in jobs if job.kind == NONCE_FILL] == [RelayStatus.CONFIRMED]
@@ -147,22 +137,21 @@ async def test_a_key_squatted_before_the_refusal_no_longer_blocks_a_refused_jobs
 
     await run_the_worker_until_nothing_is_open(own_stack)
 
-    async with own_stack.services.db.session() as session:
-        jobs = list(
-            (
-                await session.execute(
-                    select(RelayTransaction).where(
-                        RelayTransaction.relayer_key_id == doomed_sender.relayer_key_id
-                    )
-                )
-            ).scalars()
-        )
+    jobs = await jobs_on_relayer_key(own_stack, doomed_sender.relayer_key_id)
     by_id = {job.id: job for job in jobs}
     assert by_id[doomed.job_id].status == RelayStatus.FAILED, by_id[doomed.job_id].error
     assert [job.status for job in jobs if job.kind == NONCE_FILL] == [RelayStatus.CONFIRMED]
     assert by_id[following.job_id].status == RelayStatus.CONFIRMED
     assert by_id[squatter.job_id].status == RelayStatus.CONFIRMED
     assert by_id[squatter.job_id].idempotency_key == squatter.job_id
+
+
+async def jobs_on_relayer_key(stack: OwnStack, relayer_key_id: str) -> list[RelayTransaction]:
+    async with stack.services.db.session() as session:
+        statement = select(RelayTransaction).where(
+            RelayTransaction.relayer_key_id == relayer_key_id
+        )
+        return list((await session.execute(statement)).scalars())
 
 
 async def run_again(database_url: str, revision: str, *, after: str) -> None:
@@ -232,22 +221,15 @@ async def test_a_transfer_keyed_like_an_enrollments_call_cannot_break_the_enroll
     )
 
     device = await add_device(client, customer.token, "Voltstack", "VS-13.5")
-    body = await gql(
+    enrolled = await enroll(
         client,
-        ENROLL,
-        {
-            "input": {
-                "deviceId": device,
-                "programId": await program_id(services, "dr-battery-2026"),
-                "protocol": "OPENADR_3",
-                "paymentMethod": "WALLET",
-                "idempotencyKey": "join-1",
-            }
-        },
-        token=customer.token,
+        customer.token,
+        deviceId=device,
+        programId=await program_id(services, "dr-battery-2026"),
+        protocol="OPENADR_3",
+        paymentMethod="WALLET",
+        idempotencyKey="join-1",
     )
-    assert "errors" not in body, body
-    enrolled = body["data"]["enroll"]
     assert enrolled["__typename"] == "Enrollment", enrolled
     assert (await wait_enrollment(client, customer.token, enrolled["id"]))["status"] == "ACTIVE"
     assert (squatting["__typename"], squatting.get("field")) == ("InvalidInput", "idempotencyKey")
@@ -286,22 +268,15 @@ async def test_every_mutation_refuses_a_key_in_an_internal_namespace(
             "transfer": await transfer_with_key_through(client, customer.token, key),
         }
         for method in ("WALLET", "SPONSOR", "CARD"):
-            body = await gql(
+            refusals[f"enroll {method}"] = await enroll(
                 client,
-                ENROLL,
-                {
-                    "input": {
-                        "deviceId": device,
-                        "programId": program,
-                        "protocol": "OPENADR_2_0B",
-                        "paymentMethod": method,
-                        "idempotencyKey": key,
-                    }
-                },
-                token=customer.token,
+                customer.token,
+                deviceId=device,
+                programId=program,
+                protocol="OPENADR_2_0B",
+                paymentMethod=method,
+                idempotencyKey=key,
             )
-            assert "errors" not in body, body
-            refusals[f"enroll {method}"] = body["data"]["enroll"]
         body = await gql(
             client,
             UNENROLL,

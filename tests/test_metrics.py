@@ -32,7 +32,8 @@ from tests.support.ports import free_port
 from tests.support.relayer_pause import relayer_paused
 from tests.support.utilities import fresh_utility
 from tests.support.wallets import ChainReader, new_customer, wait_for_status
-from tests.test_relayer_transfer import TRANSFER, quote
+from tests.test_relayer_rules import send
+from tests.test_relayer_transfer import quote
 
 OVPP = 10**18
 USD = 10**6
@@ -80,23 +81,16 @@ async def test_the_relayers_backlog_and_keys_are_read_from_the_database_and_the_
         fee_quote = await quote(
             client, customer.token, token="OVPP", to=recipient, amount="1", feeToken="STABLECOIN"
         )
-        body = await gql(
+        transaction = await send(
             client,
-            TRANSFER,
-            {
-                "input": {
-                    "token": "OVPP",
-                    "to": recipient,
-                    "amount": "1",
-                    "feeToken": "STABLECOIN",
-                    "quoteId": fee_quote["id"],
-                    "idempotencyKey": str(uuid.uuid4()),
-                }
-            },
-            token=customer.token,
+            customer.token,
+            quote_id=fee_quote["id"],
+            token="OVPP",
+            to=recipient,
+            amount="1",
+            feeToken="STABLECOIN",
         )
-        transaction = body["data"]["transfer"]
-        assert transaction["__typename"] == "Transaction", body
+        assert transaction["__typename"] == "Transaction", transaction
         samples = await scrape(client)
         queued = await queued_in_database(services)
         async with services.db.session() as session:

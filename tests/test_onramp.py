@@ -644,6 +644,62 @@ async def enrollment_once_final(
         await asyncio.sleep(0.1)
 
 
+CARD_ENROLL = ENROLL.replace("error\n", "error paymentClientSecret\n", 1)
+
+
+@dataclass
+class CardEnrollment:
+    """A card-paid enrollment waiting for its fee, and the fee's unpaid card payment."""
+
+    customer: Customer
+    device: str
+    program: str
+    variables: dict[str, Any]
+    enrollment: dict[str, Any]
+    payment_intent_id: str
+    fee_payment: dict[str, Any]
+
+
+async def open_card_enrollment(
+    client: httpx.AsyncClient,
+    services: Services,
+    *,
+    issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> CardEnrollment:
+    """A new customer holding no OVPP asks to join dr-battery-2026 with a battery, paying by
+    card: the enrollment is FEE_PENDING and its fee payment is found by its PaymentIntent."""
+    customer = await new_customer(client, issuer, deployer, contracts)  # holds no OVPP
+    device = await add_device(client, customer.token, "Voltstack", "VS-13.5")
+    program = await program_id(services, "dr-battery-2026")
+    variables = {
+        "input": {
+            "deviceId": device,
+            "programId": program,
+            "protocol": "OPENADR_3",
+            "paymentMethod": "CARD",
+            "idempotencyKey": str(uuid.uuid4()),
+        }
+    }
+    body = await gql(client, CARD_ENROLL, variables, token=customer.token)
+    enrollment = body["data"]["enroll"]
+    assert enrollment["__typename"] == "Enrollment", body
+    assert enrollment["status"] == "FEE_PENDING", enrollment
+    pi = enrollment["paymentClientSecret"].split("_secret_")[0]
+    payments = (await gql(client, PAYMENTS, token=customer.token))["data"]["viewer"]
+    fee_payment = next(p for p in payments["onrampPayments"] if p["paymentIntentId"] == pi)
+    return CardEnrollment(
+        customer=customer,
+        device=device,
+        program=program,
+        variables=variables,
+        enrollment=enrollment,
+        payment_intent_id=pi,
+        fee_payment=fee_payment,
+    )
+
+
 async def test_a_card_paid_enrollment_becomes_active_after_the_payment_webhook(
     client,
     live: Live,
@@ -656,31 +712,17 @@ async def test_a_card_paid_enrollment_becomes_active_after_the_payment_webhook(
 ) -> None:
     chain = ChainReader(deployer, contracts)
     registry = programs_service.registry_of(services)
-    customer = await new_customer(client, test_issuer, deployer, contracts)  # holds no OVPP
-    device = await add_device(client, customer.token, "Voltstack", "VS-13.5")
-    program = await program_id(services, "dr-battery-2026")
-    key = str(uuid.uuid4())
-    variables = {
-        "input": {
-            "deviceId": device,
-            "programId": program,
-            "protocol": "OPENADR_3",
-            "paymentMethod": "CARD",
-            "idempotencyKey": key,
-        }
-    }
-    query = ENROLL.replace("error\n", "error paymentClientSecret\n", 1)
-    body = await gql(client, query, variables, token=customer.token)
-    enrollment = body["data"]["enroll"]
-    assert enrollment["__typename"] == "Enrollment", body
-    assert enrollment["status"] == "FEE_PENDING" and enrollment["paymentMethod"] == "CARD"
+    opened = await open_card_enrollment(
+        client, services, issuer=test_issuer, deployer=deployer, contracts=contracts
+    )
+    customer, device, program = opened.customer, opened.device, opened.program
+    enrollment, pi, fee_payment = opened.enrollment, opened.payment_intent_id, opened.fee_payment
+    assert enrollment["paymentMethod"] == "CARD"
     secret = enrollment["paymentClientSecret"]
-    pi = secret.split("_secret_")[0]
-    replay = (await gql(client, query, variables, token=customer.token))["data"]["enroll"]
+    body = await gql(client, CARD_ENROLL, opened.variables, token=customer.token)
+    replay = body["data"]["enroll"]
     assert replay["id"] == enrollment["id"] and replay["paymentClientSecret"] == secret
 
-    payments = (await gql(client, PAYMENTS, token=customer.token))["data"]["viewer"]
-    fee_payment = next(p for p in payments["onrampPayments"] if p["paymentIntentId"] == pi)
     assert fee_payment["purpose"] == "ENROLLMENT_FEE"
     assert fee_payment["enrollmentId"] == enrollment["id"]
     assert Decimal(fee_payment["tokenAmount"]) > 5  # the 5 OVPP fee and the gas fee
@@ -717,24 +759,11 @@ async def test_a_card_paid_enrollment_whose_fee_never_arrives_fails_and_is_refun
     contracts: AddressBook,
 ) -> None:
     chain = ChainReader(deployer, contracts)
-    customer = await new_customer(client, test_issuer, deployer, contracts)  # holds no OVPP
-    device = await add_device(client, customer.token, "Voltstack", "VS-13.5")
-    program = await program_id(services, "dr-battery-2026")
-    variables = {
-        "input": {
-            "deviceId": device,
-            "programId": program,
-            "protocol": "OPENADR_3",
-            "paymentMethod": "CARD",
-            "idempotencyKey": str(uuid.uuid4()),
-        }
-    }
-    query = ENROLL.replace("error\n", "error paymentClientSecret\n", 1)
-    enrollment = (await gql(client, query, variables, token=customer.token))["data"]["enroll"]
-    assert enrollment["status"] == "FEE_PENDING", enrollment
-    pi = enrollment["paymentClientSecret"].split("_secret_")[0]
-    payments = (await gql(client, PAYMENTS, token=customer.token))["data"]["viewer"]
-    fee_payment = next(p for p in payments["onrampPayments"] if p["paymentIntentId"] == pi)
+    opened = await open_card_enrollment(
+        client, services, issuer=test_issuer, deployer=deployer, contracts=contracts
+    )
+    customer, enrollment = opened.customer, opened.enrollment
+    pi, fee_payment = opened.payment_intent_id, opened.fee_payment
     async with relayer_paused(relayer, services):
         await pay_with_a_delivery_the_node_refuses(live, client, customer, services, fee_payment)
 
@@ -766,24 +795,11 @@ async def test_a_card_paid_enrollment_whose_program_closes_before_it_connects_ke
     the program meanwhile): the enrollment fails saying why and where the OVPP bought is; the
     card payment stays DELIVERED (the tokens are the customer's) and nothing is connected."""
     chain = ChainReader(deployer, contracts)
-    customer = await new_customer(client, test_issuer, deployer, contracts)  # holds no OVPP
-    device = await add_device(client, customer.token, "Voltstack", "VS-13.5")
-    program = await program_id(services, "dr-battery-2026")
-    variables = {
-        "input": {
-            "deviceId": device,
-            "programId": program,
-            "protocol": "OPENADR_3",
-            "paymentMethod": "CARD",
-            "idempotencyKey": str(uuid.uuid4()),
-        }
-    }
-    query = ENROLL.replace("error\n", "error paymentClientSecret\n", 1)
-    enrollment = (await gql(client, query, variables, token=customer.token))["data"]["enroll"]
-    assert enrollment["status"] == "FEE_PENDING", enrollment
-    pi = enrollment["paymentClientSecret"].split("_secret_")[0]
-    payments = (await gql(client, PAYMENTS, token=customer.token))["data"]["viewer"]
-    fee_payment = next(p for p in payments["onrampPayments"] if p["paymentIntentId"] == pi)
+    opened = await open_card_enrollment(
+        client, services, issuer=test_issuer, deployer=deployer, contracts=contracts
+    )
+    customer, enrollment = opened.customer, opened.enrollment
+    pi, fee_payment = opened.payment_intent_id, opened.fee_payment
 
     [spec] = [spec for spec in DEMO_PROGRAMS if spec.external_id == "dr-battery-2026"]
     operator = deployer_key(services.settings, services.chain.profile)
@@ -837,24 +853,11 @@ async def test_a_card_paid_enrollment_whose_gas_sponsorship_refuses_fails_and_ke
         demo_sponsor.sponsors_transfers = True
         session.add(demo_sponsor)
     try:
-        customer = await new_customer(client, test_issuer, deployer, contracts)  # no OVPP
-        device = await add_device(client, customer.token, "Voltstack", "VS-13.5")
-        program = await program_id(services, "dr-battery-2026")
-        variables = {
-            "input": {
-                "deviceId": device,
-                "programId": program,
-                "protocol": "OPENADR_3",
-                "paymentMethod": "CARD",
-                "idempotencyKey": str(uuid.uuid4()),
-            }
-        }
-        query = ENROLL.replace("error\n", "error paymentClientSecret\n", 1)
-        enrollment = (await gql(client, query, variables, token=customer.token))["data"]["enroll"]
-        assert enrollment["status"] == "FEE_PENDING", enrollment
-        pi = enrollment["paymentClientSecret"].split("_secret_")[0]
-        payments = (await gql(client, PAYMENTS, token=customer.token))["data"]["viewer"]
-        fee_payment = next(p for p in payments["onrampPayments"] if p["paymentIntentId"] == pi)
+        opened = await open_card_enrollment(
+            client, services, issuer=test_issuer, deployer=deployer, contracts=contracts
+        )
+        customer, enrollment = opened.customer, opened.enrollment
+        pi, fee_payment = opened.payment_intent_id, opened.fee_payment
         assert Decimal(fee_payment["tokenAmount"]) == 5  # the fee alone: the gas is sponsored
 
         await live.stripe.pay(pi)

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
 from chain.address_book import AddressBook
@@ -37,6 +38,7 @@ from tests.support.issuer import TestIssuer
 from tests.support.wallets import fresh_address, new_customer
 from tests.test_relayer_recovery import (  # noqa: F401 (own_stack: a fixture)
     OwnStack,
+    Sender,
     new_sender,
     own_stack,
     queue_transfer,
@@ -45,7 +47,8 @@ from tests.test_relayer_recovery import (  # noqa: F401 (own_stack: a fixture)
     tick_until,
     work_until_final,
 )
-from tests.test_relayer_transfer import QUOTE, TRANSFER, quote
+from tests.test_relayer_rules import send
+from tests.test_relayer_transfer import QUOTE, quote
 from wallet.models import Wallet
 
 OVPP = 10**18
@@ -97,22 +100,15 @@ async def test_an_amount_is_parsed_exactly_whatever_its_number_of_digits(
     fee_quote = await quote(
         client, customer.token, token="OVPP", to=to, amount=amount, feeToken="STABLECOIN"
     )
-    body = await gql(
+    refusal = await send(
         client,
-        TRANSFER,
-        {
-            "input": {
-                "token": "OVPP",
-                "to": to,
-                "amount": amount,
-                "feeToken": "STABLECOIN",
-                "quoteId": fee_quote["id"],
-                "idempotencyKey": str(uuid.uuid4()),
-            }
-        },
-        token=customer.token,
+        customer.token,
+        quote_id=fee_quote["id"],
+        token="OVPP",
+        to=to,
+        amount=amount,
+        feeToken="STABLECOIN",
     )
-    refusal = body["data"]["transfer"]
     assert refusal["__typename"] == "InsufficientFunds", refusal
     assert refusal["required"] == amount  # not 12345678901.23456789012345679
 
@@ -182,13 +178,7 @@ async def test_a_sponsored_transfer_the_node_refuses_gives_its_reservation_back(
             )
         ).scalar_one()
         sponsor = await session.get_one(Sponsor, sponsor_id)
-        days = list(
-            (
-                await session.execute(
-                    select(SponsorCustomerDay).where(SponsorCustomerDay.sponsor_id == sponsor_id)
-                )
-            ).scalars()
-        )
+        days = await customer_days(session, sponsor_id)
     assert job.status == RelayStatus.FAILED and "rejected by the node" in (job.error or "")
     assert (charge.settled, charge.amount_wei) == (True, 0)
     assert (sponsor.spent_wei, sponsor.period_spent_wei) == (0, 0)
@@ -309,21 +299,12 @@ async def test_settling_a_charge_keeps_a_reservation_made_meanwhile_for_the_cust
     [first] = await queue_transfers(own_stack, [sender], count=1)
 
     # The second transfer, through the service the API calls, in a transaction left open.
-    to = fresh_address()
-    fields = {"token": "OVPP", "to": to, "amount": "0.5", "feeToken": "STABLECOIN"}
+    fields = {"token": "OVPP", "to": fresh_address(), "amount": "0.5", "feeToken": "STABLECOIN"}
     second_quote = await gql(
         own_stack.client, QUOTE, {"input": fields}, token=sender.customer.token
     )
-    principal = await services.token_validator.validate(sender.customer.token)
-    account = await provision(services.db, principal=principal, keyring=services.keyring)
-    second_session = services.db.sessionmaker()
-    second = await request_transfer(
-        second_session,
-        services=services,
-        account=account,
-        raw=TransferInput(token="OVPP", to=to, amount="0.5", fee_token="STABLECOIN"),
-        quote_id=second_quote["data"]["quoteTransfer"]["id"],
-        idempotency_key=str(uuid.uuid4()),
+    second_session, second = await transfer_left_uncommitted(
+        own_stack, sender, fields, quote_id=second_quote["data"]["quoteTransfer"]["id"]
     )
     second_reservation = (
         second.gas_limit * (await second_session.get_one(FeeQuote, second.quote_id)).max_fee_per_gas
@@ -347,16 +328,49 @@ async def test_settling_a_charge_keeps_a_reservation_made_meanwhile_for_the_cust
             charge.relay_transaction_id: charge
             for charge in (await session.execute(select(SponsorCharge))).scalars()
         }
-        [day] = (
-            await session.execute(
-                select(SponsorCustomerDay).where(SponsorCustomerDay.sponsor_id == sponsor_id)
-            )
-        ).scalars()
+        [day] = await customer_days(session, sponsor_id)
         sponsor = await session.get_one(Sponsor, sponsor_id)
     assert charges[first.job_id].settled and charges[second.id].settled
     assert second_reservation > 0
     total = sum(charge.amount_wei for charge in charges.values())
     assert (day.spent_wei, sponsor.spent_wei, sponsor.period_spent_wei) == (total, total, total)
+
+
+async def transfer_left_uncommitted(
+    stack: OwnStack, sender: Sender, fields: dict[str, str], *, quote_id: str
+) -> tuple[AsyncSession, RelayTransaction]:
+    """The quoted transfer ``fields`` (GraphQL names) requested through the service the API
+    calls, in a session left open: whatever it locked stays locked until the caller commits
+    (and closes) the session."""
+    services = stack.services
+    principal = await services.token_validator.validate(sender.customer.token)
+    account = await provision(services.db, principal=principal, keyring=services.keyring)
+    session = services.db.sessionmaker()
+    job = await request_transfer(
+        session,
+        services=services,
+        account=account,
+        raw=TransferInput(
+            token=fields["token"],
+            to=fields["to"],
+            amount=fields["amount"],
+            fee_token=fields["feeToken"],
+        ),
+        quote_id=quote_id,
+        idempotency_key=str(uuid.uuid4()),
+    )
+    return session, job
+
+
+async def reserved_for(session: AsyncSession, job_id: str) -> int:
+    """What the sponsor's charge for the job holds: its reservation until settled."""
+    statement = select(SponsorCharge.amount_wei).where(SponsorCharge.relay_transaction_id == job_id)
+    return (await session.execute(statement)).scalar_one()
+
+
+async def customer_days(session: AsyncSession, sponsor_id: str) -> list[SponsorCustomerDay]:
+    statement = select(SponsorCustomerDay).where(SponsorCustomerDay.sponsor_id == sponsor_id)
+    return list((await session.execute(statement)).scalars())
 
 
 async def until_another_session_waits_for_a_lock(
@@ -403,13 +417,7 @@ async def test_a_sponsored_transfer_waiting_for_the_sponsor_reads_the_customers_
     sender = await new_sender(own_stack, test_issuer, deployer, contracts)
     [first] = await queue_transfers(own_stack, [sender], count=1)
     async with services.db.session() as session:
-        first_reservation = (
-            await session.execute(
-                select(SponsorCharge.amount_wei).where(
-                    SponsorCharge.relay_transaction_id == first.job_id
-                )
-            )
-        ).scalar_one()
+        first_reservation = await reserved_for(session, first.job_id)
     first_cost = first_reservation // 3
 
     settling = services.db.sessionmaker()
@@ -423,18 +431,8 @@ async def test_a_sponsored_transfer_waiting_for_the_sponsor_reads_the_customers_
     second = await second_transfer
 
     async with services.db.session() as session:
-        second_reservation = (
-            await session.execute(
-                select(SponsorCharge.amount_wei).where(
-                    SponsorCharge.relay_transaction_id == second.job_id
-                )
-            )
-        ).scalar_one()
-        [day] = (
-            await session.execute(
-                select(SponsorCustomerDay).where(SponsorCustomerDay.sponsor_id == sponsor_id)
-            )
-        ).scalars()
+        second_reservation = await reserved_for(session, second.job_id)
+        [day] = await customer_days(session, sponsor_id)
         sponsor = await session.get_one(Sponsor, sponsor_id)
     expected = first_cost + second_reservation
     assert (day.spent_wei, sponsor.spent_wei, sponsor.period_spent_wei) == (
@@ -469,16 +467,8 @@ async def test_a_quote_at_a_new_period_does_not_reset_what_a_transfer_reserved_i
         sponsor.spent_wei = 12_345
         session.add(sponsor)
 
-    principal = await services.token_validator.validate(sender.customer.token)
-    account = await provision(services.db, principal=principal, keyring=services.keyring)
-    transferring = services.db.sessionmaker()
-    job = await request_transfer(
-        transferring,
-        services=services,
-        account=account,
-        raw=TransferInput(token="OVPP", to=fields["to"], amount="0.5", fee_token="STABLECOIN"),
-        quote_id=fee_quote["data"]["quoteTransfer"]["id"],
-        idempotency_key=str(uuid.uuid4()),
+    transferring, job = await transfer_left_uncommitted(
+        own_stack, sender, fields, quote_id=fee_quote["data"]["quoteTransfer"]["id"]
     )
     another_quote = asyncio.create_task(
         gql(
@@ -496,11 +486,7 @@ async def test_a_quote_at_a_new_period_does_not_reset_what_a_transfer_reserved_i
     assert "errors" not in await another_quote
 
     async with services.db.session() as session:
-        reserved = (
-            await session.execute(
-                select(SponsorCharge.amount_wei).where(SponsorCharge.relay_transaction_id == job.id)
-            )
-        ).scalar_one()
+        reserved = await reserved_for(session, job.id)
         sponsor = await session.get_one(Sponsor, sponsor_id)
     assert (sponsor.spent_wei, sponsor.period_spent_wei) == (12_345 + reserved, reserved)
 
@@ -545,13 +531,7 @@ async def test_a_sponsored_transfer_at_midnight_reserves_and_settles_on_the_same
                 )
             ).scalars()
         )
-        days = list(
-            (
-                await session.execute(
-                    select(SponsorCustomerDay).where(SponsorCustomerDay.sponsor_id == sponsor_id)
-                )
-            ).scalars()
-        )
+        days = await customer_days(session, sponsor_id)
         sponsor = await session.get_one(Sponsor, sponsor_id)
     assert all(charge.settled for charge in charges) and len(charges) == 2
     charged_by_day: dict[str, int] = {}
