@@ -560,7 +560,18 @@ async def test_a_requeued_job_is_judged_by_its_new_transaction_not_its_reverted_
     db = own_stack.services.db
     worker = BaseFeeRisesOnce(own_stack.services, name="test-relayer")
     try:
-        await tick_until(worker, db, lambda counts: counts[RelayStatus.FAILED] > 0)
+        # Until A failed and B and C are back in the queue: their receipts may come a round
+        # after A's (a loaded node mines a batch one by one), and the wallet stays held (none
+        # re-signed) while any of them is in flight.
+        await tick_until(
+            worker,
+            db,
+            lambda counts: (
+                counts[RelayStatus.FAILED] > 0
+                and not counts.keys()
+                & {RelayStatus.SIGNED, RelayStatus.SUBMITTED, RelayStatus.MINED}
+            ),
+        )
         async with db.session() as session:
             requeued = {
                 job.id: job
