@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from api.context import RequestContext
 from api.enrollment_types import DeviceType, EnrollmentStatus, FeePayer, PaymentMethod, Protocol
+from api.relayer_types import RESERVED_KEYS
 from chain.profiles import deployer_key
 from chain.tokens import AmountError, format_units, parse_units
 from core.errors import Forbidden, NotFound
@@ -70,7 +71,7 @@ class UpsertProgramInput:
 @strawberry.input
 class FundSponsorshipInput:
     amount: str = strawberry.field(description="Native-token equivalent of gas to add, decimal.")
-    idempotency_key: str
+    idempotency_key: str = strawberry.field(description="Client-chosen. " + RESERVED_KEYS)
 
 
 @strawberry.type

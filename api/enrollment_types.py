@@ -9,7 +9,7 @@ from typing import Annotated
 import strawberry
 from strawberry.scalars import JSON
 
-from api.relayer_types import InsufficientFunds, InvalidInput, SponsorRefused
+from api.relayer_types import RESERVED_KEYS, InsufficientFunds, InvalidInput, SponsorRefused
 from chain.tokens import format_units
 from identity.models import Tenant
 from programs.models import Device as DeviceRow
@@ -105,13 +105,13 @@ class EnrollInput:
     program_id: strawberry.ID
     protocol: Protocol
     payment_method: PaymentMethod
-    idempotency_key: str
+    idempotency_key: str = strawberry.field(description="Client-chosen. " + RESERVED_KEYS)
 
 
 @strawberry.input
 class UnenrollInput:
     enrollment_id: strawberry.ID
-    idempotency_key: str
+    idempotency_key: str = strawberry.field(description="Client-chosen. " + RESERVED_KEYS)
 
 
 @strawberry.type

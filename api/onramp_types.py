@@ -8,7 +8,7 @@ from typing import Annotated
 
 import strawberry
 
-from api.relayer_types import InvalidInput, QuoteExpired, TokenKind, Transaction
+from api.relayer_types import RESERVED_KEYS, InvalidInput, QuoteExpired, TokenKind, Transaction
 from api.wire import TokenType
 from chain.tokens import TokenInfo, format_units
 from onramp.models import OnrampPayment as PaymentRow
@@ -59,7 +59,7 @@ class CreateOnrampPaymentInput:
     quote_id: strawberry.ID
     idempotency_key: str = strawberry.field(
         description="Client-chosen, 1–200 characters. The same key with the same input returns "
-        "the same payment; with a different input, InvalidInput."
+        "the same payment; with a different input, InvalidInput. " + RESERVED_KEYS
     )
 
 

@@ -15,6 +15,13 @@ from relayer import errors
 from relayer.models import FeeQuote as FeeQuoteRow
 from relayer.models import RelayTransaction
 
+RESERVED_KEYS = (
+    "Keys starting with "
+    + ", ".join(f"`{prefix}`" for prefix in errors.RESERVED_IDEMPOTENCY_KEY_PREFIXES)
+    + " are the backend's own: refused with InvalidInput."
+)
+"""Said of every mutation's ``idempotencyKey``."""
+
 
 @strawberry.enum(description="A token the customer can send or pay fees in.")
 class TokenKind(Enum):
@@ -50,7 +57,7 @@ class TransferInput:
     quote_id: strawberry.ID
     idempotency_key: str = strawberry.field(
         description="Client-chosen, 1–255 characters. The same key with the same input returns "
-        "the same transaction; with a different input, InvalidInput."
+        "the same transaction; with a different input, InvalidInput. " + RESERVED_KEYS
     )
 
 
