@@ -495,8 +495,10 @@ async def _gas_payment(
         raise SponsorRefused(
             "the utility does not sponsor gas for this action", reason="NOT_ELIGIBLE"
         )
-    sponsor = await sponsorship.lock(session, sponsor)
+    # Priced before the sponsor's lock, which every sponsored action of the utility waits on
+    # (the price is cached for about a block; a stale cache is a node call).
     cost = gas_limit * await current_gas_price(services)
+    sponsor = await sponsorship.lock(session, sponsor)
     await sponsorship.check_budget(
         session,
         sponsor=sponsor,
