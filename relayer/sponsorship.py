@@ -1,8 +1,14 @@
 """Gas sponsorship by a utility. A sponsored action costs the customer nothing; a refusal is
-typed and names its reason, and never falls back to charging the customer."""
+typed and names its reason, and never falls back to charging the customer.
+
+A sponsored job's charge is its reservation: the quote's worst case (gas limit × max fee per
+gas) when the job is queued, grown before a fee bump would take the job's worst case past it
+(``reserve_fee_bump``, never past the sponsor's funds), and settled to the real cost once the
+job ends (``settle_charges``)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -230,26 +236,35 @@ async def reserve(
     await insert_rows(session, charge)
 
 
-async def settle_charges(session: AsyncSession, actual_by_job: dict[str, int]) -> None:
+async def settle_charges(
+    session: AsyncSession, actual_by_job: dict[str, int], *, lock_also: Iterable[str] = ()
+) -> None:
     """Replace reservations by the real cost (gasUsed × effectiveGasPrice) in the charges and
     the running totals; each sponsor's row is locked while its totals change. A constant
-    number of statements per sponsor, whatever the number of charges.
+    number of statements per sponsor, whatever the number of charges. A reservation grown by
+    fee bumps is replaced whole: the charge holds all of it (``reserve_fee_bump``).
 
     The charges and the customers' days are read after the sponsors' locks are taken: every
-    writer of them (a reservation, another settlement) holds its sponsor's lock, so what is
-    written back is never computed from a total read before a concurrent one committed."""
+    writer of them (a reservation, a fee bump's, another settlement) holds its sponsor's lock,
+    so what is written back is never computed from a total read before a concurrent one
+    committed.
+
+    ``lock_also``: sponsors the caller changes later in this transaction (the round's fee
+    bumps), locked here in the same pass (``lock_in_order``), since a sponsor locked after
+    this pass could be one that sorts before those it took."""
     from sqlalchemy import tuple_
 
-    if not actual_by_job:
-        return
     unsettled = (
         SponsorCharge.relay_transaction_id.in_(list(actual_by_job)),
         SponsorCharge.settled.is_(False),
     )
-    sponsor_ids = sorted(
+    settled_sponsor_ids = (
         set((await session.execute(select(SponsorCharge.sponsor_id).where(*unsettled))).scalars())
+        if actual_by_job
+        else set()
     )
-    sponsors = {sponsor_id: await lock(session, sponsor_id) for sponsor_id in sponsor_ids}
+    locked = await lock_in_order(session, settled_sponsor_ids | set(lock_also))
+    sponsors = {sponsor_id: locked[sponsor_id] for sponsor_id in sorted(settled_sponsor_ids)}
     if not sponsors:
         return
     charges = list(
@@ -309,6 +324,80 @@ async def lock(session: AsyncSession, sponsor: Sponsor | str) -> Sponsor:
         .execution_options(populate_existing=True)
     )
     return (await session.execute(statement)).scalar_one()
+
+
+async def lock_in_order(session: AsyncSession, sponsor_ids: Iterable[str]) -> dict[str, Sponsor]:
+    """These sponsors' rows, locked (``lock``) in sorted id order: the one order in which every
+    transaction that locks several sponsors takes them, so that no two of them can each hold a
+    sponsor the other waits for."""
+    return {sponsor_id: await lock(session, sponsor_id) for sponsor_id in sorted(set(sponsor_ids))}
+
+
+async def reserve_fee_bump(
+    session: AsyncSession,
+    *,
+    sponsor_id: str,
+    relay_transaction_id: str,
+    gas_limit: int,
+    max_fee_per_gas: int,
+    min_max_fee_per_gas: int,
+) -> int | None:
+    """Before a sponsored job's transaction is signed again at ``max_fee_per_gas`` (a fee
+    bump), grow the job's reservation to its new worst case, ``gas_limit`` × the fee, as far
+    as the sponsor's remaining funds (funds − spent) allow. Returns the highest fee up to
+    ``max_fee_per_gas`` that the reservation now covers; ``None``, changing nothing, when
+    the funds do not cover ``min_max_fee_per_gas`` (the smallest replacement a node accepts),
+    or when the job has no open reservation to grow.
+
+    The growth goes wherever the reservation went: the charge, ``spent_wei``, the customer's
+    day of the charge, and ``period_spent_wei`` if the charge was made in the current period,
+    so that its settlement takes the whole reservation back from the same totals.
+
+    Funds are a hard limit: they are what the utility paid in, and gas past them would be
+    spent on its behalf with money it never gave. The caps (per transaction, per customer per
+    day, per period) are not applied: they were checked when the job was accepted, and a bump
+    only gets an accepted, already published transaction mined; one that cannot be bumped
+    stays stuck, holding back the customer and every later transaction of its relayer key.
+    A bump may therefore take a total past a cap; later jobs are then refused until it is
+    settled or the cap's day or period ends.
+
+    Takes the sponsor's lock (``lock``); the charge and the customer's day are read after
+    it, as every writer of them holds it. The caller must have taken it already in its round's
+    one pass over sponsors (``settle_charges``'s ``lock_also``), or hold no other sponsor."""
+    sponsor = await lock(session, sponsor_id)
+    charge = (
+        await session.execute(
+            select(SponsorCharge)
+            .where(
+                SponsorCharge.relay_transaction_id == relay_transaction_id,
+                SponsorCharge.settled.is_(False),
+            )
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
+    if charge is None:
+        return None
+    remaining_funds_wei = max(sponsor.funds_wei - sponsor.spent_wei, 0)
+    covered = min(max_fee_per_gas, (charge.amount_wei + remaining_funds_wei) // gas_limit)
+    if covered < min_max_fee_per_gas:
+        return None
+    growth = gas_limit * covered - charge.amount_wei
+    if growth <= 0:
+        return covered
+    sponsor.spent_wei += growth
+    if charge.created_at >= sponsor.period_started_at:
+        sponsor.period_spent_wei += growth
+    day_key = (sponsor.id, charge.customer_id, charge.created_at.date().isoformat())
+    day = await session.get(SponsorCustomerDay, day_key, populate_existing=True)
+    if day is None:  # written with the charge, so only ever missing from older data
+        day = SponsorCustomerDay(
+            sponsor_id=day_key[0], customer_id=day_key[1], day=day_key[2], spent_wei=0
+        )
+    day.spent_wei += growth
+    charge.amount_wei += growth
+    session.add_all([sponsor, charge, day])
+    await session.flush()
+    return covered
 
 
 async def configure_sponsor(

@@ -40,7 +40,7 @@ from relayer import sponsorship
 from relayer.errors import NONCE_FILL_KEY_PREFIX
 from relayer.forwarder import ForwardRequest, forwarder_calldata, nonces_call, sign_request
 from relayer.keys import enabled_keys, is_relayer_call, sealed_key_of
-from relayer.models import RelayAttempt, RelayerKey, RelayStatus, RelayTransaction
+from relayer.models import RelayAttempt, RelayerKey, RelayStatus, RelayTransaction, Sponsor
 from relayer.rpc_errors import SendOutcome, classify
 from relayer.transactions import TransactionSigner
 from wallet.keys import unlocked_account
@@ -57,6 +57,8 @@ PIPELINE_STATUSES = (
     RelayStatus.MINED,
 )
 RECONCILE_EVERY_SECONDS = 10.0
+# The least a replacement must raise both fees by for a node to take it (geth's price bump).
+MIN_REPLACEMENT_BUMP_PERCENT = 10
 
 _JOBS = RelayTransaction.__table__
 # A job as its receipt was read: still SUBMITTED at the relayer nonce it was read with. Both
@@ -388,11 +390,6 @@ class RelayerWorker:
                     self.wallets_to_resync.add(failed.wallet_id)
                     if failed.sponsor_id is not None:
                         refused_sponsored.append(failed.id)
-            for job_id in underpriced:
-                job = await session.get(RelayTransaction, job_id)
-                if job is not None and job.status == RelayStatus.SIGNED:
-                    await self._bump(session, job, gas_price=gas_price)
-                    session.add(job)
             # Nonce too low: maybe ours landed (a crash between send and commit). The receipt
             # step looks up every hash of these jobs; mark them submitted so it does.
             if too_low:
@@ -404,11 +401,34 @@ class RelayerWorker:
                     )
                     .values(status=RelayStatus.SUBMITTED, submitted_at=now, updated_at=now)
                 )
+            repricing: list[RelayTransaction] = []
+            for job_id in underpriced:
+                job = (
+                    await session.execute(
+                        select(RelayTransaction)
+                        .where(
+                            RelayTransaction.id == job_id,
+                            RelayTransaction.status == RelayStatus.SIGNED,
+                        )
+                        .with_for_update()
+                    )
+                ).scalar_one_or_none()
+                if job is not None:
+                    repricing.append(job)
             # Nothing of a refused job was mined, so its sponsor paid nothing: its reservation
             # is settled at 0, or it would count against the sponsor's funds and caps forever.
-            # One call for the round, last: it locks the sponsors in the order every settlement
-            # takes them (sorted), for the rest of this transaction only.
-            await sponsorship.settle_charges(session, dict.fromkeys(refused_sponsored, 0))
+            # One call for the round, after every job row it locks: it locks the sponsors, the
+            # refused jobs' and the re-priced ones' (whose reservation may grow), in the order
+            # every settlement takes them (sorted), for the rest of this transaction only (see
+            # track_submitted for why this order cannot deadlock).
+            await sponsorship.settle_charges(
+                session,
+                dict.fromkeys(refused_sponsored, 0),
+                lock_also=[job.sponsor_id for job in repricing if job.sponsor_id is not None],
+            )
+            for job in repricing:
+                await self._bump(session, job, gas_price=gas_price)
+                session.add(job)
         return True
 
     async def _fail_and_fill(
@@ -761,6 +781,41 @@ class RelayerWorker:
                     ),
                     requeued,
                 )
+            if confirmed:
+                await session.execute(
+                    update(_JOBS)
+                    .where(_JOBS.c.id.in_(confirmed), _JOBS.c.status == RelayStatus.MINED)
+                    .values(status=RelayStatus.CONFIRMED, confirmed_at=now, updated_at=now)
+                )
+            bumping: list[RelayTransaction] = []
+            for job_id in sorted(stuck):  # one lock order for every worker
+                # Locked and checked again: another worker may have requeued or landed it since
+                # it was read, and a bump must not overwrite that.
+                job = (
+                    await session.execute(
+                        select(RelayTransaction)
+                        .where(
+                            RelayTransaction.id == job_id,
+                            RelayTransaction.status == RelayStatus.SUBMITTED,
+                            RelayTransaction.relayer_nonce == relayer_nonce_of[job_id],
+                        )
+                        .with_for_update()
+                    )
+                ).scalar_one_or_none()
+                if job is not None:
+                    bumping.append(job)
+            # Sponsors last, all in one pass in sorted order (settle_charges): those whose
+            # charges this round settles and those of the sponsored jobs it bumps (a bump may
+            # grow its reservation). Why no deadlock goes through a sponsor: a worker's round
+            # locks its jobs' rows, then sponsors in one sorted pass, then only rows whose
+            # every writer holds their sponsor's lock (charges, customers' days); a request
+            # locks its wallet, then one sponsor, then no job row, wallet or other sponsor
+            # (it inserts its job; an enrollment's row is no worker's). So a transaction that
+            # holds a sponsor never waits for a job row, a wallet or a sponsor sorting before
+            # it. Locking each bump's sponsor after the pass would break this: it could sort
+            # before one settled in the pass, and two rounds could each hold what the other
+            # waits for.
+            sponsored_bumps = [job.sponsor_id for job in bumping if job.sponsor_id is not None]
             if charges:
                 # Only jobs this transaction ended: a receipt read before another worker queued
                 # the job again must not settle the charge its next transaction owes.
@@ -783,30 +838,13 @@ class RelayerWorker:
                         for charge in charges
                         if ended_by.get(charge["b_job_id"]) == charge["b_tx_hash"]
                     },
+                    lock_also=sponsored_bumps,
                 )
-            if confirmed:
-                await session.execute(
-                    update(_JOBS)
-                    .where(_JOBS.c.id.in_(confirmed), _JOBS.c.status == RelayStatus.MINED)
-                    .values(status=RelayStatus.CONFIRMED, confirmed_at=now, updated_at=now)
-                )
-            for job_id in sorted(stuck):  # one lock order for every worker
-                # Locked and checked again: another worker may have requeued or landed it since
-                # it was read, and a bump must not overwrite that.
-                job = (
-                    await session.execute(
-                        select(RelayTransaction)
-                        .where(
-                            RelayTransaction.id == job_id,
-                            RelayTransaction.status == RelayStatus.SUBMITTED,
-                            RelayTransaction.relayer_nonce == relayer_nonce_of[job_id],
-                        )
-                        .with_for_update()
-                    )
-                ).scalar_one_or_none()
-                if job is not None:
-                    await self._bump(session, job, gas_price=stuck_gas_price)
-                    session.add(job)
+            else:
+                await sponsorship.lock_in_order(session, sponsored_bumps)
+            for job in bumping:
+                await self._bump(session, job, gas_price=stuck_gas_price)
+                session.add(job)
         # Their later requests would revert: held until resynchronised (next round).
         self.wallets_to_resync.update(reverted_wallets)
         return True
@@ -863,17 +901,62 @@ class RelayerWorker:
     ) -> None:
         """Replace a stuck transaction: same nonce, fees up by the bump percentage (capped).
         ``gas_price`` read beforehand keeps the network call out of a transaction holding
-        row locks."""
+        row locks.
+
+        A sponsored job's sponsor has reserved its worst case, and the bump never takes it
+        past that: if the transaction's gas limit × the new max fee would exceed the
+        reservation, the reservation grows first, within the sponsor's remaining funds
+        (``sponsorship.reserve_fee_bump``; its caps are not applied). If the funds cover less,
+        the bump goes only as far as they do; if they do not cover the smallest replacement
+        a node accepts, the job is not bumped (an error names it and its sponsor). The caller
+        has locked the sponsor in its round's one pass over sponsors (``track_submitted``).
+        Other jobs' bumps are the operator's gas: their customer's fee is fixed in the signed
+        forward request."""
         key = await session.get(RelayerKey, job.relayer_key_id)
         assert key is not None and job.relayer_nonce is not None
-        bump = 100 + max(self.settings.relayer_fee_bump_percent, 10)
+        bump = 100 + max(self.settings.relayer_fee_bump_percent, MIN_REPLACEMENT_BUMP_PERCENT)
         cap = self.settings.relayer_max_fee_per_gas_wei
         current_max, current_tip = gas_price or await self._gas_price()
         max_fee = min(max(job.max_fee_per_gas * bump // 100 + 1, current_max), cap)
-        tip = min(max(job.max_priority_fee_per_gas * bump // 100 + 1, current_tip), max_fee)
         if max_fee <= job.max_fee_per_gas:
             logger.error("%s: job %s is stuck at the fee cap", self.name, job.id)
             return
+        if job.sponsor_id is not None:
+            wanted = max_fee
+            smallest = job.max_fee_per_gas * (100 + MIN_REPLACEMENT_BUMP_PERCENT) // 100 + 1
+            # The transaction's gas limit is the job's (``_sign_job``), which its reservation
+            # was priced with.
+            covered = await sponsorship.reserve_fee_bump(
+                session,
+                sponsor_id=job.sponsor_id,
+                relay_transaction_id=job.id,
+                gas_limit=job.gas_limit,
+                max_fee_per_gas=max_fee,
+                min_max_fee_per_gas=min(smallest, max_fee),
+            )
+            sponsor = await session.get(Sponsor, job.sponsor_id)  # locked above: no query
+            sponsor_name = sponsor.name if sponsor is not None else job.sponsor_id
+            if covered is None:
+                logger.error(
+                    "%s: job %s is stuck: its sponsor %s (%s) lacks the funds for a fee bump",
+                    self.name,
+                    job.id,
+                    sponsor_name,
+                    job.sponsor_id,
+                )
+                return
+            if covered < wanted:
+                logger.warning(
+                    "%s: job %s bumped to %d wei/gas, not %d: all its sponsor %s (%s) can fund",
+                    self.name,
+                    job.id,
+                    covered,
+                    wanted,
+                    sponsor_name,
+                    job.sponsor_id,
+                )
+            max_fee = covered
+        tip = min(max(job.max_priority_fee_per_gas * bump // 100 + 1, current_tip), max_fee)
         with unlocked_account(sealed_key_of(key), keyring=self.services.keyring) as account:
             signed = self._sign_job(
                 TransactionSigner(account.key),
