@@ -210,6 +210,13 @@ async def _database_state(services: Services) -> list[Metric]:
                 select(func.count()).where(OnrampPayment.clawback_required.is_(True))
             )
         ).scalar_one()
+        refunds_failed = (
+            await session.execute(
+                select(func.count()).where(
+                    OnrampPayment.status == PaymentStatus.REFUND_FAILED.value
+                )
+            )
+        ).scalar_one()
         unprocessed, oldest_event = (
             await session.execute(
                 select(func.count(), func.min(StripeEvent.received_at)).where(
@@ -297,6 +304,12 @@ async def _database_state(services: Services) -> list[Metric]:
         "Delivered card payments whose money went back afterwards: an operator's decision.",
         value=clawbacks,
     )
+    refund_failed = GaugeMetricFamily(
+        "ovpp_onramp_refunds_failed",
+        "Card payments not delivered whose refund failed after Stripe accepted it "
+        "(REFUND_FAILED): the money is in the Stripe balance, an operator returns it.",
+        value=refunds_failed,
+    )
     events = GaugeMetricFamily(
         "ovpp_stripe_events_unprocessed",
         "Stripe webhook events received and not yet processed.",
@@ -317,6 +330,7 @@ async def _database_state(services: Services) -> list[Metric]:
         sponsor_active,
         onramp,
         clawback,
+        refund_failed,
         events,
         events_age,
     ]

@@ -28,6 +28,11 @@ class OnrampPaymentStatus(Enum):
     DELIVERY_FAILED = "DELIVERY_FAILED"
     REFUNDED = "REFUNDED"
     DISPUTED = "DISPUTED"
+    REFUND_FAILED = strawberry.enum_value(
+        "REFUND_FAILED",
+        description="Not delivered, and its refund failed after Stripe accepted it (the card "
+        "was closed, lost or stolen): the money is returned another way (see error).",
+    )
 
 
 @strawberry.enum(description="What a card payment buys.")
@@ -119,6 +124,10 @@ class OnrampPayment:
         description="The relayed transfer from the treasury (hash and status on chain)."
     )
     refunded_amount: str
+    refund_failed_amount: str = strawberry.field(
+        description="Refunded, then the refund failed (the card would not take it): this part "
+        "never reached the card."
+    )
     disputed: bool
     clawback_required: bool = strawberry.field(
         description="Refunded or disputed after the tokens were sent: they will be recovered."
@@ -153,6 +162,7 @@ class OnrampPayment:
             if delivery is not None
             else None,
             refunded_amount=fiat(row.refunded_amount),
+            refund_failed_amount=fiat(row.refund_failed_amount),
             disputed=row.disputed,
             clawback_required=row.clawback_required,
             error=row.error,

@@ -9,6 +9,9 @@ this module rather than its own entry point it:
 - gets its webhook endpoint configured by ``configure_webhook`` (``POST /_config/webhooks/…``
   with url, secret and events; localstripe keeps that in memory only, so it is set on every
   start).
+- keeps refunds as Stripe does: a refund can fail after it was accepted (``REFUND_FAIL_PATH``
+  stands in for the card network saying so), and a failed refund no longer counts in its
+  charge's ``amount_refunded``.
 localstripe ignores Idempotency-Key and sends each event once, 1 s after it happens.
 """
 
@@ -186,6 +189,58 @@ async def _confirm_card(request: Any) -> Any:
     return server.json_response(intent._export())
 
 
+REFUND_FAIL_PATH = "/v1/refunds/{id}/_fail"
+"""Development and tests only: the refund fails now, as a card refund fails at Stripe some days
+after it was accepted (the card was closed, lost or stolen). Its status becomes ``failed`` with
+the ``failure_reason`` posted (default ``expired_or_canceled_card``), its amount leaves the
+charge's ``amount_refunded``, and ``charge.refund.updated`` and ``refund.failed`` are sent.
+Stripe has no such call (its test card 4000 0000 0000 5126 fails every refund after a while);
+under ``/v1/`` so it needs the secret key, like localstripe's own ``_authenticate``."""
+REFUND_FAILURE_REASONS = frozenset(
+    {"lost_or_stolen_card", "expired_or_canceled_card", "charge_for_pending_refund_disputed",
+     "insufficient_funds", "declined", "merchant_request", "unknown"}
+)  # fmt: skip
+
+
+async def _fail_refund(request: Any) -> Any:
+    from localstripe import resources, server
+    from localstripe.errors import UserError
+    from localstripe.webhooks import schedule_webhook
+
+    form = await request.post()
+    refund = resources.Refund._api_retrieve(request.match_info["id"])
+    reason = str(form.get("failure_reason") or "expired_or_canceled_card")
+    if reason not in REFUND_FAILURE_REASONS:
+        raise UserError(400, f"Unknown failure_reason {reason!r}")
+    if refund.status not in ("pending", "succeeded"):
+        raise UserError(400, f"The refund is {refund.status}")
+    refund.status = "failed"
+    refund.failure_reason = reason
+    for event_type in ("charge.refund.updated", "refund.failed"):
+        schedule_webhook(resources.Event(event_type, refund))
+    return server.json_response(refund._export())
+
+
+def _keep_refunds_as_stripe_does(resources: Any) -> None:
+    """Every refund has a ``failure_reason`` (``None`` until it fails), and a charge's
+    ``amount_refunded`` counts only refunds that did not fail or get canceled."""
+    create_refund = resources.Refund.__init__
+
+    def refund_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        create_refund(self, *args, **kwargs)
+        self.failure_reason = None
+
+    def amount_refunded(charge: Any) -> int:
+        return sum(
+            refund.amount
+            for refund in charge.refunds._list
+            if refund.status not in ("failed", "canceled")
+        )
+
+    resources.Refund.__init__ = refund_init
+    resources.Charge.amount_refunded = property(amount_refunded)
+
+
 def _serve(port: int, state_file: Path) -> None:
     """The child process: localstripe's app with its state in ``state_file``, on loopback."""
     import pickle
@@ -207,6 +262,8 @@ def _serve(port: int, state_file: Path) -> None:
         temporary.replace(state_file)
 
     server.app.router.add_post(CARD_CONFIRM_PATH + "{id}", _confirm_card)
+    server.app.router.add_post(REFUND_FAIL_PATH, _fail_refund)
+    _keep_refunds_as_stripe_does(resources)
     server.app.router.add_get(CARD_STRIPE_JS_PATH, _card_stripe_js)
     resources.Store.try_load_from_disk = load  # type: ignore[method-assign]
     resources.Store.dump_to_disk = dump  # type: ignore[method-assign]

@@ -26,7 +26,12 @@ class PaymentStatus(StrEnum):
     """REQUIRES_PAYMENT → PAID → DELIVERING → DELIVERED, or PAYMENT_FAILED (the customer may
     try again), CANCELED, DELIVERY_FAILED; REFUNDED / DISPUTED when the money went back before
     any token was sent (then nothing is ever sent). DELIVERY_FAILED (nothing was sent) lasts
-    until the processor's refund goes through: then REFUNDED, with the failure in ``error``."""
+    until the processor's refund goes through: then REFUNDED, with the failure in ``error``.
+    REFUND_FAILED: nothing was sent and a refund Stripe had accepted failed afterwards (the card
+    was closed, lost or stolen), so the customer has neither the tokens nor the money, which is
+    back in the platform's Stripe balance. Nothing automatic retries it (a refund goes only to
+    the card that paid, and that card refused): an operator returns the money another way. It
+    becomes REFUNDED if a later refund gives the whole charge back after all."""
 
     REQUIRES_PAYMENT = "REQUIRES_PAYMENT"
     PAYMENT_FAILED = "PAYMENT_FAILED"
@@ -37,6 +42,7 @@ class PaymentStatus(StrEnum):
     DELIVERY_FAILED = "DELIVERY_FAILED"
     REFUNDED = "REFUNDED"
     DISPUTED = "DISPUTED"
+    REFUND_FAILED = "REFUND_FAILED"
 
 
 AWAITING_PAYMENT = (PaymentStatus.REQUIRES_PAYMENT, PaymentStatus.PAYMENT_FAILED)
@@ -45,7 +51,19 @@ DELIVERY_STARTED = (
     PaymentStatus.DELIVERED,
     PaymentStatus.DELIVERY_FAILED,
 )
-NEVER_DELIVERED = (PaymentStatus.CANCELED, PaymentStatus.REFUNDED, PaymentStatus.DISPUTED)
+NEVER_DELIVERED = (
+    PaymentStatus.CANCELED,
+    PaymentStatus.REFUNDED,
+    PaymentStatus.DISPUTED,
+    PaymentStatus.REFUND_FAILED,
+)
+NOT_SENT_MONEY_BACK = (
+    PaymentStatus.DELIVERY_FAILED,
+    PaymentStatus.REFUNDED,
+    PaymentStatus.REFUND_FAILED,
+)
+"""Nothing was sent and the money was, or is to be, given back: a refund that fails moves
+them (to REFUND_FAILED), and a refund of the whole charge closes them (REFUNDED)."""
 
 
 class OnrampQuote(SQLModel, table=True):
@@ -102,7 +120,18 @@ class OnrampPayment(SQLModel, table=True):
     delivery_transaction_id: str | None = Field(
         default=None, foreign_key="relay_transactions.id", max_length=36
     )
-    refunded_amount: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    refunded_amount: int = Field(
+        default=0,
+        sa_column=Column(BigInteger, nullable=False, default=0),
+        description="Given back, or on its way back, to the customer: refunds that did not fail.",
+    )
+    refund_failed_amount: int = Field(
+        default=0,
+        sa_column=Column(BigInteger, nullable=False, default=0, server_default="0"),
+        description="Refunds Stripe accepted that failed or were canceled afterwards: that money "
+        "stayed in the platform's Stripe balance. Never decreases (a failed refund stays failed), "
+        "so a stale read of Stripe cannot bring a failed refund back.",
+    )
     disputed: bool = False
     clawback_required: bool = Field(
         default=False,

@@ -2,6 +2,12 @@
 has exactly one confirmed delivery of the quoted amount to the buyer's wallet, unless the
 money went back before delivery (then it has none); and nothing was delivered for a payment
 Stripe does not show as succeeded. ``ovpp-wallet onramp reconcile`` prints what does not hold.
+
+A refund can fail days after Stripe accepted it, and the webhook saying so can be lost: every
+payment whose money (partly) went back, or whose refund failed, has its refunds read again and
+applied the way the processor applies an event (``service.apply_intent_state``: guarded,
+idempotent), so a refund that failed unseen is caught here. A payment left with neither its
+tokens nor its money (REFUND_FAILED) is a mismatch until an operator has settled it.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ class Reconciliation:
     in_flight: list[str] = field(default_factory=list)  # PaymentIntent ids
     clawbacks: list[str] = field(default_factory=list)  # PaymentIntent ids
     mismatches: list[Mismatch] = field(default_factory=list)
+    refunds_rechecked: int = 0
+    repaired: list[str] = field(default_factory=list)  # PaymentIntent ids moved by a re-read
 
 
 async def reconcile(services: Services, *, since: datetime | None = None) -> Reconciliation:
@@ -45,6 +53,7 @@ async def reconcile(services: Services, *, since: datetime | None = None) -> Rec
         if "ovpp_payment_id" in intent.metadata:  # ours: the onramp made it
             intents[intent.id] = intent
     report = Reconciliation()
+    await _recheck_refunds(services, intents, since=since, report=report)
     async with services.db.session() as session:
         payments = {
             payment.stripe_payment_intent_id: payment
@@ -81,6 +90,34 @@ async def reconcile(services: Services, *, since: datetime | None = None) -> Rec
     return report
 
 
+async def _recheck_refunds(
+    services: Services,
+    intents: dict[str, IntentState],
+    *,
+    since: datetime | None,
+    report: Reconciliation,
+) -> None:
+    """Read again, refund by refund, every succeeded payment whose money went back in part or
+    whose refund failed, and apply what Stripe says (Stripe is read outside any transaction)."""
+    gateway = require_gateway(services.stripe)
+    async with services.db.session() as session:
+        payments = [
+            (payment.id, payment.stripe_payment_intent_id)
+            for payment in await repository.all_payments(session, since=since)
+            if payment.refunded_amount > 0 or payment.status == PaymentStatus.REFUND_FAILED
+        ]
+    for payment_id, payment_intent_id in payments:
+        intent = intents.get(payment_intent_id)
+        if intent is None or not intent.succeeded:
+            continue
+        state = await gateway.payment_intent(payment_intent_id)
+        async with services.db.session() as session:
+            moved = await service.apply_intent_state(session, payment_id=payment_id, state=state)
+        report.refunds_rechecked += 1
+        if moved is not None:
+            report.repaired.append(payment_intent_id)
+
+
 def _delivery_problem(
     intent: IntentState,
     payment: OnrampPayment | None,
@@ -95,12 +132,21 @@ def _delivery_problem(
         )
     if payment.clawback_required:
         report.clawbacks.append(intent.id)
-    if payment.status in (PaymentStatus.REFUNDED, PaymentStatus.DISPUTED):
+    if payment.status in (
+        PaymentStatus.REFUNDED,
+        PaymentStatus.DISPUTED,
+        PaymentStatus.REFUND_FAILED,
+    ):
         # A failed delivery (FAILED: it never executed) is refunded afterwards; any other
         # delivery of a payment whose money went back is a problem.
         sent = [job for job in jobs if job.status != RelayStatus.FAILED]
         if sent:
             return f"{payment.status.lower()} before delivery, yet {len(sent)} deliveries"
+        if payment.status == PaymentStatus.REFUND_FAILED:
+            return (
+                "paid, nothing delivered, and the refund failed: the money is back in the "
+                f"Stripe balance, return it to the customer another way ({payment.error})"
+            )
         return None
     if len(jobs) > 1:
         return f"{len(jobs)} deliveries for one payment"

@@ -15,7 +15,13 @@ Invariants:
   after delivery flags the payment for clawback (README: card onramp);
 - a payment whose delivery failed sent no token, so its money goes back: the processor
   refunds it in full through Stripe and it ends REFUNDED (or DISPUTED, when the customer's
-  bank got there first).
+  bank got there first);
+- a refund can fail after Stripe accepted it (the card was closed, lost or stolen) and its money
+  then stays in the platform's balance: what went back is counted refund by refund, never from
+  a stale read, so an undelivered payment whose refund failed becomes REFUND_FAILED (an
+  operator's, never refunded again automatically: the card that paid refused it, and a refund
+  can go to no other) and a delivered one no longer needs a clawback for money that never went
+  back.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from enum import StrEnum
 from eth_utils import to_checksum_address
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from chain.tokens import AmountError, TokenInfo, TokenKind, parse_units
+from chain.tokens import AmountError, TokenInfo, TokenKind, format_units, parse_units
 from core.container import Services
 from core.db import utc_now
 from identity import repository as identity_repository
@@ -43,13 +49,22 @@ from onramp.models import (
     AWAITING_PAYMENT,
     DELIVERY_STARTED,
     NEVER_DELIVERED,
+    NOT_SENT_MONEY_BACK,
     OnrampPayment,
     OnrampQuote,
     PaymentPurpose,
     PaymentStatus,
     StripeEvent,
 )
-from onramp.pricing import Priced, PricingError, parse_fiat, price_fiat, price_tokens, terms_for
+from onramp.pricing import (
+    FIAT_DECIMALS,
+    Priced,
+    PricingError,
+    parse_fiat,
+    price_fiat,
+    price_tokens,
+    terms_for,
+)
 from onramp.stripe_gateway import (
     CreatedIntent,
     IntentState,
@@ -517,11 +532,21 @@ async def apply_intent_state(
     session: AsyncSession, *, payment_id: str, state: IntentState, dispute_seen: bool = False
 ) -> str | None:
     """Move the payment to what Stripe says now (see the module's invariants). Returns the
-    new status when it changed."""
+    new status when it changed.
+
+    A stale read (two processors, or an event's re-read racing a refund's failure) never undoes
+    what a fresher one saw: every refund Stripe ever accepted (given back + failed) only grows,
+    and so does what failed (a failed refund stays failed); what went back is the difference."""
     payment = await repository.lock_payment(session, payment_id)
     if payment is None:
         return None
-    refunded = max(payment.refunded_amount, state.amount_refunded)
+    accepted = max(
+        payment.refunded_amount + payment.refund_failed_amount,
+        state.amount_refunded + state.amount_refund_failed,
+    )
+    failed = max(payment.refund_failed_amount, state.amount_refund_failed)
+    refunded = accepted - failed
+    newly_failed = failed > payment.refund_failed_amount
     disputed = (
         payment.disputed
         or state.disputed
@@ -529,25 +554,54 @@ async def apply_intent_state(
         or await repository.dispute_recorded(session, payment.stripe_payment_intent_id)
     )
     money_back = refunded > 0 or disputed
-    changes: dict[str, object] = {"refunded_amount": refunded, "disputed": disputed}
+    changes: dict[str, object] = {
+        "refunded_amount": refunded,
+        "refund_failed_amount": failed,
+        "disputed": disputed,
+    }
     status = PaymentStatus(payment.status)
     new_status = status
-    if status == PaymentStatus.DELIVERY_FAILED:
-        # Nothing was sent: the whole amount going back closes the payment. A partial refund
-        # or a dispute (an inquiry may end either way) leaves it for the rest of the refund or
-        # for an operator; a clawback flag set while the delivery was in flight is void.
-        charged = state.amount if state.succeeded else payment.fiat_amount
+    charged = state.amount if state.succeeded else payment.fiat_amount
+    failure = _RefundFailure(
+        amount=failed, currency=payment.currency, reason=state.refund_failure_reason
+    )
+    if status in NOT_SENT_MONEY_BACK:
+        # Nothing was sent: the whole amount going back closes the payment (a clawback flag set
+        # while the delivery was in flight is void). A refund that failed leaves the customer
+        # with neither the tokens nor the money: an operator's. A partial refund or a dispute
+        # (an inquiry may end either way) leaves a DELIVERY_FAILED one for the rest of the
+        # refund or for an operator, and a REFUNDED one (an operator gave part back before the
+        # delivery) as it is.
         if refunded >= charged:
             new_status = PaymentStatus.REFUNDED
             changes["clawback_required"] = False
+            if status == PaymentStatus.REFUND_FAILED:
+                changes["error"] = _cause_of(payment.error)
+        elif failed and (newly_failed or status == PaymentStatus.DELIVERY_FAILED):
+            new_status = PaymentStatus.REFUND_FAILED
+            changes["error"] = failure.error(cause=_cause_of(payment.error))
     elif status in DELIVERY_STARTED:
-        if money_back and not payment.clawback_required:
-            changes["clawback_required"] = True
+        # The tokens were sent (or are on their way): money back means a clawback, and a refund
+        # that failed took back nothing, so only what did go back (or a dispute) keeps it.
+        if money_back != payment.clawback_required:
+            changes["clawback_required"] = money_back
+            if money_back:
+                logger.warning(
+                    "onramp payment %s (%s) was %s after its tokens were sent: flagged for "
+                    "clawback",
+                    payment.id,
+                    payment.stripe_payment_intent_id,
+                    "disputed" if disputed else "refunded",
+                )
+        if newly_failed:
             logger.warning(
-                "onramp payment %s (%s) was %s after its tokens were sent: flagged for clawback",
+                "onramp payment %s (%s): %s after its tokens were sent; %s",
                 payment.id,
                 payment.stripe_payment_intent_id,
-                "disputed" if disputed else "refunded",
+                failure.summary(),
+                f"still flagged for clawback ({refunded} back, disputed: {disputed})"
+                if money_back
+                else "no money went back, so no clawback is due (the customer keeps the tokens)",
             )
     elif status in NEVER_DELIVERED:
         pass
@@ -557,7 +611,11 @@ async def apply_intent_state(
         new_status = PaymentStatus.DELIVERY_FAILED
         changes["error"] = "Stripe charged an amount other than the quote: not delivered"
     elif status == PaymentStatus.PAID or (status in AWAITING_PAYMENT and state.succeeded):
-        if money_back:
+        if failed and refunded < charged:
+            # Given back before the delivery (as REFUNDED would be), and the refund failed.
+            new_status = PaymentStatus.REFUND_FAILED
+            changes["error"] = failure.error(cause=None)
+        elif money_back:
             new_status = PaymentStatus.DISPUTED if disputed else PaymentStatus.REFUNDED
         elif status != PaymentStatus.PAID:
             new_status = PaymentStatus.PAID
@@ -573,7 +631,50 @@ async def apply_intent_state(
     moved = await repository.move_payment(
         session, payment_id=payment.id, from_statuses=(status.value,), values=changes
     )
+    if moved and new_status == PaymentStatus.REFUND_FAILED and newly_failed:
+        logger.error(
+            "onramp payment %s (%s): %s; nothing was delivered, and the money is back in the "
+            "platform's Stripe balance: return it to the customer another way (%s)",
+            payment.id,
+            payment.stripe_payment_intent_id,
+            failure.summary(),
+            new_status.value,
+        )
     return new_status.value if moved and new_status != status else None
+
+
+REFUND_FAILED_NOTE = "the refund failed"
+
+
+@dataclass(frozen=True)
+class _RefundFailure:
+    amount: int  # every failed refund of the payment, in the currency's minor unit
+    currency: str
+    reason: str | None  # Stripe's failure_reason of the latest one
+
+    def summary(self) -> str:
+        return (
+            f"{format_units(self.amount, FIAT_DECIMALS)} {self.currency.upper()} refunded, then "
+            f"the refund failed ({self.reason or 'unknown'})"
+        )
+
+    def error(self, *, cause: str | None) -> str:
+        """The payment's ``error``: the failure first (what the customer needs to know now),
+        then why nothing was sent."""
+        text = (
+            f"{REFUND_FAILED_NOTE} ({self.reason or 'unknown'}): "
+            f"{format_units(self.amount, FIAT_DECIMALS)} {self.currency.upper()} could not be "
+            f"returned to the card and will be returned another way"
+        )
+        return (f"{text}; {cause}" if cause else text)[:500]
+
+
+def _cause_of(error: str | None) -> str | None:
+    """A REFUND_FAILED payment's ``error`` without the refund's failure: why nothing was sent."""
+    if error is None or not error.startswith(f"{REFUND_FAILED_NOTE} ("):
+        return error
+    _failure, separator, cause = error.partition("; ")
+    return cause if separator else None
 
 
 # -- delivery ------------------------------------------------------------------------------------
@@ -718,7 +819,9 @@ def refund_key(payment_intent_id: str, already_refunded: int) -> str:
 async def refund_undelivered(services: Services, payment_id: str) -> str | None:
     """Give back a DELIVERY_FAILED payment's money in full, once its delivery can no longer
     execute (``_delivery_is_dead``); returns the payment's new status when it moved (REFUNDED).
-    A disputed charge is left to the dispute and an operator: Stripe refuses to refund it.
+    A disputed charge is left to the dispute and an operator: Stripe refuses to refund it. A
+    charge with a refund that failed is not refunded again (the card that paid refused it, and
+    a refund can go to no other): the payment becomes REFUND_FAILED, for an operator.
 
     Stripe is called outside any transaction and the payment moves only on what a re-read of
     the PaymentIntent shows, so a crash after the refund and before the update is repaired by
@@ -742,7 +845,12 @@ async def refund_undelivered(services: Services, payment_id: str) -> str | None:
         return None
     payment_intent_id = payment.stripe_payment_intent_id
     state = await gateway.payment_intent(payment_intent_id)
-    if state.succeeded and not state.disputed and state.amount_refunded < state.amount:
+    if (
+        state.succeeded
+        and not state.disputed
+        and not state.amount_refund_failed
+        and state.amount_refunded < state.amount
+    ):
         await gateway.refund(
             payment_intent_id,
             amount=state.amount - state.amount_refunded,  # what is left: nothing twice

@@ -27,6 +27,12 @@ STRIPE_TIMEOUT_SECONDS = 20.0
 STRIPE_NETWORK_RETRIES = 2  # retried POSTs reuse the Idempotency-Key, so they cannot charge twice
 WEBHOOK_TOLERANCE_SECONDS = 300  # Stripe's default: an older signature is refused (replay)
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+REFUND_NOT_MADE = frozenset({"failed", "canceled"})
+"""Refund statuses whose money never reached the customer: Stripe put it back in the balance.
+A card refund Stripe accepted (``pending`` or ``succeeded``) can still become ``failed`` days
+later, when the card turns out closed, lost or stolen; Stripe then sends
+``charge.refund.updated`` (and ``refund.failed``), and the charge's ``amount_refunded`` no
+longer counts it."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,10 @@ class CreatedIntent:
 @dataclass(frozen=True)
 class IntentState:
     """A PaymentIntent as Stripe sees it now, with what its latest charge says about refunds
-    and disputes."""
+    and disputes. ``amount_refunded`` counts only refunds that did not fail (given back or on
+    their way); ``amount_refund_failed`` the ones that failed or were canceled after Stripe
+    accepted them (their money is back in the platform's balance), known when the charge's
+    refunds were read (``StripeGateway.payment_intent``), 0 otherwise."""
 
     id: str
     status: str
@@ -48,6 +57,8 @@ class IntentState:
     metadata: dict[str, str] = field(default_factory=dict)
     charge_id: str | None = None
     amount_refunded: int = 0
+    amount_refund_failed: int = 0
+    refund_failure_reason: str | None = None  # the latest failed one's: "lost_or_stolen_card"…
     disputed: bool = False
     last_payment_error: str | None = None
     created: int = 0  # Unix time
@@ -139,11 +150,12 @@ class StripeGateway:
         )
 
     async def payment_intent(self, payment_intent_id: str) -> IntentState:
-        """Re-read a PaymentIntent (with its latest charge): the truth, whatever order the
-        webhooks arrived in."""
+        """Re-read a PaymentIntent (with its latest charge and that charge's refunds, each with
+        its status): the truth, whatever order the webhooks arrived in."""
         try:
             intent = await self._client.v1.payment_intents.retrieve_async(
-                payment_intent_id, params={"expand": ["latest_charge"]}
+                payment_intent_id,
+                params={"expand": ["latest_charge", "latest_charge.refunds"]},
             )
         except stripe.InvalidRequestError as error:
             if error.http_status == 404:
@@ -151,7 +163,35 @@ class StripeGateway:
             raise _unavailable("read the payment", error) from error
         except stripe.StripeError as error:
             raise _unavailable("read the payment", error) from error
-        return _intent_state(intent.to_dict())
+        values = intent.to_dict()
+        return _intent_state(values, refunds=await self._refunds_of(values.get("latest_charge")))
+
+    async def _refunds_of(self, charge: object) -> list[dict[str, Any]] | None:
+        """Every refund of an expanded charge, whatever its status; ``None`` when the charge
+        came without its refunds. The expansion holds the first page; a longer list is read
+        to its end."""
+        if not isinstance(charge, dict) or not isinstance(charge.get("refunds"), dict):
+            return None
+        first_page = charge["refunds"]
+        refunds = list(first_page.get("data") or [])
+        if not first_page.get("has_more"):
+            return refunds
+        refunds = []
+        starting_after: str | None = None
+        while True:
+            params: dict[str, Any] = {"charge": charge["id"], "limit": 100}
+            if starting_after:
+                params["starting_after"] = starting_after
+            try:
+                page = await self._client.v1.refunds.list_async(params=params)  # type: ignore[arg-type]
+            except stripe.StripeError as error:
+                raise _unavailable("read the refunds", error) from error
+            values = page.to_dict()
+            items = values.get("data") or []
+            refunds.extend(items)
+            if not values.get("has_more") or not items:
+                return refunds
+            starting_after = items[-1]["id"]
 
     async def client_secret(self, payment_intent_id: str) -> str:
         try:
@@ -284,10 +324,29 @@ def event_object(payload: str) -> dict[str, Any]:
     return (json.loads(payload).get("data") or {}).get("object") or {}
 
 
-def _intent_state(values: dict[str, Any]) -> IntentState:
+def _intent_state(
+    values: dict[str, Any], *, refunds: list[dict[str, Any]] | None = None
+) -> IntentState:
+    """With the charge's ``refunds`` (every one, with its status), what went back is counted
+    refund by refund, so a refund that failed is told apart rather than only missed; without
+    them, the charge's ``amount_refunded`` is all there is."""
     charge = values.get("latest_charge")
     charge_values = charge if isinstance(charge, dict) else {}
     error = values.get("last_payment_error")
+    amount_refunded = int(charge_values.get("amount_refunded") or 0)
+    amount_refund_failed = 0
+    failure_reason = None
+    if refunds is not None:
+        failed = [refund for refund in refunds if refund.get("status") in REFUND_NOT_MADE]
+        amount_refunded = sum(
+            int(refund.get("amount") or 0)
+            for refund in refunds
+            if refund.get("status") not in REFUND_NOT_MADE
+        )
+        amount_refund_failed = sum(int(refund.get("amount") or 0) for refund in failed)
+        if failed:
+            latest = max(failed, key=lambda refund: int(refund.get("created") or 0))
+            failure_reason = str(latest.get("failure_reason") or latest.get("status"))
     return IntentState(
         id=values["id"],
         status=str(values.get("status")),
@@ -295,7 +354,9 @@ def _intent_state(values: dict[str, Any]) -> IntentState:
         currency=str(values.get("currency") or ""),
         metadata={str(k): str(v) for k, v in (values.get("metadata") or {}).items()},
         charge_id=_id_of(charge),
-        amount_refunded=int(charge_values.get("amount_refunded") or 0),
+        amount_refunded=amount_refunded,
+        amount_refund_failed=amount_refund_failed,
+        refund_failure_reason=failure_reason,
         disputed=bool(charge_values.get("disputed")),
         last_payment_error=(error or {}).get("message") if isinstance(error, dict) else None,
         created=int(values.get("created") or 0),
