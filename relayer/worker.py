@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from eth_account import Account
-from sqlalchemy import Row, bindparam, insert, select, update
+from sqlalchemy import Row, and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chain.rpc import JsonRpc, RpcError, RpcUnavailable
@@ -40,7 +40,14 @@ from relayer import sponsorship
 from relayer.errors import NONCE_FILL_KEY_PREFIX
 from relayer.forwarder import ForwardRequest, forwarder_calldata, nonces_call, sign_request
 from relayer.keys import enabled_keys, is_relayer_call, sealed_key_of
-from relayer.models import RelayAttempt, RelayerKey, RelayStatus, RelayTransaction, Sponsor
+from relayer.models import (
+    RelayAttempt,
+    RelayerKey,
+    RelayStatus,
+    RelayTransaction,
+    Sponsor,
+    SponsorCharge,
+)
 from relayer.rpc_errors import SendOutcome, classify
 from relayer.transactions import TransactionSigner
 from wallet.keys import unlocked_account
@@ -61,6 +68,13 @@ RECONCILE_EVERY_SECONDS = 10.0
 MIN_REPLACEMENT_BUMP_PERCENT = 10
 
 _JOBS = RelayTransaction.__table__
+# A job's open reservation, if it has one: a sponsored job's unsettled charge (one at most: a
+# charge is unique per job). Joined to the jobs a signing round reads, so that capping their
+# fees (``within_reservation``) adds no statement to the round.
+_OPEN_RESERVATION = and_(
+    SponsorCharge.relay_transaction_id == RelayTransaction.id,
+    SponsorCharge.settled.is_(False),
+)
 # A job as its receipt was read: still SUBMITTED at the relayer nonce it was read with. Both
 # outcomes of a receipt (landed, or queued again) update through this guard, so a second
 # writer, or a receipt read before another worker queued the job again, changes nothing.
@@ -198,15 +212,38 @@ class RelayerWorker:
 
     async def sign_queued(self, key_id: str, gas_price: tuple[int, int]) -> bool:
         """Signs the key's queued jobs at its next nonces, except those of wallets waiting
-        for ``resync_wallet`` (their requests would revert)."""
-        max_fee, priority_fee = gas_price
+        for ``resync_wallet`` (their requests would revert).
+
+        A job is signed at ``gas_price``, but a sponsored one never above what its sponsor
+        has reserved for it (``within_reservation``): its worst case, gas limit × max fee,
+        stays within its charge, so its settlement can never take the sponsor past its funds.
+        When the network asks for more than the reservation covers, the job goes out at the
+        reserved fee. Refused as underpriced, it is re-priced at once; accepted but not mined,
+        it is bumped once stuck: either way by ``_bump``, which first grows the reservation
+        as far as the sponsor's remaining funds allow (``sponsorship.reserve_fee_bump``).
+
+        The reservations come with the jobs, in the statement that reads (and, on PostgreSQL,
+        locks) them, and without the sponsors' locks: a QUEUED job's charge cannot change
+        while this transaction holds the job. Its charge is inserted in the transaction that
+        queues the job, so a job is never seen without it; after that only a fee bump
+        (``reserve_fee_bump``, from ``_bump``, on a job locked as SIGNED or SUBMITTED) and a
+        settlement (``settle_charges``, of jobs the same transaction has just failed or
+        landed) write it, each holding the job's row and each for a job no longer QUEUED.
+        This round holds the rows of the jobs it signs (``FOR UPDATE SKIP LOCKED``; SQLite
+        has one writer) until they are SIGNED. A job queued again after a revert
+        (``track_submitted``) keeps its unsettled charge, grown by any bump before the
+        revert: it is capped at that charge, which may be above its quote."""
         async with self.services.db.session() as session:
             key = await self._claim_key(session, key_id)
             if key is None:
                 return False
-            statement = select(RelayTransaction).where(
-                RelayTransaction.relayer_key_id == key_id,
-                RelayTransaction.status == RelayStatus.QUEUED,
+            statement = (
+                select(RelayTransaction, SponsorCharge.amount_wei)
+                .outerjoin(SponsorCharge, _OPEN_RESERVATION)
+                .where(
+                    RelayTransaction.relayer_key_id == key_id,
+                    RelayTransaction.status == RelayStatus.QUEUED,
+                )
             )
             if self.wallets_to_resync:
                 statement = statement.where(
@@ -214,25 +251,29 @@ class RelayerWorker:
                 )
             if self._is_postgres:
                 # Jobs another worker's resync_wallet is re-signing are skipped this round: the
-                # transaction built here must carry the requests stored with it.
-                statement = statement.with_for_update(skip_locked=True)
-            jobs = list(
-                (
-                    await session.execute(
-                        statement.order_by(
-                            RelayTransaction.created_at, RelayTransaction.forwarder_nonce
-                        ).limit(SIGN_BATCH)
-                    )
-                ).scalars()
-            )
-            if not jobs:
+                # transaction built here must carry the requests stored with it. Only the
+                # jobs' rows are locked, not their charges.
+                statement = statement.with_for_update(of=RelayTransaction, skip_locked=True)
+            rows = (
+                await session.execute(
+                    statement.order_by(
+                        RelayTransaction.created_at, RelayTransaction.forwarder_nonce
+                    ).limit(SIGN_BATCH)
+                )
+            ).all()
+            if not rows:
                 return False
             now = utc_now()
             attempts: list[dict[str, object]] = []
             # Signed inside the block: the plaintext key lives only while it is unlocked.
             with unlocked_account(sealed_key_of(key), keyring=self.services.keyring) as account:
                 signer = TransactionSigner(account.key)
-                for job in jobs:
+                for job, reserved_wei in rows:
+                    max_fee, priority_fee = within_reservation(
+                        gas_price,
+                        gas_limit=job.gas_limit,
+                        reserved_wei=reserved_wei if job.sponsor_id is not None else None,
+                    )
                     signed = self._sign_job(
                         signer, job, nonce=key.next_nonce, max_fee=max_fee, tip=priority_fee
                     )
@@ -1040,6 +1081,21 @@ class RelayerWorker:
         base_fee = int(block["baseFeePerGas"], 16)
         tip = 10**9
         return min(base_fee * 2 + tip, self.settings.relayer_max_fee_per_gas_wei), tip
+
+
+def within_reservation(
+    gas_price: tuple[int, int], *, gas_limit: int, reserved_wei: int | None
+) -> tuple[int, int]:
+    """The fees (max fee, tip) to first sign a job at: ``gas_price``, with the max fee capped
+    at what the job's reservation covers for its gas limit (``reserved_wei // gas_limit``) and
+    the tip at the max fee, so that the transaction's worst case never exceeds the reservation.
+    ``reserved_wei`` is ``None`` for a job with no open reservation, signed at ``gas_price``
+    unchanged: a job without a sponsor, whose gas is the operator's (as is a sponsored job's
+    without a charge, from before charges were kept: ``settle_charges`` finds none to bill)."""
+    if reserved_wei is None:
+        return gas_price
+    max_fee = min(gas_price[0], reserved_wei // gas_limit)
+    return max_fee, min(gas_price[1], max_fee)
 
 
 def _word(answer: object) -> int | None:
