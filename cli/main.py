@@ -468,9 +468,12 @@ def onramp() -> None:
     help="Only PaymentIntents and payments created in the last DAYS days (default: all).",
 )
 def onramp_reconcile(days: int | None) -> None:
-    """Check that every succeeded PaymentIntent of the onramp has exactly one confirmed
-    delivery (none when refunded or disputed before delivery) and that nothing was delivered
-    for a payment Stripe does not show as succeeded. Lists each mismatch; exit code 1 if any."""
+    """Repair, then check, the card payments against Stripe. First every payment whose money
+    went back (or whose refund failed) is read again from Stripe and updated in the database
+    as the processor would (a refund that failed unseen makes it REFUND_FAILED); then every
+    succeeded PaymentIntent of the onramp must have exactly one confirmed delivery (none when
+    refunded or disputed before delivery) and nothing may be delivered for a payment Stripe does
+    not show as succeeded. Lists each repair and mismatch; exit code 1 if any mismatch."""
     from datetime import timedelta
 
     from core.container import Services
@@ -488,6 +491,8 @@ def onramp_reconcile(days: int | None) -> None:
             await services.close()
 
     report = asyncio.run(run())
+    for payment_intent_id in report.repaired:
+        click.echo(f"repaired  {payment_intent_id}: updated to what Stripe shows of its refunds")
     for mismatch in report.mismatches:
         click.echo(
             f"MISMATCH {mismatch.payment_intent_id} (payment {mismatch.payment_id or '-'}): "
@@ -497,6 +502,10 @@ def onramp_reconcile(days: int | None) -> None:
         click.echo(f"in flight {payment_intent_id}: the delivery is not final yet")
     for payment_intent_id in report.clawbacks:
         click.echo(f"clawback  {payment_intent_id}: refunded or disputed after delivery")
+    click.echo(
+        f"{report.refunds_rechecked} payments with money back (or a failed refund) read again "
+        f"from Stripe: {len(report.repaired)} repaired"
+    )
     click.echo(
         f"{report.succeeded_checked} succeeded PaymentIntents checked: {report.delivered} "
         f"delivered once, {len(report.in_flight)} in flight, {len(report.mismatches)} mismatches"

@@ -143,6 +143,7 @@ async def card_enrollments_to_advance(
                             PaymentStatus.CANCELED,
                             PaymentStatus.REFUNDED,
                             PaymentStatus.DISPUTED,
+                            PaymentStatus.REFUND_FAILED,
                         )
                     ),
                 ),

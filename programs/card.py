@@ -7,9 +7,10 @@ FEE_PENDING with the payment's client secret. Once the payment has succeeded and
 reached the customer's wallet, the onramp processor calls ``connect_paid_enrollment``: the same
 relayed call as a WALLET enrollment (approve + connect + gas fee, all or nothing), signed by the
 customer's custodial wallet. The enrollment then goes CONNECTING → ACTIVE with no further step
-from the customer. Money back before the OVPP was sent (refund, dispute, cancel) fails the
-enrollment; nothing is ever connected without a paid fee. An enrollment that fails after the
-OVPP arrived leaves it in the wallet (the payment is not refunded) and its error says so.
+from the customer. Money back before the OVPP was sent (refund, dispute, cancel), or a refund
+of it that failed, fails the enrollment; nothing is ever connected without a paid fee. An
+enrollment that fails after the OVPP arrived leaves it in the wallet (the payment is not
+refunded) and its error says so.
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ GIVEN_UP = {
     PaymentStatus.DISPUTED.value: "the card payment was disputed before the fee was paid",
     PaymentStatus.DELIVERY_FAILED.value: (
         "the OVPP bought for the fee could not be delivered; the card payment is refunded"
+    ),
+    # Nothing was delivered, and the refund to the card failed after Stripe accepted it.
+    PaymentStatus.REFUND_FAILED.value: (
+        "the OVPP bought for the fee was not delivered and the refund to the card failed; the "
+        "utility's support will return the money another way"
     ),
 }
 

@@ -3,16 +3,28 @@ every operation in ``clients/operations`` is valid against it."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
-from graphql import GraphQLSchema, OperationDefinitionNode, build_schema, parse, validate
+from graphql import (
+    GraphQLEnumType,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    build_schema,
+    parse,
+    validate,
+)
 
 from api.sdl import PUBLISHED_SCHEMA, schema_sdl
 from core.settings import load_settings
 
 OPERATIONS = PUBLISHED_SCHEMA.parent / "operations"
 OPERATION_FILES = sorted(OPERATIONS.glob("*.graphql"))
+WEB_SCREENS = PUBLISHED_SCHEMA.parent / "web" / "screens.js"
+# A card payment's statuses that move on their own soon after the card is charged: the web app's
+# buy screen polls through these and stops at every other one.
+PAYMENT_STATUSES_IN_PROGRESS = {"REQUIRES_PAYMENT", "PAID", "DELIVERING"}
 # The operations the apps rely on (the issue's contract): each must keep existing.
 REQUIRED_OPERATIONS = {
     "Viewer",
@@ -64,3 +76,18 @@ def test_operation_is_valid_against_the_schema(path: Path, published_schema: Gra
     )
     errors = validate(published_schema, document)
     assert not errors, [error.message for error in errors]
+
+
+def test_the_web_app_stops_polling_a_card_payment_at_every_other_status(
+    published_schema: GraphQLSchema,
+) -> None:
+    """A status the buy screen does not know (REFUND_FAILED once was one) is polled forever."""
+    declared = re.search(
+        r"const FINAL_PAYMENT_STATUSES = new Set\(\[([^\]]*)\]\)",
+        WEB_SCREENS.read_text(encoding="utf-8"),
+    )
+    assert declared is not None, "clients/web/screens.js no longer declares FINAL_PAYMENT_STATUSES"
+    final = set(re.findall(r"'([A-Z_]+)'", declared.group(1)))
+    statuses = published_schema.type_map["OnrampPaymentStatus"]
+    assert isinstance(statuses, GraphQLEnumType)
+    assert final == set(statuses.values) - PAYMENT_STATUSES_IN_PROGRESS

@@ -1106,7 +1106,10 @@ async def test_reconcile_lists_an_undelivered_payment_then_reports_zero_mismatch
     await wait_payment(client, customer, payment["id"], "DELIVERED")
     clean = await asyncio.to_thread(_cli, env, "onramp", "reconcile")
     assert clean.returncode == 0, clean.stdout + clean.stderr
-    assert "MISMATCH" not in clean.stdout
+    assert "MISMATCH" not in clean.stdout and "repaired  " not in clean.stdout
+    # Payments whose money went back are read again from Stripe: none had anything to repair.
+    [rechecked] = [line for line in clean.stdout.splitlines() if "read again from Stripe" in line]
+    assert rechecked.endswith(": 0 repaired"), clean.stdout
     summary = clean.stdout.strip().splitlines()[-1]
     assert int(summary.split()[0]) >= 1, clean.stdout
     assert summary.endswith("0 in flight, 0 mismatches"), clean.stdout

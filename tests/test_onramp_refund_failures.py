@@ -27,6 +27,7 @@ import logging
 import time
 from dataclasses import replace
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -34,18 +35,22 @@ import pytest
 from sqlmodel import func, select
 
 from chain.address_book import AddressBook
+from chain.anvil import LocalChain
 from chain.deploy import Deployer
 from core.container import Services
+from core.settings import Settings
 from onramp.localstripe import LocalStripe
-from onramp.models import OnrampPayment
+from onramp.models import OnrampPayment, PaymentStatus
 from onramp.processor import RunningProcessor
 from onramp.reconcile import reconcile
 from onramp.service import apply_intent_state
 from onramp.stripe_gateway import require_gateway
+from programs import card
 from relayer.runner import RunningRelayer
 from tests.conftest import STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET
 from tests.support.graphql import gql
 from tests.support.issuer import TestIssuer
+from tests.support.ports import free_port
 from tests.support.relayer_pause import relayer_paused
 from tests.support.stripe import signed_event
 from tests.support.wallets import ChainReader, Customer, new_customer
@@ -54,12 +59,16 @@ from tests.test_onramp import (  # noqa: F401 (live, processor, treasury_stock: 
     OVPP,
     PAYMENT_FIELDS,
     Live,
+    _cli,
     buy,
     deliveries_of,
+    enrollment_once_final,
     live,
+    open_card_enrollment,
     pay_with_a_delivery_the_node_refuses,
     payment_row,
     processor,
+    serve_env,
     settle,
     treasury_stock,
     wait_processed,
@@ -292,11 +301,15 @@ async def test_reconcile_catches_a_refund_failure_whose_webhooks_were_lost(
     live: Live,
     processor: RunningProcessor,
     relayer: RunningRelayer,
+    settings: Settings,
     services: Services,
     localstripe: LocalStripe,
     test_issuer: TestIssuer,
     deployer: Deployer,
     contracts: AddressBook,
+    kek: str,
+    anvil: LocalChain,
+    tmp_path: Path,
 ) -> None:
     customer = await new_customer(client, test_issuer, deployer, contracts)
     payment = await undelivered_and_refunded(
@@ -309,11 +322,14 @@ async def test_reconcile_catches_a_refund_failure_whose_webhooks_were_lost(
     await settle()
     assert (await payment_row(services, payment["id"])).status == "REFUNDED"  # nobody knows
 
-    report = await reconcile(services)
-    assert pi in report.repaired
-    [mismatch] = [m for m in report.mismatches if m.payment_intent_id == pi]
-    assert mismatch.payment_id == payment["id"]
-    assert mismatch.problem.startswith("paid, nothing delivered, and the refund failed"), mismatch
+    # The operator's command: it repairs the payment in the database and says so.
+    env = serve_env(settings, kek=kek, anvil=anvil, data_dir=tmp_path, port=free_port())
+    repairing = await asyncio.to_thread(_cli, env, "onramp", "reconcile")
+    assert repairing.returncode == 1, repairing.stdout + repairing.stderr
+    assert f"repaired  {pi}: " in repairing.stdout, repairing.stdout
+    assert f"MISMATCH {pi} (payment {payment['id']}): " in repairing.stdout, repairing.stdout
+    [rechecked] = [line for line in repairing.stdout.splitlines() if "read again from" in line]
+    assert int(rechecked.split()[0]) >= 1 and not rechecked.endswith(": 0 repaired"), rechecked
     row = await payment_row(services, payment["id"])
     assert (row.status, row.refunded_amount, row.refund_failed_amount) == (
         "REFUND_FAILED",
@@ -327,7 +343,10 @@ async def test_reconcile_catches_a_refund_failure_whose_webhooks_were_lost(
     # webhooks, redelivered by Stripe at last, change nothing either.
     again = await reconcile(services)
     assert pi not in again.repaired
-    assert [m.problem for m in again.mismatches if m.payment_intent_id == pi] == [mismatch.problem]
+    [mismatch] = [m for m in again.mismatches if m.payment_intent_id == pi]
+    assert mismatch.payment_id == payment["id"]
+    assert mismatch.problem.startswith("paid, nothing delivered, and the refund failed"), mismatch
+    assert f"MISMATCH {pi} (payment {payment['id']}): {mismatch.problem}\n" in repairing.stdout
     live.tap.held.discard(pi)
     for event in lost:
         assert (await live.deliver(event)).status_code == 200
@@ -348,3 +367,44 @@ async def test_reconcile_catches_a_refund_failure_whose_webhooks_were_lost(
     assert node["error"].startswith("rejected by the node"), node
     settled = await reconcile(services)
     assert not [m for m in settled.mismatches if m.payment_intent_id == pi]
+
+
+async def test_a_card_paid_enrollment_whose_fee_payment_s_refund_fails_fails_saying_so(
+    client,
+    live: Live,
+    processor: RunningProcessor,
+    registry_demo,
+    services: Services,
+    localstripe: LocalStripe,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    """The fee is paid, refunded (an operator, in Stripe) before its OVPP was sent, and the
+    refund fails, all before the processor hears of it: the payment goes straight to
+    REFUND_FAILED, and the enrollment waiting for its fee fails saying where the money is."""
+    chain = ChainReader(deployer, contracts)
+    opened = await open_card_enrollment(
+        client, services, issuer=test_issuer, deployer=deployer, contracts=contracts
+    )
+    customer, pi = opened.customer, opened.payment_intent_id
+    live.tap.held.add(pi)
+    await live.stripe.pay(pi)
+    succeeded = await live.tap.wait_for("payment_intent.succeeded", pi)
+    await live.stripe.refund(pi)
+    [refund] = await live.stripe.refunds(pi)
+    await fail_refund(localstripe, refund["id"], "lost_or_stolen_card")
+    failure_events = [await live.tap.wait_for(kind, pi) for kind in FAILURE_EVENTS]
+    live.tap.held.discard(pi)
+    for event in (succeeded, *failure_events):
+        assert (await live.deliver(event)).status_code == 200
+    await wait_processed(services, [event.event_id for event in (succeeded, *failure_events)])
+
+    node = await wait_payment(client, customer, opened.fee_payment["id"], "REFUND_FAILED")
+    assert node["refundedAmount"] == "0" and node["refundFailedAmount"] == node["fiatAmount"]
+    assert node["error"].startswith("the refund failed (lost_or_stolen_card): "), node
+    row = await enrollment_once_final(services, opened.enrollment["id"], timeout=30)
+    assert (row.status, row.error) == ("FAILED", card.GIVEN_UP[PaymentStatus.REFUND_FAILED.value])
+    assert await deliveries_of(services, pi) == []
+    assert chain.ovpp_of(customer.address) == 0
+    assert len(await live.stripe.refunds(pi)) == 1

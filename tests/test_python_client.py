@@ -284,5 +284,6 @@ async def test_buying_ovpp_by_card_through_the_typed_client(
             break
         await asyncio.sleep(0.1)
     assert delivered.status == "DELIVERED", delivered
+    assert delivered.refunded_amount == delivered.refund_failed_amount == Decimal(0)
     assert chain.ovpp_of(address) == 250 * OVPP
     assert (await wallet.viewer_balances()).balance("OVPP").amount == Decimal(250)

@@ -4,7 +4,9 @@ import { config, gql, subscribe } from './api.js';
 
 const FINAL_TRANSACTION_STATUSES = new Set(['CONFIRMED', 'FAILED', 'REPLACED']);
 const FINAL_ENROLLMENT_STATUSES = new Set(['ACTIVE', 'FAILED', 'UNENROLLED']);
-const FINAL_PAYMENT_STATUSES = new Set(['DELIVERED', 'PAYMENT_FAILED', 'CANCELED', 'REFUNDED', 'DISPUTED', 'DELIVERY_FAILED']);
+// A card payment's statuses where the buy screen stops polling (the others: REQUIRES_PAYMENT, PAID,
+// DELIVERING). REFUND_FAILED: nothing was delivered and the refund to the card failed.
+const FINAL_PAYMENT_STATUSES = new Set(['DELIVERED', 'PAYMENT_FAILED', 'CANCELED', 'REFUNDED', 'DISPUTED', 'DELIVERY_FAILED', 'REFUND_FAILED']);
 const TOKEN_LABELS = { OVPP: 'OVPP', STABLECOIN: 'USD stablecoin (USDC)' };
 let fieldCounter = 0;
 
@@ -412,21 +414,30 @@ async function pay(section, proceed, quote, settings, balance) {
         payButton.disabled = false;
         return status.replaceChildren(message(result.error.message || 'The card was declined.'));
       }
-      let current = payment.status;
-      while (!FINAL_PAYMENT_STATUSES.has(current) && document.contains(status)) {
-        status.replaceChildren('Payment: ', statusBadge(current, 'status'));
+      let current = payment;
+      while (!FINAL_PAYMENT_STATUSES.has(current.status) && document.contains(status)) {
+        status.replaceChildren('Payment: ', statusBadge(current.status, 'status'));
         await sleep(1000);
         const { viewer } = await gql('OnrampPayments', { first: 10 });
-        current = viewer.onrampPayments.find((candidate) => candidate.id === payment.id)?.status ?? current;
+        current = viewer.onrampPayments.find((candidate) => candidate.id === payment.id) ?? current;
       }
-      status.replaceChildren('Payment: ', statusBadge(current, 'status'));
+      status.replaceChildren('Payment: ', statusBadge(current.status, 'status'));
       balance.textContent = await ovppBalance();
-      announce(current === 'DELIVERED' ? `${payment.tokenAmount} OVPP added to your wallet` : `Payment ${current.toLowerCase()}`);
+      // An alert: screen readers read it at once, so it is not announced a second time.
+      if (current.status === 'REFUND_FAILED') return section.append(message(refundFailedExplanation(current)));
+      announce(current.status === 'DELIVERED' ? `${payment.tokenAmount} OVPP added to your wallet` : `Payment ${current.status.toLowerCase()}`);
     });
   } catch (error) {
     proceed.disabled = false;
     section.append(message(error.message));
   }
+}
+
+/** The customer has neither the tokens nor the money, and nothing more happens on its own: say so,
+ * and who returns the money (the backend never refunds a card that refused a refund). */
+function refundFailedExplanation(payment) {
+  return `Your OVPP could not be delivered, and the ${money(payment.refundFailedAmount)} refund to your card failed `
+    + '(the card may be closed or replaced). Your utility\'s support will return the money to you another way.';
 }
 
 /** Stripe's card element labels its own inputs; localstripe's stand-in only has placeholders. */

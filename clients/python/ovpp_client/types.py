@@ -495,6 +495,9 @@ class DeliveryTransaction:
 class OnrampPayment:
     id: str
     purpose: str  # PURCHASE ENROLLMENT_FEE
+    # REQUIRES_PAYMENT PAYMENT_FAILED CANCELED PAID DELIVERING DELIVERED DELIVERY_FAILED REFUNDED
+    # DISPUTED REFUND_FAILED (not delivered, and the refund to the card failed: the utility
+    # returns the money another way)
     status: str
     token: Token
     token_amount: Decimal
@@ -505,6 +508,7 @@ class OnrampPayment:
     client_secret: str | None  # only in createOnrampPayment's answer
     delivery_transaction: DeliveryTransaction | None
     refunded_amount: Decimal
+    refund_failed_amount: Decimal  # refunded, then the card refused it: never reached the card
     disputed: bool
     clawback_required: bool
     error: str | None
@@ -533,6 +537,7 @@ class OnrampPayment:
             if delivery
             else None,
             refunded_amount=Decimal(wire["refundedAmount"]),
+            refund_failed_amount=Decimal(wire["refundFailedAmount"]),
             disputed=wire["disputed"],
             clawback_required=wire["clawbackRequired"],
             error=wire["error"],
