@@ -30,14 +30,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from eth_account import Account
-from sqlalchemy import Row, and_, bindparam, insert, select, update
+from sqlalchemy import ColumnElement, Row, and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chain.rpc import JsonRpc, RpcError, RpcUnavailable
 from core.container import Services
 from core.db import new_id, utc_now
 from relayer import sponsorship
-from relayer.errors import NONCE_FILL_KEY_PREFIX
+from relayer.errors import NONCE_FILL_KEY_PREFIX, SponsorRefused
 from relayer.forwarder import ForwardRequest, forwarder_calldata, nonces_call, sign_request
 from relayer.keys import enabled_keys, is_relayer_call, sealed_key_of
 from relayer.models import (
@@ -220,7 +220,9 @@ class RelayerWorker:
         When the network asks for more than the reservation covers, the job goes out at the
         reserved fee. Refused as underpriced, it is re-priced at once; accepted but not mined,
         it is bumped once stuck: either way by ``_bump``, which first grows the reservation
-        as far as the sponsor's remaining funds allow (``sponsorship.reserve_fee_bump``).
+        as far as the sponsor's remaining funds allow (``sponsorship.reserve_fee_bump``). If
+        they cannot pay even that, a job the node never accepted fails with its sponsor's
+        refusal (``broadcast_signed``), so that its key's later jobs do not wait behind it.
 
         The reservations come with the jobs, in the statement that reads (and, on PostgreSQL,
         locks) them, and without the sponsors' locks: a QUEUED job's charge cannot change
@@ -419,18 +421,11 @@ class RelayerWorker:
                         .where(RelayTransaction.id.in_(mine))
                         .values(status=RelayStatus.SUBMITTED, submitted_at=now, updated_at=now)
                     )
-            refused_sponsored: list[str] = []
-            for job_id, message in rejected:
-                assert gas_price is not None
-                failed = await self._fail_and_fill(
-                    session, job_id, f"rejected by the node: {message}", gas_price=gas_price
-                )
-                if failed is not None:
-                    # Its nonce unused, the wallet's later requests would revert: they wait
-                    # for the next round's resync.
-                    self.wallets_to_resync.add(failed.wallet_id)
-                    if failed.sponsor_id is not None:
-                        refused_sponsored.append(failed.id)
+            refused_sponsored = await self._fail_refused(
+                session,
+                [(job_id, f"rejected by the node: {message}") for job_id, message in rejected],
+                gas_price=gas_price,
+            )
             # Nonce too low: maybe ours landed (a crash between send and commit). The receipt
             # step looks up every hash of these jobs; mark them submitted so it does.
             if too_low:
@@ -442,20 +437,12 @@ class RelayerWorker:
                     )
                     .values(status=RelayStatus.SUBMITTED, submitted_at=now, updated_at=now)
                 )
-            repricing: list[RelayTransaction] = []
-            for job_id in underpriced:
-                job = (
-                    await session.execute(
-                        select(RelayTransaction)
-                        .where(
-                            RelayTransaction.id == job_id,
-                            RelayTransaction.status == RelayStatus.SIGNED,
-                        )
-                        .with_for_update()
-                    )
-                ).scalar_one_or_none()
-                if job is not None:
-                    repricing.append(job)
+            repricing = [
+                job
+                for job_id in underpriced
+                if (job := await _lock_job(session, job_id, _JOBS.c.status == RelayStatus.SIGNED))
+                is not None
+            ]
             # Nothing of a refused job was mined, so its sponsor paid nothing: its reservation
             # is settled at 0, or it would count against the sponsor's funds and caps forever.
             # One call for the round, after every job row it locks: it locks the sponsors, the
@@ -467,10 +454,89 @@ class RelayerWorker:
                 dict.fromkeys(refused_sponsored, 0),
                 lock_also=[job.sponsor_id for job in repricing if job.sponsor_id is not None],
             )
+            unfunded: list[tuple[str, str, SponsorRefused]] = []
             for job in repricing:
-                await self._bump(session, job, gas_price=gas_price)
+                refused_tx_hash = job.tx_hash
+                refusal = await self._bump(session, job, gas_price=gas_price)
                 session.add(job)
+                # The sponsor cannot fund a price the node would take. A job no copy of which
+                # the node ever accepted fails (below), rather than be refused round after
+                # round with every later job of its key waiting behind it. One that was
+                # accepted (SUBMITTED before a bump) is not failed: that copy may still be
+                # mined at this nonce, and a failure would tell its customer FAILED for a
+                # transfer that may yet execute, settle its sponsor at 0 for gas the relayer
+                # then pays, and race that copy with a filler. It stays SIGNED, as a stuck job
+                # whose bump its sponsor cannot fund: once that copy is mined, the next
+                # broadcast hears "nonce too low" and its receipts are followed.
+                if refusal is not None and job.submitted_at is None:
+                    assert refused_tx_hash is not None
+                    unfunded.append((job.id, refused_tx_hash, refusal))
+        if unfunded:
+            assert gas_price is not None
+            await self._fail_unfunded(unfunded, gas_price=gas_price)
         return True
+
+    async def _fail_refused(
+        self,
+        session: AsyncSession,
+        refused: list[tuple[str, str]],
+        *,
+        gas_price: tuple[int, int] | None,
+    ) -> list[str]:
+        """Fails each (job id, error) of jobs the node never accepted a copy of, and fills
+        their nonces (``_fail_and_fill``). Returns the failed sponsored jobs' ids: their
+        reservations are the caller's to settle at 0 (nothing of them was mined), in its
+        round's one pass over sponsors."""
+        sponsored: list[str] = []
+        for job_id, error in refused:
+            assert gas_price is not None
+            failed = await self._fail_and_fill(session, job_id, error, gas_price=gas_price)
+            if failed is not None:
+                # Its nonce unused, the wallet's later requests would revert: they wait for
+                # the next round's resync.
+                self.wallets_to_resync.add(failed.wallet_id)
+                if failed.sponsor_id is not None:
+                    sponsored.append(failed.id)
+        return sponsored
+
+    async def _fail_unfunded(
+        self, unfunded: list[tuple[str, str, SponsorRefused]], *, gas_price: tuple[int, int]
+    ) -> None:
+        """Fails sponsored jobs the node refused as underpriced before accepting any copy,
+        and whose sponsors' funds do not cover a price it would take (``_bump``'s refusal,
+        given as (job id, the refused copy's hash, refusal)): each ends FAILED with the
+        sponsor's refusal as its error, never charged to its customer, its reservation
+        settled at 0, its nonce filled, its wallet resynchronised, as for any job the node
+        refused (``_fail_refused``).
+
+        A transaction of its own, after the one that judged the bump: failing a job inserts a
+        filler, which that one could not do once it held sponsors (jobs, then sponsors in
+        one sorted pass; see ``track_submitted``). Here too the jobs come first, locked and
+        checked again (another worker may have sent or re-priced one since), then the
+        sponsors, in ``settle_charges``'s pass."""
+        async with self.services.db.session() as session:
+            refused: list[tuple[str, str]] = []
+            for job_id, tx_hash, refusal in sorted(unfunded, key=lambda item: item[0]):
+                job = await _lock_job(
+                    session,
+                    job_id,
+                    _JOBS.c.status == RelayStatus.SIGNED,
+                    _JOBS.c.tx_hash == tx_hash,
+                    _JOBS.c.submitted_at.is_(None),
+                )
+                if job is None:
+                    continue
+                logger.error(
+                    "%s: job %s fails, never accepted by the node: %s",
+                    self.name,
+                    job_id,
+                    refusal.message,
+                )
+                refused.append(
+                    (job_id, f"refused by its sponsor ({refusal.reason}): {refusal.message}")
+                )
+            sponsored = await self._fail_refused(session, refused, gas_price=gas_price)
+            await sponsorship.settle_charges(session, dict.fromkeys(sponsored, 0))
 
     async def _fail_and_fill(
         self, session: AsyncSession, job_id: str, error: str, *, gas_price: tuple[int, int]
@@ -828,23 +894,21 @@ class RelayerWorker:
                     .where(_JOBS.c.id.in_(confirmed), _JOBS.c.status == RelayStatus.MINED)
                     .values(status=RelayStatus.CONFIRMED, confirmed_at=now, updated_at=now)
                 )
-            bumping: list[RelayTransaction] = []
-            for job_id in sorted(stuck):  # one lock order for every worker
-                # Locked and checked again: another worker may have requeued or landed it since
-                # it was read, and a bump must not overwrite that.
-                job = (
-                    await session.execute(
-                        select(RelayTransaction)
-                        .where(
-                            RelayTransaction.id == job_id,
-                            RelayTransaction.status == RelayStatus.SUBMITTED,
-                            RelayTransaction.relayer_nonce == relayer_nonce_of[job_id],
-                        )
-                        .with_for_update()
+            # Locked and checked again, in one lock order for every worker: another worker may
+            # have requeued or landed a job since it was read, and a bump must not overwrite it.
+            bumping = [
+                job
+                for job_id in sorted(stuck)
+                if (
+                    job := await _lock_job(
+                        session,
+                        job_id,
+                        _JOBS.c.status == RelayStatus.SUBMITTED,
+                        _JOBS.c.relayer_nonce == relayer_nonce_of[job_id],
                     )
-                ).scalar_one_or_none()
-                if job is not None:
-                    bumping.append(job)
+                )
+                is not None
+            ]
             # Sponsors last, all in one pass in sorted order (settle_charges): those whose
             # charges this round settles and those of the sponsored jobs it bumps (a bump may
             # grow its reservation). Why no deadlock goes through a sponsor: a worker's round
@@ -884,6 +948,8 @@ class RelayerWorker:
             else:
                 await sponsorship.lock_in_order(session, sponsored_bumps)
             for job in bumping:
+                # A bump its sponsor cannot fund leaves the job as it is: it was accepted, and
+                # that copy may still be mined (see broadcast_signed).
                 await self._bump(session, job, gas_price=stuck_gas_price)
                 session.add(job)
         # Their later requests would revert: held until resynchronised (next round).
@@ -939,7 +1005,7 @@ class RelayerWorker:
         job: RelayTransaction,
         *,
         gas_price: tuple[int, int] | None = None,
-    ) -> None:
+    ) -> SponsorRefused | None:
         """Replace a stuck transaction: same nonce, fees up by the bump percentage (capped).
         ``gas_price`` read beforehand keeps the network call out of a transaction holding
         row locks.
@@ -949,10 +1015,11 @@ class RelayerWorker:
         reservation, the reservation grows first, within the sponsor's remaining funds
         (``sponsorship.reserve_fee_bump``; its caps are not applied). If the funds cover less,
         the bump goes only as far as they do; if they do not cover the smallest replacement
-        a node accepts, the job is not bumped (an error names it and its sponsor). The caller
-        has locked the sponsor in its round's one pass over sponsors (``track_submitted``).
-        Other jobs' bumps are the operator's gas: their customer's fee is fixed in the signed
-        forward request."""
+        a node accepts, the job is not bumped (an error names it and its sponsor) and the
+        sponsor's refusal is returned, for the caller to decide the job's fate
+        (``broadcast_signed``). The caller has locked the sponsor in its round's one pass
+        over sponsors (``track_submitted``). Other jobs' bumps are the operator's gas: their
+        customer's fee is fixed in the signed forward request."""
         key = await session.get(RelayerKey, job.relayer_key_id)
         assert key is not None and job.relayer_nonce is not None
         bump = 100 + max(self.settings.relayer_fee_bump_percent, MIN_REPLACEMENT_BUMP_PERCENT)
@@ -961,7 +1028,7 @@ class RelayerWorker:
         max_fee = min(max(job.max_fee_per_gas * bump // 100 + 1, current_max), cap)
         if max_fee <= job.max_fee_per_gas:
             logger.error("%s: job %s is stuck at the fee cap", self.name, job.id)
-            return
+            return None
         if job.sponsor_id is not None:
             wanted = max_fee
             smallest = job.max_fee_per_gas * (100 + MIN_REPLACEMENT_BUMP_PERCENT) // 100 + 1
@@ -979,13 +1046,17 @@ class RelayerWorker:
             sponsor_name = sponsor.name if sponsor is not None else job.sponsor_id
             if covered is None:
                 logger.error(
-                    "%s: job %s is stuck: its sponsor %s (%s) lacks the funds for a fee bump",
+                    "%s: job %s not bumped: its sponsor %s (%s) lacks the funds for a fee bump",
                     self.name,
                     job.id,
                     sponsor_name,
                     job.sponsor_id,
                 )
-                return
+                return SponsorRefused(
+                    f"{sponsor_name}'s funds do not cover the network's current gas price",
+                    reason="BUDGET_EXHAUSTED",
+                    sponsor_name=sponsor_name,
+                )
             if covered < wanted:
                 logger.warning(
                     "%s: job %s bumped to %d wei/gas, not %d: all its sponsor %s (%s) can fund",
@@ -1015,6 +1086,7 @@ class RelayerWorker:
         logger.info(
             "%s: bumped job %s to %d wei/gas (attempt %d)", self.name, job.id, max_fee, job.attempts
         )
+        return None
 
     # -- nonces and balances ----------------------------------------------------------------
 
@@ -1096,6 +1168,18 @@ def within_reservation(
         return gas_price
     max_fee = min(gas_price[0], reserved_wei // gas_limit)
     return max_fee, min(gas_price[1], max_fee)
+
+
+async def _lock_job(
+    session: AsyncSession, job_id: str, *still: ColumnElement[bool]
+) -> RelayTransaction | None:
+    """The job, its row locked for the rest of the transaction, if it is ``still`` as the
+    caller read it (conditions on ``_JOBS``): another worker may have moved it since."""
+    return (
+        await session.execute(
+            select(RelayTransaction).where(_JOBS.c.id == job_id, *still).with_for_update()
+        )
+    ).scalar_one_or_none()
 
 
 def _word(answer: object) -> int | None:
