@@ -131,7 +131,15 @@ async def own_stack(
     anvil: LocalChain,
     address_book: Path,
     test_issuer: TestIssuer,
+    deployer: Deployer,
 ) -> AsyncIterator[OwnStack]:
+    # Every own stack takes 200 ETH from the session's deployer for its relayer keys
+    # (``prepare_relayer_keys``), and the session runs more than 50 of them: give it anvil's
+    # initial 10,000 ETH again first, or the last ones could not fund their keys.
+    deployer.web3.provider.make_request(
+        "anvil_setBalance",  # type: ignore[arg-type]
+        [deployer.account.address, hex(10_000 * 10**18)],
+    )
     async with fresh_database(request.param, directory=tmp_path) as database_url:
         settings = load_settings(
             environment="development",

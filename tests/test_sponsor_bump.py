@@ -25,7 +25,6 @@ from tests.support.sponsored_jobs import (
     a_sender,
     a_sponsored_job,
     assert_totals_are_the_charge,
-    deployer_refilled_fixture,  # noqa: F401 (a fixture)
     mining_paused,
     rows_of,
     sent_then_bumped_in_a_spike,

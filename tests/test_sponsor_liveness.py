@@ -24,7 +24,6 @@ from tests.support.sponsored_jobs import (
     a_sponsored_job,
     assert_totals_are_the_charge,
     base_fee_raised,
-    deployer_refilled_fixture,  # noqa: F401 (a fixture)
     mining_paused,
     rows_of,
     sent_then_bumped_in_a_spike,

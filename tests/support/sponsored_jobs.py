@@ -3,8 +3,8 @@ queued through GraphQL, worked by an in-process worker whose gas price reads can
 spike, and read back with their sponsor's rows (charge, totals, customer's day).
 
 A test module uses them with ``pytestmark = pytest.mark.parametrize("own_stack", BACKENDS,
-indirect=True)`` and imports the fixtures ``own_stack``, ``deployer_refilled_fixture`` and
-``stage_fixture`` (pytest finds fixtures in the test's module), then asks for ``stage``."""
+indirect=True)`` and imports the fixtures ``own_stack`` and ``stage_fixture`` (pytest finds
+fixtures in the test's module), then asks for ``stage``."""
 
 from __future__ import annotations
 
@@ -60,28 +60,14 @@ class Stage:
     contracts: AddressBook
 
 
-@pytest.fixture(name="deployer_refilled")
-def deployer_refilled_fixture(deployer: Deployer) -> Deployer:
-    """The session's deployer with anvil's initial 10,000 ETH again. Every own stack takes
-    200 ETH from it for its relayer keys (``prepare_relayer_keys``), and the session's tests
-    run more than 50 own stacks: without this, the last ones could not fund their keys."""
-    deployer.web3.provider.make_request(
-        "anvil_setBalance",  # type: ignore[arg-type]
-        [deployer.account.address, hex(10_000 * 10**18)],
-    )
-    return deployer
-
-
 @pytest.fixture(name="stage")
 def stage_fixture(
-    deployer_refilled: Deployer,  # first: before own_stack funds its keys from it
+    deployer: Deployer,
     own_stack: OwnStack,
     test_issuer: TestIssuer,
     contracts: AddressBook,
 ) -> Stage:
-    return Stage(
-        stack=own_stack, issuer=test_issuer, deployer=deployer_refilled, contracts=contracts
-    )
+    return Stage(stack=own_stack, issuer=test_issuer, deployer=deployer, contracts=contracts)
 
 
 async def a_sender(stage: Stage) -> Sender:
