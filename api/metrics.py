@@ -207,13 +207,17 @@ async def _database_state(services: Services) -> list[Metric]:
         ).all()
         clawbacks = (
             await session.execute(
-                select(func.count()).where(OnrampPayment.clawback_required.is_(True))
+                select(func.count()).where(
+                    OnrampPayment.clawback_required.is_(True),
+                    OnrampPayment.operator_resolved_at.is_(None),
+                )
             )
         ).scalar_one()
         refunds_failed = (
             await session.execute(
                 select(func.count()).where(
-                    OnrampPayment.status == PaymentStatus.REFUND_FAILED.value
+                    OnrampPayment.status == PaymentStatus.REFUND_FAILED.value,
+                    OnrampPayment.operator_resolved_at.is_(None),
                 )
             )
         ).scalar_one()
@@ -301,13 +305,15 @@ async def _database_state(services: Services) -> list[Metric]:
         onramp.add_metric([status.value], payment_counts.get(status.value, 0))
     clawback = GaugeMetricFamily(
         "ovpp_onramp_clawbacks_required",
-        "Delivered card payments whose money went back afterwards: an operator's decision.",
+        "Delivered card payments whose money went back afterwards: an operator's decision "
+        "(until recorded with ovpp-wallet onramp resolve).",
         value=clawbacks,
     )
     refund_failed = GaugeMetricFamily(
         "ovpp_onramp_refunds_failed",
         "Card payments not delivered whose refund failed after Stripe accepted it "
-        "(REFUND_FAILED): the money is in the Stripe balance, an operator returns it.",
+        "(REFUND_FAILED): the money is in the Stripe balance, an operator returns it (until "
+        "recorded with ovpp-wallet onramp resolve).",
         value=refunds_failed,
     )
     events = GaugeMetricFamily(

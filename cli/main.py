@@ -457,7 +457,8 @@ def sponsor_set(
 
 @main.group()
 def onramp() -> None:
-    """The card onramp (Stripe): reconciliation, the processor, the treasury."""
+    """The card onramp (Stripe): reconciliation, operators' resolutions, the processor, the
+    treasury."""
 
 
 @onramp.command("reconcile")
@@ -473,7 +474,9 @@ def onramp_reconcile(days: int | None) -> None:
     as the processor would (a refund that failed unseen makes it REFUND_FAILED); then every
     succeeded PaymentIntent of the onramp must have exactly one confirmed delivery (none when
     refunded or disputed before delivery) and nothing may be delivered for a payment Stripe does
-    not show as succeeded. Lists each repair and mismatch; exit code 1 if any mismatch."""
+    not show as succeeded. Lists each repair and mismatch; exit code 1 if any mismatch. A
+    clawback or a REFUND_FAILED payment an operator resolved (`onramp resolve`) is listed as
+    resolved, neither a clawback nor a mismatch."""
     from datetime import timedelta
 
     from core.container import Services
@@ -502,6 +505,11 @@ def onramp_reconcile(days: int | None) -> None:
         click.echo(f"in flight {payment_intent_id}: the delivery is not final yet")
     for payment_intent_id in report.clawbacks:
         click.echo(f"clawback  {payment_intent_id}: refunded or disputed after delivery")
+    for resolved in report.resolved:
+        click.echo(
+            f"resolved  {resolved.payment_intent_id}: {resolved.case}, settled by "
+            f"{resolved.resolved_by} at {resolved.resolved_at:%Y-%m-%d %H:%M} UTC"
+        )
     click.echo(
         f"{report.refunds_rechecked} payments with money back (or a failed refund) read again "
         f"from Stripe: {len(report.repaired)} repaired"
@@ -512,6 +520,65 @@ def onramp_reconcile(days: int | None) -> None:
     )
     if report.mismatches:
         sys.exit(1)
+
+
+def _login_name() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no USER/LOGNAME and no passwd entry (some containers)
+        return ""
+
+
+@onramp.command("resolve")
+@click.argument("payment")
+@click.option(
+    "--note",
+    required=True,
+    help="How the case was settled: tokens clawed back or the loss written off; how the money "
+    "was returned (bank transfer, cheque … with its reference). One line, at most 500 "
+    "characters.",
+)
+@click.option(
+    "--operator",
+    default=_login_name,
+    show_default="your login name",
+    help="Who settled it, recorded with the note.",
+)
+def onramp_resolve(payment: str, note: str, operator: str) -> None:
+    """Record that an operator settled a card payment's case: a clawback (money went back after
+    the tokens were delivered: claw them back or write the loss off) or a REFUND_FAILED payment
+    (nothing delivered and the refund to the card failed: the money returned another way).
+    PAYMENT is the payment's id or its PaymentIntent id (pi_…). Status, clawback flag and
+    amounts stay as they are; `reconcile` and /metrics stop counting the case. Refused for a
+    payment that needs no operator or is resolved already; money moving again (another refund
+    or a dispute) reopens the case."""
+    from core.db import Database
+    from onramp.service import OperatorResolution, resolve_operator_case
+
+    settings = _settings()
+
+    async def run() -> OperatorResolution:
+        db = Database(settings.resolved_database_url)
+        try:
+            async with db.session() as session:
+                return await resolve_operator_case(
+                    session, payment_reference=payment, note=note, operator=operator
+                )
+        finally:
+            await db.dispose()
+
+    resolution = asyncio.run(run())
+    click.echo(
+        f"resolved  {resolution.payment_id} ({resolution.payment_intent_id}): {resolution.case}; "
+        f"{resolution.status}, {resolution.refunded} back, {resolution.refund_failed} of refunds "
+        f"failed, disputed: {'yes' if resolution.disputed else 'no'}"
+    )
+    click.echo(
+        f"by {resolution.resolved_by} at {resolution.resolved_at:%Y-%m-%d %H:%M:%S} UTC: "
+        f"{resolution.note}"
+    )
 
 
 @onramp.command("process")

@@ -21,3 +21,22 @@ class InvalidWebhook(DomainError):
     """A webhook whose signature does not verify (forged, stale, or not Stripe's)."""
 
     code = "INVALID_WEBHOOK"
+
+
+class OnrampPaymentNotFound(DomainError):
+    """No card payment has this id or PaymentIntent id."""
+
+    code = "ONRAMP_PAYMENT_NOT_FOUND"
+
+
+class NothingToResolve(DomainError):
+    """An operator resolution for a payment that needs no operator (neither flagged for
+    clawback nor REFUND_FAILED)."""
+
+    code = "NOTHING_TO_RESOLVE"
+
+
+class AlreadyResolved(DomainError):
+    """The payment's case was resolved by an operator already; money moving again reopens it."""
+
+    code = "ALREADY_RESOLVED"

@@ -65,6 +65,25 @@ NOT_SENT_MONEY_BACK = (
 """Nothing was sent and the money was, or is to be, given back: a refund that fails moves
 them (to REFUND_FAILED), and a refund of the whole charge closes them (REFUNDED)."""
 
+OPERATOR_NOTE_MAX_LENGTH = 500
+OPERATOR_NAME_MAX_LENGTH = 100
+
+
+class OperatorCase(StrEnum):
+    """Why a card payment waits for an operator (README: card onramp, reconciliation)."""
+
+    CLAWBACK = "clawback"  # money went back after delivery: claw the tokens back or write off
+    REFUND_FAILED = "refund failed"  # nothing delivered, refund failed: return the money
+
+
+def operator_case(*, status: str, clawback_required: bool) -> OperatorCase | None:
+    """The case a payment in this state needs an operator for, or ``None``."""
+    if status == PaymentStatus.REFUND_FAILED:
+        return OperatorCase.REFUND_FAILED
+    if clawback_required:
+        return OperatorCase.CLAWBACK
+    return None
+
 
 class OnrampQuote(SQLModel, table=True):
     """A price offered to one wallet: ``fiat_amount`` (fee included) buys ``token_amount``."""
@@ -143,6 +162,12 @@ class OnrampPayment(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp())
     paid_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
     delivered_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    # An operator's resolution of the payment's case (``operator_case``), beside the facts above,
+    # which it never changes: set by ``ovpp-wallet onramp resolve``; cleared when money moves
+    # again while the payment still needs an operator (``service.apply_intent_state``).
+    operator_resolved_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    operator_resolved_by: str | None = Field(default=None, max_length=OPERATOR_NAME_MAX_LENGTH)
+    operator_note: str | None = Field(default=None, max_length=OPERATOR_NOTE_MAX_LENGTH)
 
 
 class StripeEvent(SQLModel, table=True):

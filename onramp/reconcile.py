@@ -8,6 +8,11 @@ payment whose money (partly) went back, or whose refund failed, has its refunds 
 applied the way the processor applies an event (``service.apply_intent_state``: guarded,
 idempotent), so a refund that failed unseen is caught here. A payment left with neither its
 tokens nor its money (REFUND_FAILED) is a mismatch until an operator has settled it.
+
+An operator's resolution (``ovpp-wallet onramp resolve``) of a clawback or a REFUND_FAILED
+payment takes it out of the clawbacks and the mismatches; it is listed apart, as resolved. A
+resolution never hides a delivery problem (a payment whose money went back, yet tokens were
+sent, stays a mismatch), and money moving again reopens the case (``service.apply_intent_state``).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from datetime import datetime
 
 from core.container import Services
 from onramp import repository, service
-from onramp.models import OnrampPayment, PaymentStatus
+from onramp.models import OnrampPayment, OperatorCase, PaymentStatus, operator_case
 from onramp.stripe_gateway import IntentState, require_gateway
 from relayer.models import OPEN_STATUSES, RelayStatus, RelayTransaction
 
@@ -31,12 +36,21 @@ class Mismatch:
     problem: str
 
 
+@dataclass(frozen=True)
+class ResolvedCase:
+    payment_intent_id: str
+    case: OperatorCase
+    resolved_by: str
+    resolved_at: datetime
+
+
 @dataclass
 class Reconciliation:
     succeeded_checked: int = 0
     delivered: int = 0
     in_flight: list[str] = field(default_factory=list)  # PaymentIntent ids
-    clawbacks: list[str] = field(default_factory=list)  # PaymentIntent ids
+    clawbacks: list[str] = field(default_factory=list)  # PaymentIntent ids, not resolved
+    resolved: list[ResolvedCase] = field(default_factory=list)  # settled by an operator
     mismatches: list[Mismatch] = field(default_factory=list)
     refunds_rechecked: int = 0
     repaired: list[str] = field(default_factory=list)  # PaymentIntent ids moved by a re-read
@@ -130,7 +144,16 @@ def _delivery_problem(
             f"succeeded in Stripe but no onramp payment here (metadata names "
             f"{intent.metadata.get('ovpp_payment_id')}); {len(jobs)} deliveries"
         )
-    if payment.clawback_required:
+    case = operator_case(status=payment.status, clawback_required=payment.clawback_required)
+    resolved = False
+    if case is not None and payment.operator_resolved_at is not None:
+        resolved = True
+        report.resolved.append(
+            ResolvedCase(
+                intent.id, case, payment.operator_resolved_by or "", payment.operator_resolved_at
+            )
+        )
+    elif payment.clawback_required:
         report.clawbacks.append(intent.id)
     if payment.status in (
         PaymentStatus.REFUNDED,
@@ -142,7 +165,7 @@ def _delivery_problem(
         sent = [job for job in jobs if job.status != RelayStatus.FAILED]
         if sent:
             return f"{payment.status.lower()} before delivery, yet {len(sent)} deliveries"
-        if payment.status == PaymentStatus.REFUND_FAILED:
+        if payment.status == PaymentStatus.REFUND_FAILED and not resolved:
             return (
                 "paid, nothing delivered, and the refund failed: the money is back in the "
                 f"Stripe balance, return it to the customer another way ({payment.error})"

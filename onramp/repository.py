@@ -35,6 +35,14 @@ async def payment_by_intent(session: AsyncSession, payment_intent_id: str) -> On
     return (await session.execute(statement)).scalar_one_or_none()
 
 
+async def payment_id_by_reference(session: AsyncSession, reference: str) -> str | None:
+    """The id of the payment whose id, or whose PaymentIntent id, is ``reference``."""
+    statement = select(OnrampPayment.id).where(
+        or_(OnrampPayment.id == reference, OnrampPayment.stripe_payment_intent_id == reference)
+    )
+    return (await session.execute(statement)).scalars().first()
+
+
 async def payment_of_enrollment(session: AsyncSession, enrollment_id: str) -> OnrampPayment | None:
     statement = select(OnrampPayment).where(OnrampPayment.enrollment_id == enrollment_id)
     return (await session.execute(statement)).scalar_one_or_none()
@@ -73,6 +81,37 @@ async def move_payment(
         update(OnrampPayment)
         .where(OnrampPayment.id == payment_id, OnrampPayment.status.in_(from_statuses))
         .values(updated_at=utc_now(), **values)
+    )
+    return bool(result.rowcount)
+
+
+async def resolve_operator_case(
+    session: AsyncSession,
+    *,
+    payment_id: str,
+    resolved_at: datetime,
+    resolved_by: str,
+    note: str,
+) -> bool:
+    """Record an operator's resolution only if the payment needs an operator (REFUND_FAILED,
+    or flagged for clawback) and is not resolved yet: the row count says whether this call
+    recorded it. Nothing else of the payment changes."""
+    result = await session.execute(
+        update(OnrampPayment)
+        .where(
+            OnrampPayment.id == payment_id,
+            OnrampPayment.operator_resolved_at.is_(None),
+            or_(
+                OnrampPayment.status == PaymentStatus.REFUND_FAILED.value,
+                OnrampPayment.clawback_required.is_(True),
+            ),
+        )
+        .values(
+            updated_at=resolved_at,
+            operator_resolved_at=resolved_at,
+            operator_resolved_by=resolved_by,
+            operator_note=note,
+        )
     )
     return bool(result.rowcount)
 
