@@ -77,7 +77,8 @@ mutation($input: OnrampQuoteInput!) {
 """
 PAYMENT_FIELDS = """
   id purpose status tokenAmount fiatAmount fee currency paymentIntentId clientSecret
-  refundedAmount disputed clawbackRequired error enrollmentId token { symbol }
+  refundedAmount refundFailedAmount disputed clawbackRequired error enrollmentId
+  token { symbol }
   deliveryTransaction { id status hash amount to token { symbol } }
 """
 CREATE = f"""
@@ -201,6 +202,8 @@ async def wait_payment(
     *,
     timeout: float = 30.0,
 ) -> dict[str, Any]:
+    """The payment as its customer reads it (GraphQL), once it is ``status`` (DELIVERED: with
+    its delivery confirmed)."""
     deadline = time.monotonic() + timeout
     while True:
         body = await gql(client, PAYMENTS, token=customer.token)
@@ -229,6 +232,30 @@ async def wait_processed(services: Services, event_ids: list[str], *, timeout: f
             return
         assert time.monotonic() < deadline, [(r.type, r.processed_at, r.last_error) for r in rows]
         await asyncio.sleep(0.05)
+
+
+async def post_signed_event(
+    live: Live, services: Services, *, event_type: str, obj: dict[str, Any]
+) -> None:
+    """An event localstripe never sends (see the module's docstring), signed as Stripe signs it,
+    posted to the app and processed."""
+    body, signature = signed_event(STRIPE_WEBHOOK_SECRET, event_type=event_type, obj=obj)
+    assert (await live.post(body, signature)).status_code == 200
+    await wait_processed(services, [json.loads(body)["id"]])
+
+
+def dispute_of(intent: dict[str, Any]) -> dict[str, Any]:
+    """A new dispute, as Stripe reports it, of the whole of a paid PaymentIntent's charge."""
+    return {
+        "id": f"dp_{uuid.uuid4().hex[:14]}",
+        "object": "dispute",
+        "amount": intent["amount"],
+        "currency": "usd",
+        "charge": intent["latest_charge"]["id"],
+        "payment_intent": intent["id"],
+        "reason": "fraudulent",
+        "status": "needs_response",
+    }
 
 
 async def settle() -> None:
@@ -485,19 +512,8 @@ async def test_refund_before_delivery_sends_nothing_and_after_delivery_flags_a_c
             await live.stripe.refund(pi)
             obj = (await live.stripe.payment_intent(pi))["latest_charge"]
         else:
-            obj = {
-                "id": f"dp_{uuid.uuid4().hex[:14]}",
-                "object": "dispute",
-                "amount": intent["amount"],
-                "currency": "usd",
-                "charge": intent["latest_charge"]["id"],
-                "payment_intent": pi,
-                "reason": "fraudulent",
-                "status": "needs_response",
-            }
-        body, signature = signed_event(STRIPE_WEBHOOK_SECRET, event_type=event_type, obj=obj)
-        assert (await live.post(body, signature)).status_code == 200
-        await wait_processed(services, [json.loads(body)["id"]])
+            obj = dispute_of(intent)
+        await post_signed_event(live, services, event_type=event_type, obj=obj)
         node = await wait_payment(client, customer, payment["id"], "DELIVERED")
         assert node["clawbackRequired"] is True, node
         assert node["disputed"] is (event_type == "charge.dispute.created")
@@ -536,9 +552,7 @@ async def test_a_failed_delivery_is_refunded_in_full_once_and_sends_nothing(
     assert refund["amount"] == charge["amount"]
 
     # Stripe then reports the refund; it closes nothing more and flags nothing.
-    body, signature = signed_event(STRIPE_WEBHOOK_SECRET, event_type="charge.refunded", obj=charge)
-    assert (await live.post(body, signature)).status_code == 200
-    await wait_processed(services, [json.loads(body)["id"]])
+    await post_signed_event(live, services, event_type="charge.refunded", obj=charge)
     await settle()
     node = await wait_payment(client, customer, payment["id"], "REFUNDED")
     assert node["clawbackRequired"] is False
@@ -932,6 +946,13 @@ def serve_env(
     return env
 
 
+@pytest.fixture
+def cli_env(settings: Settings, kek: str, anvil: LocalChain, tmp_path: Path) -> dict[str, str]:
+    """The environment an operator's ``ovpp-wallet`` command (``_cli``) runs in against this
+    test session's chain, database and local Stripe."""
+    return serve_env(settings, kek=kek, anvil=anvil, data_dir=tmp_path, port=free_port())
+
+
 def _cli(env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(CLI), *arguments],
@@ -1072,14 +1093,11 @@ async def test_reconcile_lists_an_undelivered_payment_then_reports_zero_mismatch
     client,
     live: Live,
     processor: RunningProcessor,
-    settings: Settings,
     services: Services,
     test_issuer: TestIssuer,
     deployer: Deployer,
     contracts: AddressBook,
-    kek: str,
-    anvil: LocalChain,
-    tmp_path: Path,
+    cli_env: dict[str, str],
 ) -> None:
     """Runs last in this file: every payment the tests above made on this backend is checked."""
     customer = await new_customer(client, test_issuer, deployer, contracts)
@@ -1088,23 +1106,22 @@ async def test_reconcile_lists_an_undelivered_payment_then_reports_zero_mismatch
     live.tap.held.add(pi)  # the webhook is lost: Stripe has the money, we sent nothing
     await live.stripe.pay(pi)
     succeeded = await live.tap.wait_for("payment_intent.succeeded", pi)
-    env = serve_env(settings, kek=kek, anvil=anvil, data_dir=tmp_path, port=free_port())
 
-    lost = await asyncio.to_thread(_cli, env, "onramp", "reconcile")
+    lost = await asyncio.to_thread(_cli, cli_env, "onramp", "reconcile")
     assert lost.returncode == 1, lost.stdout + lost.stderr
     assert f"MISMATCH {pi} (payment {payment['id']}): paid but not delivered" in lost.stdout
     # A window: the last day holds this payment; a window of no days holds nothing.
-    recent = await asyncio.to_thread(_cli, env, "onramp", "reconcile", "--days", "1")
+    recent = await asyncio.to_thread(_cli, cli_env, "onramp", "reconcile", "--days", "1")
     assert recent.returncode == 1 and f"MISMATCH {pi} " in recent.stdout, recent.stdout
     assert recent.stdout.strip().splitlines()[-1] == lost.stdout.strip().splitlines()[-1]
-    empty = await asyncio.to_thread(_cli, env, "onramp", "reconcile", "--days", "0")
+    empty = await asyncio.to_thread(_cli, cli_env, "onramp", "reconcile", "--days", "0")
     assert empty.returncode == 0, empty.stdout + empty.stderr
     assert empty.stdout.strip().splitlines()[-1].startswith("0 succeeded PaymentIntents checked")
 
     live.tap.held.discard(pi)
     assert (await live.deliver(succeeded)).status_code == 200  # Stripe's retry arrives
     await wait_payment(client, customer, payment["id"], "DELIVERED")
-    clean = await asyncio.to_thread(_cli, env, "onramp", "reconcile")
+    clean = await asyncio.to_thread(_cli, cli_env, "onramp", "reconcile")
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "MISMATCH" not in clean.stdout and "repaired  " not in clean.stdout
     # Payments whose money went back are read again from Stripe: none had anything to repair.

@@ -24,10 +24,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from dataclasses import replace
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -35,10 +33,8 @@ import pytest
 from sqlmodel import func, select
 
 from chain.address_book import AddressBook
-from chain.anvil import LocalChain
 from chain.deploy import Deployer
 from core.container import Services
-from core.settings import Settings
 from onramp.localstripe import LocalStripe
 from onramp.models import OnrampPayment, PaymentStatus
 from onramp.processor import RunningProcessor
@@ -48,52 +44,33 @@ from onramp.stripe_gateway import require_gateway
 from programs import card
 from relayer.runner import RunningRelayer
 from tests.conftest import STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET
-from tests.support.graphql import gql
 from tests.support.issuer import TestIssuer
-from tests.support.ports import free_port
 from tests.support.relayer_pause import relayer_paused
 from tests.support.stripe import signed_event
 from tests.support.wallets import ChainReader, Customer, new_customer
 from tests.test_metrics import scrape, value
-from tests.test_onramp import (  # noqa: F401 (live, processor, treasury_stock: the fixtures)
+from tests.test_onramp import (  # noqa: F401 (cli_env, live, processor, treasury_stock: fixtures)
     OVPP,
-    PAYMENT_FIELDS,
     Live,
     _cli,
     buy,
+    cli_env,
     deliveries_of,
+    dispute_of,
     enrollment_once_final,
     live,
     open_card_enrollment,
     pay_with_a_delivery_the_node_refuses,
     payment_row,
+    post_signed_event,
     processor,
-    serve_env,
     settle,
     treasury_stock,
+    wait_payment,
     wait_processed,
 )
 
 FAILURE_EVENTS = ("charge.refund.updated", "refund.failed")
-PAYMENTS = f"{{ viewer {{ onrampPayments {{ {PAYMENT_FIELDS} refundFailedAmount }} }} }}"
-
-
-async def wait_payment(
-    client: httpx.AsyncClient, customer: Customer, payment_id: str, status: str
-) -> dict[str, Any]:
-    """The payment as its customer reads it (GraphQL), once it is ``status`` (DELIVERED: with
-    its delivery confirmed)."""
-    deadline = time.monotonic() + 30
-    while True:
-        body = await gql(client, PAYMENTS, token=customer.token)
-        assert "errors" not in body, body
-        node = next(p for p in body["data"]["viewer"]["onrampPayments"] if p["id"] == payment_id)
-        if node["status"] == status and (
-            status != "DELIVERED" or node["deliveryTransaction"]["status"] == "CONFIRMED"
-        ):
-            return node
-        assert time.monotonic() < deadline, f"payment still {node['status']}: {node}"
-        await asyncio.sleep(0.1)
 
 
 async def fail_refund(localstripe: LocalStripe, refund_id: str, reason: str) -> dict[str, Any]:
@@ -247,25 +224,11 @@ async def test_a_delivered_payment_whose_refund_fails_needs_no_clawback_unless_d
     await live.stripe.refund(pi)
     intent = await live.stripe.payment_intent(pi)
     charge = intent["latest_charge"]
-    body, signature = signed_event(STRIPE_WEBHOOK_SECRET, event_type="charge.refunded", obj=charge)
-    assert (await live.post(body, signature)).status_code == 200
-    await wait_processed(services, [json.loads(body)["id"]])
+    await post_signed_event(live, services, event_type="charge.refunded", obj=charge)
     if disputed:
-        dispute = {
-            "id": "dp_refund_failures",
-            "object": "dispute",
-            "amount": intent["amount"],
-            "currency": "usd",
-            "charge": charge["id"],
-            "payment_intent": pi,
-            "reason": "fraudulent",
-            "status": "needs_response",
-        }
-        body, signature = signed_event(
-            STRIPE_WEBHOOK_SECRET, event_type="charge.dispute.created", obj=dispute
+        await post_signed_event(
+            live, services, event_type="charge.dispute.created", obj=dispute_of(intent)
         )
-        assert (await live.post(body, signature)).status_code == 200
-        await wait_processed(services, [json.loads(body)["id"]])
     node = await wait_payment(client, customer, payment["id"], "DELIVERED")
     assert node["clawbackRequired"] is True and node["refundedAmount"] == node["fiatAmount"]
 
@@ -301,15 +264,12 @@ async def test_reconcile_catches_a_refund_failure_whose_webhooks_were_lost(
     live: Live,
     processor: RunningProcessor,
     relayer: RunningRelayer,
-    settings: Settings,
     services: Services,
     localstripe: LocalStripe,
     test_issuer: TestIssuer,
     deployer: Deployer,
     contracts: AddressBook,
-    kek: str,
-    anvil: LocalChain,
-    tmp_path: Path,
+    cli_env: dict[str, str],
 ) -> None:
     customer = await new_customer(client, test_issuer, deployer, contracts)
     payment = await undelivered_and_refunded(
@@ -323,8 +283,7 @@ async def test_reconcile_catches_a_refund_failure_whose_webhooks_were_lost(
     assert (await payment_row(services, payment["id"])).status == "REFUNDED"  # nobody knows
 
     # The operator's command: it repairs the payment in the database and says so.
-    env = serve_env(settings, kek=kek, anvil=anvil, data_dir=tmp_path, port=free_port())
-    repairing = await asyncio.to_thread(_cli, env, "onramp", "reconcile")
+    repairing = await asyncio.to_thread(_cli, cli_env, "onramp", "reconcile")
     assert repairing.returncode == 1, repairing.stdout + repairing.stderr
     assert f"repaired  {pi}: " in repairing.stdout, repairing.stdout
     assert f"MISMATCH {pi} (payment {payment['id']}): " in repairing.stdout, repairing.stdout
@@ -359,9 +318,7 @@ async def test_reconcile_catches_a_refund_failure_whose_webhooks_were_lost(
     # tokens were not delivered as the error again, and no longer a mismatch.
     await live.stripe.refund(pi)
     charge = (await live.stripe.payment_intent(pi))["latest_charge"]
-    body, signature = signed_event(STRIPE_WEBHOOK_SECRET, event_type="charge.refunded", obj=charge)
-    assert (await live.post(body, signature)).status_code == 200
-    await wait_processed(services, [json.loads(body)["id"]])
+    await post_signed_event(live, services, event_type="charge.refunded", obj=charge)
     node = await wait_payment(client, customer, payment["id"], "REFUNDED")
     assert node["refundedAmount"] == node["fiatAmount"] == node["refundFailedAmount"], node
     assert node["error"].startswith("rejected by the node"), node
