@@ -65,6 +65,7 @@ async def transfer(info: Info, input: TransferInput) -> TransferResult:  # type:
             quote_id=str(input.quote_id),
             idempotency_key=input.idempotency_key,
         )
+        await service.commit_transfer(session)  # a sponsor's budget is judged by the commit
     except DomainError as error:
         await context.rollback()  # nothing charged, no nonce taken
         return failure_from_error(error, tokens=context.services.chain.tokens)  # type: ignore[return-value]

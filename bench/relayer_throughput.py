@@ -45,7 +45,7 @@ import aiohttp
 import httpx
 from ovpp_client import Transaction, WalletClient
 from ovpp_client.operations import operation_document
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from bench.harness import (
     CpuMeter,
@@ -97,6 +97,10 @@ class Outcome:
     started: float = 0.0
     last_accepted: float = 0.0
     relayer_started: float = 0.0  # with --prequeue: when the relayer was started
+    # PostgreSQL: what the benchmark database's backends were doing, summed over the samples
+    # taken once a second while requests were in flight (see _sample_backends).
+    backend_samples: Counter[str] = field(default_factory=Counter)
+    backend_sample_count: int = 0
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -395,6 +399,28 @@ async def _status_counts(services: Services) -> Counter[str]:
         return Counter({status: int(count) for status, count in rows.all()})
 
 
+_BACKENDS_BY_WAIT = text(
+    "SELECT state, wait_event_type, wait_event, count(*) FROM pg_stat_activity "
+    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+    "AND state IS DISTINCT FROM 'idle' GROUP BY 1, 2, 3"
+)
+
+
+async def _sample_backends(services: Services) -> Counter[str]:
+    """The benchmark database's busy backends by what they wait for, now: ``active`` with no
+    wait is running or runnable, ``active Lock:tuple`` waits for a row another transaction
+    locked (the sponsor's, in this workload), ``idle in transaction`` is a transaction whose
+    client has not sent its next statement yet (waiting for the API's event loop or a core)."""
+    async with services.db.session() as session:
+        rows = (await session.execute(_BACKENDS_BY_WAIT)).all()
+    return Counter(
+        {
+            " ".join(filter(None, (state, f"{kind}:{event}" if kind else None))): int(count)
+            for state, kind, event, count in rows
+        }
+    )
+
+
 async def _report_progress(
     services: Services, outcome: Outcome, total: int, stop: asyncio.Event
 ) -> None:
@@ -403,6 +429,9 @@ async def _report_progress(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=1.0)
         counts = await _status_counts(services)
+        if not services.db.is_sqlite and len(outcome.accepted) < total:
+            outcome.backend_samples.update(await _sample_backends(services))
+            outcome.backend_sample_count += 1
         now = time.monotonic()
         confirmed = counts.get(RelayStatus.CONFIRMED, 0)
         rate = (confirmed - last_confirmed) / (now - last_time)
@@ -569,6 +598,12 @@ async def _figures(services: Services, outcome: Outcome) -> dict[str, Any]:
         "latency_p50_ms": 1000 * percentile(latencies, 0.50),
         "latency_p95_ms": 1000 * percentile(latencies, 0.95),
         "latency_max_ms": 1000 * max(latencies, default=float("nan")),
+        "backends_per_sample": {
+            what: count / outcome.backend_sample_count
+            for what, count in outcome.backend_samples.most_common()
+        }
+        if outcome.backend_sample_count
+        else {},
     }
 
 
@@ -711,6 +746,10 @@ def _print_summary(
             (f"CPU per transfer: {name}", f"{1000 * seconds / max(args.transfers, 1):.1f} ms")
             for name, seconds in sorted(figures["cpu_seconds"].items())
         ),
+        *(
+            (f"PostgreSQL backends: {what}", f"{mean:.1f} on average")
+            for what, mean in list(figures["backends_per_sample"].items())[:6]
+        ),
         ("load average after (1/5/15 min)", " ".join(f"{v:.1f}" for v in figures["load_average"])),
         ("verification", "OK" if not problems else f"{len(problems)} problem(s)"),
     ]
@@ -742,6 +781,9 @@ def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
     os.chdir(REPO_ROOT)
+    # SIGTERM as Ctrl-C: the run unwinds and stops the API and relayer processes it started,
+    # which the default action would leave running (and taking CPU from the next run).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     sys.exit(asyncio.run(run(args)))
 
 

@@ -150,6 +150,12 @@ class Settings(BaseSettings):
     )
     relayer_confirmations: int = Field(1, description="Blocks until a mined transaction is final.")
     relayer_poll_seconds: float = Field(0.05, description="Worker loop interval when idle.")
+    relayer_round_pause_seconds: float = Field(
+        0.05,
+        ge=0,
+        description="Pause after a round that had work, so the next takes a larger batch: "
+        "less CPU per transaction, up to this much more latency per stage (0: none).",
+    )
     relayer_stuck_seconds: float = Field(
         30.0, description="A submitted transaction with no receipt this long gets a fee bump."
     )

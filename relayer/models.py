@@ -6,7 +6,16 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    LargeBinary,
+    UniqueConstraint,
+    false,
+)
 from sqlmodel import Field, SQLModel
 
 from core.db import TokenAmount, UTCDateTime, new_id, utc_now
@@ -83,7 +92,9 @@ class RelayTransaction(SQLModel, table=True):
     fee_token: str | None = Field(default=None, max_length=16)
     fee_amount: int = Field(default=0, sa_column=Column(TokenAmount, nullable=False, default=0))
     sponsored: bool = False
-    sponsor_id: str | None = Field(default=None, foreign_key="sponsors.id", max_length=36)
+    # No foreign key to the sponsor: checking one share-locked the sponsor's row for the rest
+    # of the transaction, which then waited for that row outside its queue (migration 0014).
+    sponsor_id: str | None = Field(default=None, max_length=36)
     quote_id: str | None = Field(default=None, max_length=36)
 
     forwarder_nonce: int = Field(sa_column=Column(BigInteger, nullable=False))
@@ -189,13 +200,19 @@ class SponsorCharge(SQLModel, table=True):
     __tablename__ = "sponsor_charges"
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
-    sponsor_id: str = Field(foreign_key="sponsors.id", max_length=36, index=True)
+    # No foreign key to the sponsor, as on the job (migration 0014): the reservation locks it.
+    sponsor_id: str = Field(max_length=36, index=True)
     customer_id: str = Field(foreign_key="customers.id", max_length=36, index=True)
     relay_transaction_id: str = Field(
         foreign_key="relay_transactions.id", max_length=36, unique=True
     )
     amount_wei: int = Field(sa_column=Column(TokenAmount, nullable=False))
     settled: bool = False
+    # PostgreSQL: reserved by the transaction's commit (the deferred trigger of migration 0014),
+    # which refuses, rolling the transaction back, when the budget does not cover it.
+    reserve_on_commit: bool = Field(
+        default=False, sa_column=Column(Boolean, nullable=False, server_default=false())
+    )
     created_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp())
 
 

@@ -28,7 +28,6 @@ from relayer.errors import (
     InvalidInput,
     PolicyViolation,
     QuoteExpired,
-    SponsorRefused,
     require_idempotency_key,
 )
 from relayer.forwarder import ForwardRequest, erc20_transfer_data, sign_request
@@ -38,7 +37,6 @@ from relayer.models import (
     RelayerKey,
     RelayStatus,
     RelayTransaction,
-    SponsorCharge,
     WalletPolicy,
 )
 from relayer.pricing import GasQuote, fee_in_token
@@ -236,10 +234,11 @@ async def request_transfer(
     quote_id: str,
     idempotency_key: str,
 ) -> RelayTransaction:
-    """Queue a relayed transfer, or return the one this idempotency key already made.
+    """Queue a relayed transfer, or return the one this idempotency key already made; the
+    caller commits with ``commit_transfer``, which may still refuse a sponsored one.
 
-    Seven statements for a new sponsored transfer (quote, nonces, the wallet's recent jobs,
-    the sponsor's locked row, the customer's day, the inserts, commit) and one chain read."""
+    For a new sponsored transfer on PostgreSQL, six statements (quote, nonces, the wallet's
+    recent jobs, the job, its charge, and the commit that reserves it) and one chain read."""
     require_idempotency_key(idempotency_key)
     transfer = validate_transfer(services, raw)
     wallet_id = account.wallet.id
@@ -344,21 +343,6 @@ async def request_transfer(
     with unlocked_key(sealed_key_of(account.wallet), keyring=services.keyring) as private_key:
         signed = [sign_request(r, private_key=private_key, separator=separator) for r in unsigned]
 
-    sponsor, customer_day = None, None
-    cost_wei = quote.gas_limit * quote.max_fee_per_gas
-    if quote.sponsored:
-        # The sponsor's row lock serialises every sponsored transfer of the utility until this
-        # transaction commits, so it is taken last: it covers the budget check and the inserts,
-        # not the chain read and the signing above (docs/benchmarks.md).
-        sponsor, customer_day = await sponsorship.with_customer_day(
-            session, sponsor_id=quote.sponsor_id, customer_id=account.customer.id, for_update=True
-        )
-        if sponsor is None:
-            raise SponsorRefused("the sponsorship has ended", reason="NOT_ELIGIBLE")
-        sponsorship.require_budget(
-            sponsor, cost_wei=cost_wei, customer_day_spent_wei=customer_day.spent_wei
-        )
-
     job = RelayTransaction(
         wallet_id=wallet_id,
         customer_id=account.customer.id,
@@ -371,7 +355,7 @@ async def request_transfer(
         fee_token=None if quote.sponsored else transfer.fee_token.kind.value,
         fee_amount=quote.fee_amount,
         sponsored=quote.sponsored,
-        sponsor_id=sponsor.id if sponsor else None,
+        sponsor_id=quote.sponsor_id if quote.sponsored else None,
         quote_id=quote.id,
         forwarder_nonce=first_nonce,
         forward_requests=[r.to_json() for r in signed],
@@ -380,20 +364,25 @@ async def request_transfer(
         status=RelayStatus.QUEUED,
     )
     await insert_rows(session, job)
-    if sponsor is not None:
-        await sponsorship.reserve(
+    if quote.sponsored:
+        # The sponsor's row lock serialises every sponsored job of the utility until its
+        # transaction commits, so it is taken last: on PostgreSQL by the commit itself, on
+        # SQLite here (docs/benchmarks.md). A refusal raises and the job is rolled back.
+        await sponsorship.reserve_within_budget(
             session,
-            sponsor=sponsor,
+            sponsor_id=quote.sponsor_id,
             customer_id=account.customer.id,
-            charge=SponsorCharge(
-                sponsor_id=sponsor.id,
-                customer_id=account.customer.id,
-                relay_transaction_id=job.id,
-                amount_wei=cost_wei,
-            ),
-            customer_day=customer_day,
+            relay_transaction_id=job.id,
+            cost_wei=quote.gas_limit * quote.max_fee_per_gas,
         )
     return job
+
+
+async def commit_transfer(session: AsyncSession) -> None:
+    """Commit ``request_transfer``'s transaction. On PostgreSQL the commit makes a sponsored
+    transfer's reservation (``sponsorship.reserve_within_budget``) and may refuse it: then
+    nothing is written and ``SponsorRefused`` is raised, naming the rule."""
+    await sponsorship.commit_reserving(session)
 
 
 _TAKE_FORWARDER_NONCES = (

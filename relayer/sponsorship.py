@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import and_, bindparam, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import insert_rows, upsert, utc_now
@@ -73,42 +74,44 @@ def require_budget(
     has used ``customer_day_spent_wei`` of it today. Reads the running totals
     (O(1)); reservations count at their worst case until settled. ``sponsored_program``: an
     enrollment in a program whose fee the utility pays, whose gas it covers even when it does
-    not sponsor its customers' other actions."""
-    if not sponsor.active or not (sponsor.sponsors_transfers or sponsored_program):
-        raise SponsorRefused(
-            f"{sponsor.name} does not sponsor this action",
-            reason="NOT_ELIGIBLE",
-            sponsor_name=sponsor.name,
-        )
-    if cost_wei > sponsor.per_transaction_cap_wei:
-        raise SponsorRefused(
-            f"{sponsor.name} covers at most {sponsor.per_transaction_cap_wei} wei of gas "
-            "per transaction",
-            reason="PER_TRANSACTION_CAP",
-            sponsor_name=sponsor.name,
-        )
-    if sponsor.spent_wei + cost_wei > sponsor.funds_wei:
-        raise SponsorRefused(
-            f"{sponsor.name}'s sponsorship funds are spent",
-            reason="BUDGET_EXHAUSTED",
-            sponsor_name=sponsor.name,
-        )
+    not sponsor its customers' other actions.
+
+    PostgreSQL applies the same rules, in the same order, in ``ovpp_reserve_sponsorship``
+    (migration 0014) when it reserves a sponsored transfer."""
     # Judged as if the period had rolled, without rolling it: the sponsor may be an unlocked
     # row (a quote), and changing it would write it back.
     period_spent_wei = 0 if period_ended(sponsor) else sponsor.period_spent_wei
-    if period_spent_wei + cost_wei > sponsor.period_cap_wei:
-        raise SponsorRefused(
-            f"{sponsor.name}'s budget for this period is spent",
-            reason="PERIOD_CAP",
+    reason = None
+    if not sponsor.active or not (sponsor.sponsors_transfers or sponsored_program):
+        reason = "NOT_ELIGIBLE"
+    elif cost_wei > sponsor.per_transaction_cap_wei:
+        reason = "PER_TRANSACTION_CAP"
+    elif sponsor.spent_wei + cost_wei > sponsor.funds_wei:
+        reason = "BUDGET_EXHAUSTED"
+    elif period_spent_wei + cost_wei > sponsor.period_cap_wei:
+        reason = "PERIOD_CAP"
+    elif customer_day_spent_wei + cost_wei > sponsor.per_customer_daily_cap_wei:
+        reason = "CUSTOMER_DAILY_CAP"
+    if reason is not None:
+        raise refusal(
+            reason,
             sponsor_name=sponsor.name,
+            per_transaction_cap_wei=sponsor.per_transaction_cap_wei,
         )
-    if customer_day_spent_wei + cost_wei > sponsor.per_customer_daily_cap_wei:
-        raise SponsorRefused(
-            f"{sponsor.name} covers a limited amount of gas per customer per day; "
-            "try again tomorrow",
-            reason="CUSTOMER_DAILY_CAP",
-            sponsor_name=sponsor.name,
-        )
+
+
+def refusal(reason: str, *, sponsor_name: str, per_transaction_cap_wei: int) -> SponsorRefused:
+    """The refusal a customer sees for ``reason``, a budget rule's name."""
+    messages = {
+        "NOT_ELIGIBLE": f"{sponsor_name} does not sponsor this action",
+        "PER_TRANSACTION_CAP": f"{sponsor_name} covers at most {per_transaction_cap_wei} wei "
+        "of gas per transaction",
+        "BUDGET_EXHAUSTED": f"{sponsor_name}'s sponsorship funds are spent",
+        "PERIOD_CAP": f"{sponsor_name}'s budget for this period is spent",
+        "CUSTOMER_DAILY_CAP": f"{sponsor_name} covers a limited amount of gas per customer "
+        "per day; try again tomorrow",
+    }
+    return SponsorRefused(messages[reason], reason=reason, sponsor_name=sponsor_name)
 
 
 async def check_budget(
@@ -153,13 +156,13 @@ _WITH_CUSTOMER_DAY = {by_id: _with_customer_day_statement(by_id=by_id) for by_id
 _LOCK_BY_ID = (
     select(Sponsor)
     .where(Sponsor.id == bindparam("sponsor"))
-    .with_for_update()
+    .with_for_update(key_share=True)
     .execution_options(populate_existing=True)
 )
 _LOCK_BY_TENANT = (
     select(Sponsor)
     .where(Sponsor.tenant_id == bindparam("sponsor"))
-    .with_for_update()
+    .with_for_update(key_share=True)
     .execution_options(populate_existing=True)
 )
 
@@ -234,6 +237,89 @@ async def reserve(
         update=("spent_wei",),
     )
     await insert_rows(session, charge)
+
+
+async def reserve_within_budget(
+    session: AsyncSession,
+    *,
+    sponsor_id: str,
+    customer_id: str,
+    relay_transaction_id: str,
+    cost_wei: int,
+) -> None:
+    """Reserve ``cost_wei`` of the sponsor's budget for a sponsored transfer's job, inserted in
+    this transaction, or refuse with ``SponsorRefused`` (``NOT_ELIGIBLE`` when the sponsorship
+    has ended) and change nothing.
+
+    PostgreSQL: the charge is inserted ``reserve_on_commit`` and the reservation is made when
+    the transaction commits (the deferred trigger of migration 0014), so the sponsor's row is
+    locked only while the commit runs, not across this transaction's round trips: the caller
+    must commit with ``commit_reserving``, which raises the refusal. SQLite, whose one writer
+    holds the database from this transaction's first write: ``with_customer_day``,
+    ``require_budget`` and ``reserve`` here."""
+    if session.get_bind().dialect.name == "postgresql":
+        await insert_rows(
+            session,
+            SponsorCharge(
+                sponsor_id=sponsor_id,
+                customer_id=customer_id,
+                relay_transaction_id=relay_transaction_id,
+                amount_wei=cost_wei,
+                created_at=utc_now(),
+                reserve_on_commit=True,
+            ),
+        )
+        return
+    sponsor, customer_day = await with_customer_day(
+        session, sponsor_id=sponsor_id, customer_id=customer_id, for_update=True
+    )
+    if sponsor is None:
+        raise SponsorRefused("the sponsorship has ended", reason="NOT_ELIGIBLE")
+    require_budget(sponsor, cost_wei=cost_wei, customer_day_spent_wei=customer_day.spent_wei)
+    await reserve(
+        session,
+        sponsor=sponsor,
+        customer_id=customer_id,
+        charge=SponsorCharge(
+            sponsor_id=sponsor_id,
+            customer_id=customer_id,
+            relay_transaction_id=relay_transaction_id,
+            amount_wei=cost_wei,
+        ),
+        customer_day=customer_day,
+    )
+
+
+# SQLSTATE of a refusal raised by the reservation at commit (migration 0014).
+SPONSOR_REFUSED_SQLSTATE = "OV001"
+
+
+async def commit_reserving(session: AsyncSession) -> None:
+    """Commit a transaction that may hold a reservation ``reserve_within_budget`` left to the
+    commit (PostgreSQL). A refusal rolls the whole transaction back and raises
+    ``SponsorRefused`` with the rule's name, as ``require_budget`` would have."""
+    try:
+        await session.commit()
+    except DBAPIError as error:
+        refused = _refusal_at_commit(error)
+        if refused is None:
+            raise
+        raise refused from None
+
+
+def _refusal_at_commit(error: DBAPIError) -> SponsorRefused | None:
+    # The driver's own exception (asyncpg's) carries the trigger's MESSAGE, DETAIL and HINT.
+    raised = error.orig.__cause__ if error.orig is not None else None
+    if getattr(raised, "sqlstate", None) != SPONSOR_REFUSED_SQLSTATE:
+        return None
+    reason = str(raised.message)  # type: ignore[union-attr]
+    if reason == "ENDED":
+        return SponsorRefused("the sponsorship has ended", reason="NOT_ELIGIBLE")
+    return refusal(
+        reason,
+        sponsor_name=str(raised.detail),  # type: ignore[union-attr]
+        per_transaction_cap_wei=int(raised.hint),  # type: ignore[union-attr]
+    )
 
 
 async def settle_charges(
@@ -315,12 +401,18 @@ async def settle_charges(
 
 async def lock(session: AsyncSession, sponsor: Sponsor | str) -> Sponsor:
     """The sponsor's row, locked and re-read: budget checks and total updates of one sponsor
-    are serialised (row lock in PostgreSQL; SQLite has one writer) and see current totals."""
+    are serialised (row lock in PostgreSQL; SQLite has one writer) and see current totals.
+
+    Every lock on a sponsor's row is ``FOR NO KEY UPDATE``: a transaction that inserted a row
+    referring to the sponsor (a job, a quote, a charge) holds ``KEY SHARE`` on it until it
+    commits, which ``FOR UPDATE`` would wait for, and deadlock with when that transaction
+    then waits for the sponsor itself. ``NO KEY UPDATE`` still excludes every other writer
+    of the budget."""
     sponsor_id = sponsor if isinstance(sponsor, str) else sponsor.id
     statement = (
         select(Sponsor)
         .where(Sponsor.id == sponsor_id)
-        .with_for_update()
+        .with_for_update(key_share=True)
         .execution_options(populate_existing=True)
     )
     return (await session.execute(statement)).scalar_one()
@@ -417,7 +509,7 @@ async def configure_sponsor(
         raise ValueError("funds can only be added")
     sponsor = (
         await session.execute(
-            select(Sponsor).where(Sponsor.tenant_id == tenant_id).with_for_update()
+            select(Sponsor).where(Sponsor.tenant_id == tenant_id).with_for_update(key_share=True)
         )
     ).scalar_one_or_none()
     if sponsor is None:

@@ -124,9 +124,17 @@ class RelayerWorker:
             except Exception:
                 logger.exception("%s: tick failed", self.name)
                 busy = False
-            if not busy:
+            # A busy worker pauses too: a round's cost is mostly per round, not per job, and
+            # rounds back to back under a steady trickle of jobs each take a few (tripling the
+            # relayer's CPU per transaction on two cores, docs/benchmarks.md "Seventh session").
+            pause = (
+                self.settings.relayer_round_pause_seconds
+                if busy
+                else self.settings.relayer_poll_seconds
+            )
+            if pause > 0:
                 try:
-                    await asyncio.wait_for(stop.wait(), timeout=self.settings.relayer_poll_seconds)
+                    await asyncio.wait_for(stop.wait(), timeout=pause)
                 except TimeoutError:
                     pass
         await self.rpc.close()

@@ -30,7 +30,7 @@ from relayer.models import (
     SponsorCustomerDay,
     WalletPolicy,
 )
-from relayer.service import TransferInput, request_transfer
+from relayer.service import TransferInput, commit_transfer, request_transfer
 from relayer.sponsorship import settle_charges
 from relayer.worker import NONCE_FILL, PIPELINE_STATUSES, RelayerWorker
 from tests.support.graphql import error_codes, gql
@@ -290,9 +290,14 @@ async def test_settling_a_charge_keeps_a_reservation_made_meanwhile_for_the_cust
     contracts: AddressBook,
 ) -> None:
     """A customer's first sponsored transfer is being settled by the worker while their second
-    one holds the sponsor's lock with its reservation. The customer's day must end as the
-    first one's real cost plus the second one's reservation: the settlement must not write
-    back a day total it read before the lock (the daily cap would then forget the second)."""
+    one is made, in a transaction still open. The customer's day must end as the first one's
+    real cost plus the second one's reservation: the settlement must not write back a day
+    total it read before the lock (the daily cap would then forget the second).
+
+    SQLite: the open transaction holds the database, so the settlement waits for its commit.
+    PostgreSQL: the open transaction holds no lock on the sponsor (its reservation is made by
+    its commit), so the settlement finishes first and the commit's reservation waits for
+    nothing; each reads the customer's day under the sponsor's lock."""
     services = own_stack.services
     sponsor_id = await sponsor_the_stacks_utility(own_stack)
     sender = await new_sender(own_stack, test_issuer, deployer, contracts)
@@ -309,14 +314,25 @@ async def test_settling_a_charge_keeps_a_reservation_made_meanwhile_for_the_cust
     second_reservation = (
         second.gas_limit * (await second_session.get_one(FeeQuote, second.quote_id)).max_fee_per_gas
     )
+    async with services.db.session() as session:
+        first_charge_id = (
+            await session.execute(
+                select(SponsorCharge.id).where(SponsorCharge.relay_transaction_id == first.job_id)
+            )
+        ).scalar_one()
 
     worker = RelayerWorker(services, name="test-relayer")
     try:
-        # The worker signs, sends and settles the first transfer; its settlement waits for the
-        # sponsor's lock, which the second transfer holds until it commits.
+        # The worker signs, sends and settles the first transfer.
         round_one = asyncio.create_task(worker.tick())
-        await until_another_session_waits_for_a_lock(services)
-        await second_session.commit()
+        if services.db.is_sqlite:
+            await until_another_session_waits_for_a_lock(services)
+        else:  # nothing waits for the open transfer: the first is settled before it commits
+            await round_one
+            await work_until_final(own_stack)
+            async with services.db.session() as session:
+                assert (await session.get_one(SponsorCharge, first_charge_id)).settled
+        await commit_transfer(second_session)
         await second_session.close()
         await round_one
         await work_until_final(own_stack)
