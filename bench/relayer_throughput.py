@@ -139,6 +139,12 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         help="queue every transfer first, then start the relayer: times the relayer alone",
     )
     parser.add_argument("--pool-size", type=int, default=None, help="OVPP_DATABASE_POOL_SIZE")
+    parser.add_argument(
+        "--round-pause",
+        type=float,
+        default=None,
+        help="OVPP_RELAYER_ROUND_PAUSE_SECONDS: the relayer's pause after a busy round",
+    )
     parser.add_argument("--timeout", type=float, default=240, help="give up after this long")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     return parser.parse_args(argv)
@@ -163,6 +169,8 @@ async def run(args: argparse.Namespace) -> int:
             overrides: dict[str, Any] = {}
             if args.pool_size:
                 overrides["database_pool_size"] = args.pool_size
+            if args.round_pause is not None:
+                overrides["relayer_round_pause_seconds"] = args.round_pause
             settings = load_settings(
                 environment="production",
                 data_dir=stack.workdir / "data",
@@ -472,6 +480,7 @@ def _environment(settings: Settings) -> dict[str, str]:
         "OVPP_TENANTS": json.dumps([tenant.model_dump() for tenant in settings.tenants]),
         "OVPP_LOG_LEVEL": "WARNING",
         "OVPP_DATABASE_POOL_SIZE": str(settings.database_pool_size),
+        "OVPP_RELAYER_ROUND_PAUSE_SECONDS": str(settings.relayer_round_pause_seconds),
     }
 
 
