@@ -53,6 +53,13 @@ async def jobs_of(services: Services, address: str) -> list[RelayTransaction]:
         return list((await session.execute(statement)).scalars())
 
 
+async def charge_of(services: Services, job_id: str) -> SponsorCharge:
+    """The sponsor's charge for a job."""
+    async with services.db.session() as session:
+        statement = select(SponsorCharge).where(SponsorCharge.relay_transaction_id == job_id)
+        return (await session.execute(statement)).scalar_one()
+
+
 async def test_a_sponsored_transfer_costs_the_customer_nothing_and_charges_the_sponsor(
     client, relayer, services: Services, deployer: Deployer, contracts: AddressBook
 ) -> None:
@@ -89,11 +96,7 @@ async def test_a_sponsored_transfer_costs_the_customer_nothing_and_charges_the_s
         assert chain.ovpp_of(to) == 5 * OVPP
         async with services.db.session() as session:
             sponsor = await sponsor_of_tenant(session, tenant_id)
-            charge = (
-                await session.execute(
-                    select(SponsorCharge).where(SponsorCharge.relay_transaction_id == result["id"])
-                )
-            ).scalar_one()
+        charge = await charge_of(services, result["id"])
         assert charge.sponsor_id == sponsor.id
         assert charge.settled is True
         assert charge.amount_wei == receipt["gasUsed"] * receipt["effectiveGasPrice"]

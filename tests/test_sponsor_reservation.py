@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import pytest
@@ -19,8 +21,14 @@ from relayer.models import SponsorCharge, SponsorCustomerDay
 from relayer.sponsorship import sponsor_of_tenant
 from tests.conftest import AUDIENCE
 from tests.support.utilities import fresh_utility
-from tests.support.wallets import ChainReader, fresh_address, new_customer, wait_for_status
-from tests.test_relayer_rules import jobs_of, send
+from tests.support.wallets import (
+    ChainReader,
+    Customer,
+    fresh_address,
+    new_customer,
+    wait_for_status,
+)
+from tests.test_relayer_rules import charge_of, jobs_of, send
 from tests.test_relayer_transfer import quote
 
 OVPP = 10**18
@@ -63,6 +71,22 @@ async def change_sponsor(services: Services, tenant_id: str, **values: object) -
         session.add(sponsor)
 
 
+@asynccontextmanager
+async def a_sponsored_customer(
+    client, services: Services, deployer: Deployer, contracts: AddressBook
+) -> AsyncIterator[tuple[Customer, str]]:
+    """A customer with 5 OVPP of a fresh utility that sponsors transfers: (customer, tenant)."""
+    async with fresh_utility(services, audience=AUDIENCE, sponsor_funds_wei=10**18) as (
+        issuer,
+        tenant_id,
+    ):
+        yield await new_customer(client, issuer, deployer, contracts, ovpp=5 * OVPP), tenant_id
+
+
+def one_ovpp_to_a_fresh_address() -> dict[str, str]:
+    return {"token": "OVPP", "to": fresh_address(), "amount": "1", "feeToken": "OVPP"}
+
+
 REFUSALS = {
     "NOT_ELIGIBLE": {"active": False},
     "PER_TRANSACTION_CAP": {"per_transaction_cap_wei": 1},
@@ -84,12 +108,11 @@ async def test_a_rule_that_refuses_at_the_transfer_names_itself_and_changes_noth
     """The quote was sponsored; the sponsor changed before the transfer. The transfer is
     refused with the rule's name and the sponsor's, and leaves no job, no charge, no day and
     the same totals: the sponsor is charged for nothing and the customer is never charged."""
-    async with fresh_utility(services, audience=AUDIENCE, sponsor_funds_wei=10**18) as (
-        issuer,
+    async with a_sponsored_customer(client, services, deployer, contracts) as (
+        customer,
         tenant_id,
     ):
-        customer = await new_customer(client, issuer, deployer, contracts, ovpp=5 * OVPP)
-        fields = {"token": "OVPP", "to": fresh_address(), "amount": "1", "feeToken": "OVPP"}
+        fields = one_ovpp_to_a_fresh_address()
         # A first sponsored transfer, so the customer's day and the totals are not empty.
         first = await quote(client, customer.token, **fields)
         assert (await send(client, customer.token, quote_id=first["id"], **fields))[
@@ -135,7 +158,7 @@ async def test_a_transfer_in_an_ended_period_starts_the_current_one(
             period_spent_wei=10**17,
             spent_wei=10**17,
         )
-        fields = {"token": "OVPP", "to": fresh_address(), "amount": "1", "feeToken": "OVPP"}
+        fields = one_ovpp_to_a_fresh_address()
         fee_quote = await quote(client, customer.token, **fields)
         assert fee_quote["sponsored"] is True
 
@@ -144,11 +167,7 @@ async def test_a_transfer_in_an_ended_period_starts_the_current_one(
 
         async with services.db.session() as session:
             sponsor = await sponsor_of_tenant(session, tenant_id)
-            charge = (
-                await session.execute(
-                    select(SponsorCharge).where(SponsorCharge.relay_transaction_id == result["id"])
-                )
-            ).scalar_one()
+        charge = await charge_of(services, result["id"])
         reserved = charge.amount_wei
         assert reserved > 0 and charge.settled is False
         assert sponsor.period_started_at == started + timedelta(seconds=3 * HOUR)
@@ -173,12 +192,11 @@ async def test_a_refused_transfer_can_be_made_with_its_key_once_the_sponsor_allo
 ) -> None:
     """A refusal takes nothing, the idempotency key included: after the utility tops up its
     funds, the same key and quote make the transfer, once."""
-    async with fresh_utility(services, audience=AUDIENCE, sponsor_funds_wei=10**18) as (
-        issuer,
+    async with a_sponsored_customer(client, services, deployer, contracts) as (
+        customer,
         tenant_id,
     ):
-        customer = await new_customer(client, issuer, deployer, contracts, ovpp=5 * OVPP)
-        fields = {"token": "OVPP", "to": fresh_address(), "amount": "1", "feeToken": "OVPP"}
+        fields = one_ovpp_to_a_fresh_address()
         fee_quote = await quote(client, customer.token, **fields)
         await change_sponsor(services, tenant_id, funds_wei=1)
         key = str(uuid.uuid4())
