@@ -61,7 +61,10 @@ class RequestContext:
 
     async def session(self) -> AsyncSession:
         """The request's one session, for mutations (which GraphQL runs one after another);
-        committed (or rolled back) once, when the operation ends."""
+        committed (or rolled back) once, when the operation ends. Except by ``transfer``,
+        which commits in its resolver: the commit makes a sponsored transfer's reservation
+        (PostgreSQL) and may refuse it, as a typed result; a later mutation of the same
+        operation that fails then leaves the transfer made."""
         if self._session is None:
             self._session = self.services.db.sessionmaker()
         return self._session

@@ -76,8 +76,8 @@ def require_budget(
     enrollment in a program whose fee the utility pays, whose gas it covers even when it does
     not sponsor its customers' other actions.
 
-    PostgreSQL applies the same rules, in the same order, in ``ovpp_reserve_sponsorship``
-    (migration 0014) when it reserves a sponsored transfer."""
+    PostgreSQL applies the same rules, in the same order, in ``ovpp_reserve_sponsor_charge``
+    (migration 0014) when a sponsored transfer's commit reserves it."""
     # Judged as if the period had rolled, without rolling it: the sponsor may be an unlocked
     # row (a quote), and changing it would write it back.
     period_spent_wei = 0 if period_ended(sponsor) else sponsor.period_spent_wei
@@ -210,10 +210,11 @@ async def reserve(
     """Record a sponsored job's worst-case cost in the running totals (sponsor row locked, so
     the totals and the customer's day, known or read here, cannot move meanwhile).
 
-    One instant decides the period, the customer's day and the charge's ``created_at``, which
-    its settlement goes by: a reservation and its settlement always change the same day and
-    period, even at midnight. ``customer_day`` (read under the lock) is used only if it is
-    that day's; otherwise the day is read here."""
+    One instant, read under the lock, decides the period, the customer's day and the charge's
+    ``created_at``, which its settlement goes by: a reservation and its settlement always
+    change the same day and period, even at midnight (a PostgreSQL transfer's reservation at
+    commit goes by its charge's ``created_at`` the same way, migration 0014). ``customer_day``
+    (read under the lock) is used only if it is that day's; otherwise the day is read here."""
     now = utc_now()
     _roll_period(sponsor, now=now)
     sponsor.spent_wei += charge.amount_wei
@@ -404,10 +405,10 @@ async def lock(session: AsyncSession, sponsor: Sponsor | str) -> Sponsor:
     are serialised (row lock in PostgreSQL; SQLite has one writer) and see current totals.
 
     Every lock on a sponsor's row is ``FOR NO KEY UPDATE``: a transaction that inserted a row
-    referring to the sponsor (a job, a quote, a charge) holds ``KEY SHARE`` on it until it
-    commits, which ``FOR UPDATE`` would wait for, and deadlock with when that transaction
-    then waits for the sponsor itself. ``NO KEY UPDATE`` still excludes every other writer
-    of the budget."""
+    with a foreign key to the sponsor (a customer's day, a funding) holds ``KEY SHARE`` on it
+    until it commits, which ``FOR UPDATE`` would wait for, and deadlock with when that
+    transaction then waits for the sponsor itself. ``NO KEY UPDATE`` still excludes every
+    other writer of the budget. (Jobs and charges have no such key: migration 0014.)"""
     sponsor_id = sponsor if isinstance(sponsor, str) else sponsor.id
     statement = (
         select(Sponsor)

@@ -19,6 +19,7 @@ from chain.address_book import AddressBook
 from chain.deploy import Deployer
 from chain.tokens import AmountError, parse_units
 from core.container import Services
+from core.db import utc_now
 from identity.service import provision
 from relayer import sponsorship
 from relayer.models import (
@@ -466,9 +467,11 @@ async def test_a_quote_at_a_new_period_does_not_reset_what_a_transfer_reserved_i
     contracts: AddressBook,
 ) -> None:
     """The sponsor's period has ended. A sponsored transfer starts the new one and reserves in
-    it (under the sponsor's lock) while a quote is being made: the quote, which locks nothing,
-    must not write its own idea of the new period (spent 0) over the transfer's reservation,
-    or the period cap would not count it."""
+    it while a quote is being made: the quote, which locks nothing, must not write its own
+    idea of the new period (spent 0) over the transfer's reservation, or the period cap would
+    not count it. SQLite: the transfer holds the database until it commits, so the quote is
+    made after. PostgreSQL: the transfer holds no lock until its commit reserves, so the quote
+    is made before, and the commit starts the new period."""
     services = own_stack.services
     sponsor_id = await sponsor_the_stacks_utility(own_stack)
     sender = await new_sender(own_stack, test_issuer, deployer, contracts)
@@ -507,6 +510,52 @@ async def test_a_quote_at_a_new_period_does_not_reset_what_a_transfer_reserved_i
     assert (sponsor.spent_wei, sponsor.period_spent_wei) == (12_345 + reserved, reserved)
 
 
+@pytest.mark.parametrize("own_stack", ["postgresql"], indirect=True)
+async def test_a_transfer_committed_after_another_started_a_new_period_stays_in_the_old_one(
+    own_stack: OwnStack,  # noqa: F811 (the fixture imported above)
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    """PostgreSQL reserves a transfer when it commits, by its charge's ``created_at``. A
+    transfer made just before a period boundary may commit after another transaction has
+    started the new period: its charge belongs to the period before, whose total is gone, so
+    the new period must not count it either (its settlement, which goes by ``created_at``,
+    would never take the reservation back out, and the period cap would refuse too early).
+    The funds spent count it, reserved and then settled. (SQLite: the open transfer holds the
+    database, so no other transaction can start a period meanwhile.)"""
+    services = own_stack.services
+    sponsor_id = await sponsor_the_stacks_utility(own_stack)
+    sender = await new_sender(own_stack, test_issuer, deployer, contracts)
+    fields = {"token": "OVPP", "to": fresh_address(), "amount": "0.5", "feeToken": "STABLECOIN"}
+    fee_quote = await gql(own_stack.client, QUOTE, {"input": fields}, token=sender.customer.token)
+    transferring, job = await transfer_left_uncommitted(
+        own_stack, sender, fields, quote_id=fee_quote["data"]["quoteTransfer"]["id"]
+    )
+    # Another transaction starts a period just after the transfer's charge was made.
+    async with services.db.session() as session:
+        sponsor = await session.get_one(Sponsor, sponsor_id)
+        spent_before = sponsor.spent_wei
+        sponsor.period_started_at = utc_now()
+        sponsor.period_spent_wei = 0
+        session.add(sponsor)
+
+    await commit_transfer(transferring)
+    await transferring.close()
+    async with services.db.session() as session:
+        reserved = await reserved_for(session, job.id)
+        sponsor = await session.get_one(Sponsor, sponsor_id)
+    assert reserved > 0
+    assert (sponsor.spent_wei, sponsor.period_spent_wei) == (spent_before + reserved, 0)
+
+    await work_until_final(own_stack)
+    async with services.db.session() as session:
+        cost = await reserved_for(session, job.id)
+        sponsor = await session.get_one(Sponsor, sponsor_id)
+    assert 0 < cost < reserved
+    assert (sponsor.spent_wei, sponsor.period_spent_wei) == (spent_before + cost, 0)
+
+
 @pytest.mark.parametrize("own_stack", ["sqlite", "postgresql"], indirect=True)
 async def test_a_sponsored_transfer_at_midnight_reserves_and_settles_on_the_same_day(
     own_stack: OwnStack,  # noqa: F811 (the fixture imported above)
@@ -518,7 +567,12 @@ async def test_a_sponsored_transfer_at_midnight_reserves_and_settles_on_the_same
     """A sponsored transfer reads the customer's day at 23:59:59.999 UTC and reserves at
     00:00:00.001 (the sponsor's lock, the signing and the inserts lie between). Once settled,
     each day must count exactly the real cost of the transfers charged to it: the reservation
-    and its settlement go to one day, and a day never starts from another day's total."""
+    and its settlement go to one day, and a day never starts from another day's total.
+
+    On PostgreSQL the reservation is made by the commit, by the charge's ``created_at``, which
+    is the only instant it reads (``reserve`` is not called there, so the clock does not move
+    and both charges fall before midnight); the day of a charge committed after midnight is
+    the day of its ``created_at`` by construction."""
     services = own_stack.services
     sponsor_id = await sponsor_the_stacks_utility(own_stack)
     sender = await new_sender(own_stack, test_issuer, deployer, contracts)

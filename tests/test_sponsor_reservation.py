@@ -1,7 +1,7 @@
 """A sponsored transfer's reservation, judged when the transfer is made (after its quote): each
 budget rule refuses by name and changes nothing, and a reservation starts an ended period the
-same way on both databases (PostgreSQL reserves in one statement, ``ovpp_reserve_sponsorship``;
-SQLite in Python)."""
+same way on both databases (PostgreSQL reserves when the transfer commits, in the trigger
+``ovpp_reserve_sponsor_charge``; SQLite in Python)."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def one_ovpp_to_a_fresh_address() -> dict[str, str]:
     return {"token": "OVPP", "to": fresh_address(), "amount": "1", "feeToken": "OVPP"}
 
 
-REFUSALS = {
+RULES_IN_ORDER = {
     "NOT_ELIGIBLE": {"active": False},
     "PER_TRANSACTION_CAP": {"per_transaction_cap_wei": 1},
     "BUDGET_EXHAUSTED": {"funds_wei": 1},
@@ -96,9 +96,18 @@ REFUSALS = {
 }
 
 
-@pytest.mark.parametrize("reason", list(REFUSALS))
+def breaking(reason: str, *, and_every_later_rule: bool) -> dict[str, object]:
+    """The sponsor's changes that break ``reason``'s rule (and every rule after it)."""
+    names = list(RULES_IN_ORDER)
+    broken = names[names.index(reason) :] if and_every_later_rule else [reason]
+    return {name: value for rule in broken for name, value in RULES_IN_ORDER[rule].items()}
+
+
+@pytest.mark.parametrize("with_later_rules", [False, True], ids=["alone", "with-later-rules"])
+@pytest.mark.parametrize("reason", list(RULES_IN_ORDER))
 async def test_a_rule_that_refuses_at_the_transfer_names_itself_and_changes_nothing(
     reason: str,
+    with_later_rules: bool,
     client,
     relayer,
     services: Services,
@@ -107,7 +116,9 @@ async def test_a_rule_that_refuses_at_the_transfer_names_itself_and_changes_noth
 ) -> None:
     """The quote was sponsored; the sponsor changed before the transfer. The transfer is
     refused with the rule's name and the sponsor's, and leaves no job, no charge, no day and
-    the same totals: the sponsor is charged for nothing and the customer is never charged."""
+    the same totals: the sponsor is charged for nothing and the customer is never charged.
+    With the rules after it broken too, the first rule in ``require_budget``'s order is the
+    one named, on both databases."""
     async with a_sponsored_customer(client, services, deployer, contracts) as (
         customer,
         tenant_id,
@@ -120,7 +131,9 @@ async def test_a_rule_that_refuses_at_the_transfer_names_itself_and_changes_noth
         ] == "Transaction"
         fee_quote = await quote(client, customer.token, **fields)
         assert fee_quote["sponsored"] is True
-        await change_sponsor(services, tenant_id, **REFUSALS[reason])
+        await change_sponsor(
+            services, tenant_id, **breaking(reason, and_every_later_rule=with_later_rules)
+        )
         before = await sponsor_state(services, tenant_id)
 
         result = await send(client, customer.token, quote_id=fee_quote["id"], **fields)
@@ -214,9 +227,9 @@ async def test_a_refused_transfer_can_be_made_with_its_key_once_the_sponsor_allo
 async def test_concurrent_sponsored_transfers_of_one_utility_reserve_and_settle_exactly(
     client, relayer, services: Services, deployer: Deployer, contracts: AddressBook
 ) -> None:
-    """Twelve customers of one utility transfer at once: each transfer inserts its job (whose
-    foreign key shares the sponsor's row) and then reserves under the sponsor's lock, while
-    the relayer settles the first ones under the same lock. Every transfer is accepted, none
+    """Twelve customers of one utility transfer at once: each reserves under the sponsor's
+    lock (on PostgreSQL when it commits, after inserting its job and charge), while the
+    relayer settles the first ones under the same lock. Every transfer is accepted, none
     deadlocks, and once all are settled the sponsor's total, the customers' days and the
     charges each hold exactly what the chain says the transactions cost."""
     chain = ChainReader(deployer, contracts)

@@ -15,7 +15,9 @@ NO KEY UPDATE), rolls its period if it has ended, reads the customer's day after
 judges the budget, and adds the charge to the totals and the customer's day; or it raises
 SQLSTATE OV001 with the rule's name, and the whole transaction (job, nonces, charge) is rolled
 back. The lock is then held only while the commit runs. The instant that decides the period
-and the day is the charge's ``created_at``, as for every reservation and its settlement.
+and the day is the charge's ``created_at``, as for every reservation and its settlement; a
+charge made before a period another transaction started meanwhile is left out of that
+period's total, as its settlement leaves it out.
 
 The rules are ``relayer.sponsorship.require_budget``'s, in its order. SQLite keeps the Python
 path (one writer, so no lock to wait on; ``reserve_on_commit`` stays false there), and the
@@ -55,6 +57,7 @@ DECLARE
     v_period_spent_wei numeric;
     v_periods numeric;
     v_customer_day_wei numeric;
+    v_in_period boolean;
     v_refusal text;
 BEGIN
     SELECT * INTO s FROM sponsors WHERE id = NEW.sponsor_id FOR NO KEY UPDATE;
@@ -70,6 +73,10 @@ BEGIN
             + make_interval(secs => (v_periods * s.period_seconds)::double precision);
         v_period_spent_wei := 0;
     END IF;
+    -- A charge made before a period that another transaction started while this one was
+    -- being committed belongs to the period before: it is not counted in (nor capped by) the
+    -- current one, as its settlement and fee bumps (by created_at) will not count it there.
+    v_in_period := NEW.created_at >= v_period_started_at;
     -- Read after the lock: this statement's snapshot sees what the last holder committed.
     SELECT d.spent_wei INTO v_customer_day_wei FROM sponsor_customer_days d
         WHERE d.sponsor_id = NEW.sponsor_id AND d.customer_id = NEW.customer_id
@@ -80,7 +87,8 @@ BEGIN
         WHEN NOT s.active OR NOT s.sponsors_transfers THEN 'NOT_ELIGIBLE'
         WHEN NEW.amount_wei > s.per_transaction_cap_wei THEN 'PER_TRANSACTION_CAP'
         WHEN s.spent_wei + NEW.amount_wei > s.funds_wei THEN 'BUDGET_EXHAUSTED'
-        WHEN v_period_spent_wei + NEW.amount_wei > s.period_cap_wei THEN 'PERIOD_CAP'
+        WHEN v_in_period AND v_period_spent_wei + NEW.amount_wei > s.period_cap_wei
+            THEN 'PERIOD_CAP'
         WHEN v_customer_day_wei + NEW.amount_wei > s.per_customer_daily_cap_wei
             THEN 'CUSTOMER_DAILY_CAP'
     END;
@@ -90,7 +98,8 @@ BEGIN
     END IF;
     UPDATE sponsors SET
         spent_wei = s.spent_wei + NEW.amount_wei,
-        period_spent_wei = v_period_spent_wei + NEW.amount_wei,
+        period_spent_wei = v_period_spent_wei
+            + CASE WHEN v_in_period THEN NEW.amount_wei ELSE 0 END,
         period_started_at = v_period_started_at
     WHERE id = NEW.sponsor_id;
     INSERT INTO sponsor_customer_days (sponsor_id, customer_id, day, spent_wei)
@@ -142,12 +151,23 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER IF EXISTS sponsor_charges_reserve_on_commit ON sponsor_charges")
         op.execute("DROP FUNCTION IF EXISTS ovpp_reserve_sponsor_charge()")
+    postgresql = op.get_bind().dialect.name == "postgresql"
     with op.batch_alter_table("relay_transactions") as batch_op:
         batch_op.create_foreign_key(
-            "fk_relay_transactions_sponsor_id_sponsors", "sponsors", ["sponsor_id"], ["id"]
+            "relay_transactions_sponsor_id_fkey"
+            if postgresql
+            else "fk_relay_transactions_sponsor_id_sponsors",
+            "sponsors",
+            ["sponsor_id"],
+            ["id"],
         )
     with op.batch_alter_table("sponsor_charges") as batch_op:
         batch_op.create_foreign_key(
-            "fk_sponsor_charges_sponsor_id_sponsors", "sponsors", ["sponsor_id"], ["id"]
+            "sponsor_charges_sponsor_id_fkey"
+            if postgresql
+            else "fk_sponsor_charges_sponsor_id_sponsors",
+            "sponsors",
+            ["sponsor_id"],
+            ["id"],
         )
         batch_op.drop_column("reserve_on_commit")
