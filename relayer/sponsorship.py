@@ -114,6 +114,11 @@ def refusal(reason: str, *, sponsor_name: str, per_transaction_cap_wei: int) -> 
     return SponsorRefused(messages[reason], reason=reason, sponsor_name=sponsor_name)
 
 
+def sponsorship_ended() -> SponsorRefused:
+    """The refusal of a job whose quote's sponsor no longer exists."""
+    return SponsorRefused("the sponsorship has ended", reason="NOT_ELIGIBLE")
+
+
 async def check_budget(
     session: AsyncSession,
     *,
@@ -275,7 +280,7 @@ async def reserve_within_budget(
         session, sponsor_id=sponsor_id, customer_id=customer_id, for_update=True
     )
     if sponsor is None:
-        raise SponsorRefused("the sponsorship has ended", reason="NOT_ELIGIBLE")
+        raise sponsorship_ended()
     require_budget(sponsor, cost_wei=cost_wei, customer_day_spent_wei=customer_day.spent_wei)
     await reserve(
         session,
@@ -315,7 +320,7 @@ def _refusal_at_commit(error: DBAPIError) -> SponsorRefused | None:
         return None
     reason = str(raised.message)  # type: ignore[union-attr]
     if reason == "ENDED":
-        return SponsorRefused("the sponsorship has ended", reason="NOT_ELIGIBLE")
+        return sponsorship_ended()
     return refusal(
         reason,
         sponsor_name=str(raised.detail),  # type: ignore[union-attr]
@@ -410,13 +415,7 @@ async def lock(session: AsyncSession, sponsor: Sponsor | str) -> Sponsor:
     transaction then waits for the sponsor itself. ``NO KEY UPDATE`` still excludes every
     other writer of the budget. (Jobs and charges have no such key: migration 0014.)"""
     sponsor_id = sponsor if isinstance(sponsor, str) else sponsor.id
-    statement = (
-        select(Sponsor)
-        .where(Sponsor.id == sponsor_id)
-        .with_for_update(key_share=True)
-        .execution_options(populate_existing=True)
-    )
-    return (await session.execute(statement)).scalar_one()
+    return (await session.execute(_LOCK_BY_ID, {"sponsor": sponsor_id})).scalar_one()
 
 
 async def lock_in_order(session: AsyncSession, sponsor_ids: Iterable[str]) -> dict[str, Sponsor]:
