@@ -14,7 +14,8 @@ from api.enrollment_types import DeviceType, EnrollmentStatus, FeePayer, Payment
 from api.relayer_types import RESERVED_KEYS
 from chain.profiles import deployer_key
 from chain.tokens import AmountError, format_units, parse_units
-from core.errors import Forbidden, NotFound
+from core.errors import Forbidden, InvalidInput, NotFound
+from core.idempotency import require_idempotency_key
 from identity.models import Tenant
 from identity.principal import Principal, Scope
 from programs import admin as program_admin
@@ -24,7 +25,6 @@ from programs.models import Program as ProgramRow
 from programs.models import UtilityAccount
 from registry_client.types import DeviceType as DeviceTypeValue
 from relayer import sponsorship
-from relayer.errors import InvalidInput, require_idempotency_key
 from wallet.models import Wallet
 
 Info = strawberry.Info[RequestContext, None]

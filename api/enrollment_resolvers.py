@@ -28,6 +28,7 @@ from api.enrollment_types import (
 from api.relayer_types import failure_from_error
 from chain.tokens import format_units
 from core.errors import DomainError
+from core.errors import InvalidInput as InvalidInputError
 from identity.models import Tenant
 from identity.principal import Scope
 from programs import card, service
@@ -36,7 +37,6 @@ from programs.models import Device as DeviceRow
 from programs.models import Enrollment as EnrollmentRow
 from programs.models import Program as ProgramRow
 from registry_client.types import SiteAddress
-from relayer.errors import InvalidInput as InvalidInputError
 
 Info = strawberry.Info[RequestContext, None]
 

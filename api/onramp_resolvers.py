@@ -15,11 +15,10 @@ from api.onramp_types import (
     OnrampUnavailable,
 )
 from api.relayer_types import failure_from_error
-from core.errors import DomainError
+from core.errors import DomainError, InvalidInput
 from identity.principal import Scope
 from onramp import service
 from onramp.errors import OnrampUnavailable as OnrampUnavailableError
-from relayer.errors import InvalidInput
 
 Info = strawberry.Info[RequestContext, None]
 

@@ -11,13 +11,15 @@ import strawberry
 
 from api.wire import TokenType
 from chain.tokens import TokenInfo, format_units
+from core.errors import InvalidInput as InvalidInputError
+from core.idempotency import RESERVED_IDEMPOTENCY_KEY_PREFIXES
 from relayer import errors
 from relayer.models import FeeQuote as FeeQuoteRow
 from relayer.models import RelayTransaction
 
 RESERVED_KEYS = (
     "Keys starting with "
-    + ", ".join(f"`{prefix}`" for prefix in errors.RESERVED_IDEMPOTENCY_KEY_PREFIXES)
+    + ", ".join(f"`{prefix}`" for prefix in RESERVED_IDEMPOTENCY_KEY_PREFIXES)
     + " are the backend's own: refused with InvalidInput."
 )
 """Said of every mutation's ``idempotencyKey``."""
@@ -195,7 +197,7 @@ def failure_from_error(error: Exception, *, tokens: list[TokenInfo]) -> object:
         return SponsorRefused(
             message=error.message, reason=error.reason, sponsor_name=error.sponsor_name
         )
-    if isinstance(error, errors.InvalidInput):
+    if isinstance(error, InvalidInputError):
         return InvalidInput(message=error.message, field=error.field)
     raise error
 
@@ -227,6 +229,6 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         created, _, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
         return datetime.fromisoformat(created), row_id
     except (ValueError, UnicodeDecodeError) as error:
-        raise errors.InvalidInput(
+        raise InvalidInputError(
             "the cursor is not one this API gave out", field="after"
         ) from error

@@ -17,9 +17,9 @@ from api.relayer_types import (
     encode_cursor,
 )
 from api.wire import Balance
+from core.errors import InvalidInput
 from identity.service import CustomerAccount
 from relayer import repository
-from relayer.errors import InvalidInput
 
 
 @strawberry.type(description="A custodial wallet. Its key is held, encrypted, by the backend.")

@@ -41,16 +41,11 @@ from bench.harness import (
     wait_for_receipts,
 )
 from chain.address_book import AddressBook
+from chain.erc20 import erc20_transfer_data
 from chain.profiles import ANVIL_DEV_PRIVATE_KEY
 from chain.rpc import JsonRpc, RpcError
 from core.container import LOCAL_TREASURY_ADDRESS
-from relayer.forwarder import (
-    ForwardRequest,
-    domain_separator,
-    erc20_transfer_data,
-    forwarder_calldata,
-    sign_request,
-)
+from relayer.forwarder import ForwardRequest, domain_separator, forwarder_calldata, sign_request
 from relayer.service import TRANSFER_CALL_GAS
 from relayer.transactions import TransactionSigner
 

@@ -283,6 +283,8 @@ def rewrap() -> None:
     OVPP_PREVIOUS_KEKS for the run. Resumable; private keys are never decrypted."""
     from core.container import load_keyring
     from core.db import Database
+    from relayer.models import RelayerKey
+    from wallet.models import Wallet
     from wallet.service import rewrap_all
 
     settings = _settings()
@@ -294,7 +296,9 @@ def rewrap() -> None:
     async def run() -> int:
         db = Database(settings.resolved_database_url)
         try:
-            return await rewrap_all(db, keyring=keyring, progress=report)
+            return await rewrap_all(
+                db, keyring=keyring, models=[Wallet, RelayerKey], progress=report
+            )
         finally:
             await db.dispose()
 

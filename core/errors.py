@@ -48,3 +48,11 @@ class ConfigurationError(DomainError):
 
 class ChainUnavailable(DomainError):
     code = "CHAIN_UNAVAILABLE"
+
+
+class InvalidInput(DomainError):
+    code = "INVALID_INPUT"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field

@@ -11,11 +11,10 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import insert_if_absent, utc_now
+from core.idempotency import NONCE_FILL_KEY_PREFIX
 from onramp.models import OnrampPayment, PaymentStatus, StripeEvent
 from programs.models import Enrollment, EnrollmentStatus
-from relayer.errors import NONCE_FILL_KEY_PREFIX
-from relayer.models import RelayTransaction
-from relayer.worker import NONCE_FILL
+from relayer.models import JobKind, RelayTransaction
 
 
 async def payment_by_key(
@@ -261,7 +260,7 @@ async def delivery_jobs(
 ) -> list[RelayTransaction]:
     statement = select(RelayTransaction).where(
         RelayTransaction.wallet_id == wallet_id,
-        RelayTransaction.kind == "ONRAMP_DELIVERY",
+        RelayTransaction.kind == JobKind.ONRAMP_DELIVERY,
         RelayTransaction.idempotency_key == idempotency_key,
     )
     return list((await session.execute(statement)).scalars())
@@ -281,7 +280,7 @@ async def nonce_filler_status(session: AsyncSession, job: RelayTransaction) -> s
     worker's filler on the job's wallet, never a row of another kind that holds its key."""
     statement = select(RelayTransaction.status).where(
         RelayTransaction.wallet_id == job.wallet_id,
-        RelayTransaction.kind == NONCE_FILL,
+        RelayTransaction.kind == JobKind.NONCE_FILL,
         RelayTransaction.idempotency_key == f"{NONCE_FILL_KEY_PREFIX}{job.id}",
     )
     return (await session.execute(statement)).scalar_one_or_none()

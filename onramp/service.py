@@ -30,8 +30,6 @@ Invariants:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -41,9 +39,14 @@ from enum import StrEnum
 from eth_utils import to_checksum_address
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from chain.calls import Call
+from chain.erc20 import erc20_transfer_data
 from chain.tokens import AmountError, TokenInfo, TokenKind, format_units, parse_units
 from core.container import Services
 from core.db import utc_now
+from core.errors import InvalidInput
+from core.idempotency import ONRAMP_DELIVERY_KEY_PREFIX, require_idempotency_key
+from core.idempotency import request_fingerprint as fingerprint_of
 from identity import repository as identity_repository
 from identity.principal import Principal
 from identity.service import CustomerAccount, provision
@@ -86,17 +89,11 @@ from onramp.stripe_gateway import (
     event_object,
     require_gateway,
 )
-from registry_client.types import Call
 from relayer.calls import Display, GasPayment, enqueue_calls, take_forwarder_nonces
-from relayer.errors import (
-    ONRAMP_DELIVERY_KEY_PREFIX,
-    InvalidInput,
-    QuoteExpired,
-    require_idempotency_key,
-)
-from relayer.forwarder import ZERO_ADDRESS, erc20_transfer_data
+from relayer.errors import QuoteExpired
+from relayer.forwarder import ZERO_ADDRESS
 from relayer.keys import is_relayer_call
-from relayer.models import FINAL_STATUSES, RelayStatus, RelayTransaction
+from relayer.models import FINAL_STATUSES, JobKind, RelayStatus, RelayTransaction
 from relayer.service import (
     SPONSORED_TRANSFER_TX_GAS,
     TRANSFER_CALL_GAS,
@@ -111,7 +108,6 @@ logger = logging.getLogger(__name__)
 PLATFORM_TENANT_SLUG = "ovpp-platform"
 PLATFORM_ISSUER = "urn:ovpp:platform"
 TREASURY_SUBJECT = "onramp-treasury"
-DELIVERY_KIND = "ONRAMP_DELIVERY"
 SELLABLE = (TokenKind.OVPP, TokenKind.STABLECOIN)
 _PAYMENT_NAMESPACE = uuid.UUID("6f1b0f5e-3d0a-4c41-9d52-8a6c3f3f0e11")
 
@@ -275,10 +271,6 @@ class OpenedPayment:
     client_secret: str | None  # for the app's payment sheet, while the payment awaits a card
 
 
-def fingerprint(*parts: str) -> str:
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
-
-
 def _check_key(idempotency_key: str) -> None:
     require_idempotency_key(idempotency_key, limit=200)
 
@@ -296,7 +288,7 @@ async def create_payment(
     same key with other input is refused)."""
     _require_onramp(services)
     _check_key(idempotency_key)
-    request_fingerprint = fingerprint(
+    request_fingerprint = fingerprint_of(
         request.token.upper(),
         request.fiat_amount or "",
         request.token_amount or "",
@@ -912,9 +904,9 @@ async def deliver(
                 ],
                 payment=GasPayment(),  # the house pays the gas of a delivery
                 gas_limit=SPONSORED_TRANSFER_TX_GAS,
-                kind=DELIVERY_KIND,
+                kind=JobKind.ONRAMP_DELIVERY,
                 idempotency_key=key,
-                request_fingerprint=fingerprint(
+                request_fingerprint=fingerprint_of(
                     payment.stripe_payment_intent_id, recipient, str(payment.token_amount)
                 ),
                 display=Display(

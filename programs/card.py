@@ -24,6 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chain.tokens import TokenKind
 from core.container import Services
 from core.db import insert_if_absent, utc_now
+from core.errors import InvalidInput
+from core.idempotency import (
+    CARD_ENROLLMENT_PAYMENT_KEY_PREFIX,
+    ENROLL_KEY_PREFIX,
+    request_fingerprint,
+    require_idempotency_key,
+)
 from identity.models import Customer
 from identity.service import CustomerAccount
 from onramp import repository as onramp_repository
@@ -34,13 +41,8 @@ from programs import service
 from programs.errors import CardPaymentUnavailable, NotEligible
 from programs.models import ERROR_LENGTH, Enrollment, EnrollmentStatus
 from relayer.calls import Display, GasPayment, enqueue_calls, required_nonces, take_forwarder_nonces
-from relayer.errors import (
-    CARD_ENROLLMENT_PAYMENT_KEY_PREFIX,
-    ENROLL_KEY_PREFIX,
-    InvalidInput,
-    SponsorRefused,
-    require_idempotency_key,
-)
+from relayer.errors import SponsorRefused
+from relayer.models import JobKind
 from relayer.service import relayer_key_for
 from wallet.models import Wallet
 
@@ -90,7 +92,7 @@ async def enroll_by_card(
         raise CardPaymentUnavailable(
             "paying the connection fee by card is not configured here; use WALLET"
         )
-    fingerprint = onramp.fingerprint(device_row_id, program_row_id, protocol, "CARD")
+    fingerprint = request_fingerprint(device_row_id, program_row_id, protocol, "CARD")
     existing = await _enrollment_by_key(session, account.customer.id, idempotency_key)
     if existing is not None:
         return await _replay(services, session, existing, fingerprint=fingerprint)
@@ -329,7 +331,7 @@ async def _connect(
         calls=calls,
         payment=payment,
         gas_limit=service.ENROLL_TX_GAS,
-        kind="ENROLL",
+        kind=JobKind.ENROLL,
         idempotency_key=f"{ENROLL_KEY_PREFIX}{customer.id}:{enrollment.idempotency_key}",
         request_fingerprint=enrollment.request_fingerprint,
         display=Display(

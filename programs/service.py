@@ -9,17 +9,23 @@ recipient in the same call) and, unless gas is sponsored, the gas fee — all at
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from chain.calls import Call
+from chain.erc20 import erc20_approve_data
 from chain.tokens import TokenInfo, TokenKind
 from core.container import Services
 from core.db import utc_now
-from core.errors import Forbidden, NotFound
+from core.errors import Forbidden, InvalidInput, NotFound
+from core.idempotency import (
+    ENROLL_KEY_PREFIX,
+    UNENROLL_KEY_PREFIX,
+    request_fingerprint,
+    require_idempotency_key,
+)
 from identity.models import Tenant
 from identity.service import CustomerAccount
 from programs.errors import CardPaymentUnavailable, NotEligible
@@ -35,18 +41,11 @@ from programs.models import (
 from registry_client.onchain import APPROVE_CALL_GAS, OnChainRegistry
 from registry_client.routing import device_id_of, model_id_of
 from registry_client.service import OnChainRoutingService, RoutingService
-from registry_client.types import PROTOCOLS, Call, RoutingRequest, RoutingResult, SiteAddress
+from registry_client.types import PROTOCOLS, RoutingRequest, RoutingResult, SiteAddress
 from relayer import sponsorship
 from relayer.calls import Display, GasPayment, enqueue_calls, required_nonces, take_forwarder_nonces
-from relayer.errors import (
-    ENROLL_KEY_PREFIX,
-    UNENROLL_KEY_PREFIX,
-    InsufficientFunds,
-    InvalidInput,
-    SponsorRefused,
-    require_idempotency_key,
-)
-from relayer.models import RelayStatus, RelayTransaction
+from relayer.errors import InsufficientFunds, SponsorRefused
+from relayer.models import JobKind, RelayStatus, RelayTransaction
 from relayer.pricing import GasQuote, fee_in_token
 from relayer.service import current_gas_price, open_debits, relayer_key_for
 from wallet.models import Wallet
@@ -306,10 +305,6 @@ async def gas_fee_in_ovpp(services: Services, *, gas_limit: int) -> int:
     )
 
 
-def _fingerprint(*parts: str) -> str:
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
-
-
 async def enroll(
     session: AsyncSession,
     *,
@@ -324,7 +319,7 @@ async def enroll(
     require_idempotency_key(idempotency_key)
     if payment_method == "CARD":  # the card path is programs.card.enroll_by_card
         raise CardPaymentUnavailable("a card-paid enrollment goes through enroll_by_card")
-    fingerprint = _fingerprint(device_row_id, program_row_id, protocol, payment_method)
+    fingerprint = request_fingerprint(device_row_id, program_row_id, protocol, payment_method)
     program = await program_by_id(session, program_row_id)
     utility_account = await _utility_of(session, program.tenant_id)
     if payment_method == "SPONSOR":
@@ -435,7 +430,7 @@ async def enroll(
         calls=calls,
         payment=payment,
         gas_limit=ENROLL_TX_GAS,
-        kind="ENROLL",
+        kind=JobKind.ENROLL,
         idempotency_key=f"{ENROLL_KEY_PREFIX}{account.customer.id}:{idempotency_key}",
         request_fingerprint=fingerprint,
         display=Display(
@@ -466,13 +461,9 @@ async def enroll(
 
 
 def _approve_call(services: Services, *, spender: str, amount: int) -> Call:
-    from eth_abi import encode
-    from eth_hash.auto import keccak
-
-    selector = keccak(b"approve(address,uint256)")[:4]
     return Call(
         target=ovpp_token(services).address or "",
-        data=selector + encode(["address", "uint256"], [spender, amount]),
+        data=erc20_approve_data(spender, amount),
         gas=APPROVE_CALL_GAS,
     )
 
@@ -585,9 +576,9 @@ async def unenroll(
         calls=[routing_of(services).disconnect(bytes.fromhex(enrollment.connection_id[2:]))],
         payment=payment,
         gas_limit=UNENROLL_TX_GAS,
-        kind="UNENROLL",
+        kind=JobKind.UNENROLL,
         idempotency_key=f"{UNENROLL_KEY_PREFIX}{enrollment.id}",
-        request_fingerprint=_fingerprint(enrollment.id, "unenroll"),
+        request_fingerprint=request_fingerprint(enrollment.id, "unenroll"),
         display=Display(
             token=TokenKind.OVPP.value,
             token_address=ovpp_token(services).address or "",

@@ -10,9 +10,9 @@ from eth_hash.auto import keccak
 from web3 import AsyncWeb3
 
 from chain.artifacts import artifact
+from chain.calls import Call
 from registry_client.types import (
     PROTOCOL_BY_ID,
-    Call,
     DeviceModelRecord,
     DeviceType,
     ProgramRecord,

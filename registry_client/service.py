@@ -7,9 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from chain.calls import Call
 from registry_client.onchain import OnChainRegistry
 from registry_client.routing import device_id_of, model_id_of, route
-from registry_client.types import Call, DeviceType, RoutingRequest, RoutingResult
+from registry_client.types import DeviceType, RoutingRequest, RoutingResult
 
 
 @dataclass(frozen=True)

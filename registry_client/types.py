@@ -121,12 +121,3 @@ class RoutingResult:
     @property
     def failing(self) -> tuple[CapabilityCheck, ...]:
         return tuple(check for check in self.checks if not check.passed)
-
-
-@dataclass(frozen=True)
-class Call:
-    """One call a signer makes through the forwarder."""
-
-    target: str
-    data: bytes
-    gas: int

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from chain.calls import Call
+from chain.erc20 import erc20_transfer_data
 from chain.tokens import TokenInfo
 from core.container import Services
-from registry_client.types import Call
-from relayer.forwarder import ForwardRequest, erc20_transfer_data, sign_request
+from relayer.forwarder import ForwardRequest, sign_request
 from relayer.models import RelayStatus, RelayTransaction, Sponsor, SponsorCharge
-from wallet.keys import unlocked_account
+from wallet.keys import sealed_key_of, unlocked_account
 from wallet.models import Wallet
-from wallet.service import sealed_key_of
 
 FEE_CALL_GAS = 65_000
 

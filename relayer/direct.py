@@ -9,13 +9,12 @@ import time
 from eth_account import Account
 from web3 import AsyncWeb3
 
+from chain.calls import Call
 from core.container import Services
-from registry_client.types import Call
 from relayer.calls import take_forwarder_nonces
 from relayer.forwarder import ForwardRequest, forwarder_calldata, sign_request
-from wallet.keys import unlocked_account
+from wallet.keys import sealed_key_of, unlocked_account
 from wallet.models import Wallet
-from wallet.service import sealed_key_of
 
 
 class DirectSubmitError(Exception):

@@ -17,6 +17,8 @@ import coincurve
 from eth_abi import encode
 from eth_hash.auto import keccak
 
+from chain.abi_words import address_word, uint_word
+
 FORWARD_REQUEST_TYPE = (
     "ForwardRequest(address from,address to,uint256 value,uint256 gas,uint256 nonce,"
     "uint48 deadline,bytes data)"
@@ -29,7 +31,6 @@ FORWARDER_NAME = "OVPPForwarder"
 _REQUEST_DATA_TYPE = "(address,address,uint256,uint256,uint48,bytes,bytes)"
 EXECUTE_SELECTOR = keccak(f"execute({_REQUEST_DATA_TYPE})".encode())[:4]
 EXECUTE_ALL_SELECTOR = keccak(f"executeAll({_REQUEST_DATA_TYPE}[])".encode())[:4]
-TRANSFER_SELECTOR = keccak(b"transfer(address,uint256)")[:4]
 NONCES_SELECTOR = keccak(b"nonces(address)")[:4]
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
@@ -60,12 +61,12 @@ class ForwardRequest:
             b"".join(
                 (
                     FORWARD_REQUEST_TYPEHASH,
-                    _address_word(self.sender),
-                    _address_word(self.target),
-                    _uint_word(self.value),
-                    _uint_word(self.gas),
-                    _uint_word(self.nonce),
-                    _uint_word(self.deadline, bits=48),
+                    address_word(self.sender),
+                    address_word(self.target),
+                    uint_word(self.value),
+                    uint_word(self.gas),
+                    uint_word(self.nonce),
+                    uint_word(self.deadline, bits=48),
                     keccak(self.data),
                 )
             )
@@ -122,13 +123,9 @@ def sign_request(
     )
 
 
-def erc20_transfer_data(to: str, amount: int) -> bytes:
-    return TRANSFER_SELECTOR + _address_word(to) + _uint_word(amount)
-
-
 def nonces_call(forwarder: str, address: str) -> tuple[str, list[object]]:
     """The ``eth_call`` reading the forwarder's next nonce for ``address`` (latest block)."""
-    data = NONCES_SELECTOR + _address_word(address)
+    data = NONCES_SELECTOR + address_word(address)
     return "eth_call", [{"to": forwarder, "data": "0x" + data.hex()}, "latest"]
 
 
@@ -142,8 +139,8 @@ def forwarder_calldata(requests: list[ForwardRequest]) -> bytes:
     if not requests:
         raise ValueError("no forward request to execute")
     if len(requests) == 1:
-        return EXECUTE_SELECTOR + _uint_word(32) + _request_tuple(requests[0])
-    return EXECUTE_ALL_SELECTOR + _uint_word(32) + _request_array(requests)
+        return EXECUTE_SELECTOR + uint_word(32) + _request_tuple(requests[0])
+    return EXECUTE_ALL_SELECTOR + uint_word(32) + _request_array(requests)
 
 
 def _request_array(requests: list[ForwardRequest]) -> bytes:
@@ -152,9 +149,9 @@ def _request_array(requests: list[ForwardRequest]) -> bytes:
     tuples = [_request_tuple(request) for request in requests]
     offsets, position = [], 32 * len(tuples)
     for encoded in tuples:
-        offsets.append(_uint_word(position))
+        offsets.append(uint_word(position))
         position += len(encoded)
-    return b"".join((_uint_word(len(tuples)), *offsets, *tuples))
+    return b"".join((uint_word(len(tuples)), *offsets, *tuples))
 
 
 def _request_tuple(request: ForwardRequest) -> bytes:
@@ -163,13 +160,13 @@ def _request_tuple(request: ForwardRequest) -> bytes:
     data, signature = _dynamic_bytes(request.data), _dynamic_bytes(request.signature)
     return b"".join(
         (
-            _address_word(request.sender),
-            _address_word(request.target),
-            _uint_word(request.value),
-            _uint_word(request.gas),
-            _uint_word(request.deadline, bits=48),
-            _uint_word(7 * 32),
-            _uint_word(7 * 32 + len(data)),
+            address_word(request.sender),
+            address_word(request.target),
+            uint_word(request.value),
+            uint_word(request.gas),
+            uint_word(request.deadline, bits=48),
+            uint_word(7 * 32),
+            uint_word(7 * 32 + len(data)),
             data,
             signature,
         )
@@ -178,16 +175,4 @@ def _request_tuple(request: ForwardRequest) -> bytes:
 
 def _dynamic_bytes(value: bytes) -> bytes:
     """ABI ``bytes``: the length word, then the bytes right-padded to a whole word."""
-    return _uint_word(len(value)) + value + b"\x00" * (-len(value) % 32)
-
-
-def _address_word(address: str) -> bytes:
-    if len(address) != 42 or address[:2] not in ("0x", "0X"):
-        raise ValueError(f"not an address: {address!r}")
-    return b"\x00" * 12 + bytes.fromhex(address[2:])
-
-
-def _uint_word(value: int, *, bits: int = 256) -> bytes:
-    if not 0 <= value < 1 << bits:
-        raise ValueError(f"{value} does not fit in uint{bits}")
-    return value.to_bytes(32, "big")
+    return uint_word(len(value)) + value + b"\x00" * (-len(value) % 32)

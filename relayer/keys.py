@@ -12,18 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.container import Services
 from core.db import insert_if_absent, new_id, utc_now
 from relayer.models import RelayerKey
-from wallet.keys import SealedKey, generate_sealed_key
+from wallet.keys import generate_sealed_key
 
 logger = logging.getLogger(__name__)
-
-
-def sealed_key_of(key: RelayerKey) -> SealedKey:
-    return SealedKey(
-        address=key.address,
-        encrypted_private_key=key.encrypted_private_key,
-        wrapped_data_key=key.wrapped_data_key,
-        kek_id=key.kek_id,
-    )
 
 
 async def enabled_keys(session: AsyncSession) -> list[RelayerKey]:

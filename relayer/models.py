@@ -35,6 +35,16 @@ class RelayStatus(StrEnum):
     REPLACED = "REPLACED"
 
 
+class JobKind(StrEnum):
+    """What a relayed job does; the worker treats them alike, the history shows them apart."""
+
+    TRANSFER = "TRANSFER"
+    ENROLL = "ENROLL"
+    UNENROLL = "UNENROLL"
+    ONRAMP_DELIVERY = "ONRAMP_DELIVERY"
+    NONCE_FILL = "NONCE_FILL"  # a zero-value transaction taking a refused job's relayer nonce
+
+
 OPEN_STATUSES = (RelayStatus.QUEUED, RelayStatus.SIGNED, RelayStatus.SUBMITTED)
 FINAL_STATUSES = (RelayStatus.CONFIRMED, RelayStatus.FAILED, RelayStatus.REPLACED)
 
@@ -82,7 +92,7 @@ class RelayTransaction(SQLModel, table=True):
     customer_id: str = Field(foreign_key="customers.id", max_length=36)
     idempotency_key: str = Field(max_length=255)
     request_fingerprint: str = Field(max_length=64)
-    kind: str = Field(default="TRANSFER", max_length=32)
+    kind: str = Field(default=JobKind.TRANSFER.value, max_length=32)
     status: str = Field(default=RelayStatus.QUEUED, max_length=16, index=True)
 
     token: str = Field(max_length=16)

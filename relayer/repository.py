@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relayer.models import RelayTransaction
+from relayer.models import JobKind, RelayTransaction
 
 
 async def transaction_of_wallet(
@@ -24,7 +24,7 @@ async def transactions_page(
 ) -> list[RelayTransaction]:
     """Newest first; ``first + 1`` rows so the caller knows whether another page exists."""
     statement = select(RelayTransaction).where(
-        RelayTransaction.wallet_id == wallet_id, RelayTransaction.kind != "NONCE_FILL"
+        RelayTransaction.wallet_id == wallet_id, RelayTransaction.kind != JobKind.NONCE_FILL
     )
     if after is not None:
         created, row_id = after

@@ -6,7 +6,6 @@ in PostgreSQL, the write lock in SQLite) and concurrent transfers can never over
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,19 +17,16 @@ from eth_utils import is_address, to_checksum_address
 from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from chain.erc20 import erc20_transfer_data
 from chain.tokens import AmountError, TokenInfo, TokenKind, format_units, parse_units
 from core.container import Services
 from core.db import insert_rows, utc_now
+from core.errors import InvalidInput
+from core.idempotency import request_fingerprint, require_idempotency_key
 from identity.service import CustomerAccount
 from relayer import sponsorship
-from relayer.errors import (
-    InsufficientFunds,
-    InvalidInput,
-    PolicyViolation,
-    QuoteExpired,
-    require_idempotency_key,
-)
-from relayer.forwarder import ForwardRequest, erc20_transfer_data, sign_request
+from relayer.errors import InsufficientFunds, PolicyViolation, QuoteExpired
+from relayer.forwarder import ForwardRequest, sign_request
 from relayer.models import (
     OPEN_STATUSES,
     FeeQuote,
@@ -40,9 +36,8 @@ from relayer.models import (
     WalletPolicy,
 )
 from relayer.pricing import GasQuote, fee_in_token
-from wallet.keys import unlocked_key
+from wallet.keys import sealed_key_of, unlocked_key
 from wallet.models import Wallet
-from wallet.service import sealed_key_of
 
 # Gas of the forwarded calls and of the whole relayed transaction, measured on anvil (see
 # docs/benchmarks.md) with headroom; the quote charges for these limits at most.
@@ -163,16 +158,13 @@ class QuoteMade:
 
 
 def fingerprint(transfer: ValidatedTransfer, quote_id: str) -> str:
-    canonical = json.dumps(
-        [
-            transfer.token.kind.value,
-            transfer.to,
-            str(transfer.amount),
-            transfer.fee_token.kind.value,
-            quote_id,
-        ]
+    return request_fingerprint(
+        transfer.token.kind.value,
+        transfer.to,
+        str(transfer.amount),
+        transfer.fee_token.kind.value,
+        quote_id,
     )
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 # A fee quote with the wallet's policy for its token, in one statement.

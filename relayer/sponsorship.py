@@ -562,7 +562,7 @@ async def fund_sponsor(
     ).scalar_one_or_none()
     if existing is not None:
         if existing.amount_wei != amount_wei:
-            from relayer.errors import InvalidInput
+            from core.errors import InvalidInput
 
             raise InvalidInput(
                 "this idempotency key was used for another amount", field="idempotencyKey"

@@ -36,11 +36,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chain.rpc import JsonRpc, RpcError, RpcUnavailable
 from core.container import Services
 from core.db import new_id, utc_now
+from core.idempotency import NONCE_FILL_KEY_PREFIX
 from relayer import sponsorship
-from relayer.errors import NONCE_FILL_KEY_PREFIX, SponsorRefused
+from relayer.errors import SponsorRefused
 from relayer.forwarder import ForwardRequest, forwarder_calldata, nonces_call, sign_request
-from relayer.keys import enabled_keys, is_relayer_call, sealed_key_of
+from relayer.keys import enabled_keys, is_relayer_call
 from relayer.models import (
+    JobKind,
     RelayAttempt,
     RelayerKey,
     RelayStatus,
@@ -50,12 +52,11 @@ from relayer.models import (
 )
 from relayer.rpc_errors import SendOutcome, classify
 from relayer.transactions import TransactionSigner
-from wallet.keys import unlocked_account
+from wallet.keys import sealed_key_of, unlocked_account
 from wallet.models import Wallet
 
 logger = logging.getLogger(__name__)
 
-NONCE_FILL = "NONCE_FILL"
 SIGN_BATCH = 200
 PIPELINE_STATUSES = (
     RelayStatus.QUEUED,
@@ -588,7 +589,7 @@ class RelayerWorker:
             customer_id=job.customer_id,
             idempotency_key=f"{NONCE_FILL_KEY_PREFIX}{job.id}",
             request_fingerprint="nonce-fill",
-            kind=NONCE_FILL,
+            kind=JobKind.NONCE_FILL,
             status=RelayStatus.SIGNED,
             token="NATIVE",  # noqa: S106 (a token symbol, not a secret)
             token_address="",
@@ -620,8 +621,8 @@ class RelayerWorker:
         forwarder-nonce order from the forwarder's on-chain nonce, under the wallet's lock, and
         release the wallet (``wallets_to_resync``): a failure never leaves the wallet unable to
         transact, and the wallet's next nonce follows its last queued request."""
+        from wallet.keys import sealed_key_of
         from wallet.keys import unlocked_account as unlock_wallet
-        from wallet.service import sealed_key_of as sealed_wallet_key
 
         async with self.services.db.session() as session:
             await session.execute(
@@ -633,7 +634,7 @@ class RelayerWorker:
                 await session.execute(
                     select(RelayTransaction.id).where(
                         RelayTransaction.wallet_id == wallet_id,
-                        RelayTransaction.kind != NONCE_FILL,
+                        RelayTransaction.kind != JobKind.NONCE_FILL,
                         RelayTransaction.status.in_((RelayStatus.SIGNED, RelayStatus.SUBMITTED)),
                     )
                 )
@@ -658,7 +659,7 @@ class RelayerWorker:
                 queued_statement = queued_statement.with_for_update()
             queued = list((await session.execute(queued_statement)).scalars())
             separator = self.services.forwarder_domain_separator
-            with unlock_wallet(sealed_wallet_key(wallet), keyring=self.services.keyring) as signer:
+            with unlock_wallet(sealed_key_of(wallet), keyring=self.services.keyring) as signer:
                 for job in queued:
                     requests = [ForwardRequest.from_json(item) for item in job.forward_requests]
                     resigned = [
@@ -758,7 +759,7 @@ class RelayerWorker:
                 job
                 for job in jobs
                 if job.status == RelayStatus.SUBMITTED
-                and job.kind != NONCE_FILL
+                and job.kind != JobKind.NONCE_FILL
                 and job.id in receipts
                 and int(receipts[job.id]["status"], 16) != 1
             ]

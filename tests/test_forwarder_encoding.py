@@ -10,13 +10,13 @@ from eth_abi import encode
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 
+from chain.erc20 import erc20_transfer_data
 from relayer.forwarder import (
     EXECUTE_ALL_SELECTOR,
     EXECUTE_SELECTOR,
     FORWARDER_NAME,
     ForwardRequest,
     domain_separator,
-    erc20_transfer_data,
     forwarder_calldata,
     sign_request,
 )

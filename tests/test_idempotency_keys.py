@@ -21,8 +21,8 @@ from chain.deploy import Deployer
 from chain.tokens import format_units
 from core.container import Services
 from core.migrate import alembic_config
-from relayer.models import RelayStatus, RelayTransaction
-from relayer.worker import NONCE_FILL, PIPELINE_STATUSES, RelayerWorker
+from relayer.models import JobKind, RelayStatus, RelayTransaction
+from relayer.worker import PIPELINE_STATUSES, RelayerWorker
 from tests.support.graphql import error_codes, gql
 from tests.support.issuer import TestIssuer
 from tests.support.wallets import new_customer
@@ -100,7 +100,7 @@ async def test_a_client_cannot_take_the_key_of_a_refused_jobs_nonce_filler(
     jobs = await jobs_on_relayer_key(own_stack, doomed_sender.relayer_key_id)
     by_id = {job.id: job for job in jobs}
     assert by_id[doomed.job_id].status == RelayStatus.FAILED, by_id[doomed.job_id].error
-    assert [job.status for job in jobs if job.kind == NONCE_FILL] == [RelayStatus.CONFIRMED]
+    assert [job.status for job in jobs if job.kind == JobKind.NONCE_FILL] == [RelayStatus.CONFIRMED]
     assert by_id[following.job_id].status == RelayStatus.CONFIRMED
     assert (squatting["__typename"], squatting.get("field")) == ("InvalidInput", "idempotencyKey")
     assert "reserved" in squatting["message"]
@@ -140,7 +140,7 @@ async def test_a_key_squatted_before_the_refusal_no_longer_blocks_a_refused_jobs
     jobs = await jobs_on_relayer_key(own_stack, doomed_sender.relayer_key_id)
     by_id = {job.id: job for job in jobs}
     assert by_id[doomed.job_id].status == RelayStatus.FAILED, by_id[doomed.job_id].error
-    assert [job.status for job in jobs if job.kind == NONCE_FILL] == [RelayStatus.CONFIRMED]
+    assert [job.status for job in jobs if job.kind == JobKind.NONCE_FILL] == [RelayStatus.CONFIRMED]
     assert by_id[following.job_id].status == RelayStatus.CONFIRMED
     assert by_id[squatter.job_id].status == RelayStatus.CONFIRMED
     assert by_id[squatter.job_id].idempotency_key == squatter.job_id

@@ -23,14 +23,9 @@ from web3.logs import DISCARD
 from chain.anvil import LocalChain
 from chain.artifacts import artifact
 from chain.deploy import Deployer
+from chain.erc20 import erc20_transfer_data
 from chain.profiles import ANVIL_DEV_PRIVATE_KEY
-from relayer.forwarder import (
-    ForwardRequest,
-    domain_separator,
-    erc20_transfer_data,
-    forwarder_calldata,
-    sign_request,
-)
+from relayer.forwarder import ForwardRequest, domain_separator, forwarder_calldata, sign_request
 from tests.support.ports import free_port
 
 OVPP = 10**18

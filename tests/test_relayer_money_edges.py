@@ -24,6 +24,7 @@ from identity.service import provision
 from relayer import sponsorship
 from relayer.models import (
     FeeQuote,
+    JobKind,
     RelayStatus,
     RelayTransaction,
     Sponsor,
@@ -33,7 +34,7 @@ from relayer.models import (
 )
 from relayer.service import TransferInput, commit_transfer, request_transfer
 from relayer.sponsorship import settle_charges
-from relayer.worker import NONCE_FILL, PIPELINE_STATUSES, RelayerWorker
+from relayer.worker import PIPELINE_STATUSES, RelayerWorker
 from tests.support.graphql import error_codes, gql
 from tests.support.issuer import TestIssuer
 from tests.support.wallets import fresh_address, new_customer
@@ -239,7 +240,7 @@ async def test_the_node_refusing_sponsored_jobs_holds_no_sponsor_lock_while_the_
         )
         fillers = (
             await session.execute(
-                select(RelayTransaction.id).where(RelayTransaction.kind == NONCE_FILL)
+                select(RelayTransaction.id).where(RelayTransaction.kind == JobKind.NONCE_FILL)
             )
         ).all()
         sponsor = await session.get_one(Sponsor, sponsor_id)

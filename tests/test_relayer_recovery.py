@@ -34,6 +34,7 @@ from chain.address_book import AddressBook
 from chain.anvil import LocalChain
 from chain.artifacts import artifact
 from chain.deploy import Deployer
+from chain.erc20 import erc20_transfer_data
 from chain.profiles import ANVIL_DEV_PRIVATE_KEY
 from chain.rpc import JsonRpc, RpcError
 from chain.tokens import format_units
@@ -41,9 +42,9 @@ from core.container import Services
 from core.db import Database
 from core.settings import Settings, TenantConfig, load_settings
 from identity.models import Tenant
-from relayer.forwarder import erc20_transfer_data
 from relayer.keys import authorize_keys
 from relayer.models import (
+    JobKind,
     RelayAttempt,
     RelayerKey,
     RelayStatus,
@@ -55,17 +56,17 @@ from relayer.rpc_errors import SendOutcome, classify
 from relayer.runner import prepare_relayer_keys
 from relayer.service import relayer_key_for
 from relayer.sponsorship import configure_sponsor
-from relayer.worker import NONCE_FILL, PIPELINE_STATUSES, RelayerWorker
+from relayer.worker import PIPELINE_STATUSES, RelayerWorker
 from tests.support.databases import fresh_database
 from tests.support.graphql import gql
 from tests.support.issuer import TestIssuer
 from tests.support.relayer_process import RelayerProcesses, environment_without_ovpp
 from tests.support.rpc_proxy import FaultyRpcProxy, Hold
 from tests.support.wallets import ChainReader, Customer, new_customer
+from wallet.keys import sealed_key_of as sealed_wallet_key
 from wallet.keys import unlocked_account
 from wallet.kms import LocalKeyEncryptionKey
 from wallet.models import Wallet
-from wallet.service import sealed_key_of as sealed_wallet_key
 
 OVPP = 10**18
 USD = 10**6
@@ -318,7 +319,7 @@ async def test_a_transaction_the_node_rejects_fails_and_its_nonce_is_filled(
     assert failed.status == RelayStatus.FAILED
     assert failed.error is not None and "rejected by the node" in failed.error
     assert "gas" in failed.error
-    [filler] = [job for job in jobs.values() if job.kind == NONCE_FILL]
+    [filler] = [job for job in jobs.values() if job.kind == JobKind.NONCE_FILL]
     assert jobs[following.job_id].status == RelayStatus.CONFIRMED
     assert filler.status == RelayStatus.CONFIRMED
     # The filler is a zero-value transaction from the key to itself, mined with the nonce the

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from relayer.errors import NONCE_FILL_KEY_PREFIX
+from core.idempotency import NONCE_FILL_KEY_PREFIX
 from relayer.models import RelayerKey, RelayStatus, RelayTransaction
 from relayer.worker import RelayerWorker
 from tests.support.sponsored_jobs import (

@@ -26,10 +26,9 @@ from core.container import Services
 from core.errors import ConfigurationError
 from tests.support.graphql import gql
 from tests.support.issuer import TestIssuer
-from wallet.keys import SealedKey, generate_sealed_key, rewrap, unlocked_account
+from wallet.keys import SealedKey, generate_sealed_key, rewrap, sealed_key_of, unlocked_account
 from wallet.kms import KeyRing, KeyUnwrapError, LocalKeyEncryptionKey
 from wallet.models import Wallet
-from wallet.service import sealed_key_of
 
 VIEWER_WALLET = "query { viewer { wallet { address } } }"
 

@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eth_account import Account
@@ -119,3 +120,21 @@ def _wipe(buffer: bytearray) -> None:
     """Best effort: Python may hold other copies, but ours do not outlive their use."""
     for index in range(len(buffer)):
         buffer[index] = 0
+
+
+class SealedRow(Protocol):
+    """A table row that keeps a sealed key: a customer's wallet or a relayer key."""
+
+    address: str
+    encrypted_private_key: bytes
+    wrapped_data_key: bytes
+    kek_id: str
+
+
+def sealed_key_of(row: SealedRow) -> SealedKey:
+    return SealedKey(
+        address=row.address,
+        encrypted_private_key=row.encrypted_private_key,
+        wrapped_data_key=row.wrapped_data_key,
+        kek_id=row.kek_id,
+    )

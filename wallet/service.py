@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import Database
 from wallet import repository
-from wallet.keys import SealedKey, generate_sealed_key, rewrap
+from wallet.keys import SealedRow, generate_sealed_key, rewrap, sealed_key_of
 from wallet.kms import KeyRing
 from wallet.models import Wallet
 
@@ -27,29 +27,18 @@ async def ensure_wallet(session: AsyncSession, *, customer_id: str, keyring: Key
     return wallet
 
 
-def sealed_key_of(wallet: Wallet) -> SealedKey:  # also accepts a RelayerKey row (same columns)
-    return SealedKey(
-        address=wallet.address,
-        encrypted_private_key=wallet.encrypted_private_key,
-        wrapped_data_key=wallet.wrapped_data_key,
-        kek_id=wallet.kek_id,
-    )
-
-
 async def rewrap_all(
     db: Database,
     *,
     keyring: KeyRing,
+    models: Sequence[type[SealedRow]],
     progress: Callable[[int, int], None] | None = None,
     batch_size: int = 500,
 ) -> int:
-    """Re-wrap every data key not under the current KEK: customers' wallets and relayer keys.
-    Each batch commits on its own, so an interrupted run resumes where it stopped; the private
-    keys themselves are never decrypted."""
-    from relayer.models import RelayerKey
-
+    """Re-wrap every data key not under the current KEK in the tables ``models`` (customers'
+    wallets, relayer keys). Each batch commits on its own, so an interrupted run resumes where
+    it stopped; the private keys themselves are never decrypted."""
     new_kek = keyring.current
-    models: list[type] = [Wallet, RelayerKey]
     async with db.session() as session:
         total = 0
         for model in models:
