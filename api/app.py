@@ -14,6 +14,7 @@ from starlette.types import ASGIApp
 from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
+from api.container import ONRAMP_FOLLOWERS, Services
 from api.context import RequestContext
 from api.metrics import (
     Metrics,
@@ -26,7 +27,6 @@ from api.routes import healthz, readyz
 from api.schema import build_schema
 from api.stripe_webhook import stripe_webhook
 from api.web_app import web_app_content_security_policy, web_app_routes
-from core.container import Services
 from core.settings import Settings
 
 
@@ -84,7 +84,9 @@ def create_app(
             if run_onramp_processor and app.state.services.stripe is not None:
                 from onramp.processor import start_onramp_processor
 
-                app.state.onramp_processor = await start_onramp_processor(app.state.services)
+                app.state.onramp_processor = await start_onramp_processor(
+                    app.state.services, followers=ONRAMP_FOLLOWERS
+                )
             yield
         finally:
             if app.state.onramp_processor is not None:

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
-from core.container import Services
+from api.container import Services
 from core.errors import Unauthenticated
 from identity.principal import Principal, Scope
 from identity.service import CustomerAccount, provision

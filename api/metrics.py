@@ -44,7 +44,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 
-from core.container import Services
+from api.container import Services
 from core.db import utc_now
 from core.settings import Settings
 from identity.models import Tenant

@@ -229,6 +229,4 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         created, _, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
         return datetime.fromisoformat(created), row_id
     except (ValueError, UnicodeDecodeError) as error:
-        raise InvalidInputError(
-            "the cursor is not one this API gave out", field="after"
-        ) from error
+        raise InvalidInputError("the cursor is not one this API gave out", field="after") from error

@@ -8,7 +8,7 @@ from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from core.container import Services
+from api.container import Services
 
 
 async def healthz(_request: Request) -> JSONResponse:

@@ -14,7 +14,7 @@ import logging
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from core.container import Services
+from api.container import Services
 from onramp import service
 from onramp.errors import InvalidWebhook
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from eth_account import Account
 
+from api.container import LOCAL_TREASURY_ADDRESS
 from bench.harness import (
     gas_price,
     local_chain,
@@ -44,7 +45,6 @@ from chain.address_book import AddressBook
 from chain.erc20 import erc20_transfer_data
 from chain.profiles import ANVIL_DEV_PRIVATE_KEY
 from chain.rpc import JsonRpc, RpcError
-from core.container import LOCAL_TREASURY_ADDRESS
 from relayer.forwarder import ForwardRequest, domain_separator, forwarder_calldata, sign_request
 from relayer.service import TRANSFER_CALL_GAS
 from relayer.transactions import TransactionSigner

@@ -47,6 +47,7 @@ from ovpp_client import Transaction, WalletClient
 from ovpp_client.operations import operation_document
 from sqlalchemy import func, select, text
 
+from api.container import Services
 from bench.harness import (
     CpuMeter,
     LocalStack,
@@ -65,7 +66,6 @@ from bench.harness import (
 )
 from chain.profiles import ANVIL_DEV_PRIVATE_KEY
 from chain.rpc import JsonRpc
-from core.container import Services
 from core.settings import REPO_ROOT, Settings, TenantConfig, load_settings
 from identity.models import Tenant
 from relayer.models import RelayerKey, RelayStatus, RelayTransaction

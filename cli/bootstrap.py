@@ -10,11 +10,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from api.container import load_keyring
 from chain.address_book import AddressBook, address_book_path
 from chain.anvil import LocalChain, rpc_answers
 from chain.deploy import Deployer
 from chain.profiles import deployer_key, profile_from_settings
-from core.container import load_keyring
 from core.db import Database
 from core.migrate import upgrade_to_head
 from core.settings import Settings, rpc_url_shown, without_credentials
@@ -178,7 +178,7 @@ async def seed_demo_customer(settings: Settings, progress: Progress) -> str:
 
 async def seed_registry(settings: Settings, progress: Progress) -> None:
     """Demo vendor models, the demo utility and its programs; the utility's wallet funded."""
-    from core.container import Services
+    from api.container import Services
     from programs.admin import tenant_by_slug, utility_wallet
     from programs.demo import seed_registry_demo
 
@@ -236,8 +236,8 @@ def start_local_stripe(settings: Settings, progress: Progress, stack: contextlib
 
 async def seed_onramp_treasury(settings: Settings, progress: Progress) -> None:
     """The onramp treasury wallet exists and, on the local chain, holds stock (minted once)."""
+    from api.container import Services
     from chain.tokens import TokenKind, parse_units
-    from core.container import Services
     from onramp.service import treasury_account
 
     services = await Services.start(settings)

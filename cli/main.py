@@ -57,8 +57,8 @@ def serve() -> None:
     import uvicorn
 
     from api.app import create_app
+    from api.container import load_keyring
     from cli.bootstrap import Progress, local_stack
-    from core.container import load_keyring
 
     # A service manager stops with SIGTERM. Its default action ends the process at once, and
     # uvicorn re-raises the signal after its graceful shutdown: anvil, the provider and
@@ -119,7 +119,7 @@ def relayer() -> None:
 
     import uvloop
 
-    from core.container import Services
+    from api.container import Services
     from relayer.runner import start_relayer
 
     settings = _settings()
@@ -149,8 +149,8 @@ def relayer_authorize() -> None:
     """Let the forwarder accept the relayer keys' transactions (it refuses any other sender).
     Signed by the forwarder's owner, the deploying account (OVPP_DEPLOYER_PRIVATE_KEY); local
     chains need no step, the relayer authorizes its keys itself. Creates the keys if needed."""
+    from api.container import Services
     from chain.profiles import deployer_key
-    from core.container import Services
     from relayer.keys import authorize_keys, ensure_relayer_keys
 
     settings = _settings()
@@ -281,7 +281,7 @@ def keys() -> None:
 def rewrap() -> None:
     """Re-wrap every wallet's data key under the current OVPP_KEK. Put the old key in
     OVPP_PREVIOUS_KEKS for the run. Resumable; private keys are never decrypted."""
-    from core.container import load_keyring
+    from api.container import load_keyring
     from core.db import Database
     from relayer.models import RelayerKey
     from wallet.models import Wallet
@@ -350,9 +350,9 @@ def registry_add_model(
 ) -> None:
     """Register or update a device model, signed by the vendor's key (OVPP_VENDOR_PRIVATE_KEY;
     the vendor must have been onboarded by the registrar)."""
+    from api.container import Services
     from chain.profiles import deployer_key, vendor_key
     from chain.tokens import parse_units
-    from core.container import Services
     from programs.admin import DeviceModelSpec, address_of, register_device_model, register_vendor
     from registry_client.types import DeviceType
 
@@ -483,7 +483,7 @@ def onramp_reconcile(days: int | None) -> None:
     resolved, neither a clawback nor a mismatch."""
     from datetime import timedelta
 
-    from core.container import Services
+    from api.container import Services
     from core.db import utc_now
     from onramp.reconcile import Reconciliation, reconcile
 
@@ -592,7 +592,7 @@ def onramp_process() -> None:
     import os
     import signal
 
-    from core.container import Services
+    from api.container import ONRAMP_FOLLOWERS, Services
     from onramp.processor import start_onramp_processor
 
     settings = _settings()
@@ -603,7 +603,9 @@ def onramp_process() -> None:
         if services.stripe is None:
             await services.close()
             raise click.ClickException("the onramp is not configured (OVPP_STRIPE_API_KEY …)")
-        running = await start_onramp_processor(services, name=f"onramp-{os.getpid()}")
+        running = await start_onramp_processor(
+            services, name=f"onramp-{os.getpid()}", followers=ONRAMP_FOLLOWERS
+        )
         loop = asyncio.get_running_loop()
 
         def stop() -> None:
@@ -622,8 +624,8 @@ def onramp_process() -> None:
 @onramp.command("treasury")
 def onramp_treasury() -> None:
     """Show the onramp treasury wallet (fund it with the OVPP and stablecoin card buyers get)."""
+    from api.container import Services
     from chain.tokens import format_units
-    from core.container import Services
     from onramp.service import treasury_account
 
     settings = _settings()

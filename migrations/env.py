@@ -8,8 +8,8 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from core.models import metadata
 from core.settings import load_settings
+from migrations.tables import metadata
 
 config = context.config
 

@@ -15,18 +15,23 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from core.container import Services
 from core.db import utc_now
 from identity.service import CustomerAccount
 from onramp import repository, service
+from onramp.deps import OnrampServices
 from onramp.models import PaymentStatus, StripeEvent
 
 logger = logging.getLogger(__name__)
 
 MAX_RETRY_SECONDS = 300
+
+PaymentFollower = Callable[[OnrampServices], Awaitable[bool]]
+"""A step run after every round, for what waits on payments (card-paid enrollments): returns
+whether it moved anything. The composition root registers them; the onramp knows none."""
 
 
 def backoff_seconds(failures: int) -> int:
@@ -35,9 +40,16 @@ def backoff_seconds(failures: int) -> int:
 
 
 class OnrampProcessor:
-    def __init__(self, services: Services, *, name: str = "onramp") -> None:
+    def __init__(
+        self,
+        services: OnrampServices,
+        *,
+        name: str = "onramp",
+        followers: Sequence[PaymentFollower] = (),
+    ) -> None:
         self.services = services
         self.name = name
+        self.followers = tuple(followers)
         self._wake = asyncio.Event()
         self._treasury: CustomerAccount | None = None
         self._short_of_stock: set[str] = set()  # payments already reported as waiting for stock
@@ -73,7 +85,7 @@ class OnrampProcessor:
         moved = await self.deliver_paid() or moved
         moved = bool(await service.settle_deliveries(self.services)) or moved
         moved = await self.refund_undelivered() or moved
-        moved = await self.advance_enrollments() or moved
+        moved = await self.run_followers() or moved
         return moved
 
     async def process_events(self) -> bool:
@@ -166,17 +178,13 @@ class OnrampProcessor:
                 self._refund_retries.pop(payment_id, None)
         return moved
 
-    async def advance_enrollments(self) -> bool:
-        from programs import card
-
-        async with self.services.db.session() as session:
-            rows = await repository.card_enrollments_to_advance(session)
+    async def run_followers(self) -> bool:
         moved = False
-        for enrollment_id, _status, _payment_status in rows:
+        for follower in self.followers:
             try:
-                moved = bool(await card.advance(self.services, enrollment_id)) or moved
+                moved = await follower(self.services) or moved
             except Exception:
-                logger.exception("%s: enrollment %s did not advance", self.name, enrollment_id)
+                logger.exception("%s: %s failed", self.name, follower.__qualname__)
         return moved
 
 
@@ -193,9 +201,14 @@ class RunningProcessor:
             await asyncio.wait_for(self.task, timeout=15)
 
 
-async def start_onramp_processor(services: Services, *, name: str = "onramp") -> RunningProcessor:
+async def start_onramp_processor(
+    services: OnrampServices,
+    *,
+    name: str = "onramp",
+    followers: Sequence[PaymentFollower] = (),
+) -> RunningProcessor:
     """Run the processor as a task of the current event loop (``serve``, the CLI, tests)."""
-    processor = OnrampProcessor(services, name=name)
+    processor = OnrampProcessor(services, name=name, followers=followers)
     stop = asyncio.Event()
     return RunningProcessor(
         processor=processor, stop=stop, task=asyncio.create_task(processor.run(stop))

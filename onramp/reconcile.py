@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from core.container import Services
 from onramp import repository, service
+from onramp.deps import OnrampServices
 from onramp.models import OnrampPayment, OperatorCase, PaymentStatus, operator_case
 from onramp.stripe_gateway import IntentState, require_gateway
 from relayer.models import OPEN_STATUSES, RelayStatus, RelayTransaction
@@ -56,7 +56,7 @@ class Reconciliation:
     repaired: list[str] = field(default_factory=list)  # PaymentIntent ids moved by a re-read
 
 
-async def reconcile(services: Services, *, since: datetime | None = None) -> Reconciliation:
+async def reconcile(services: OnrampServices, *, since: datetime | None = None) -> Reconciliation:
     """Stripe against the deliveries; with ``since``, only PaymentIntents and payments created
     then or later (Stripe lists newest first, so an old account is not read to the end)."""
     gateway = require_gateway(services.stripe)
@@ -105,7 +105,7 @@ async def reconcile(services: Services, *, since: datetime | None = None) -> Rec
 
 
 async def _recheck_refunds(
-    services: Services,
+    services: OnrampServices,
     intents: dict[str, IntentState],
     *,
     since: datetime | None,

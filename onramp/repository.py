@@ -7,13 +7,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import insert_if_absent, utc_now
 from core.idempotency import NONCE_FILL_KEY_PREFIX
 from onramp.models import OnrampPayment, PaymentStatus, StripeEvent
-from programs.models import Enrollment, EnrollmentStatus
 from relayer.models import JobKind, RelayTransaction
 
 
@@ -156,37 +155,6 @@ async def deliveries_to_settle(
         .where(
             OnrampPayment.status == PaymentStatus.DELIVERING,
             RelayTransaction.status.in_(final_statuses),
-        )
-        .limit(limit)
-    )
-    return [tuple(row) for row in (await session.execute(statement)).all()]  # type: ignore[misc]
-
-
-async def card_enrollments_to_advance(
-    session: AsyncSession, *, limit: int = 100
-) -> list[tuple[str, str, str]]:
-    """(enrollment id, enrollment status, payment status) of card-paid enrollments the
-    processor still has to move: fee paid and delivered, payment given up, or connecting."""
-    statement = (
-        select(Enrollment.id, Enrollment.status, OnrampPayment.status)
-        .join(OnrampPayment, OnrampPayment.enrollment_id == Enrollment.id)
-        .where(
-            or_(
-                and_(
-                    Enrollment.status == EnrollmentStatus.FEE_PENDING,
-                    OnrampPayment.status.in_(
-                        (
-                            PaymentStatus.DELIVERED,
-                            PaymentStatus.DELIVERY_FAILED,
-                            PaymentStatus.CANCELED,
-                            PaymentStatus.REFUNDED,
-                            PaymentStatus.DISPUTED,
-                            PaymentStatus.REFUND_FAILED,
-                        )
-                    ),
-                ),
-                Enrollment.status == EnrollmentStatus.CONNECTING,
-            )
         )
         .limit(limit)
     )

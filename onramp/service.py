@@ -42,7 +42,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chain.calls import Call
 from chain.erc20 import erc20_transfer_data
 from chain.tokens import AmountError, TokenInfo, TokenKind, format_units, parse_units
-from core.container import Services
 from core.db import utc_now
 from core.errors import InvalidInput
 from core.idempotency import ONRAMP_DELIVERY_KEY_PREFIX, require_idempotency_key
@@ -51,6 +50,7 @@ from identity import repository as identity_repository
 from identity.principal import Principal
 from identity.service import CustomerAccount, provision
 from onramp import repository
+from onramp.deps import OnrampServices
 from onramp.errors import (
     AlreadyResolved,
     NothingToResolve,
@@ -92,14 +92,9 @@ from onramp.stripe_gateway import (
 from relayer.calls import Display, GasPayment, enqueue_calls, take_forwarder_nonces
 from relayer.errors import QuoteExpired
 from relayer.forwarder import ZERO_ADDRESS
-from relayer.keys import is_relayer_call
+from relayer.keys import is_relayer_call, relayer_key_for
 from relayer.models import FINAL_STATUSES, JobKind, RelayStatus, RelayTransaction
-from relayer.service import (
-    SPONSORED_TRANSFER_TX_GAS,
-    TRANSFER_CALL_GAS,
-    open_debits,
-    relayer_key_for,
-)
+from relayer.service import SPONSORED_TRANSFER_TX_GAS, TRANSFER_CALL_GAS, open_debits
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +121,7 @@ def payment_id_for(customer_id: str, idempotency_key: str) -> str:
 # -- the treasury --------------------------------------------------------------------------------
 
 
-async def treasury_account(services: Services) -> CustomerAccount:
+async def treasury_account(services: OnrampServices) -> CustomerAccount:
     """The onramp treasury: a custodial wallet of the system tenant, created once."""
     async with services.db.session() as session:
         tenant = await identity_repository.tenant_by_issuer(session, PLATFORM_ISSUER)
@@ -164,21 +159,21 @@ class QuoteRequest:
     currency: str
 
 
-def sellable_token(services: Services, kind: str) -> TokenInfo:
+def sellable_token(services: OnrampServices, kind: str) -> TokenInfo:
     for token in services.chain.tokens:
         if token.kind in SELLABLE and kind.upper() in (token.kind.value, token.symbol.upper()):
             return token
     raise InvalidInput(f"{kind!r} cannot be bought by card", field="token")
 
 
-def _require_onramp(services: Services) -> None:
+def _require_onramp(services: OnrampServices) -> None:
     if services.stripe is None:
         raise OnrampUnavailable(
             "card payments are not available here: the operator has not configured Stripe"
         )
 
 
-def price_request(services: Services, request: QuoteRequest) -> tuple[TokenInfo, Priced, str]:
+def price_request(services: OnrampServices, request: QuoteRequest) -> tuple[TokenInfo, Priced, str]:
     """Exactly one of the two amounts names the purchase; the other is computed."""
     token = sellable_token(services, request.token)
     terms = terms_for(services.settings, token.kind)
@@ -205,7 +200,7 @@ def price_request(services: Services, request: QuoteRequest) -> tuple[TokenInfo,
 
 
 async def quote(
-    session: AsyncSession, *, services: Services, wallet_id: str, request: QuoteRequest
+    session: AsyncSession, *, services: OnrampServices, wallet_id: str, request: QuoteRequest
 ) -> OnrampQuote:
     _require_onramp(services)
     token, priced, price_text = price_request(services, request)
@@ -220,7 +215,12 @@ async def quote(
 
 
 async def quote_tokens(
-    session: AsyncSession, *, services: Services, wallet_id: str, token: TokenInfo, amount: int
+    session: AsyncSession,
+    *,
+    services: OnrampServices,
+    wallet_id: str,
+    token: TokenInfo,
+    amount: int,
 ) -> OnrampQuote:
     """An internal quote for exactly ``amount`` (an enrollment fee bought by card)."""
     terms = terms_for(services.settings, token.kind)
@@ -241,7 +241,7 @@ async def quote_tokens(
 async def _store_quote(
     session: AsyncSession,
     *,
-    services: Services,
+    services: OnrampServices,
     wallet_id: str,
     token: TokenInfo,
     priced: Priced,
@@ -278,7 +278,7 @@ def _check_key(idempotency_key: str) -> None:
 async def create_payment(
     session: AsyncSession,
     *,
-    services: Services,
+    services: OnrampServices,
     account: CustomerAccount,
     request: QuoteRequest,
     quote_id: str,
@@ -339,7 +339,7 @@ async def create_payment(
 
 
 async def create_intent(
-    services: Services,
+    services: OnrampServices,
     *,
     payment_id: str,
     quote: OnrampQuote,
@@ -371,7 +371,7 @@ async def create_intent(
 async def insert_payment(
     session: AsyncSession,
     *,
-    services: Services,
+    services: OnrampServices,
     account: CustomerAccount,
     payment_id: str,
     quote: OnrampQuote,
@@ -424,7 +424,7 @@ async def insert_payment(
 
 
 async def replay(
-    services: Services, payment: OnrampPayment, *, request_fingerprint: str
+    services: OnrampServices, payment: OnrampPayment, *, request_fingerprint: str
 ) -> OpenedPayment:
     if payment.request_fingerprint != request_fingerprint:
         raise InvalidInput(
@@ -471,7 +471,7 @@ PAYMENT_INTENT_EVENTS = ("payment_intent.",)
 MONEY_BACK_EVENTS = ("charge.refunded", "charge.refund.", "refund.", "charge.dispute.")
 
 
-async def process_event(services: Services, event_id: str) -> str | None:
+async def process_event(services: OnrampServices, event_id: str) -> str | None:
     """Act on one stored event in its own transaction; returns the payment it touched. Safe to
     run again, and from two processors at once: it only ever re-reads Stripe and applies what
     Stripe says now through guarded updates. Stripe is read before the first write, so no
@@ -857,7 +857,7 @@ class DeliveryOutcome(StrEnum):
 
 
 async def deliver(
-    services: Services, payment_id: str, *, treasury: CustomerAccount
+    services: OnrampServices, payment_id: str, *, treasury: CustomerAccount
 ) -> DeliveryOutcome:
     """Send a PAID payment's tokens from the treasury: claim and queue the relayed transfer in
     one transaction."""
@@ -930,7 +930,7 @@ async def deliver(
 async def _treasury_can_send(
     session: AsyncSession,
     *,
-    services: Services,
+    services: OnrampServices,
     treasury: CustomerAccount,
     token: TokenInfo,
     amount: int,
@@ -943,7 +943,7 @@ async def _treasury_can_send(
 
 
 async def _delivery_is_dead(
-    services: Services, job: RelayTransaction, *, nonce_filler_status: str | None
+    services: OnrampServices, job: RelayTransaction, *, nonce_filler_status: str | None
 ) -> bool:
     """Whether a FAILED delivery can never execute, so its money may go back. Its relayer
     transaction is final: the reverted one's receipt, read again now (a reorg may have undone
@@ -986,7 +986,7 @@ def refund_key(payment_intent_id: str, already_refunded: int) -> str:
     return f"ovpp-undelivered-{payment_intent_id}-{already_refunded}"
 
 
-async def refund_undelivered(services: Services, payment_id: str) -> str | None:
+async def refund_undelivered(services: OnrampServices, payment_id: str) -> str | None:
     """Give back a DELIVERY_FAILED payment's money in full, once its delivery can no longer
     execute (``_delivery_is_dead``); returns the payment's new status when it moved (REFUNDED).
     A disputed charge is left to the dispute and an operator: Stripe refuses to refund it. A
@@ -1042,7 +1042,7 @@ async def refund_undelivered(services: Services, payment_id: str) -> str | None:
     return moved
 
 
-async def settle_deliveries(services: Services) -> int:
+async def settle_deliveries(services: OnrampServices) -> int:
     """DELIVERING payments whose transfer is final become DELIVERED or DELIVERY_FAILED."""
     async with services.db.session() as session:
         rows = await repository.deliveries_to_settle(

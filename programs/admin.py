@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from eth_account import Account
 from sqlalchemy import select
 
-from core.container import Services
 from core.db import utc_now
 from identity.models import Tenant
 from identity.principal import Principal
 from identity.service import provision
+from programs.deps import ProgramServices
 from programs.models import FeePayer, Program, UtilityAccount
 from programs.service import registry_of
 from registry_client.onchain import program_id_of, utility_id_of
@@ -64,7 +64,7 @@ class DeviceModelSpec:
     vendor_cert_fingerprint: bytes = b"\x00" * 32
 
 
-async def utility_wallet(services: Services, tenant: Tenant) -> Wallet:
+async def utility_wallet(services: ProgramServices, tenant: Tenant) -> Wallet:
     """The utility's own custodial wallet: its registry admin and sponsor account."""
     account = await provision(
         services.db,
@@ -83,7 +83,7 @@ async def utility_wallet(services: Services, tenant: Tenant) -> Wallet:
 
 
 async def onboard_utility(
-    services: Services, *, tenant: Tenant, spec: UtilitySpec, operator_key: str
+    services: ProgramServices, *, tenant: Tenant, spec: UtilitySpec, operator_key: str
 ) -> UtilityAccount:
     """Register the utility in the registry (idempotent) with its endpoints, and approve the
     registry to take the fees of the programs it sponsors from its wallet."""
@@ -147,7 +147,7 @@ async def onboard_utility(
 
 
 async def publish_program(
-    services: Services, *, tenant: Tenant, spec: ProgramSpec, operator_key: str
+    services: ProgramServices, *, tenant: Tenant, spec: ProgramSpec, operator_key: str
 ) -> Program:
     """Create or update a program on chain (as the utility's admin), then in the catalog."""
     registry = registry_of(services)
@@ -207,7 +207,7 @@ async def publish_program(
     return row
 
 
-async def register_vendor(services: Services, *, vendor: str, operator_key: str) -> None:
+async def register_vendor(services: ProgramServices, *, vendor: str, operator_key: str) -> None:
     registry = registry_of(services)
     role = await registry.contract.functions.VENDOR_ROLE().call()
     if await registry.contract.functions.hasRole(role, vendor).call():
@@ -223,7 +223,7 @@ async def register_vendor(services: Services, *, vendor: str, operator_key: str)
 
 
 async def register_device_model(
-    services: Services, *, spec: DeviceModelSpec, vendor_key: str
+    services: ProgramServices, *, spec: DeviceModelSpec, vendor_key: str
 ) -> bytes:
     """A vendor registers (or updates) one of its models; the vendor's own key pays the gas."""
     from registry_client.routing import model_id_of
@@ -261,7 +261,7 @@ def address_of(private_key: str) -> str:
     return Account.from_key(private_key).address
 
 
-async def tenant_by_slug(services: Services, slug: str) -> Tenant | None:
+async def tenant_by_slug(services: ProgramServices, slug: str) -> Tenant | None:
     async with services.db.session() as session:
         return (
             await session.execute(select(Tenant).where(Tenant.slug == slug))

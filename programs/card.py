@@ -15,14 +15,14 @@ refunded) and its error says so.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chain.tokens import TokenKind
-from core.container import Services
 from core.db import insert_if_absent, utc_now
 from core.errors import InvalidInput
 from core.idempotency import (
@@ -38,12 +38,13 @@ from onramp import service as onramp
 from onramp.models import OnrampPayment, PaymentPurpose, PaymentStatus
 from onramp.stripe_gateway import require_gateway
 from programs import service
+from programs.deps import ProgramServices
 from programs.errors import CardPaymentUnavailable, NotEligible
 from programs.models import ERROR_LENGTH, Enrollment, EnrollmentStatus
 from relayer.calls import Display, GasPayment, enqueue_calls, required_nonces, take_forwarder_nonces
 from relayer.errors import SponsorRefused
+from relayer.keys import relayer_key_for
 from relayer.models import JobKind
-from relayer.service import relayer_key_for
 from wallet.models import Wallet
 
 _ENROLLMENT_NAMESPACE = uuid.UUID("0b8e2f3c-6a47-4d0e-9f1e-5d2c7a9b4e61")
@@ -65,6 +66,8 @@ UNDELIVERED_AND_REFUNDED = (
     "the OVPP bought for the fee could not be delivered; the card payment was refunded"
 )
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class CardEnrollment:
@@ -79,7 +82,7 @@ def _payment_key(idempotency_key: str) -> str:
 async def enroll_by_card(
     session: AsyncSession,
     *,
-    services: Services,
+    services: ProgramServices,
     account: CustomerAccount,
     device_row_id: str,
     program_row_id: str,
@@ -192,7 +195,7 @@ async def _enrollment_by_key(
 
 
 async def _replay(
-    services: Services, session: AsyncSession, enrollment: Enrollment, *, fingerprint: str
+    services: ProgramServices, session: AsyncSession, enrollment: Enrollment, *, fingerprint: str
 ) -> CardEnrollment:
     if enrollment.request_fingerprint != fingerprint:
         raise InvalidInput(
@@ -211,7 +214,52 @@ async def _replay(
 # -- after the payment ---------------------------------------------------------------------------
 
 
-async def advance(services: Services, enrollment_id: str) -> str | None:
+async def _card_enrollments_to_advance(
+    session: AsyncSession, *, limit: int = 100
+) -> list[tuple[str, str, str]]:
+    """(enrollment id, enrollment status, payment status) of card-paid enrollments the
+    processor still has to move: fee paid and delivered, payment given up, or connecting."""
+    statement = (
+        select(Enrollment.id, Enrollment.status, OnrampPayment.status)
+        .join(OnrampPayment, OnrampPayment.enrollment_id == Enrollment.id)
+        .where(
+            or_(
+                and_(
+                    Enrollment.status == EnrollmentStatus.FEE_PENDING,
+                    OnrampPayment.status.in_(
+                        (
+                            PaymentStatus.DELIVERED,
+                            PaymentStatus.DELIVERY_FAILED,
+                            PaymentStatus.CANCELED,
+                            PaymentStatus.REFUNDED,
+                            PaymentStatus.DISPUTED,
+                            PaymentStatus.REFUND_FAILED,
+                        )
+                    ),
+                ),
+                Enrollment.status == EnrollmentStatus.CONNECTING,
+            )
+        )
+        .limit(limit)
+    )
+    return [tuple(row) for row in (await session.execute(statement)).all()]  # type: ignore[misc]
+
+
+async def advance_card_enrollments(services: ProgramServices) -> bool:
+    """The onramp processor's follower: move every card-paid enrollment that can move.
+    Returns whether any did."""
+    async with services.db.session() as session:
+        rows = await _card_enrollments_to_advance(session)
+    moved = False
+    for enrollment_id, _status, _payment_status in rows:
+        try:
+            moved = bool(await advance(services, enrollment_id)) or moved
+        except Exception:
+            logger.exception("card enrollment %s did not advance", enrollment_id)
+    return moved
+
+
+async def advance(services: ProgramServices, enrollment_id: str) -> str | None:
     """One step for a card-paid enrollment, in its own transaction: connect it once its OVPP
     arrived, fail it when the payment was given up, or follow its connection to ACTIVE.
     Returns the new status when it changed."""
@@ -241,7 +289,11 @@ async def advance(services: Services, enrollment_id: str) -> str | None:
 
 
 async def _connect(
-    session: AsyncSession, *, services: Services, enrollment: Enrollment, bought: OnrampPayment
+    session: AsyncSession,
+    *,
+    services: ProgramServices,
+    enrollment: Enrollment,
+    bought: OnrampPayment,
 ) -> str | None:
     """The WALLET-style connect, signed by the customer's wallet with the OVPP just bought."""
     customer = await session.get(Customer, enrollment.customer_id)

@@ -5,7 +5,6 @@ program and a utility-sponsored battery program. Idempotent: a restart changes n
 from __future__ import annotations
 
 from chain.profiles import deployer_key, vendor_key
-from core.container import Services
 from identity.service import DEV_TENANT_SLUG
 from programs.admin import (
     DeviceModelSpec,
@@ -19,6 +18,7 @@ from programs.admin import (
     tenant_by_slug,
     utility_wallet,
 )
+from programs.deps import ProgramServices
 from programs.models import FeePayer
 from programs.service import registry_of
 from registry_client.onchain import program_id_of, utility_id_of
@@ -86,7 +86,7 @@ DEMO_PROGRAMS = [
 ]
 
 
-async def seed_registry_demo(services: Services, *, progress=print) -> None:  # type: ignore[no-untyped-def]
+async def seed_registry_demo(services: ProgramServices, *, progress=print) -> None:  # type: ignore[no-untyped-def]
     settings, profile = services.settings, services.chain.profile
     operator = deployer_key(settings, profile)
     vendor = vendor_key(settings, profile)

@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chain.calls import Call
 from chain.erc20 import erc20_approve_data
 from chain.tokens import TokenInfo, TokenKind
-from core.container import Services
 from core.db import utc_now
 from core.errors import Forbidden, InvalidInput, NotFound
 from core.idempotency import (
@@ -28,6 +27,7 @@ from core.idempotency import (
 )
 from identity.models import Tenant
 from identity.service import CustomerAccount
+from programs.deps import ProgramServices
 from programs.errors import CardPaymentUnavailable, NotEligible
 from programs.models import (
     ERROR_LENGTH,
@@ -45,9 +45,10 @@ from registry_client.types import PROTOCOLS, RoutingRequest, RoutingResult, Site
 from relayer import sponsorship
 from relayer.calls import Display, GasPayment, enqueue_calls, required_nonces, take_forwarder_nonces
 from relayer.errors import InsufficientFunds, SponsorRefused
+from relayer.keys import relayer_key_for
 from relayer.models import JobKind, RelayStatus, RelayTransaction
 from relayer.pricing import GasQuote, fee_in_token
-from relayer.service import current_gas_price, open_debits, relayer_key_for
+from relayer.service import current_gas_price, open_debits
 from wallet.models import Wallet
 
 ENROLL_TX_GAS = 800_000
@@ -55,19 +56,19 @@ UNENROLL_TX_GAS = 300_000
 PAYMENT_METHODS = ("WALLET", "SPONSOR", "CARD")
 
 
-def registry_of(services: Services) -> OnChainRegistry:
+def registry_of(services: ProgramServices) -> OnChainRegistry:
     addresses = services.chain.addresses
     if addresses is None or not addresses.registry:
         raise NotFound("the OpenVPP registry is not deployed on this chain")
     return OnChainRegistry(services.chain.web3, addresses.registry)
 
 
-def routing_of(services: Services) -> RoutingService:
+def routing_of(services: ProgramServices) -> RoutingService:
     """The routing service in use: the on-chain resolver (a remote one would plug in here)."""
     return OnChainRoutingService(registry_of(services))
 
 
-def ovpp_token(services: Services) -> TokenInfo:
+def ovpp_token(services: ProgramServices) -> TokenInfo:
     return next(t for t in services.chain.tokens if t.kind == TokenKind.OVPP)
 
 
@@ -83,7 +84,7 @@ class DeviceInput:
 
 
 async def add_device(
-    session: AsyncSession, *, services: Services, account: CustomerAccount, raw: DeviceInput
+    session: AsyncSession, *, services: ProgramServices, account: CustomerAccount, raw: DeviceInput
 ) -> Device:
     """Register the customer's device (idempotent on make+model+serial)."""
     for name, value, limit in (
@@ -229,7 +230,7 @@ async def _utility_of(session: AsyncSession, tenant_id: str) -> UtilityAccount:
 async def check_enrollment(
     session: AsyncSession,
     *,
-    services: Services,
+    services: ProgramServices,
     account: CustomerAccount,
     device_row_id: str,
     program_row_id: str,
@@ -285,7 +286,7 @@ async def check_enrollment(
     )
 
 
-async def _available_ovpp(session: AsyncSession, services: Services, wallet: Wallet) -> int:
+async def _available_ovpp(session: AsyncSession, services: ProgramServices, wallet: Wallet) -> int:
     debits = await open_debits(session, wallet.id)
     balances = {
         token.kind.value: raw for token, raw in await services.chain.balances(wallet.address)
@@ -293,7 +294,7 @@ async def _available_ovpp(session: AsyncSession, services: Services, wallet: Wal
     return balances.get(TokenKind.OVPP.value, 0) - debits.get(TokenKind.OVPP.value, 0)
 
 
-async def gas_fee_in_ovpp(services: Services, *, gas_limit: int) -> int:
+async def gas_fee_in_ovpp(services: ProgramServices, *, gas_limit: int) -> int:
     """The customer's gas fee in OVPP for a relayed action of ``gas_limit`` (relayer/pricing.py)."""
     return await fee_in_token(
         gas=GasQuote(gas_limit, await current_gas_price(services)),
@@ -308,7 +309,7 @@ async def gas_fee_in_ovpp(services: Services, *, gas_limit: int) -> int:
 async def enroll(
     session: AsyncSession,
     *,
-    services: Services,
+    services: ProgramServices,
     account: CustomerAccount,
     device_row_id: str,
     program_row_id: str,
@@ -460,7 +461,7 @@ async def enroll(
     return enrollment
 
 
-def _approve_call(services: Services, *, spender: str, amount: int) -> Call:
+def _approve_call(services: ProgramServices, *, spender: str, amount: int) -> Call:
     return Call(
         target=ovpp_token(services).address or "",
         data=erc20_approve_data(spender, amount),
@@ -471,7 +472,7 @@ def _approve_call(services: Services, *, spender: str, amount: int) -> Call:
 async def _gas_payment(
     session: AsyncSession,
     *,
-    services: Services,
+    services: ProgramServices,
     tenant_id: str,
     customer_id: str,
     gas_sponsored: bool,
@@ -520,7 +521,7 @@ def _routing_json(routing: RoutingResult) -> dict:
 async def unenroll(
     session: AsyncSession,
     *,
-    services: Services,
+    services: ProgramServices,
     account: CustomerAccount,
     enrollment_id: str,
     idempotency_key: str,
@@ -612,7 +613,7 @@ def with_bought_fee_kept(reason: str) -> str:
 
 
 async def refresh_status(
-    session: AsyncSession, *, services: Services, enrollment: Enrollment
+    session: AsyncSession, *, services: ProgramServices, enrollment: Enrollment
 ) -> Enrollment:
     """Move the enrollment along with its relayed transaction and the registry (idempotent)."""
     if enrollment.status == EnrollmentStatus.CONNECTING and enrollment.relay_transaction_id:
@@ -659,7 +660,7 @@ async def refresh_status(
 
 
 async def enrollments_of(
-    session: AsyncSession, *, services: Services, customer_id: str
+    session: AsyncSession, *, services: ProgramServices, customer_id: str
 ) -> list[Enrollment]:
     rows = list(
         (

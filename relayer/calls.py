@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chain.calls import Call
 from chain.erc20 import erc20_transfer_data
 from chain.tokens import TokenInfo
-from core.container import Services
+from relayer.deps import RelayerServices
 from relayer.forwarder import ForwardRequest, sign_request
 from relayer.models import RelayStatus, RelayTransaction, Sponsor, SponsorCharge
 from wallet.keys import sealed_key_of, unlocked_account
@@ -57,7 +57,7 @@ class Display:
 async def enqueue_calls(
     session: AsyncSession,
     *,
-    services: Services,
+    services: RelayerServices,
     wallet: Wallet,
     customer_id: str,
     first_nonce: int,

@@ -10,8 +10,8 @@ from eth_account import Account
 from web3 import AsyncWeb3
 
 from chain.calls import Call
-from core.container import Services
 from relayer.calls import take_forwarder_nonces
+from relayer.deps import RelayerServices
 from relayer.forwarder import ForwardRequest, forwarder_calldata, sign_request
 from wallet.keys import sealed_key_of, unlocked_account
 from wallet.models import Wallet
@@ -22,7 +22,7 @@ class DirectSubmitError(Exception):
 
 
 async def submit_as_wallet(
-    services: Services, *, wallet_id: str, calls: list[Call], operator_key: str
+    services: RelayerServices, *, wallet_id: str, calls: list[Call], operator_key: str
 ) -> str:
     """Sign ``calls`` as the wallet (atomic batch) and submit them now. Returns the tx hash.
     The wallet's forwarder nonces are given back if the transaction does not land."""
@@ -55,7 +55,7 @@ async def submit_as_wallet(
 
 
 async def send_from_operator(
-    services: Services, *, operator_key: str, to: str, data: bytes, gas: int
+    services: RelayerServices, *, operator_key: str, to: str, data: bytes, gas: int
 ) -> str:
     web3: AsyncWeb3 = services.chain.web3
     operator = Account.from_key(operator_key)

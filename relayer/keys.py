@@ -3,14 +3,18 @@ automatic on local chains), watched for balance."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import time
+from typing import Any
+from weakref import WeakKeyDictionary
 
 from eth_hash.auto import keccak
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.container import Services
 from core.db import insert_if_absent, new_id, utc_now
+from relayer.deps import RelayerServices
 from relayer.models import RelayerKey
 from wallet.keys import generate_sealed_key
 
@@ -22,7 +26,7 @@ async def enabled_keys(session: AsyncSession) -> list[RelayerKey]:
     return list((await session.execute(statement)).scalars())
 
 
-async def ensure_relayer_keys(services: Services, *, count: int) -> list[RelayerKey]:
+async def ensure_relayer_keys(services: RelayerServices, *, count: int) -> list[RelayerKey]:
     """Slots 0..count-1 exist (racing creators settle on the unique slot); later slots are
     disabled, never deleted, so their transactions still finish."""
     async with services.db.session() as session:
@@ -50,7 +54,9 @@ async def ensure_relayer_keys(services: Services, *, count: int) -> list[Relayer
         return await enabled_keys(session)
 
 
-async def fund_local_keys(services: Services, keys: list[RelayerKey], *, deployer_key: str) -> None:
+async def fund_local_keys(
+    services: RelayerServices, keys: list[RelayerKey], *, deployer_key: str
+) -> None:
     """Local chain only: top relayer keys up with native gas from the deployer account."""
     web3 = services.chain.web3
     low = [
@@ -79,7 +85,9 @@ def is_relayer_call(forwarder: str, address: str) -> tuple[str, list[object]]:
     return "eth_call", [{"to": forwarder, "data": "0x" + data.hex()}, "latest"]
 
 
-async def authorize_keys(services: Services, addresses: list[str], *, owner_key: str) -> list[str]:
+async def authorize_keys(
+    services: RelayerServices, addresses: list[str], *, owner_key: str
+) -> list[str]:
     """Lets the forwarder accept transactions from these relayer addresses (those it does not
     accept yet), signed by the forwarder's owner. Returns the addresses newly authorized."""
     from chain.artifacts import artifact
@@ -108,7 +116,7 @@ async def authorize_keys(services: Services, addresses: list[str], *, owner_key:
 
 
 async def _send_in_order(
-    services: Services,
+    services: RelayerServices,
     private_key: str,
     transactions: list[dict[str, object]],
     *,
@@ -141,3 +149,26 @@ async def _send_in_order(
         receipt = await web3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)
         if receipt["status"] != 1:
             raise RuntimeError(f"{what} from {sender.address} reverted: {tx_hash.hex()}")
+
+
+# Enabled relayer key ids per database, re-read every few seconds: keys are enabled or
+# disabled by operators, rarely, and a disabled key still finishes the jobs it was given.
+RELAYER_KEYS_CACHE_SECONDS = 5.0
+_enabled_keys: WeakKeyDictionary[Any, tuple[float, list[str]]] = WeakKeyDictionary()
+
+
+async def relayer_key_for(session: AsyncSession, wallet_id: str) -> str:
+    """Sticky: all of one wallet's transactions go through one relayer key, so they land in
+    the order of the wallet's forwarder nonces."""
+    engine = session.get_bind()
+    read_at, keys = _enabled_keys.get(engine, (float("-inf"), []))
+    if time.monotonic() - read_at >= RELAYER_KEYS_CACHE_SECONDS or not keys:
+        statement = (
+            select(RelayerKey.id).where(RelayerKey.enabled.is_(True)).order_by(RelayerKey.slot)
+        )
+        keys = list((await session.execute(statement)).scalars())
+        _enabled_keys[engine] = (time.monotonic(), keys)
+    if not keys:
+        raise RuntimeError("no relayer key is configured")
+    index = int(hashlib.sha256(wallet_id.encode()).hexdigest(), 16) % len(keys)
+    return keys[index]

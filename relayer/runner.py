@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass
 
 from chain.profiles import deployer_key
-from core.container import Services
+from relayer.deps import RelayerServices
 from relayer.keys import authorize_keys, ensure_relayer_keys, fund_local_keys
 from relayer.worker import RelayerWorker
 
@@ -27,7 +27,7 @@ class RunningRelayer:
             await asyncio.wait_for(self.task, timeout=15)
 
 
-async def prepare_relayer_keys(services: Services) -> None:
+async def prepare_relayer_keys(services: RelayerServices) -> None:
     keys = await ensure_relayer_keys(services, count=services.settings.relayer_keys)
     if services.chain.profile.is_local:
         owner_key = deployer_key(services.settings, services.chain.profile)
@@ -37,7 +37,7 @@ async def prepare_relayer_keys(services: Services) -> None:
         logger.info("relayer key %d: %s", key.slot, key.address)
 
 
-async def start_relayer(services: Services, *, name: str = "relayer") -> RunningRelayer:
+async def start_relayer(services: RelayerServices, *, name: str = "relayer") -> RunningRelayer:
     await prepare_relayer_keys(services)
     worker = RelayerWorker(services, name=name)
     stop = asyncio.Event()

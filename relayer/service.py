@@ -5,13 +5,11 @@ in PostgreSQL, the write lock in SQLite) and concurrent transfers can never over
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from eth_utils import is_address, to_checksum_address
 from sqlalchemy import and_, bindparam, or_, select, update
@@ -19,18 +17,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from chain.erc20 import erc20_transfer_data
 from chain.tokens import AmountError, TokenInfo, TokenKind, format_units, parse_units
-from core.container import Services
 from core.db import insert_rows, utc_now
 from core.errors import InvalidInput
 from core.idempotency import request_fingerprint, require_idempotency_key
 from identity.service import CustomerAccount
 from relayer import sponsorship
+from relayer.deps import RelayerServices
 from relayer.errors import InsufficientFunds, PolicyViolation, QuoteExpired
 from relayer.forwarder import ForwardRequest, sign_request
+from relayer.keys import relayer_key_for
 from relayer.models import (
     OPEN_STATUSES,
     FeeQuote,
-    RelayerKey,
     RelayStatus,
     RelayTransaction,
     WalletPolicy,
@@ -63,7 +61,7 @@ class ValidatedTransfer:
     fee_token: TokenInfo
 
 
-def validate_transfer(services: Services, raw: TransferInput) -> ValidatedTransfer:
+def validate_transfer(services: RelayerServices, raw: TransferInput) -> ValidatedTransfer:
     token = _token(services, raw.token, field="token")
     fee_token = _token(services, raw.fee_token, field="feeToken")
     if not is_address(raw.to):
@@ -84,7 +82,7 @@ def validate_transfer(services: Services, raw: TransferInput) -> ValidatedTransf
     return ValidatedTransfer(token=token, to=to, amount=amount, fee_token=fee_token)
 
 
-def _token(services: Services, symbol_or_kind: str, *, field: str) -> TokenInfo:
+def _token(services: RelayerServices, symbol_or_kind: str, *, field: str) -> TokenInfo:
     for token in services.chain.tokens:
         if (
             symbol_or_kind.upper() in (token.kind.value, token.symbol.upper())
@@ -96,7 +94,7 @@ def _token(services: Services, symbol_or_kind: str, *, field: str) -> TokenInfo:
     )
 
 
-async def current_gas_price(services: Services) -> int:
+async def current_gas_price(services: RelayerServices) -> int:
     """maxFeePerGas for new quotes: twice the latest base fee plus a 1 gwei tip."""
     return await services.chain.latest_base_fee() * 2 + 10**9
 
@@ -104,7 +102,7 @@ async def current_gas_price(services: Services) -> int:
 async def quote_transfer(
     session: AsyncSession,
     *,
-    services: Services,
+    services: RelayerServices,
     account: CustomerAccount,
     tenant_id: str,
     raw: TransferInput,
@@ -220,7 +218,7 @@ _RECENT_JOBS = select(
 async def request_transfer(
     session: AsyncSession,
     *,
-    services: Services,
+    services: RelayerServices,
     account: CustomerAccount,
     raw: TransferInput,
     quote_id: str,
@@ -395,29 +393,6 @@ async def _give_back_nonces(session: AsyncSession, *, wallet_id: str, count: int
     await _take_forwarder_nonces(session, wallet_id=wallet_id, count=-count)
 
 
-# Enabled relayer key ids per database, re-read every few seconds: keys are enabled or
-# disabled by operators, rarely, and a disabled key still finishes the jobs it was given.
-RELAYER_KEYS_CACHE_SECONDS = 5.0
-_enabled_keys: WeakKeyDictionary[Any, tuple[float, list[str]]] = WeakKeyDictionary()
-
-
-async def relayer_key_for(session: AsyncSession, wallet_id: str) -> str:
-    """Sticky: all of one wallet's transactions go through one relayer key, so they land in
-    the order of the wallet's forwarder nonces."""
-    engine = session.get_bind()
-    read_at, keys = _enabled_keys.get(engine, (float("-inf"), []))
-    if time.monotonic() - read_at >= RELAYER_KEYS_CACHE_SECONDS or not keys:
-        statement = (
-            select(RelayerKey.id).where(RelayerKey.enabled.is_(True)).order_by(RelayerKey.slot)
-        )
-        keys = list((await session.execute(statement)).scalars())
-        _enabled_keys[engine] = (time.monotonic(), keys)
-    if not keys:
-        raise RuntimeError("no relayer key is configured")
-    index = int(hashlib.sha256(wallet_id.encode()).hexdigest(), 16) % len(keys)
-    return keys[index]
-
-
 async def open_debits(session: AsyncSession, wallet_id: str) -> dict[str, int]:
     """What this wallet's not-yet-mined transactions will take, per token kind."""
     rows = (
@@ -445,7 +420,7 @@ def _debits(rows: Iterable[Any]) -> dict[str, int]:
 
 
 async def ensure_funds(
-    services: Services,
+    services: RelayerServices,
     *,
     wallet: Wallet,
     transfer: ValidatedTransfer,
@@ -471,7 +446,7 @@ async def ensure_funds(
 
 
 def _enforce_policies(
-    services: Services,
+    services: RelayerServices,
     *,
     transfer: ValidatedTransfer,
     daily_limit: int | None,
@@ -496,7 +471,7 @@ def _enforce_policies(
         )
 
 
-def _default_limit(services: Services, token: TokenInfo) -> int:
+def _default_limit(services: RelayerServices, token: TokenInfo) -> int:
     settings = services.settings
     text = (
         settings.default_daily_limit_ovpp

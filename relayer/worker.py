@@ -34,10 +34,10 @@ from sqlalchemy import ColumnElement, Row, and_, bindparam, insert, select, upda
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chain.rpc import JsonRpc, RpcError, RpcUnavailable
-from core.container import Services
 from core.db import new_id, utc_now
 from core.idempotency import NONCE_FILL_KEY_PREFIX
 from relayer import sponsorship
+from relayer.deps import RelayerServices
 from relayer.errors import SponsorRefused
 from relayer.forwarder import ForwardRequest, forwarder_calldata, nonces_call, sign_request
 from relayer.keys import enabled_keys, is_relayer_call
@@ -87,7 +87,7 @@ _STILL_AS_READ = update(_JOBS).where(
 
 
 class RelayerWorker:
-    def __init__(self, services: Services, *, name: str = "relayer") -> None:
+    def __init__(self, services: RelayerServices, *, name: str = "relayer") -> None:
         self.services = services
         self.settings = services.settings
         self.name = name

@@ -20,11 +20,11 @@ import asyncpg
 import httpx
 import pytest
 
+from api.container import Services
 from chain.address_book import AddressBook
 from chain.anvil import LocalChain
 from chain.deploy import Deployer
 from chain.profiles import ANVIL_DEV_PRIVATE_KEY
-from core.container import Services
 from core.migrate import upgrade_to_head
 from core.settings import Settings, TenantConfig, load_settings
 from identity.dev_provider import DevOpenIDProvider

@@ -19,7 +19,7 @@ import pytest
 from joserfc.jwk import RSAKey
 
 import identity.tokens
-from core.container import Services
+from api.container import Services
 from identity.dev_login import dev_subject, obtain_access_token
 from identity.dev_provider import DevOpenIDProvider
 from tests.conftest import AUDIENCE

@@ -9,9 +9,9 @@ import uuid
 import pytest
 from sqlmodel import func, select
 
+from api.container import Services
 from chain.address_book import AddressBook
 from chain.deploy import Deployer
-from core.container import Services
 from identity.dev_login import obtain_access_token
 from programs import service
 from programs.admin import utility_wallet

@@ -19,10 +19,10 @@ from starlette.applications import Starlette
 from strawberry.extensions import parser_cache
 
 from api.app import create_app
+from api.container import Services
 from api.extensions import MASKED_MESSAGE
 from api.schema import WalletSchema
 from chain.client import ChainClient
-from core.container import Services
 from core.settings import Settings
 from tests.support.graphql import VIEWER_BALANCES, error_codes
 from tests.support.issuer import TestIssuer

@@ -32,15 +32,15 @@ from sqlalchemy import delete, update
 from sqlmodel import select
 
 import identity.tokens
+from api.container import Services
 from chain.address_book import AddressBook
 from chain.deploy import Deployer
-from core.container import Services
 from core.db import utc_now
 from core.errors import Unauthenticated
 from identity.principal import Principal
 from identity.tokens import AccessTokenValidator, IssuerDirectory, JwksCache, TrustedIssuer
+from relayer.keys import relayer_key_for
 from relayer.models import RelayStatus, RelayTransaction, WalletPolicy
-from relayer.service import relayer_key_for
 from tests.support.graphql import gql
 from tests.support.issuer import TestIssuer
 from tests.support.wallets import (

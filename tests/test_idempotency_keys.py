@@ -16,10 +16,10 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import select
 
+from api.container import Services
 from chain.address_book import AddressBook
 from chain.deploy import Deployer
 from chain.tokens import format_units
-from core.container import Services
 from core.migrate import alembic_config
 from relayer.models import JobKind, RelayStatus, RelayTransaction
 from relayer.worker import PIPELINE_STATUSES, RelayerWorker

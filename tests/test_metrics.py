@@ -17,10 +17,10 @@ from sqlalchemy import update
 from sqlmodel import func, select
 
 from api.app import create_app
+from api.container import Services
 from chain.address_book import AddressBook
 from chain.deploy import Deployer
 from chain.rpc import JsonRpc
-from core.container import Services
 from core.db import utc_now
 from core.settings import Settings
 from identity.models import Tenant

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from core.migrate import alembic_config, upgrade_to_head
-from core.models import metadata
+from migrations.tables import metadata
 
 
 def differences(connection: Connection) -> list[Any]:

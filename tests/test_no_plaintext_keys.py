@@ -27,9 +27,9 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.engine import make_url
 from sqlmodel import select
 
-from core.container import Services
-from core.models import metadata
+from api.container import Services
 from identity.models import Customer, Tenant
+from migrations.tables import metadata
 from tests.support.graphql import gql
 from tests.support.issuer import TestIssuer
 from wallet.keys import SealedKey, unlocked_account

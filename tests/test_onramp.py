@@ -32,11 +32,11 @@ import uvicorn
 from sqlalchemy import update
 from sqlmodel import func, select
 
+from api.container import ONRAMP_FOLLOWERS, Services
 from chain.address_book import AddressBook
 from chain.anvil import LocalChain
 from chain.deploy import Deployer
 from chain.profiles import deployer_key
-from core.container import Services
 from core.settings import Settings
 from onramp.localstripe import LocalStripe, configure_webhook
 from onramp.models import OnrampPayment, PaymentStatus, StripeEvent
@@ -147,7 +147,7 @@ async def live(app, localstripe: LocalStripe, treasury_stock: str) -> AsyncItera
 @pytest.fixture
 async def processor(app, services: Services, relayer: object) -> AsyncIterator[RunningProcessor]:  # type: ignore[no-untyped-def]
     """The onramp processor in the test's event loop, woken by the app's webhook route."""
-    running = await start_onramp_processor(services, name="test-onramp")
+    running = await start_onramp_processor(services, name="test-onramp", followers=ONRAMP_FOLLOWERS)
     app.state.onramp_processor = running
     yield running
     app.state.onramp_processor = None

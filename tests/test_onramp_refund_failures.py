@@ -32,9 +32,9 @@ import httpx
 import pytest
 from sqlmodel import func, select
 
+from api.container import Services
 from chain.address_book import AddressBook
 from chain.deploy import Deployer
-from core.container import Services
 from onramp.localstripe import LocalStripe
 from onramp.models import OnrampPayment, PaymentStatus
 from onramp.processor import RunningProcessor

@@ -31,10 +31,10 @@ import httpx
 import pytest
 from sqlmodel import func, or_, select
 
+from api.container import Services
 from chain.address_book import AddressBook
 from chain.anvil import LocalChain
 from chain.deploy import Deployer
-from core.container import Services
 from core.settings import Settings
 from onramp.localstripe import LocalStripe
 from onramp.models import OnrampPayment, PaymentStatus

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from core.container import Services
+from api.container import Services
 from tests.support.graphql import gql
 from tests.support.issuer import TestIssuer
 from tests.support.rows import customers_with_subject, tenant_slug, wallets_of_subject

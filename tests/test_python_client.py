@@ -22,9 +22,9 @@ from ovpp_client import (
     WalletClient,
 )
 
+from api.container import ONRAMP_FOLLOWERS, Services
 from chain.address_book import AddressBook
 from chain.deploy import Deployer
-from core.container import Services
 from onramp.processor import RunningProcessor, start_onramp_processor
 from onramp.service import treasury_account
 from tests.conftest import STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET
@@ -227,7 +227,9 @@ async def test_the_demo_battery_enrolls_in_the_sponsored_program_through_the_typ
 
 @pytest.fixture
 async def processor(app, services: Services, relayer: object) -> AsyncIterator[RunningProcessor]:  # type: ignore[no-untyped-def]
-    running = await start_onramp_processor(services, name="test-client-onramp")
+    running = await start_onramp_processor(
+        services, name="test-client-onramp", followers=ONRAMP_FOLLOWERS
+    )
     app.state.onramp_processor = running
     yield running
     app.state.onramp_processor = None

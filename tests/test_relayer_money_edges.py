@@ -15,10 +15,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
+from api.container import Services
 from chain.address_book import AddressBook
 from chain.deploy import Deployer
 from chain.tokens import AmountError, parse_units
-from core.container import Services
 from core.db import utc_now
 from identity.service import provision
 from relayer import sponsorship

@@ -30,6 +30,7 @@ from eth_utils import to_checksum_address
 from sqlalchemy import func, select, update
 
 from api.app import create_app
+from api.container import Services
 from chain.address_book import AddressBook
 from chain.anvil import LocalChain
 from chain.artifacts import artifact
@@ -38,11 +39,10 @@ from chain.erc20 import erc20_transfer_data
 from chain.profiles import ANVIL_DEV_PRIVATE_KEY
 from chain.rpc import JsonRpc, RpcError
 from chain.tokens import format_units
-from core.container import Services
 from core.db import Database
 from core.settings import Settings, TenantConfig, load_settings
 from identity.models import Tenant
-from relayer.keys import authorize_keys
+from relayer.keys import authorize_keys, relayer_key_for
 from relayer.models import (
     JobKind,
     RelayAttempt,
@@ -54,7 +54,6 @@ from relayer.models import (
 )
 from relayer.rpc_errors import SendOutcome, classify
 from relayer.runner import prepare_relayer_keys
-from relayer.service import relayer_key_for
 from relayer.sponsorship import configure_sponsor
 from relayer.worker import PIPELINE_STATUSES, RelayerWorker
 from tests.support.databases import fresh_database

@@ -11,10 +11,10 @@ import uvicorn
 import websockets
 from sqlmodel import func, select
 
+from api.container import Services
 from chain.address_book import AddressBook
 from chain.deploy import Deployer
 from chain.tokens import parse_units
-from core.container import Services
 from relayer.models import FeeQuote, RelayTransaction, SponsorCharge, WalletPolicy
 from relayer.sponsorship import sponsor_of_tenant
 from tests.conftest import AUDIENCE

@@ -6,9 +6,9 @@ import uuid
 
 from sqlmodel import select
 
+from api.container import Services
 from chain.address_book import AddressBook
 from chain.deploy import Deployer
-from core.container import Services
 from relayer.models import RelayerKey, RelayTransaction
 from tests.support.graphql import gql
 from tests.support.issuer import TestIssuer

@@ -14,9 +14,9 @@ from datetime import timedelta
 import pytest
 from sqlmodel import func, select
 
+from api.container import Services
 from chain.address_book import AddressBook
 from chain.deploy import Deployer
-from core.container import Services
 from relayer.models import SponsorCharge, SponsorCustomerDay
 from relayer.sponsorship import sponsor_of_tenant
 from tests.conftest import AUDIENCE

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from core.container import Services
+from api.container import Services
 from programs import service
 from programs.models import Program
 from registry_client.onchain import program_id_of, utility_id_of

@@ -21,8 +21,8 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from sqlmodel import select
 
+from api.container import Services
 from cli.main import main as ovpp_wallet
-from core.container import Services
 from core.errors import ConfigurationError
 from tests.support.graphql import gql
 from tests.support.issuer import TestIssuer

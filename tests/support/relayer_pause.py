@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from core.container import Services
+from api.container import Services
 from relayer.runner import RunningRelayer, start_relayer
 
 

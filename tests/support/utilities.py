@@ -7,7 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from core.container import Services
+from api.container import Services
 from identity.repository import upsert_tenant
 from relayer.sponsorship import configure_sponsor
 from tests.support.issuer import TestIssuer

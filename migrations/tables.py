@@ -1,4 +1,4 @@
-"""Every table of every domain, imported in one place for Alembic and the tests."""
+"""The table registry: every domain's tables, imported in one place for Alembic and the tests."""
 
 from __future__ import annotations
 

@@ -17,7 +17,9 @@ from core.errors import ConfigurationError
 from core.settings import Settings
 from identity.service import AccountCache, sync_tenants, trusted_issuers
 from identity.tokens import AccessTokenValidator, IssuerDirectory, JwksCache
+from onramp.processor import PaymentFollower
 from onramp.stripe_gateway import StripeGateway
+from programs.card import advance_card_enrollments
 from relayer.forwarder import domain_separator
 from relayer.pricing import FixedPriceOracle, PriceOracle
 from wallet.kms import KeyRing, LocalKeyEncryptionKey
@@ -26,6 +28,9 @@ from wallet.kms import KeyRing, LocalKeyEncryptionKey
 LOCAL_TREASURY_ADDRESS = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 
 logger = logging.getLogger(__name__)
+
+ONRAMP_FOLLOWERS: tuple[PaymentFollower, ...] = (advance_card_enrollments,)
+"""What the onramp processor runs after each round: card-paid enrollments wait on payments."""
 
 
 def load_keyring(settings: Settings) -> KeyRing:
