@@ -45,6 +45,11 @@ def postal_code_in(code: str, entries: tuple[str, ...]) -> bool:
     return False
 
 
+class _Checks(list[CapabilityCheck]):
+    def add(self, name: str, passed: bool, reason: str) -> None:
+        self.append(CapabilityCheck(name=name, passed=passed, reason=reason))
+
+
 def route(
     request: RoutingRequest,
     *,
@@ -53,88 +58,26 @@ def route(
     model: DeviceModelRecord | None,
     already_connected: bool,
 ) -> RoutingResult:
-    checks: list[CapabilityCheck] = []
-
-    def check(name: str, passed: bool, reason: str) -> None:
-        checks.append(CapabilityCheck(name=name, passed=passed, reason=reason))
-
-    device_id = device_id_of(request.make, request.model, request.serial)
-    model_id = model_id_of(request.make, request.model)
-    check(
+    """Every capability check, in a fixed order; the connection details when all pass."""
+    checks = _Checks()
+    checks.add(
         "DEVICE_MODEL_REGISTERED",
         model is not None,
         f"{request.make} {request.model} is registered"
         if model
         else f"{request.make} {request.model} is not a registered device model",
     )
-    check(
+    checks.add(
         "PROGRAM_OPEN",
         program is not None and program.active and program.utility_id == request.utility_id,
         "the program is open"
         if program and program.active
         else "the program does not exist, is closed, or belongs to another utility",
     )
-    if utility is not None:
-        in_territory = (
-            request.site.country.upper() == utility.country.upper()
-            and _region_matches(request.site, utility.region)
-            and postal_code_in(request.site.postal_code, utility.postal_codes)
-        )
-        check(
-            "SITE_IN_TERRITORY",
-            in_territory,
-            f"{request.site.postal_code} is served by {utility.name}"
-            if in_territory
-            else f"the site ({request.site.country}-{request.site.region} "
-            f"{request.site.postal_code}) is outside {utility.name}'s territory",
-        )
-    else:
-        check("SITE_IN_TERRITORY", False, "the utility is not in the registry")
-
+    _check_territory(checks, request, utility)
     if model is not None and program is not None:
-        protocol_ok = request.protocol in model.protocols and request.protocol in program.protocols
-        check(
-            "PROTOCOL_SUPPORTED",
-            protocol_ok,
-            f"both sides speak {request.protocol}"
-            if protocol_ok
-            else f"{request.protocol} is not supported by both the device "
-            f"({', '.join(model.protocols) or 'none'}) and the program "
-            f"({', '.join(program.protocols) or 'none'})",
-        )
-        endpoint_ok = utility is not None and request.protocol in utility.control_endpoints
-        check(
-            "UTILITY_ENDPOINT",
-            endpoint_ok,
-            "the utility's control server accepts this protocol"
-            if endpoint_ok
-            else f"the utility has no control server for {request.protocol}",
-        )
-        type_ok = model.device_type in program.eligible_device_types
-        check(
-            "DEVICE_TYPE_ELIGIBLE",
-            type_ok,
-            f"{model.device_type.name.lower().replace('_', ' ')}s are eligible"
-            if type_ok
-            else f"the program does not accept {model.device_type.name.lower().replace('_', ' ')}s",
-        )
-        shortfalls = [
-            f"{label} {have} < {need}"
-            for label, have, need in (
-                ("max charge W", model.max_charge_w, program.min_charge_w),
-                ("max discharge W", model.max_discharge_w, program.min_discharge_w),
-                ("energy Wh", model.energy_wh, program.min_energy_wh),
-            )
-            if have < need
-        ]
-        check(
-            "CAPABILITY_MINIMUMS",
-            not shortfalls,
-            "the device meets the program's minimums"
-            if not shortfalls
-            else "below the program's minimums: " + ", ".join(shortfalls),
-        )
-    check(
+        _check_pairing(checks, request, utility=utility, program=program, model=model)
+    checks.add(
         "NOT_ALREADY_CONNECTED",
         not already_connected,
         "the device is free to connect"
@@ -143,7 +86,7 @@ def route(
     )
     if request.payer_available_ovpp is not None and program is not None:
         can_pay = request.payer_available_ovpp >= program.connection_fee
-        check(
+        checks.add(
             "PAYER_CAN_PAY",
             can_pay,
             "the payer can pay the connection fee"
@@ -151,13 +94,98 @@ def route(
             else f"the payer holds {format_units(request.payer_available_ovpp, 18)} OVPP, "
             f"the fee is {format_units(program.connection_fee, 18)} OVPP",
         )
+    return _result(checks, request, utility=utility, program=program, model=model)
 
+
+def _check_territory(
+    checks: _Checks, request: RoutingRequest, utility: UtilityRecord | None
+) -> None:
+    if utility is None:
+        checks.add("SITE_IN_TERRITORY", False, "the utility is not in the registry")
+        return
+    site = request.site
+    in_territory = (
+        site.country.upper() == utility.country.upper()
+        and _region_matches(site, utility.region)
+        and postal_code_in(site.postal_code, utility.postal_codes)
+    )
+    checks.add(
+        "SITE_IN_TERRITORY",
+        in_territory,
+        f"{site.postal_code} is served by {utility.name}"
+        if in_territory
+        else f"the site ({site.country}-{site.region} "
+        f"{site.postal_code}) is outside {utility.name}'s territory",
+    )
+
+
+def _check_pairing(
+    checks: _Checks,
+    request: RoutingRequest,
+    *,
+    utility: UtilityRecord | None,
+    program: ProgramRecord,
+    model: DeviceModelRecord,
+) -> None:
+    """What the device and the program must have in common."""
+    protocol_ok = request.protocol in model.protocols and request.protocol in program.protocols
+    checks.add(
+        "PROTOCOL_SUPPORTED",
+        protocol_ok,
+        f"both sides speak {request.protocol}"
+        if protocol_ok
+        else f"{request.protocol} is not supported by both the device "
+        f"({', '.join(model.protocols) or 'none'}) and the program "
+        f"({', '.join(program.protocols) or 'none'})",
+    )
+    endpoint_ok = utility is not None and request.protocol in utility.control_endpoints
+    checks.add(
+        "UTILITY_ENDPOINT",
+        endpoint_ok,
+        "the utility's control server accepts this protocol"
+        if endpoint_ok
+        else f"the utility has no control server for {request.protocol}",
+    )
+    type_ok = model.device_type in program.eligible_device_types
+    kind = model.device_type.name.lower().replace("_", " ")
+    checks.add(
+        "DEVICE_TYPE_ELIGIBLE",
+        type_ok,
+        f"{kind}s are eligible" if type_ok else f"the program does not accept {kind}s",
+    )
+    shortfalls = [
+        f"{label} {have} < {need}"
+        for label, have, need in (
+            ("max charge W", model.max_charge_w, program.min_charge_w),
+            ("max discharge W", model.max_discharge_w, program.min_discharge_w),
+            ("energy Wh", model.energy_wh, program.min_energy_wh),
+        )
+        if have < need
+    ]
+    checks.add(
+        "CAPABILITY_MINIMUMS",
+        not shortfalls,
+        "the device meets the program's minimums"
+        if not shortfalls
+        else "below the program's minimums: " + ", ".join(shortfalls),
+    )
+
+
+def _result(
+    checks: _Checks,
+    request: RoutingRequest,
+    *,
+    utility: UtilityRecord | None,
+    program: ProgramRecord | None,
+    model: DeviceModelRecord | None,
+) -> RoutingResult:
+    device_id = device_id_of(request.make, request.model, request.serial)
     ready = all(c.passed for c in checks)
     result = RoutingResult(
         ready=ready,
         checks=tuple(checks),
         device_id=device_id,
-        model_id=model_id,
+        model_id=model_id_of(request.make, request.model),
         program_id=request.program_id,
         protocol=request.protocol,
         connection_fee=program.connection_fee if program else 0,
