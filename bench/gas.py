@@ -126,57 +126,80 @@ async def measure(args: argparse.Namespace) -> list[Measurement]:
 
 
 async def _measure(rpc: JsonRpc, contracts: AddressBook) -> list[Measurement]:
-    separator = domain_separator(chain_id=CHAIN_ID, forwarder=contracts.forwarder)
-    relayer = Account.create()
-    direct_sender = Account.create()
-    holder = Account.create().address  # a recipient that already holds both tokens
-    wallets = {name: Account.create() for name in ("ovpp-fee", "usd-fee", "sponsored")}
-
-    # Setup: native gas for the two senders, tokens for everyone, the treasury already holding
-    # both tokens (steady state for the fee's destination too).
-    deployer = Account.from_key(ANVIL_DEV_PRIVATE_KEY)
-    max_fee, tip = await gas_price(rpc)
-    nonce = int(await rpc.call("eth_getTransactionCount", deployer.address, "pending"), 16)
-    hashes = []
-    for offset, address in enumerate((relayer.address, direct_sender.address)):
-        signed = deployer.sign_transaction(
-            {
-                "to": address,
-                "value": 10**20,
-                "gas": 21_000,
-                "maxFeePerGas": max_fee,
-                "maxPriorityFeePerGas": tip,
-                "nonce": nonce + offset,
-                "chainId": CHAIN_ID,
-            }
-        )
-        hashes.append(await rpc.call("eth_sendRawTransaction", "0x" + signed.raw_transaction.hex()))
-    await wait_for_receipts(rpc, hashes)
-    await send_in_nonce_order(
-        rpc,
-        private_key=ANVIL_DEV_PRIVATE_KEY,
-        calls=[
-            set_relayer_call(contracts.forwarder, relayer.address),
-            mint_call(contracts.ovpp_token, direct_sender.address, 1_000 * OVPP),
-            mint_call(contracts.ovpp_token, holder, OVPP),
-            mint_call(contracts.stablecoin, holder, USD),
-            mint_call(contracts.ovpp_token, LOCAL_TREASURY_ADDRESS, OVPP),
-            mint_call(contracts.stablecoin, LOCAL_TREASURY_ADDRESS, USD),
-            *(mint_call(contracts.ovpp_token, w.address, 1_000 * OVPP) for w in wallets.values()),
-            *(mint_call(contracts.stablecoin, w.address, 1_000 * USD) for w in wallets.values()),
-        ],
-        chain_id=CHAIN_ID,
-    )
+    bench = _GasBench(rpc, contracts)
+    await bench.fund()
     say("contracts deployed, accounts funded")
+    await bench.direct("plain ERC-20 transfer, to a holder", bench.holder)
+    await bench.direct("plain ERC-20 transfer, to a fresh address", Account.create().address)
+    fee_in_ovpp = (contracts.ovpp_token, OVPP // 100)
+    fee_in_usd = (contracts.stablecoin, 5 * USD // 100)
+    for when in ("first", "steady"):
+        await bench.relayed(f"relayed, fee in OVPP ({when})", "ovpp-fee", fee_in_ovpp)
+        await bench.relayed(f"relayed, fee in stablecoin ({when})", "usd-fee", fee_in_usd)
+        await bench.relayed(f"relayed, sponsored ({when})", "sponsored", None)
+    # A third round shows the steady state is steady.
+    await bench.relayed("relayed, fee in OVPP (steady, again)", "ovpp-fee", fee_in_ovpp)
+    await bench.relayed("relayed, sponsored (steady, again)", "sponsored", None)
+    return bench.results
 
-    results: list[Measurement] = []
 
-    async def direct(label: str, to: str) -> None:
+class _GasBench:
+    def __init__(self, rpc: JsonRpc, contracts: AddressBook) -> None:
+        self.rpc, self.contracts = rpc, contracts
+        self.separator = domain_separator(chain_id=CHAIN_ID, forwarder=contracts.forwarder)
+        self.relayer = Account.create()
+        self.direct_sender = Account.create()
+        self.holder = Account.create().address  # a recipient that already holds both tokens
+        self.wallets = {name: Account.create() for name in ("ovpp-fee", "usd-fee", "sponsored")}
+        self.forwarder_nonces = dict.fromkeys(self.wallets, 0)
+        self.results: list[Measurement] = []
+
+    async def fund(self) -> None:
+        """Native gas for the two senders, tokens for everyone, the treasury already holding
+        both tokens (steady state for the fee's destination too)."""
+        rpc, contracts = self.rpc, self.contracts
+        deployer = Account.from_key(ANVIL_DEV_PRIVATE_KEY)
+        max_fee, tip = await gas_price(rpc)
+        nonce = int(await rpc.call("eth_getTransactionCount", deployer.address, "pending"), 16)
+        hashes = []
+        for offset, address in enumerate((self.relayer.address, self.direct_sender.address)):
+            signed = deployer.sign_transaction(
+                {
+                    "to": address,
+                    "value": 10**20,
+                    "gas": 21_000,
+                    "maxFeePerGas": max_fee,
+                    "maxPriorityFeePerGas": tip,
+                    "nonce": nonce + offset,
+                    "chainId": CHAIN_ID,
+                }
+            )
+            raw = "0x" + signed.raw_transaction.hex()
+            hashes.append(await rpc.call("eth_sendRawTransaction", raw))
+        await wait_for_receipts(rpc, hashes)
+        wallets = self.wallets.values()
+        await send_in_nonce_order(
+            rpc,
+            private_key=ANVIL_DEV_PRIVATE_KEY,
+            calls=[
+                set_relayer_call(contracts.forwarder, self.relayer.address),
+                mint_call(contracts.ovpp_token, self.direct_sender.address, 1_000 * OVPP),
+                mint_call(contracts.ovpp_token, self.holder, OVPP),
+                mint_call(contracts.stablecoin, self.holder, USD),
+                mint_call(contracts.ovpp_token, LOCAL_TREASURY_ADDRESS, OVPP),
+                mint_call(contracts.stablecoin, LOCAL_TREASURY_ADDRESS, USD),
+                *(mint_call(contracts.ovpp_token, w.address, 1_000 * OVPP) for w in wallets),
+                *(mint_call(contracts.stablecoin, w.address, 1_000 * USD) for w in wallets),
+            ],
+            chain_id=CHAIN_ID,
+        )
+
+    async def direct(self, label: str, to: str) -> None:
         data = erc20_transfer_data(to, OVPP)
         receipt = await send_one(
-            rpc, private_key=direct_sender.key, to=contracts.ovpp_token, data=data
+            self.rpc, private_key=self.direct_sender.key, to=self.contracts.ovpp_token, data=data
         )
-        results.append(
+        self.results.append(
             Measurement(
                 label,
                 int(receipt["gasUsed"], 16),
@@ -186,62 +209,43 @@ async def _measure(rpc: JsonRpc, contracts: AddressBook) -> list[Measurement]:
             )
         )
 
-    await direct("plain ERC-20 transfer, to a holder", holder)
-    await direct("plain ERC-20 transfer, to a fresh address", Account.create().address)
-
-    forwarder_nonces = dict.fromkeys(wallets, 0)
-
-    async def relayed(label: str, wallet_name: str, fee: tuple[str, int] | None) -> None:
-        wallet = wallets[wallet_name]
+    async def relayed(self, label: str, wallet_name: str, fee: tuple[str, int] | None) -> None:
+        wallet = self.wallets[wallet_name]
+        first = self.forwarder_nonces[wallet_name]
         deadline = int(time.time()) + 3600
+        transfers = [(self.contracts.ovpp_token, erc20_transfer_data(self.holder, OVPP // 10))]
+        if fee is not None:
+            fee_token, fee_amount = fee
+            transfers.append((fee_token, erc20_transfer_data(LOCAL_TREASURY_ADDRESS, fee_amount)))
         unsigned = [
             ForwardRequest(
                 sender=wallet.address,
-                target=contracts.ovpp_token,
+                target=target,
                 value=0,
                 gas=TRANSFER_CALL_GAS,
-                nonce=forwarder_nonces[wallet_name],
+                nonce=first + index,
                 deadline=deadline,
-                data=erc20_transfer_data(holder, OVPP // 10),
+                data=data,
             )
+            for index, (target, data) in enumerate(transfers)
         ]
-        if fee is not None:
-            fee_token, fee_amount = fee
-            unsigned.append(
-                ForwardRequest(
-                    sender=wallet.address,
-                    target=fee_token,
-                    value=0,
-                    gas=TRANSFER_CALL_GAS,
-                    nonce=forwarder_nonces[wallet_name] + 1,
-                    deadline=deadline,
-                    data=erc20_transfer_data(LOCAL_TREASURY_ADDRESS, fee_amount),
-                )
-            )
-        signed = [sign_request(r, private_key=wallet.key, separator=separator) for r in unsigned]
-        forwarder_nonces[wallet_name] += len(signed)
+        signed = [
+            sign_request(r, private_key=wallet.key, separator=self.separator) for r in unsigned
+        ]
+        self.forwarder_nonces[wallet_name] += len(signed)
         data = forwarder_calldata(signed)
-        receipt = await send_one(rpc, private_key=relayer.key, to=contracts.forwarder, data=data)
-        results.append(
+        receipt = await send_one(
+            self.rpc, private_key=self.relayer.key, to=self.contracts.forwarder, data=data
+        )
+        self.results.append(
             Measurement(
                 label,
                 int(receipt["gasUsed"], 16),
                 len(data),
                 calldata_gas(data),
-                await breakdown(rpc, receipt["transactionHash"], data=data),
+                await breakdown(self.rpc, receipt["transactionHash"], data=data),
             )
         )
-
-    fee_in_ovpp = (contracts.ovpp_token, OVPP // 100)
-    fee_in_usd = (contracts.stablecoin, 5 * USD // 100)
-    for when in ("first", "steady"):
-        await relayed(f"relayed, fee in OVPP ({when})", "ovpp-fee", fee_in_ovpp)
-        await relayed(f"relayed, fee in stablecoin ({when})", "usd-fee", fee_in_usd)
-        await relayed(f"relayed, sponsored ({when})", "sponsored", None)
-    # A third round shows the steady state is steady.
-    await relayed("relayed, fee in OVPP (steady, again)", "ovpp-fee", fee_in_ovpp)
-    await relayed("relayed, sponsored (steady, again)", "sponsored", None)
-    return results
 
 
 def print_table(results: list[Measurement]) -> dict[str, Any]:
