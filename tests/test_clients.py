@@ -3,7 +3,9 @@ every operation in ``clients/operations`` is valid against it."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,7 @@ from core.settings import load_settings
 OPERATIONS = PUBLISHED_SCHEMA.parent / "operations"
 OPERATION_FILES = sorted(OPERATIONS.glob("*.graphql"))
 WEB_SCREENS = PUBLISHED_SCHEMA.parent / "web" / "screens.js"
+TYPES_GENERATOR = PUBLISHED_SCHEMA.parent / "python" / "generate_types.py"
 # A card payment's statuses that move on their own soon after the card is charged: the web app's
 # buy screen polls through these and stops at every other one.
 PAYMENT_STATUSES_IN_PROGRESS = {"REQUIRES_PAYMENT", "PAID", "DELIVERING"}
@@ -91,3 +94,15 @@ def test_the_web_app_stops_polling_a_card_payment_at_every_other_status(
     statuses = published_schema.type_map["OnrampPaymentStatus"]
     assert isinstance(statuses, GraphQLEnumType)
     assert final == set(statuses.values) - PAYMENT_STATUSES_IN_PROGRESS
+
+
+def test_python_client_types_are_generated() -> None:
+    """``ovpp_client/types.py`` is what its generator makes of the schema and the operations."""
+    spec = importlib.util.spec_from_file_location("generate_types", TYPES_GENERATOR)
+    assert spec is not None and spec.loader is not None
+    generator = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = generator  # its dataclasses look their module up there
+    spec.loader.exec_module(generator)
+    assert generator.TARGET.read_text(encoding="utf-8") == generator.generate(), (
+        "ovpp_client/types.py is stale: run `python clients/python/generate_types.py`"
+    )

@@ -264,7 +264,7 @@ class WalletClient:
         result = data["addDevice"]
         if result["__typename"] == "Device":
             return Device.from_wire(result)
-        return InvalidInput(message=result["message"], field=result["field"])
+        return InvalidInput.from_wire(result)
 
     async def check_enrollment(
         self,
@@ -320,11 +320,7 @@ class WalletClient:
         return _enrollment_or_refusal(data["unenroll"])
 
     async def viewer_enrollments(self) -> DevicesAndEnrollments:
-        viewer = (await self.execute("ViewerEnrollments"))["viewer"]
-        return DevicesAndEnrollments(
-            devices=[Device.from_wire(item) for item in viewer["devices"]],
-            enrollments=[Enrollment.from_wire(item) for item in viewer["enrollments"]],
-        )
+        return DevicesAndEnrollments.from_wire((await self.execute("ViewerEnrollments"))["viewer"])
 
     async def wait_for_enrollment(
         self,
