@@ -89,9 +89,9 @@ from onramp.stripe_gateway import (
     event_object,
     require_gateway,
 )
-from relayer.calls import Display, GasPayment, enqueue_calls, take_forwarder_nonces
 from relayer.errors import QuoteExpired
 from relayer.forwarder import ZERO_ADDRESS
+from relayer.jobs import Display, GasPayment, enqueue_calls, take_forwarder_nonces
 from relayer.keys import is_relayer_call, relayer_key_for
 from relayer.models import FINAL_STATUSES, JobKind, RelayStatus, RelayTransaction
 from relayer.service import SPONSORED_TRANSFER_TX_GAS, TRANSFER_CALL_GAS, open_debits

@@ -41,8 +41,8 @@ from programs import service
 from programs.deps import ProgramServices
 from programs.errors import CardPaymentUnavailable, NotEligible
 from programs.models import ERROR_LENGTH, Enrollment, EnrollmentStatus
-from relayer.calls import Display, GasPayment, enqueue_calls, required_nonces, take_forwarder_nonces
 from relayer.errors import SponsorRefused
+from relayer.jobs import Display, GasPayment, enqueue_calls, required_nonces, take_forwarder_nonces
 from relayer.keys import relayer_key_for
 from relayer.models import JobKind
 from wallet.models import Wallet

@@ -43,8 +43,8 @@ from registry_client.routing import device_id_of, model_id_of
 from registry_client.service import OnChainRoutingService, RoutingService
 from registry_client.types import PROTOCOLS, RoutingRequest, RoutingResult, SiteAddress
 from relayer import sponsorship
-from relayer.calls import Display, GasPayment, enqueue_calls, required_nonces, take_forwarder_nonces
 from relayer.errors import InsufficientFunds, SponsorRefused
+from relayer.jobs import Display, GasPayment, enqueue_calls, required_nonces, take_forwarder_nonces
 from relayer.keys import relayer_key_for
 from relayer.models import JobKind, RelayStatus, RelayTransaction
 from relayer.pricing import GasQuote, fee_in_token

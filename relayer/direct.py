@@ -10,10 +10,9 @@ from eth_account import Account
 from web3 import AsyncWeb3
 
 from chain.calls import Call
-from relayer.calls import take_forwarder_nonces
 from relayer.deps import RelayerServices
-from relayer.forwarder import ForwardRequest, forwarder_calldata, sign_request
-from wallet.keys import sealed_key_of, unlocked_account
+from relayer.forwarder import forwarder_calldata
+from relayer.jobs import give_back_forwarder_nonces, sign_calls, take_forwarder_nonces
 from wallet.models import Wallet
 
 
@@ -30,16 +29,14 @@ async def submit_as_wallet(
         wallet = await session.get(Wallet, wallet_id)
         assert wallet is not None
         first = await take_forwarder_nonces(session, wallet_id=wallet_id, count=len(calls))
-    deadline = int(time.time()) + 3600
-    requests = [
-        ForwardRequest(wallet.address, c.target, 0, c.gas, first + i, deadline, c.data)
-        for i, c in enumerate(calls)
-    ]
-    with unlocked_account(sealed_key_of(wallet), keyring=services.keyring) as signer:
-        signed = [
-            sign_request(r, private_key=signer.key, separator=services.forwarder_domain_separator)
-            for r in requests
-        ]
+    signed = sign_calls(
+        wallet,
+        calls=calls,
+        first_nonce=first,
+        deadline=int(time.time()) + 3600,
+        keyring=services.keyring,
+        separator=services.forwarder_domain_separator,
+    )
     try:
         return await send_from_operator(
             services,
@@ -50,7 +47,7 @@ async def submit_as_wallet(
         )
     except Exception:
         async with services.db.session() as session:
-            await take_forwarder_nonces(session, wallet_id=wallet_id, count=-len(calls))
+            await give_back_forwarder_nonces(session, wallet_id=wallet_id, count=len(calls))
         raise
 
 

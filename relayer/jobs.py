@@ -8,22 +8,98 @@ and bumps every job alike.
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chain.calls import Call
-from relayer.calls import (
-    Display,
-    GasPayment,
-    enqueue_calls,
-    required_nonces,
-    take_forwarder_nonces,
-)
+from chain.erc20 import erc20_transfer_data
+from chain.tokens import TokenInfo
+from core.db import insert_rows
+from relayer import sponsorship
 from relayer.deps import RelayerServices
+from relayer.forwarder import ForwardRequest, sign_request
 from relayer.keys import relayer_key_for
-from relayer.models import JobKind, RelayTransaction
+from relayer.models import JobKind, RelayStatus, RelayTransaction, Sponsor, SponsorCharge
+from wallet.keys import sealed_key_of, unlocked_key
+from wallet.kms import KeyRing
 from wallet.models import Wallet
 
-__all__ = ["Display", "GasPayment", "queue_call", "reserve_nonces"]
+__all__ = [
+    "Display",
+    "GasPayment",
+    "enqueue_calls",
+    "give_back_forwarder_nonces",
+    "queue_call",
+    "required_nonces",
+    "reserve_nonces",
+    "sign_calls",
+    "take_forwarder_nonces",
+]
+
+FEE_CALL_GAS = 65_000
+
+
+@dataclass(frozen=True)
+class GasPayment:
+    """Who pays a job's gas: a token fee collected in the same batch (``fee_token``,
+    ``fee_amount``), or a sponsor charged ``sponsor_charge_wei``, either ``sponsor`` (locked and
+    its budget checked by the caller: charged at once) or ``sponsor_id`` (its budget checked by
+    ``sponsorship.reserve_within_budget``: at commit on PostgreSQL, see ``commit_reserving``)."""
+
+    fee_token: TokenInfo | None = None
+    fee_amount: int = 0
+    sponsor: Sponsor | None = None
+    sponsor_charge_wei: int = 0
+    sponsor_id: str | None = None
+
+    @property
+    def collects_fee(self) -> bool:
+        return self.fee_token is not None and self.fee_amount > 0
+
+    @property
+    def sponsored(self) -> bool:
+        return self.sponsor is not None or self.sponsor_id is not None
+
+
+@dataclass(frozen=True)
+class Display:
+    """How the job shows in the customer's history."""
+
+    token: str
+    token_address: str
+    to_address: str
+    amount: int
+
+
+# Prebuilt: the transfer hot path runs it once per request.
+_TAKE_FORWARDER_NONCES = (
+    update(Wallet)
+    .where(Wallet.id == bindparam("wallet_id"))
+    .values(next_forwarder_nonce=Wallet.next_forwarder_nonce + bindparam("count"))
+    .returning(Wallet.next_forwarder_nonce)
+    .execution_options(synchronize_session=False)
+)
+
+
+async def take_forwarder_nonces(session: AsyncSession, *, wallet_id: str, count: int) -> int:
+    """Reserve ``count`` consecutive forwarder nonces; the first write of the transaction, so it
+    also locks the wallet until commit (a row lock in PostgreSQL, the write lock in SQLite).
+    Returns the first."""
+    result = await session.execute(_TAKE_FORWARDER_NONCES, {"wallet_id": wallet_id, "count": count})
+    return int(result.scalar_one()) - count
+
+
+async def give_back_forwarder_nonces(session: AsyncSession, *, wallet_id: str, count: int) -> None:
+    """Return the last ``count`` nonces taken, for a caller that took them and queued nothing
+    (an idempotent replay, a refusal it answers without rolling back)."""
+    await take_forwarder_nonces(session, wallet_id=wallet_id, count=-count)
+
+
+def required_nonces(calls: list[Call], payment: GasPayment) -> int:
+    return len(calls) + (1 if payment.collects_fee else 0)
 
 
 async def reserve_nonces(
@@ -35,6 +111,32 @@ async def reserve_nonces(
     return await take_forwarder_nonces(
         session, wallet_id=wallet_id, count=required_nonces(calls, payment)
     )
+
+
+def sign_calls(
+    wallet: Wallet,
+    *,
+    calls: list[Call],
+    first_nonce: int,
+    deadline: int,
+    keyring: KeyRing,
+    separator: bytes,
+) -> list[ForwardRequest]:
+    """The wallet's forward requests for ``calls`` at consecutive nonces from ``first_nonce``."""
+    unsigned = [
+        ForwardRequest(
+            sender=wallet.address,
+            target=call.target,
+            value=0,
+            gas=call.gas,
+            nonce=first_nonce + index,
+            deadline=deadline,
+            data=call.data,
+        )
+        for index, call in enumerate(calls)
+    ]
+    with unlocked_key(sealed_key_of(wallet), keyring=keyring) as private_key:
+        return [sign_request(r, private_key=private_key, separator=separator) for r in unsigned]
 
 
 async def queue_call(
@@ -76,3 +178,95 @@ async def queue_call(
         relayer_key_id=await relayer_key_for(session, wallet.id),
         quote_id=quote_id,
     )
+
+
+async def enqueue_calls(
+    session: AsyncSession,
+    *,
+    services: RelayerServices,
+    wallet: Wallet,
+    customer_id: str,
+    first_nonce: int,
+    calls: list[Call],
+    payment: GasPayment,
+    gas_limit: int,
+    kind: str,
+    idempotency_key: str,
+    request_fingerprint: str,
+    display: Display,
+    relayer_key_id: str,
+    quote_id: str | None = None,
+) -> RelayTransaction:
+    """Sign ``calls`` (plus the fee transfer) with the wallet's key at the reserved nonces and
+    insert them as one atomic relayed transaction; the returned row is not in the session."""
+    fee_token = payment.fee_token if payment.collects_fee else None
+    if fee_token is not None:
+        calls = [
+            *calls,
+            Call(
+                target=fee_token.address or "",
+                data=erc20_transfer_data(services.treasury_address, payment.fee_amount),
+                gas=FEE_CALL_GAS,
+            ),
+        ]
+    signed = sign_calls(
+        wallet,
+        calls=calls,
+        first_nonce=first_nonce,
+        deadline=int(time.time()) + services.settings.forward_request_ttl_seconds,
+        keyring=services.keyring,
+        separator=services.forwarder_domain_separator,
+    )
+    sponsor_id = payment.sponsor.id if payment.sponsor is not None else payment.sponsor_id
+    job = RelayTransaction(
+        wallet_id=wallet.id,
+        customer_id=customer_id,
+        idempotency_key=idempotency_key,
+        request_fingerprint=request_fingerprint,
+        kind=str(kind),
+        token=display.token,
+        token_address=display.token_address,
+        to_address=display.to_address,
+        amount=display.amount,
+        fee_token=fee_token.kind.value if fee_token is not None else None,
+        fee_amount=payment.fee_amount,
+        sponsored=payment.sponsored,
+        sponsor_id=sponsor_id,
+        quote_id=quote_id,
+        forwarder_nonce=first_nonce,
+        forward_requests=[r.to_json() for r in signed],
+        gas_limit=gas_limit,
+        relayer_key_id=relayer_key_id,
+        status=RelayStatus.QUEUED,
+    )
+    await insert_rows(session, job)
+    await _reserve_sponsor_charge(session, job=job, payment=payment)
+    return job
+
+
+async def _reserve_sponsor_charge(
+    session: AsyncSession, *, job: RelayTransaction, payment: GasPayment
+) -> None:
+    """The sponsor's row lock serialises every sponsored job of the utility until its
+    transaction commits, so it is taken last, after the job's insert. A refusal raises and the
+    caller rolls the job back."""
+    if payment.sponsor is not None:
+        await sponsorship.reserve(
+            session,
+            sponsor=payment.sponsor,
+            customer_id=job.customer_id,
+            charge=SponsorCharge(
+                sponsor_id=payment.sponsor.id,
+                customer_id=job.customer_id,
+                relay_transaction_id=job.id,
+                amount_wei=payment.sponsor_charge_wei,
+            ),
+        )
+    elif payment.sponsor_id is not None:
+        await sponsorship.reserve_within_budget(
+            session,
+            sponsor_id=payment.sponsor_id,
+            customer_id=job.customer_id,
+            relay_transaction_id=job.id,
+            cost_wei=payment.sponsor_charge_wei,
+        )

@@ -5,16 +5,17 @@ in PostgreSQL, the write lock in SQLite) and concurrent transfers can never over
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from eth_utils import is_address, to_checksum_address
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import Row, and_, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from chain.calls import Call
+from chain.client import ChainClient
 from chain.erc20 import erc20_transfer_data
 from chain.tokens import AmountError, TokenInfo, TokenKind, format_units, parse_units
 from core.db import insert_rows, utc_now
@@ -24,17 +25,23 @@ from identity.service import CustomerAccount
 from relayer import sponsorship
 from relayer.deps import RelayerServices
 from relayer.errors import InsufficientFunds, PolicyViolation, QuoteExpired
-from relayer.forwarder import ForwardRequest, sign_request
-from relayer.keys import relayer_key_for
+from relayer.jobs import (
+    Display,
+    GasPayment,
+    give_back_forwarder_nonces,
+    queue_call,
+    required_nonces,
+    reserve_nonces,
+)
 from relayer.models import (
     OPEN_STATUSES,
     FeeQuote,
+    JobKind,
     RelayStatus,
     RelayTransaction,
     WalletPolicy,
 )
 from relayer.pricing import GasQuote, fee_in_token
-from wallet.keys import sealed_key_of, unlocked_key
 from wallet.models import Wallet
 
 # Gas of the forwarded calls and of the whole relayed transaction, measured on anvil (see
@@ -234,30 +241,20 @@ async def request_transfer(
     wallet_id = account.wallet.id
     now = utc_now()
 
-    quote = (
-        (
-            await session.execute(
-                _QUOTE_WITH_POLICY, {"quote_id": quote_id, "wallet_id": wallet_id}
-            )
-        ).first()
-        if quote_id
-        else None
-    )
+    quote = await _quote_with_policy(session, quote_id=quote_id, wallet_id=wallet_id)
+    calls = [_transfer_call(transfer)]
+    payment = _gas_payment(transfer, quote)
 
     # First write of the transaction: take the wallet's next forwarder nonces. This locks the
     # wallet (PostgreSQL row lock / SQLite write lock) until commit, so the idempotency, budget
     # and balance checks below see every earlier transfer of this wallet.
-    request_count = 1 if quote is not None and quote.sponsored else 2
-    first_nonce = await _take_forwarder_nonces(session, wallet_id=wallet_id, count=request_count)
+    first_nonce = await reserve_nonces(session, wallet_id=wallet_id, calls=calls, payment=payment)
 
     day_ago = now - timedelta(days=1)
     since = min(day_ago, quote.created_at) if quote is not None else day_ago
-    jobs = (
-        await session.execute(
-            _RECENT_JOBS,
-            {"wallet_id": wallet_id, "idempotency_key": idempotency_key, "since": since},
-        )
-    ).all()
+    jobs = await _recent_jobs(
+        session, wallet_id=wallet_id, idempotency_key=idempotency_key, since=since
+    )
 
     request_fingerprint = fingerprint(transfer, quote_id)
     existing = next((job for job in jobs if job.idempotency_key == idempotency_key), None)
@@ -267,9 +264,85 @@ async def request_transfer(
                 "this idempotency key was already used for a different transfer",
                 field="idempotencyKey",
             )
-        await _give_back_nonces(session, wallet_id=wallet_id, count=request_count)
+        await give_back_forwarder_nonces(
+            session, wallet_id=wallet_id, count=required_nonces(calls, payment)
+        )
         return await session.get_one(RelayTransaction, existing.id)
 
+    quote = _usable_quote(quote, transfer=transfer, now=now, jobs=jobs)
+    _enforce_policies(services, transfer=transfer, quote=quote, jobs=jobs, day_ago=day_ago)
+    await ensure_funds(
+        session,
+        services=services,
+        wallet=account.wallet,
+        transfer=transfer,
+        fee=quote.fee_amount,
+        debits=_debits(job for job in jobs if job.status in OPEN_STATUSES),
+    )
+    return await queue_call(
+        session,
+        services=services,
+        wallet=account.wallet,
+        customer_id=account.customer.id,
+        calls=calls,
+        payment=payment,
+        gas_limit=quote.gas_limit,
+        kind=JobKind.TRANSFER,
+        idempotency_key=idempotency_key,
+        request_fingerprint=request_fingerprint,
+        display=Display(
+            token=transfer.token.kind.value,
+            token_address=transfer.token.address or "",
+            to_address=transfer.to,
+            amount=transfer.amount,
+        ),
+        quote_id=quote.id,
+        first_nonce=first_nonce,
+    )
+
+
+async def _quote_with_policy(
+    session: AsyncSession, *, quote_id: str, wallet_id: str
+) -> Row[Any] | None:
+    if not quote_id:
+        return None
+    params = {"quote_id": quote_id, "wallet_id": wallet_id}
+    return (await session.execute(_QUOTE_WITH_POLICY, params)).first()
+
+
+async def _recent_jobs(
+    session: AsyncSession, *, wallet_id: str, idempotency_key: str, since: datetime
+) -> Sequence[Row[Any]]:
+    params = {"wallet_id": wallet_id, "idempotency_key": idempotency_key, "since": since}
+    return (await session.execute(_RECENT_JOBS, params)).all()
+
+
+def _transfer_call(transfer: ValidatedTransfer) -> Call:
+    return Call(
+        target=transfer.token.address or "",
+        data=erc20_transfer_data(transfer.to, transfer.amount),
+        gas=TRANSFER_CALL_GAS,
+    )
+
+
+def _gas_payment(transfer: ValidatedTransfer, quote: Row[Any] | None) -> GasPayment:
+    """The quote's gas payment: its fee in the fee token, or its sponsor charged the gas limit
+    at the quoted price (no quote: none, the request is refused or replayed)."""
+    if quote is None:
+        return GasPayment()
+    if quote.sponsored:
+        return GasPayment(
+            fee_amount=quote.fee_amount,
+            sponsor_id=quote.sponsor_id,
+            sponsor_charge_wei=quote.gas_limit * quote.max_fee_per_gas,
+        )
+    return GasPayment(fee_token=transfer.fee_token, fee_amount=quote.fee_amount)
+
+
+def _usable_quote(
+    quote: Row[Any] | None, *, transfer: ValidatedTransfer, now: datetime, jobs: Sequence[Row[Any]]
+) -> Row[Any]:
+    """``quote`` if it was made for this transfer, is still valid and no job used it."""
     if quote is None:
         raise InvalidInput("unknown quote: ask quoteTransfer for one first", field="quoteId")
     if (quote.token, quote.to_address, quote.amount, quote.fee_token) != (
@@ -283,89 +356,7 @@ async def request_transfer(
         raise QuoteExpired("the fee quote has expired: ask for a new one")
     if any(job.quote_id == quote.id for job in jobs):
         raise InvalidInput("this quote was already used by another transfer", field="quoteId")
-
-    _enforce_policies(
-        services,
-        transfer=transfer,
-        daily_limit=quote.daily_limit,
-        allowed_destinations=quote.allowed_destinations,
-        spent=sum(
-            int(job.amount)
-            for job in jobs
-            if job.token == transfer.token.kind.value
-            and job.status != RelayStatus.FAILED
-            and job.created_at >= day_ago
-        ),
-    )
-    await ensure_funds(
-        services,
-        wallet=account.wallet,
-        transfer=transfer,
-        fee=quote.fee_amount,
-        debits=_debits(job for job in jobs if job.status in OPEN_STATUSES),
-    )
-
-    separator = services.forwarder_domain_separator
-    deadline = int(time.time()) + services.settings.forward_request_ttl_seconds
-    unsigned = [
-        ForwardRequest(
-            sender=account.wallet.address,
-            target=transfer.token.address or "",
-            value=0,
-            gas=TRANSFER_CALL_GAS,
-            nonce=first_nonce,
-            deadline=deadline,
-            data=erc20_transfer_data(transfer.to, transfer.amount),
-        )
-    ]
-    if not quote.sponsored:
-        unsigned.append(
-            ForwardRequest(
-                sender=account.wallet.address,
-                target=transfer.fee_token.address or "",
-                value=0,
-                gas=TRANSFER_CALL_GAS,
-                nonce=first_nonce + 1,
-                deadline=deadline,
-                data=erc20_transfer_data(services.treasury_address, quote.fee_amount),
-            )
-        )
-    with unlocked_key(sealed_key_of(account.wallet), keyring=services.keyring) as private_key:
-        signed = [sign_request(r, private_key=private_key, separator=separator) for r in unsigned]
-
-    job = RelayTransaction(
-        wallet_id=wallet_id,
-        customer_id=account.customer.id,
-        idempotency_key=idempotency_key,
-        request_fingerprint=request_fingerprint,
-        token=transfer.token.kind.value,
-        token_address=transfer.token.address or "",
-        to_address=transfer.to,
-        amount=transfer.amount,
-        fee_token=None if quote.sponsored else transfer.fee_token.kind.value,
-        fee_amount=quote.fee_amount,
-        sponsored=quote.sponsored,
-        sponsor_id=quote.sponsor_id if quote.sponsored else None,
-        quote_id=quote.id,
-        forwarder_nonce=first_nonce,
-        forward_requests=[r.to_json() for r in signed],
-        gas_limit=quote.gas_limit,
-        relayer_key_id=await relayer_key_for(session, wallet_id),
-        status=RelayStatus.QUEUED,
-    )
-    await insert_rows(session, job)
-    if quote.sponsored:
-        # The sponsor's row lock serialises every sponsored job of the utility until its
-        # transaction commits, so it is taken last: on PostgreSQL by the commit itself, on
-        # SQLite here (docs/benchmarks.md). A refusal raises and the job is rolled back.
-        await sponsorship.reserve_within_budget(
-            session,
-            sponsor_id=quote.sponsor_id,
-            customer_id=account.customer.id,
-            relay_transaction_id=job.id,
-            cost_wei=quote.gas_limit * quote.max_fee_per_gas,
-        )
-    return job
+    return quote
 
 
 async def commit_transfer(session: AsyncSession) -> None:
@@ -373,24 +364,6 @@ async def commit_transfer(session: AsyncSession) -> None:
     transfer's reservation (``sponsorship.reserve_within_budget``) and may refuse it: then
     nothing is written and ``SponsorRefused`` is raised, naming the rule."""
     await sponsorship.commit_reserving(session)
-
-
-_TAKE_FORWARDER_NONCES = (
-    update(Wallet)
-    .where(Wallet.id == bindparam("wallet_id"))
-    .values(next_forwarder_nonce=Wallet.next_forwarder_nonce + bindparam("count"))
-    .returning(Wallet.next_forwarder_nonce)
-    .execution_options(synchronize_session=False)
-)
-
-
-async def _take_forwarder_nonces(session: AsyncSession, *, wallet_id: str, count: int) -> int:
-    result = await session.execute(_TAKE_FORWARDER_NONCES, {"wallet_id": wallet_id, "count": count})
-    return int(result.scalar_one()) - count
-
-
-async def _give_back_nonces(session: AsyncSession, *, wallet_id: str, count: int) -> None:
-    await _take_forwarder_nonces(session, wallet_id=wallet_id, count=-count)
 
 
 async def open_debits(session: AsyncSession, wallet_id: str) -> dict[str, int]:
@@ -419,25 +392,42 @@ def _debits(rows: Iterable[Any]) -> dict[str, int]:
     return debits
 
 
-async def ensure_funds(
-    services: RelayerServices,
+async def spendable_balances(
+    session: AsyncSession,
     *,
+    chain: ChainClient,
+    wallet: Wallet,
+    debits: dict[str, int] | None = None,
+) -> dict[str, int]:
+    """Per token kind, what ``wallet`` can still spend: its chain balance less what its open
+    jobs will take (``debits``, read here unless the caller read them in this transaction).
+    The debits are read before the chain, so a job mined in between is counted twice,
+    refusing conservatively, never zero times."""
+    if debits is None:
+        debits = await open_debits(session, wallet.id)
+    balances = {token.kind.value: raw for token, raw in await chain.balances(wallet.address)}
+    return {kind: balances.get(kind, 0) - debits.get(kind, 0) for kind in balances.keys() | debits}
+
+
+async def ensure_funds(
+    session: AsyncSession,
+    *,
+    services: RelayerServices,
     wallet: Wallet,
     transfer: ValidatedTransfer,
     fee: int,
     debits: dict[str, int],
 ) -> None:
-    """Refuse unless the chain balances less the open ``debits`` (read before the chain, so a
-    job mined in between is counted twice, refusing conservatively, never zero times) cover
-    the transfer and its fee."""
-    balances = {
-        token.kind.value: raw for token, raw in await services.chain.balances(wallet.address)
-    }
+    """Refuse unless what the wallet can spend, given its open ``debits``, covers the transfer
+    and its fee."""
+    spendable = await spendable_balances(
+        session, chain=services.chain, wallet=wallet, debits=debits
+    )
     needed = {transfer.token.kind.value: transfer.amount}
     if fee:
         needed[transfer.fee_token.kind.value] = needed.get(transfer.fee_token.kind.value, 0) + fee
     for kind, amount in needed.items():
-        available = balances.get(kind, 0) - debits.get(kind, 0)
+        available = spendable.get(kind, 0)
         if amount > available:
             token = next(t for t in services.chain.tokens if t.kind.value == kind)
             raise InsufficientFunds(
@@ -449,12 +439,20 @@ def _enforce_policies(
     services: RelayerServices,
     *,
     transfer: ValidatedTransfer,
-    daily_limit: int | None,
-    allowed_destinations: list[str] | None,
-    spent: int,
+    quote: Row[Any],
+    jobs: Sequence[Row[Any]],
+    day_ago: datetime,
 ) -> None:
-    """The wallet's policy for the token (or the default daily limit), given what it sent of
-    that token in the last 24 hours (``spent``)."""
+    """The wallet's policy for the token (the quote's row carries it) or the default daily
+    limit, given what its ``jobs`` sent of that token since ``day_ago``."""
+    daily_limit, allowed_destinations = quote.daily_limit, quote.allowed_destinations
+    spent = sum(
+        int(job.amount)
+        for job in jobs
+        if job.token == transfer.token.kind.value
+        and job.status != RelayStatus.FAILED
+        and job.created_at >= day_ago
+    )
     if allowed_destinations is not None:
         allowed = {to_checksum_address(a) for a in allowed_destinations}
         if transfer.to not in allowed:

@@ -26,7 +26,7 @@ from chain.calls import Call
 from chain.erc20 import erc20_transfer_data
 from programs.service import ENROLL_TX_GAS, _gas_payment
 from relayer import sponsorship
-from relayer.calls import Display, enqueue_calls, take_forwarder_nonces
+from relayer.jobs import Display, enqueue_calls, take_forwarder_nonces
 from relayer.models import FeeQuote, RelayAttempt, RelayStatus, RelayTransaction, Sponsor
 from relayer.service import TRANSFER_CALL_GAS
 from tests.support.sponsored_jobs import (
