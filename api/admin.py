@@ -7,25 +7,21 @@ from __future__ import annotations
 from datetime import datetime
 
 import strawberry
-from sqlalchemy import func, select
 
 from api.context import RequestContext
 from api.enrollment_types import DeviceType, EnrollmentStatus, FeePayer, PaymentMethod, Protocol
 from api.relayer_types import RESERVED_KEYS
 from chain.profiles import deployer_key
 from chain.tokens import AmountError, format_units, parse_units
-from core.errors import Forbidden, InvalidInput, NotFound
+from core.errors import InvalidInput
 from core.idempotency import require_idempotency_key
 from identity.models import Tenant
 from identity.principal import Principal, Scope
 from programs import admin as program_admin
-from programs.models import Enrollment as EnrollmentRow
 from programs.models import FeePayer as FeePayerValue
 from programs.models import Program as ProgramRow
-from programs.models import UtilityAccount
 from registry_client.types import DeviceType as DeviceTypeValue
 from relayer import sponsorship
-from wallet.models import Wallet
 
 Info = strawberry.Info[RequestContext, None]
 
@@ -119,6 +115,17 @@ class SponsorBudget:
     sponsors_customer_transfers: bool
     sponsor_wallet: str | None = strawberry.field(description="Pays sponsored programs' OVPP fees.")
 
+    @classmethod
+    def from_view(cls, budget: program_admin.SponsorBudget) -> SponsorBudget:
+        return cls(
+            active=budget.active,
+            funds=format_units(budget.funds_wei, 18),
+            spent=format_units(budget.spent_wei, 18),
+            remaining=format_units(budget.remaining_wei, 18),
+            sponsors_customer_transfers=budget.sponsors_customer_transfers,
+            sponsor_wallet=budget.sponsor_wallet,
+        )
+
 
 @strawberry.type(description="Grid-level device awareness: active connections.")
 class AwarenessCount:
@@ -142,50 +149,19 @@ class UtilityAdmin:
     @strawberry.field
     async def programs(self, info: Info) -> list[AdminProgram]:
         async with info.context.read_session() as session:
-            rows = list(
-                (
-                    await session.execute(
-                        select(ProgramRow)
-                        .where(ProgramRow.tenant_id == self.tenant_id)
-                        .order_by(ProgramRow.name)
-                    )
-                ).scalars()
-            )
-            counts = dict(
-                (
-                    await session.execute(
-                        select(EnrollmentRow.program_row_id, func.count())
-                        .where(
-                            EnrollmentRow.tenant_id == self.tenant_id,
-                            EnrollmentRow.status == "ACTIVE",
-                        )
-                        .group_by(EnrollmentRow.program_row_id)
-                    )
-                ).all()
-            )
-        return [AdminProgram.from_row(row, int(counts.get(row.id, 0))) for row in rows]
+            rows = await program_admin.utility_programs(session, self.tenant_id)
+        return [AdminProgram.from_row(row, active) for row, active in rows]
 
     @strawberry.field(description="Enrollments in this utility's programs, newest first.")
     async def enrollments(
         self, info: Info, program_id: strawberry.ID | None = None, first: int = 50
     ) -> list[AdminEnrollment]:
-        if not 1 <= first <= 200:
-            raise InvalidInput("first must be between 1 and 200", field="first")
         async with info.context.read_session() as session:
-            statement = select(EnrollmentRow).where(EnrollmentRow.tenant_id == self.tenant_id)
-            if program_id is not None:
-                program = await session.get(ProgramRow, str(program_id))
-                if program is None:
-                    raise NotFound("no such program")
-                if program.tenant_id != self.tenant_id:
-                    raise Forbidden("this program belongs to another utility")
-                statement = statement.where(EnrollmentRow.program_row_id == program.id)
-            rows = list(
-                (
-                    await session.execute(
-                        statement.order_by(EnrollmentRow.created_at.desc()).limit(first)
-                    )
-                ).scalars()
+            rows = await program_admin.utility_enrollments(
+                session,
+                tenant_id=self.tenant_id,
+                program_row_id=str(program_id) if program_id is not None else None,
+                first=first,
             )
         return [
             AdminEnrollment(
@@ -204,19 +180,7 @@ class UtilityAdmin:
         description="Active connections by program and device type, from the registry."
     )
     async def awareness(self, info: Info) -> list[AwarenessCount]:
-        from programs.service import routing_of
-
-        async with info.context.read_session() as session:
-            utility = (
-                await session.execute(
-                    select(UtilityAccount).where(UtilityAccount.tenant_id == self.tenant_id)
-                )
-            ).scalar_one_or_none()
-        if utility is None:
-            return []
-        counts = await routing_of(info.context.services).awareness(
-            bytes.fromhex(utility.utility_id[2:])
-        )
+        counts = await program_admin.awareness(info.context.services, self.tenant_id)
         return [
             AwarenessCount(
                 program_id="0x" + c.program_id.hex(),
@@ -230,33 +194,8 @@ class UtilityAdmin:
     @strawberry.field
     async def sponsor_budget(self, info: Info) -> SponsorBudget:
         async with info.context.read_session() as session:
-            return await _budget(session, self.tenant_id)
-
-
-async def _budget(session, tenant_id: str) -> SponsorBudget:  # type: ignore[no-untyped-def]
-    sponsor = await sponsorship.sponsor_of_tenant(session, tenant_id)
-    utility = (
-        await session.execute(select(UtilityAccount).where(UtilityAccount.tenant_id == tenant_id))
-    ).scalar_one_or_none()
-    wallet = await session.get(Wallet, utility.wallet_id) if utility else None
-    if sponsor is None:
-        return SponsorBudget(
-            active=False,
-            funds="0",
-            spent="0",
-            remaining="0",
-            sponsors_customer_transfers=False,
-            sponsor_wallet=wallet.address if wallet else None,
-        )
-    spent = await sponsorship.spent_wei(session, sponsor.id)
-    return SponsorBudget(
-        active=sponsor.active,
-        funds=format_units(sponsor.funds_wei, 18),
-        spent=format_units(spent, 18),
-        remaining=format_units(max(sponsor.funds_wei - spent, 0), 18),
-        sponsors_customer_transfers=sponsor.sponsors_transfers,
-        sponsor_wallet=wallet.address if wallet else None,
-    )
+            budget = await program_admin.sponsor_budget(session, self.tenant_id)
+        return SponsorBudget.from_view(budget)
 
 
 async def _admin(info: Info) -> tuple[Principal, Tenant]:
@@ -269,25 +208,8 @@ async def _admin(info: Info) -> tuple[Principal, Tenant]:
 
 
 async def _view(info: Info, tenant: Tenant) -> UtilityAdmin:
-    async with info.context.read_session() as session:
-        utility = (
-            await session.execute(
-                select(UtilityAccount).where(UtilityAccount.tenant_id == tenant.id)
-            )
-        ).scalar_one_or_none()
-    endpoints: list[ControlEndpoint] = []
-    if utility is not None:
-        from programs.service import registry_of
-
-        record = await registry_of(info.context.services).utility(
-            bytes.fromhex(utility.utility_id[2:])
-        )
-        if record is not None:
-            endpoints = [
-                ControlEndpoint(protocol=Protocol(p), endpoint=e)
-                for p, e in sorted(record.control_endpoints.items())
-                if p in Protocol.__members__
-            ]
+    profile = await program_admin.utility_profile(info.context.services, tenant.id)
+    utility = profile.account
     return UtilityAdmin(
         slug=tenant.slug,
         name=tenant.name,
@@ -295,7 +217,11 @@ async def _view(info: Info, tenant: Tenant) -> UtilityAdmin:
         country=utility.country if utility else None,
         region=utility.region if utility else None,
         postal_codes=list(utility.postal_codes) if utility else [],
-        control_endpoints=endpoints,
+        control_endpoints=[
+            ControlEndpoint(protocol=Protocol(p), endpoint=e)
+            for p, e in sorted(profile.control_endpoints.items())
+            if p in Protocol.__members__
+        ],
         tenant_id=tenant.id,
     )
 
@@ -312,10 +238,6 @@ def _operator_key(info: Info) -> str:
 
 async def register_utility(info: Info, input: RegisterUtilityInput) -> UtilityAdmin:
     _principal, tenant = await _admin(info)
-    if len(input.country) != 2:
-        raise InvalidInput("country is an ISO 3166-1 alpha-2 code", field="country")
-    if not input.postal_codes or len(input.postal_codes) > 128:
-        raise InvalidInput("give 1 to 128 postal codes or ranges", field="postalCodes")
     await program_admin.onboard_utility(
         info.context.services,
         tenant=tenant,
@@ -339,16 +261,6 @@ async def upsert_program(info: Info, input: UpsertProgramInput) -> AdminProgram:
         reward = parse_units(input.per_event_reward, 18)
     except AmountError as error:
         raise InvalidInput(str(error), field="connectionFee") from error
-    if not input.external_id.strip() or len(input.external_id) > 100:
-        raise InvalidInput("externalId must be 1 to 100 characters", field="externalId")
-    async with info.context.read_session() as session:
-        onboarded = (
-            await session.execute(
-                select(UtilityAccount).where(UtilityAccount.tenant_id == tenant.id)
-            )
-        ).scalar_one_or_none()
-    if onboarded is None:
-        raise InvalidInput("register the utility first (registerUtility)", field="externalId")
     row = await program_admin.publish_program(
         info.context.services,
         tenant=tenant,
@@ -389,4 +301,4 @@ async def fund_sponsorship(info: Info, input: FundSponsorshipInput) -> SponsorBu
         amount_wei=amount,
         idempotency_key=input.idempotency_key,
     )
-    return await _budget(session, tenant.id)
+    return SponsorBudget.from_view(await program_admin.sponsor_budget(session, tenant.id))

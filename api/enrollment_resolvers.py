@@ -31,11 +31,12 @@ from core.errors import DomainError
 from core.errors import InvalidInput as InvalidInputError
 from identity.models import Tenant
 from identity.principal import Scope
-from programs import card, service
+from programs import card, catalog, devices, enrollment
 from programs import errors as program_errors
 from programs.models import Device as DeviceRow
 from programs.models import Enrollment as EnrollmentRow
 from programs.models import Program as ProgramRow
+from programs.registry import registry_of
 from registry_client.types import SiteAddress
 
 Info = strawberry.Info[RequestContext, None]
@@ -52,7 +53,7 @@ def _site(value: SiteAddressInput) -> SiteAddress:
 
 
 async def device_models(info: Info, device_type: DeviceType | None = None) -> list[DeviceModel]:
-    records = await service.registry_of(info.context.services).device_models()
+    records = await registry_of(info.context.services).device_models()
     return [
         DeviceModel.from_record(r)
         for r in records
@@ -64,7 +65,7 @@ async def programs(
     info: Info, site_address: SiteAddressInput, device_type: DeviceType | None = None
 ) -> list[Program]:
     async with info.context.read_session() as session:
-        rows = await service.programs_at(
+        rows = await catalog.programs_at(
             session,
             site=_site(site_address),
             device_type=device_type.value if device_type else None,
@@ -76,7 +77,7 @@ async def check_enrollment(info: Info, input: CheckEnrollmentInput) -> Enrollmen
     context = info.context
     account = await context.account(Scope.WALLET_READ)
     async with context.read_session() as session:
-        check = await service.check_enrollment(
+        check = await enrollment.check_enrollment(
             session,
             services=context.services,
             account=account,
@@ -100,11 +101,11 @@ async def add_device(info: Info, input: AddDeviceInput) -> AddDeviceResult:  # t
     context = info.context
     account = await context.account(Scope.WALLET_READ)
     try:
-        row = await service.add_device(
+        row = await devices.add_device(
             await context.session(),
             services=context.services,
             account=account,
-            raw=service.DeviceInput(
+            raw=devices.DeviceInput(
                 make=input.make,
                 model=input.model,
                 serial=input.serial,
@@ -135,7 +136,7 @@ async def enroll(info: Info, input: EnrollInput) -> EnrollResult:  # type: ignor
             )
             row, payment_client_secret = paid_by_card.enrollment, paid_by_card.client_secret
         else:
-            row = await service.enroll(
+            row = await enrollment.enroll(
                 session,
                 services=context.services,
                 account=account,
@@ -168,7 +169,7 @@ async def unenroll(info: Info, input: UnenrollInput) -> UnenrollResult:  # type:
     account = await context.account(Scope.WALLET_SIGN)
     session = await context.session()
     try:
-        row = await service.unenroll(
+        row = await enrollment.unenroll(
             session,
             services=context.services,
             account=account,
@@ -200,13 +201,13 @@ async def enrollment_wire(
 
 async def viewer_devices(info: Info, customer_id: str) -> list[Device]:
     async with info.context.read_session() as session:
-        rows = await service.devices_of(session, customer_id)
+        rows = await devices.devices_of(session, customer_id)
     return [Device.from_row(row) for row in rows]
 
 
 async def viewer_enrollments(info: Info, customer_id: str) -> list[Enrollment]:
     async with info.context.read_session() as session:
-        rows = await service.enrollments_of(
+        rows = await enrollment.enrollments_of(
             session, services=info.context.services, customer_id=customer_id
         )
         return [await enrollment_wire(session, row) for row in rows]

@@ -1,22 +1,29 @@
-"""Utility onboarding and program publishing (the Integration Service), and vendors' device
-models. Each change is written on chain first and mirrored in the catalog after it lands."""
+"""Utility onboarding and program publishing (the Integration Service), vendors' device
+models, and what a utility's administrator sees of its own utility. Each change is written on
+chain first and mirrored in the catalog after it lands."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from eth_account import Account
-from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import utc_now
+from core.errors import Forbidden, InvalidInput, NotFound
 from identity.models import Tenant
 from identity.principal import Principal
 from identity.service import provision
+from programs import repository
 from programs.deps import ProgramServices
-from programs.models import FeePayer, Program, UtilityAccount
-from programs.service import registry_of
+from programs.models import Enrollment, FeePayer, Program, UtilityAccount
+from programs.payment import approve_call
+from programs.registry import registry_of, routing_of
 from registry_client.onchain import program_id_of, utility_id_of
+from registry_client.routing import model_id_of
+from registry_client.service import AwarenessCount
 from registry_client.types import DeviceType, protocol_id
+from relayer import sponsorship
 from relayer.direct import send_from_operator, submit_as_wallet
 from wallet.models import Wallet
 
@@ -87,6 +94,10 @@ async def onboard_utility(
 ) -> UtilityAccount:
     """Register the utility in the registry (idempotent) with its endpoints, and approve the
     registry to take the fees of the programs it sponsors from its wallet."""
+    if len(spec.country) != 2:
+        raise InvalidInput("country is an ISO 3166-1 alpha-2 code", field="country")
+    if not spec.postal_codes or len(spec.postal_codes) > 128:
+        raise InvalidInput("give 1 to 128 postal codes or ranges", field="postalCodes")
     registry = registry_of(services)
     wallet = await utility_wallet(services, tenant)
     utility_id = utility_id_of(tenant.slug)
@@ -118,16 +129,10 @@ async def onboard_utility(
         for protocol, endpoint in spec.control_endpoints.items()
         if record is None or record.control_endpoints.get(protocol) != endpoint
     ]
-    from programs.service import _approve_call
-
-    calls.append(_approve_call(services, spender=registry.address, amount=2**256 - 1))
+    calls.append(approve_call(services, spender=registry.address, amount=2**256 - 1))
     await submit_as_wallet(services, wallet_id=wallet.id, calls=calls, operator_key=operator_key)
     async with services.db.session() as session:
-        row = (
-            await session.execute(
-                select(UtilityAccount).where(UtilityAccount.tenant_id == tenant.id)
-            )
-        ).scalar_one_or_none()
+        row = await repository.utility_of_tenant(session, tenant.id)
         if row is None:
             row = UtilityAccount(
                 tenant_id=tenant.id,
@@ -150,15 +155,15 @@ async def publish_program(
     services: ProgramServices, *, tenant: Tenant, spec: ProgramSpec, operator_key: str
 ) -> Program:
     """Create or update a program on chain (as the utility's admin), then in the catalog."""
-    registry = registry_of(services)
+    if not spec.external_id.strip() or len(spec.external_id) > 100:
+        raise InvalidInput("externalId must be 1 to 100 characters", field="externalId")
     async with services.db.session() as session:
-        utility = (
-            await session.execute(
-                select(UtilityAccount).where(UtilityAccount.tenant_id == tenant.id)
-            )
-        ).scalar_one()
+        utility = await repository.utility_of_tenant(session, tenant.id)
+        if utility is None:
+            raise InvalidInput("register the utility first (registerUtility)", field="externalId")
         wallet = await session.get(Wallet, utility.wallet_id)
     assert wallet is not None
+    registry = registry_of(services)
     utility_id = bytes.fromhex(utility.utility_id[2:])
     call = registry.upsert_program(
         utility_id=utility_id,
@@ -175,9 +180,7 @@ async def publish_program(
     await submit_as_wallet(services, wallet_id=wallet.id, calls=[call], operator_key=operator_key)
     program_id = "0x" + program_id_of(utility_id, spec.external_id).hex()
     async with services.db.session() as session:
-        row = (
-            await session.execute(select(Program).where(Program.program_id == program_id))
-        ).scalar_one_or_none()
+        row = await repository.program_by_registry_id(session, program_id)
         if row is None:
             row = Program(
                 tenant_id=tenant.id,
@@ -226,8 +229,6 @@ async def register_device_model(
     services: ProgramServices, *, spec: DeviceModelSpec, vendor_key: str
 ) -> bytes:
     """A vendor registers (or updates) one of its models; the vendor's own key pays the gas."""
-    from registry_client.routing import model_id_of
-
     registry = registry_of(services)
     model_id = model_id_of(spec.make, spec.model)
     details = [
@@ -263,6 +264,93 @@ def address_of(private_key: str) -> str:
 
 async def tenant_by_slug(services: ProgramServices, slug: str) -> Tenant | None:
     async with services.db.session() as session:
-        return (
-            await session.execute(select(Tenant).where(Tenant.slug == slug))
-        ).scalar_one_or_none()
+        return await repository.tenant_by_slug(session, slug)
+
+
+# -- the administrator's view of its own utility ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UtilityProfile:
+    account: UtilityAccount | None  # None until the utility is registered
+    control_endpoints: dict[str, str]  # protocol → endpoint, from the registry
+
+
+async def utility_profile(services: ProgramServices, tenant_id: str) -> UtilityProfile:
+    async with services.db.session() as session:
+        utility = await repository.utility_of_tenant(session, tenant_id)
+    if utility is None:
+        return UtilityProfile(account=None, control_endpoints={})
+    record = await registry_of(services).utility(bytes.fromhex(utility.utility_id[2:]))
+    endpoints = dict(record.control_endpoints) if record is not None else {}
+    return UtilityProfile(account=utility, control_endpoints=endpoints)
+
+
+async def utility_programs(session: AsyncSession, tenant_id: str) -> list[tuple[Program, int]]:
+    """The utility's programs by name, each with its number of ACTIVE enrollments."""
+    rows = await repository.programs_of_tenant(session, tenant_id)
+    counts = await repository.active_enrollment_counts(session, tenant_id)
+    return [(row, int(counts.get(row.id, 0))) for row in rows]
+
+
+async def utility_enrollments(
+    session: AsyncSession, *, tenant_id: str, program_row_id: str | None, first: int
+) -> list[Enrollment]:
+    """The utility's newest enrollments, of one of its own programs when ``program_row_id``."""
+    if not 1 <= first <= 200:
+        raise InvalidInput("first must be between 1 and 200", field="first")
+    if program_row_id is not None:
+        program = await session.get(Program, program_row_id)
+        if program is None:
+            raise NotFound("no such program")
+        if program.tenant_id != tenant_id:
+            raise Forbidden("this program belongs to another utility")
+    return await repository.enrollments_of_tenant(
+        session, tenant_id=tenant_id, program_row_id=program_row_id, first=first
+    )
+
+
+async def awareness(services: ProgramServices, tenant_id: str) -> list[AwarenessCount]:
+    """Active connections by program and device type, from the registry."""
+    async with services.db.session() as session:
+        utility = await repository.utility_of_tenant(session, tenant_id)
+    if utility is None:
+        return []
+    return await routing_of(services).awareness(bytes.fromhex(utility.utility_id[2:]))
+
+
+@dataclass(frozen=True)
+class SponsorBudget:
+    """The utility's gas sponsorship in wei of the native token (all zero without one)."""
+
+    active: bool
+    funds_wei: int
+    spent_wei: int
+    remaining_wei: int
+    sponsors_customer_transfers: bool
+    sponsor_wallet: str | None  # the utility's wallet, which pays sponsored programs' fees
+
+
+async def sponsor_budget(session: AsyncSession, tenant_id: str) -> SponsorBudget:
+    sponsor = await sponsorship.sponsor_of_tenant(session, tenant_id)
+    utility = await repository.utility_of_tenant(session, tenant_id)
+    wallet = await session.get(Wallet, utility.wallet_id) if utility else None
+    sponsor_wallet = wallet.address if wallet else None
+    if sponsor is None:
+        return SponsorBudget(
+            active=False,
+            funds_wei=0,
+            spent_wei=0,
+            remaining_wei=0,
+            sponsors_customer_transfers=False,
+            sponsor_wallet=sponsor_wallet,
+        )
+    spent = await sponsorship.spent_wei(session, sponsor.id)
+    return SponsorBudget(
+        active=sponsor.active,
+        funds_wei=sponsor.funds_wei,
+        spent_wei=spent,
+        remaining_wei=max(sponsor.funds_wei - spent, 0),
+        sponsors_customer_transfers=sponsor.sponsors_transfers,
+        sponsor_wallet=sponsor_wallet,
+    )

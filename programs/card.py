@@ -19,11 +19,8 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from chain.tokens import TokenKind
-from core.db import insert_if_absent, utc_now
 from core.errors import InvalidInput
 from core.idempotency import (
     CARD_ENROLLMENT_PAYMENT_KEY_PREFIX,
@@ -35,16 +32,33 @@ from identity.models import Customer
 from identity.service import CustomerAccount
 from onramp import repository as onramp_repository
 from onramp import service as onramp
-from onramp.models import OnrampPayment, PaymentPurpose, PaymentStatus
+from onramp.models import OnrampPayment, OnrampQuote, PaymentPurpose, PaymentStatus
 from onramp.stripe_gateway import require_gateway
-from programs import service
+from programs import repository
 from programs.deps import ProgramServices
-from programs.errors import CardPaymentUnavailable, NotEligible
-from programs.models import ERROR_LENGTH, Enrollment, EnrollmentStatus
+from programs.enrollment import (
+    EnrollmentCheck,
+    check_enrollment,
+    connect_call,
+    not_eligible,
+    routing_json,
+)
+from programs.errors import CardPaymentUnavailable
+from programs.models import Enrollment, EnrollmentStatus
+from programs.payment import (
+    ENROLL_TX_GAS,
+    approve_call,
+    available_ovpp,
+    gas_payment,
+    ovpp_display,
+    same_shape,
+)
+from programs.registry import ovpp_token, registry_of
+from programs.status import refresh_status, with_bought_fee_kept
 from relayer.errors import SponsorRefused
-from relayer.jobs import Display, GasPayment, enqueue_calls, required_nonces, take_forwarder_nonces
-from relayer.keys import relayer_key_for
+from relayer.jobs import GasPayment, queue_call, release_nonces, reserve_nonces
 from relayer.models import JobKind
+from wallet import repository as wallet_repository
 from wallet.models import Wallet
 
 _ENROLLMENT_NAMESPACE = uuid.UUID("0b8e2f3c-6a47-4d0e-9f1e-5d2c7a9b4e61")
@@ -96,11 +110,13 @@ async def enroll_by_card(
             "paying the connection fee by card is not configured here; use WALLET"
         )
     fingerprint = request_fingerprint(device_row_id, program_row_id, protocol, "CARD")
-    existing = await _enrollment_by_key(session, account.customer.id, idempotency_key)
+    existing = await repository.enrollment_by_key(
+        session, customer_id=account.customer.id, idempotency_key=idempotency_key
+    )
     if existing is not None:
         return await _replay(services, session, existing, fingerprint=fingerprint)
 
-    check = await service.check_enrollment(
+    check = await check_enrollment(
         session,
         services=services,
         account=account,
@@ -109,20 +125,41 @@ async def enroll_by_card(
         protocol=protocol,
         payment_method="CARD",
     )
-    routing = check.routing
-    if not routing.ready:
-        raise NotEligible(
-            "the device cannot join this program: " + "; ".join(c.reason for c in routing.failing),
-            failing=routing.failing,
-        )
-    ovpp = service.ovpp_token(services)
+    if not check.routing.ready:
+        raise not_eligible(check.routing)
     quote = await onramp.quote_tokens(
         session,
         services=services,
         wallet_id=account.wallet.id,
-        token=ovpp,
+        token=ovpp_token(services),
         amount=check.fee + check.gas_fee,
     )
+    return await _open_fee_payment(
+        session,
+        services=services,
+        account=account,
+        check=check,
+        quote=quote,
+        device_row_id=device_row_id,
+        protocol=protocol,
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint,
+    )
+
+
+async def _open_fee_payment(
+    session: AsyncSession,
+    *,
+    services: ProgramServices,
+    account: CustomerAccount,
+    check: EnrollmentCheck,
+    quote: OnrampQuote,
+    device_row_id: str,
+    protocol: str,
+    idempotency_key: str,
+    fingerprint: str,
+) -> CardEnrollment:
+    """The card payment at Stripe, then the FEE_PENDING enrollment and the payment's row."""
     enrollment_id = str(
         uuid.uuid5(_ENROLLMENT_NAMESPACE, f"{account.customer.id}\x1f{idempotency_key}")
     )
@@ -138,30 +175,23 @@ async def enroll_by_card(
         purpose=PaymentPurpose.ENROLLMENT_FEE,
         enrollment_id=enrollment_id,
     )
-    now = utc_now()
-    inserted = await insert_if_absent(
+    inserted = await repository.insert_fee_pending_enrollment(
         session,
-        Enrollment.__table__,
-        {
-            "id": enrollment_id,
-            "customer_id": account.customer.id,
-            "device_row_id": device_row_id,
-            "program_row_id": check.program.id,
-            "tenant_id": check.program.tenant_id,
-            "protocol": protocol,
-            "payment_method": "CARD",
-            "status": EnrollmentStatus.FEE_PENDING.value,
-            "idempotency_key": idempotency_key,
-            "request_fingerprint": fingerprint,
-            "fee_amount": check.fee,
-            "routing": service._routing_json(routing),
-            "created_at": now,
-            "updated_at": now,
-        },
+        enrollment_id=enrollment_id,
+        customer_id=account.customer.id,
+        device_row_id=device_row_id,
+        program=check.program,
+        protocol=protocol,
+        idempotency_key=idempotency_key,
+        request_fingerprint=fingerprint,
+        fee_amount=check.fee,
+        routing=routing_json(check.routing),
     )
     if not inserted:
         await require_gateway(services.stripe).cancel(intent.id)
-        winner = await _enrollment_by_key(session, account.customer.id, idempotency_key)
+        winner = await repository.enrollment_by_key(
+            session, customer_id=account.customer.id, idempotency_key=idempotency_key
+        )
         assert winner is not None
         return await _replay(services, session, winner, fingerprint=fingerprint)
     opened = await onramp.insert_payment(
@@ -179,19 +209,6 @@ async def enroll_by_card(
     enrollment = await session.get(Enrollment, enrollment_id)
     assert enrollment is not None
     return CardEnrollment(enrollment, opened.client_secret)
-
-
-async def _enrollment_by_key(
-    session: AsyncSession, customer_id: str, idempotency_key: str
-) -> Enrollment | None:
-    return (
-        await session.execute(
-            select(Enrollment).where(
-                Enrollment.customer_id == customer_id,
-                Enrollment.idempotency_key == idempotency_key,
-            )
-        )
-    ).scalar_one_or_none()
 
 
 async def _replay(
@@ -214,42 +231,11 @@ async def _replay(
 # -- after the payment ---------------------------------------------------------------------------
 
 
-async def _card_enrollments_to_advance(
-    session: AsyncSession, *, limit: int = 100
-) -> list[tuple[str, str, str]]:
-    """(enrollment id, enrollment status, payment status) of card-paid enrollments the
-    processor still has to move: fee paid and delivered, payment given up, or connecting."""
-    statement = (
-        select(Enrollment.id, Enrollment.status, OnrampPayment.status)
-        .join(OnrampPayment, OnrampPayment.enrollment_id == Enrollment.id)
-        .where(
-            or_(
-                and_(
-                    Enrollment.status == EnrollmentStatus.FEE_PENDING,
-                    OnrampPayment.status.in_(
-                        (
-                            PaymentStatus.DELIVERED,
-                            PaymentStatus.DELIVERY_FAILED,
-                            PaymentStatus.CANCELED,
-                            PaymentStatus.REFUNDED,
-                            PaymentStatus.DISPUTED,
-                            PaymentStatus.REFUND_FAILED,
-                        )
-                    ),
-                ),
-                Enrollment.status == EnrollmentStatus.CONNECTING,
-            )
-        )
-        .limit(limit)
-    )
-    return [tuple(row) for row in (await session.execute(statement)).all()]  # type: ignore[misc]
-
-
 async def advance_card_enrollments(services: ProgramServices) -> bool:
     """The onramp processor's follower: move every card-paid enrollment that can move.
     Returns whether any did."""
     async with services.db.session() as session:
-        rows = await _card_enrollments_to_advance(session)
+        rows = await repository.card_enrollments_to_advance(session)
     moved = False
     for enrollment_id, _status, _payment_status in rows:
         try:
@@ -269,9 +255,7 @@ async def advance(services: ProgramServices, enrollment_id: str) -> str | None:
             return None
         if enrollment.status == EnrollmentStatus.CONNECTING:
             before = enrollment.status
-            enrollment = await service.refresh_status(
-                session, services=services, enrollment=enrollment
-            )
+            enrollment = await refresh_status(session, services=services, enrollment=enrollment)
             return enrollment.status if enrollment.status != before else None
         if enrollment.status != EnrollmentStatus.FEE_PENDING:
             return None
@@ -297,13 +281,11 @@ async def _connect(
 ) -> str | None:
     """The WALLET-style connect, signed by the customer's wallet with the OVPP just bought."""
     customer = await session.get(Customer, enrollment.customer_id)
-    wallet = (
-        await session.execute(select(Wallet).where(Wallet.customer_id == enrollment.customer_id))
-    ).scalar_one()
-    assert customer is not None
+    wallet = await wallet_repository.wallet_of_customer(session, enrollment.customer_id)
+    assert customer is not None and wallet is not None
     account = CustomerAccount(customer=customer, wallet=wallet)
     # Reads first (the routing re-check and the balance): no lock is held while they run.
-    check = await service.check_enrollment(
+    check = await check_enrollment(
         session,
         services=services,
         account=account,
@@ -321,83 +303,90 @@ async def _connect(
         )
     bought_amount = bought.token_amount
     gas_fee = 0 if check.gas_sponsored else max(bought_amount - enrollment.fee_amount, 0)
-    available = await service._available_ovpp(session, services, wallet)
+    available = await available_ovpp(session, services, wallet)
     if available < enrollment.fee_amount + gas_fee:
         return await _fail(
             session, enrollment.id, "the OVPP bought for the fee is no longer in the wallet"
         )
-    registry = service.registry_of(services)
+    return await _queue_paid_connect(
+        session,
+        services=services,
+        enrollment=enrollment,
+        wallet=wallet,
+        check=check,
+        gas_fee=gas_fee,
+    )
+
+
+async def _queue_paid_connect(
+    session: AsyncSession,
+    *,
+    services: ProgramServices,
+    enrollment: Enrollment,
+    wallet: Wallet,
+    check: EnrollmentCheck,
+    gas_fee: int,
+) -> str | None:
+    """Approve + connect (+ the OVPP gas fee) as one job, once the enrollment is claimed from
+    FEE_PENDING; the nonces go back when the sponsor refuses or a concurrent step won."""
+    registry = registry_of(services)
     routing = check.routing
     calls = [
-        service._approve_call(services, spender=registry.address, amount=enrollment.fee_amount),
-        registry.connect(
-            device_id=routing.device_id,
-            model_id=routing.model_id,
-            program_id=routing.program_id,
-            protocol=enrollment.protocol,
-        ),
+        approve_call(services, spender=registry.address, amount=enrollment.fee_amount),
+        connect_call(registry, routing=routing, protocol=enrollment.protocol),
     ]
-    token_fee = GasPayment(fee_token=service.ovpp_token(services), fee_amount=gas_fee)
-    nonce_count = required_nonces(calls, GasPayment() if check.gas_sponsored else token_fee)
+    token_fee = GasPayment(fee_token=ovpp_token(services), fee_amount=gas_fee)
+    reserved = GasPayment() if check.gas_sponsored else token_fee
     # The locks in the order of every relayed action (request_transfer, enroll): the wallet
     # first (its forwarder nonces, the first write), then the sponsor. The gas payment is
     # decided before the enrollment is claimed, so a refusal fails it from FEE_PENDING.
-    first_nonce = await take_forwarder_nonces(session, wallet_id=wallet.id, count=nonce_count)
+    first_nonce = await reserve_nonces(session, wallet_id=wallet.id, calls=calls, payment=reserved)
     try:
         payment = (
-            await service._gas_payment(
+            await gas_payment(
                 session,
                 services=services,
                 tenant_id=enrollment.tenant_id,
                 customer_id=enrollment.customer_id,
                 gas_sponsored=True,
-                gas_limit=service.ENROLL_TX_GAS,
+                gas_limit=ENROLL_TX_GAS,
                 gas_fee=0,
             )
             if check.gas_sponsored
             else token_fee
         )
     except SponsorRefused as refusal:
-        await take_forwarder_nonces(session, wallet_id=wallet.id, count=-nonce_count)
+        await release_nonces(session, wallet_id=wallet.id, calls=calls, payment=reserved)
         return await _fail(
             session,
             enrollment.id,
             f"the utility's gas sponsorship refused: {refusal.message}",
             bought_kept=True,
         )
-    assert required_nonces(calls, payment) == nonce_count
-    claimed = await session.execute(
-        update(Enrollment)
-        .where(Enrollment.id == enrollment.id, Enrollment.status == EnrollmentStatus.FEE_PENDING)
-        .values(status=EnrollmentStatus.CONNECTING.value, updated_at=utc_now())
-    )
-    if not claimed.rowcount:  # a concurrent step connected or failed it first
-        await take_forwarder_nonces(session, wallet_id=wallet.id, count=-nonce_count)
+    assert same_shape(calls, payment, shape=(calls, reserved))
+    if not await repository.claim_fee_pending_for_connect(session, enrollment.id):
+        # A concurrent step connected or failed it first.
+        await release_nonces(session, wallet_id=wallet.id, calls=calls, payment=reserved)
         return None
-    job = await enqueue_calls(
+    job = await queue_call(
         session,
         services=services,
         wallet=wallet,
-        customer_id=customer.id,
-        first_nonce=first_nonce,
+        customer_id=enrollment.customer_id,
         calls=calls,
         payment=payment,
-        gas_limit=service.ENROLL_TX_GAS,
+        gas_limit=ENROLL_TX_GAS,
         kind=JobKind.ENROLL,
-        idempotency_key=f"{ENROLL_KEY_PREFIX}{customer.id}:{enrollment.idempotency_key}",
+        idempotency_key=f"{ENROLL_KEY_PREFIX}{enrollment.customer_id}:{enrollment.idempotency_key}",
         request_fingerprint=enrollment.request_fingerprint,
-        display=Display(
-            token=TokenKind.OVPP.value,
-            token_address=service.ovpp_token(services).address or "",
-            to_address=registry.address,
-            amount=enrollment.fee_amount,
-        ),
-        relayer_key_id=await relayer_key_for(session, wallet.id),
+        display=ovpp_display(services, to_address=registry.address, amount=enrollment.fee_amount),
+        first_nonce=first_nonce,
     )
-    await session.execute(
-        update(Enrollment)
-        .where(Enrollment.id == enrollment.id)
-        .values(relay_transaction_id=job.id, routing=service._routing_json(routing))
+    await repository.set_connect_job(
+        session,
+        enrollment_id=enrollment.id,
+        relay_transaction_id=job.id,
+        routing=routing_json(routing),
     )
     return EnrollmentStatus.CONNECTING.value
 
@@ -408,12 +397,6 @@ async def _fail(
     """FEE_PENDING → FAILED with ``reason``; ``bought_kept``: the OVPP bought for the fee has
     arrived and stays in the customer's wallet, and the reason says so."""
     if bought_kept:
-        reason = service.with_bought_fee_kept(reason)
-    result = await session.execute(
-        update(Enrollment)
-        .where(Enrollment.id == enrollment_id, Enrollment.status == EnrollmentStatus.FEE_PENDING)
-        .values(
-            status=EnrollmentStatus.FAILED.value, error=reason[:ERROR_LENGTH], updated_at=utc_now()
-        )
-    )
-    return EnrollmentStatus.FAILED.value if result.rowcount else None
+        reason = with_bought_fee_kept(reason)
+    failed = await repository.fail_fee_pending(session, enrollment_id=enrollment_id, reason=reason)
+    return EnrollmentStatus.FAILED.value if failed else None

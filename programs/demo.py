@@ -20,7 +20,7 @@ from programs.admin import (
 )
 from programs.deps import ProgramServices
 from programs.models import FeePayer
-from programs.service import registry_of
+from programs.registry import registry_of
 from registry_client.onchain import program_id_of, utility_id_of
 from registry_client.routing import model_id_of
 from registry_client.types import DeviceType

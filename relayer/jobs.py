@@ -113,6 +113,15 @@ async def reserve_nonces(
     )
 
 
+async def release_nonces(
+    session: AsyncSession, *, wallet_id: str, calls: list[Call], payment: GasPayment
+) -> None:
+    """Give back what ``reserve_nonces`` took, for a caller that then queued nothing."""
+    await give_back_forwarder_nonces(
+        session, wallet_id=wallet_id, count=required_nonces(calls, payment)
+    )
+
+
 def sign_calls(
     wallet: Wallet,
     *,

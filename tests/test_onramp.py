@@ -43,11 +43,13 @@ from onramp.models import OnrampPayment, PaymentStatus, StripeEvent
 from onramp.processor import RunningProcessor, start_onramp_processor
 from onramp.service import delivery_key, treasury_account
 from programs import card
-from programs import service as programs_service
 from programs.admin import publish_program
+from programs.catalog import program_by_id
 from programs.demo import DEMO_PROGRAMS
 from programs.models import Device
 from programs.models import Enrollment as EnrollmentRow
+from programs.registry import registry_of
+from programs.status import BOUGHT_FEE_KEPT
 from relayer import sponsorship
 from relayer.models import RelayTransaction
 from relayer.runner import RunningRelayer
@@ -725,7 +727,7 @@ async def test_a_card_paid_enrollment_becomes_active_after_the_payment_webhook(
     contracts: AddressBook,
 ) -> None:
     chain = ChainReader(deployer, contracts)
-    registry = programs_service.registry_of(services)
+    registry = registry_of(services)
     opened = await open_card_enrollment(
         client, services, issuer=test_issuer, deployer=deployer, contracts=contracts
     )
@@ -749,7 +751,7 @@ async def test_a_card_paid_enrollment_becomes_active_after_the_payment_webhook(
         device_row = await session.get(Device, device)
         connection_id = await registry.active_connection(
             bytes.fromhex(device_row.device_id[2:]),
-            bytes.fromhex((await programs_service.program_by_id(session, program)).program_id[2:]),
+            bytes.fromhex((await program_by_id(session, program)).program_id[2:]),
         )
     assert connection_id is not None and "0x" + connection_id.hex() == row.connection_id
     connection = await registry.connection(connection_id)
@@ -832,7 +834,7 @@ async def test_a_card_paid_enrollment_whose_program_closes_before_it_connects_ke
     assert failed["status"] == "FAILED"
     assert failed["error"] == (
         "the device can no longer join: the program does not exist, is closed, or belongs to "
-        f"another utility; {programs_service.BOUGHT_FEE_KEPT}"
+        f"another utility; {BOUGHT_FEE_KEPT}"
     )
     node = await wait_payment(client, customer, fee_payment["id"], "DELIVERED")
     assert node["refundedAmount"] == "0" and not node["clawbackRequired"], node
@@ -895,7 +897,7 @@ async def test_a_card_paid_enrollment_whose_gas_sponsorship_refuses_fails_and_ke
     assert failed["error"] == (
         "the utility's gas sponsorship refused: "
         f"{demo_sponsor.name} covers at most 1 wei of gas per transaction; "
-        f"{programs_service.BOUGHT_FEE_KEPT}"
+        f"{BOUGHT_FEE_KEPT}"
     )
     node = await wait_payment(client, customer, fee_payment["id"], "DELIVERED")
     assert node["refundedAmount"] == "0" and not node["clawbackRequired"], node

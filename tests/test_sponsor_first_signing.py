@@ -24,7 +24,7 @@ from sqlalchemy import event, select
 
 from chain.calls import Call
 from chain.erc20 import erc20_transfer_data
-from programs.service import ENROLL_TX_GAS, _gas_payment
+from programs.payment import ENROLL_TX_GAS, gas_payment
 from relayer import sponsorship
 from relayer.jobs import Display, enqueue_calls, take_forwarder_nonces
 from relayer.models import FeeQuote, RelayAttempt, RelayStatus, RelayTransaction, Sponsor
@@ -253,7 +253,7 @@ async def test_a_job_sponsored_through_the_enrollment_path_is_capped_at_its_char
     stage: Stage,
 ) -> None:
     """Enrollment, unenrollment and card-paid enrollment have no fee quote: their sponsor is
-    charged the gas limit × the gas price read at enqueueing (``_gas_payment``), and the job
+    charged the gas limit × the gas price read at enqueueing (``gas_payment``), and the job
     queued by ``enqueue_calls``. Such a job (an OVPP transfer here, at the enrollment gas
     limit) signed in a spike goes out at its charge ÷ its gas limit, and settles within the
     charge, with the sponsor left with nothing beyond it."""
@@ -265,7 +265,7 @@ async def test_a_job_sponsored_through_the_enrollment_path_is_capped_at_its_char
         wallet = await session.get_one(Wallet, sender.wallet_id)
         first_nonce = await take_forwarder_nonces(session, wallet_id=wallet.id, count=1)
         sponsor = await session.get_one(Sponsor, sponsor_id)
-        payment = await _gas_payment(
+        payment = await gas_payment(
             session,
             services=stack.services,
             tenant_id=sponsor.tenant_id,
