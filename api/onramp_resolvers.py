@@ -17,14 +17,14 @@ from api.onramp_types import (
 from api.relayer_types import failure_from_error
 from core.errors import DomainError, InvalidInput
 from identity.principal import Scope
-from onramp import service
+from onramp import payments, quotes
 from onramp.errors import OnrampUnavailable as OnrampUnavailableError
 
 Info = strawberry.Info[RequestContext, None]
 
 
-def _request(input: OnrampQuoteInput | CreateOnrampPaymentInput) -> service.QuoteRequest:
-    return service.QuoteRequest(
+def _request(input: OnrampQuoteInput | CreateOnrampPaymentInput) -> quotes.QuoteRequest:
+    return quotes.QuoteRequest(
         token=input.token.value,
         fiat_amount=input.fiat_amount,
         token_amount=input.token_amount,
@@ -43,7 +43,7 @@ async def quote_onramp(info: Info, input: OnrampQuoteInput) -> OnrampQuoteResult
     account = await context.account(Scope.WALLET_READ)
     session = await context.session()
     try:
-        row = await service.quote(
+        row = await quotes.quote(
             session, services=context.services, wallet_id=account.wallet.id, request=_request(input)
         )
     except (InvalidInput, OnrampUnavailableError) as error:
@@ -59,7 +59,7 @@ async def create_onramp_payment(
     account = await context.account(Scope.WALLET_SIGN)
     session = await context.session()
     try:
-        opened = await service.create_payment(
+        opened = await payments.create_payment(
             session,
             services=context.services,
             account=account,
@@ -79,6 +79,6 @@ async def viewer_onramp_payments(info: Info, customer_id: str, first: int) -> li
     if not 1 <= first <= 100:
         raise InvalidInput("first must be between 1 and 100", field="first")
     async with info.context.read_session() as session:
-        rows = await service.payments_of(session, customer_id=customer_id, limit=first)
+        rows = await payments.payments_of(session, customer_id=customer_id, limit=first)
     tokens = info.context.services.chain.tokens
     return [OnrampPayment.from_row(row, tokens=tokens, delivery=job) for row, job in rows]

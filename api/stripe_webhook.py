@@ -15,8 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from api.container import Services
-from onramp import service
 from onramp.errors import InvalidWebhook
+from onramp.events import record_event
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ async def stripe_webhook(request: Request) -> JSONResponse:
         logger.warning("refused a Stripe webhook: %s", error.message)
         return JSONResponse({"error": error.message}, status_code=400)
     async with services.db.session() as session:
-        stored = await service.record_event(session, event)
+        stored = await record_event(session, event)
     running = getattr(request.app.state, "onramp_processor", None)
     if running is not None:  # the processor of this process acts on it now, not at its next poll
         running.processor.wake()

@@ -238,7 +238,7 @@ async def seed_onramp_treasury(settings: Settings, progress: Progress) -> None:
     """The onramp treasury wallet exists and, on the local chain, holds stock (minted once)."""
     from api.container import Services
     from chain.tokens import TokenKind, parse_units
-    from onramp.service import treasury_account
+    from onramp.treasury import treasury_account
 
     services = await Services.start(settings)
     try:

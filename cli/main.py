@@ -559,7 +559,7 @@ def onramp_resolve(payment: str, note: str, operator: str) -> None:
     payment that needs no operator or is resolved already; money moving again (another refund
     or a dispute) reopens the case."""
     from core.db import Database
-    from onramp.service import OperatorResolution, resolve_operator_case
+    from onramp.resolution import OperatorResolution, resolve_operator_case
 
     settings = _settings()
 
@@ -626,7 +626,7 @@ def onramp_treasury() -> None:
     """Show the onramp treasury wallet (fund it with the OVPP and stablecoin card buyers get)."""
     from api.container import Services
     from chain.tokens import format_units
-    from onramp.service import treasury_account
+    from onramp.treasury import treasury_account
 
     settings = _settings()
 

@@ -164,7 +164,7 @@ class OnrampPayment(SQLModel, table=True):
     delivered_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
     # An operator's resolution of the payment's case (``operator_case``), beside the facts above,
     # which it never changes: set by ``ovpp-wallet onramp resolve``; cleared when money moves
-    # again while the payment still needs an operator (``service.apply_intent_state``).
+    # again while the payment still needs an operator (``events.apply_intent_state``).
     operator_resolved_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
     operator_resolved_by: str | None = Field(default=None, max_length=OPERATOR_NAME_MAX_LENGTH)
     operator_note: str | None = Field(default=None, max_length=OPERATOR_NOTE_MAX_LENGTH)

@@ -21,9 +21,10 @@ from datetime import timedelta
 
 from core.db import utc_now
 from identity.service import CustomerAccount
-from onramp import repository, service
+from onramp import delivery, events, refunds, repository
 from onramp.deps import OnrampServices
 from onramp.models import PaymentStatus, StripeEvent
+from onramp.treasury import treasury_account
 
 logger = logging.getLogger(__name__)
 
@@ -76,14 +77,14 @@ class OnrampProcessor:
 
     async def treasury(self) -> CustomerAccount:
         if self._treasury is None:
-            self._treasury = await service.treasury_account(self.services)
+            self._treasury = await treasury_account(self.services)
         return self._treasury
 
     async def tick(self) -> bool:
         """One round of every step; ``True`` when something moved (run again at once)."""
         moved = await self.process_events()
         moved = await self.deliver_paid() or moved
-        moved = bool(await service.settle_deliveries(self.services)) or moved
+        moved = bool(await delivery.settle_deliveries(self.services)) or moved
         moved = await self.refund_undelivered() or moved
         moved = await self.run_followers() or moved
         return moved
@@ -93,7 +94,7 @@ class OnrampProcessor:
             event_ids = await repository.events_to_process(session)
         for event_id in event_ids:
             try:
-                await service.process_event(self.services, event_id)
+                await events.process_event(self.services, event_id)
             except Exception as error:
                 logger.warning("%s: event %s not processed yet: %r", self.name, event_id, error)
                 await self._retry_later(event_id, error)
@@ -120,12 +121,12 @@ class OnrampProcessor:
         queued = False
         for payment_id in payment_ids:
             try:
-                outcome = await service.deliver(self.services, payment_id, treasury=treasury)
+                outcome = await delivery.deliver(self.services, payment_id, treasury=treasury)
             except Exception:
                 logger.exception("%s: delivery of payment %s failed", self.name, payment_id)
                 continue
-            queued = queued or outcome == service.DeliveryOutcome.QUEUED
-            if outcome == service.DeliveryOutcome.OUT_OF_STOCK:
+            queued = queued or outcome == delivery.DeliveryOutcome.QUEUED
+            if outcome == delivery.DeliveryOutcome.OUT_OF_STOCK:
                 if payment_id not in self._short_of_stock:  # said once, retried every round
                     logger.error(
                         "%s: the onramp treasury %s holds too little to deliver payment %s; "
@@ -161,7 +162,7 @@ class OnrampProcessor:
             if now < retry_at:
                 continue
             try:
-                status = await service.refund_undelivered(self.services, payment_id)
+                status = await refunds.refund_undelivered(self.services, payment_id)
             except Exception as error:
                 logger.warning(
                     "%s: refund of undelivered payment %s not made yet: %r",

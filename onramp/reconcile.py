@@ -5,14 +5,14 @@ Stripe does not show as succeeded. ``ovpp-wallet onramp reconcile`` prints what 
 
 A refund can fail days after Stripe accepted it, and the webhook saying so can be lost: every
 payment whose money (partly) went back, or whose refund failed, has its refunds read again and
-applied the way the processor applies an event (``service.apply_intent_state``: guarded,
+applied the way the processor applies an event (``events.apply_intent_state``: guarded,
 idempotent), so a refund that failed unseen is caught here. A payment left with neither its
 tokens nor its money (REFUND_FAILED) is a mismatch until an operator has settled it.
 
 An operator's resolution (``ovpp-wallet onramp resolve``) of a clawback or a REFUND_FAILED
 payment takes it out of the clawbacks and the mismatches; it is listed apart, as resolved. A
 resolution never hides a delivery problem (a payment whose money went back, yet tokens were
-sent, stays a mismatch), and money moving again reopens the case (``service.apply_intent_state``).
+sent, stays a mismatch), and money moving again reopens the case (``events.apply_intent_state``).
 """
 
 from __future__ import annotations
@@ -20,10 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from onramp import repository, service
+from onramp import repository
+from onramp.delivery import delivery_key
 from onramp.deps import OnrampServices
+from onramp.events import apply_intent_state
 from onramp.models import OnrampPayment, OperatorCase, PaymentStatus, operator_case
 from onramp.stripe_gateway import IntentState, require_gateway
+from onramp.treasury import treasury_account
 from relayer.models import OPEN_STATUSES, RelayStatus, RelayTransaction
 
 IN_FLIGHT = (*OPEN_STATUSES, RelayStatus.MINED)
@@ -60,7 +63,7 @@ async def reconcile(services: OnrampServices, *, since: datetime | None = None) 
     """Stripe against the deliveries; with ``since``, only PaymentIntents and payments created
     then or later (Stripe lists newest first, so an old account is not read to the end)."""
     gateway = require_gateway(services.stripe)
-    treasury = await service.treasury_account(services)
+    treasury = await treasury_account(services)
     intents: dict[str, IntentState] = {}
     created_since = int(since.timestamp()) if since is not None else None
     async for intent in gateway.payment_intents(created_since=created_since):
@@ -81,7 +84,7 @@ async def reconcile(services: OnrampServices, *, since: datetime | None = None) 
             jobs = await repository.delivery_jobs(
                 session,
                 wallet_id=treasury.wallet.id,
-                idempotency_key=service.delivery_key(intent.id),
+                idempotency_key=delivery_key(intent.id),
             )
             problem = _delivery_problem(intent, payment, jobs, report)
             if problem is not None:
@@ -126,7 +129,7 @@ async def _recheck_refunds(
             continue
         state = await gateway.payment_intent(payment_intent_id)
         async with services.db.session() as session:
-            moved = await service.apply_intent_state(session, payment_id=payment_id, state=state)
+            moved = await apply_intent_state(session, payment_id=payment_id, state=state)
         report.refunds_rechecked += 1
         if moved is not None:
             report.repaired.append(payment_intent_id)

@@ -30,9 +30,10 @@ from core.idempotency import (
 )
 from identity.models import Customer
 from identity.service import CustomerAccount
+from onramp import payments as onramp
 from onramp import repository as onramp_repository
-from onramp import service as onramp
 from onramp.models import OnrampPayment, OnrampQuote, PaymentPurpose, PaymentStatus
+from onramp.quotes import quote_tokens
 from onramp.stripe_gateway import require_gateway
 from programs import repository
 from programs.deps import ProgramServices
@@ -127,7 +128,7 @@ async def enroll_by_card(
     )
     if not check.routing.ready:
         raise not_eligible(check.routing)
-    quote = await onramp.quote_tokens(
+    quote = await quote_tokens(
         session,
         services=services,
         wallet_id=account.wallet.id,

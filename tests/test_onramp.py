@@ -38,10 +38,11 @@ from chain.anvil import LocalChain
 from chain.deploy import Deployer
 from chain.profiles import deployer_key
 from core.settings import Settings
+from onramp.delivery import delivery_key
 from onramp.localstripe import LocalStripe, configure_webhook
 from onramp.models import OnrampPayment, PaymentStatus, StripeEvent
 from onramp.processor import RunningProcessor, start_onramp_processor
-from onramp.service import delivery_key, treasury_account
+from onramp.treasury import treasury_account
 from programs import card
 from programs.admin import publish_program
 from programs.catalog import program_by_id

@@ -35,11 +35,11 @@ from sqlmodel import func, select
 from api.container import Services
 from chain.address_book import AddressBook
 from chain.deploy import Deployer
+from onramp.events import apply_intent_state
 from onramp.localstripe import LocalStripe
 from onramp.models import OnrampPayment, PaymentStatus
 from onramp.processor import RunningProcessor
 from onramp.reconcile import reconcile
-from onramp.service import apply_intent_state
 from onramp.stripe_gateway import require_gateway
 from programs import card
 from relayer.runner import RunningRelayer
@@ -133,7 +133,7 @@ async def test_an_undelivered_payment_whose_refund_fails_is_refund_failed_and_ne
     contracts: AddressBook,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="onramp.service")
+    caplog.set_level(logging.WARNING, logger="onramp.events")
     chain = ChainReader(deployer, contracts)
     customer = await new_customer(client, test_issuer, deployer, contracts)
     payment = await undelivered_and_refunded(

@@ -39,7 +39,7 @@ from core.settings import Settings
 from onramp.localstripe import LocalStripe
 from onramp.models import OnrampPayment, PaymentStatus
 from onramp.processor import RunningProcessor
-from onramp.service import resolve_operator_case
+from onramp.resolution import resolve_operator_case
 from relayer.runner import RunningRelayer
 from tests.conftest import STRIPE_WEBHOOK_SECRET
 from tests.support.issuer import TestIssuer
@@ -265,7 +265,7 @@ async def test_a_clawback_resolved_then_disputed_is_open_again(
     operator_env: dict[str, str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="onramp.service")
+    caplog.set_level(logging.WARNING, logger="onramp.events")
     customer = await new_customer(client, test_issuer, deployer, contracts)
     payment = await buy(client, customer, token_amount="10")
     pi, payment_id = payment["paymentIntentId"], payment["id"]
@@ -356,7 +356,7 @@ async def test_money_moving_after_a_refund_failed_resolution_reopens_it_or_keeps
     operator_env: dict[str, str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="onramp.service")
+    caplog.set_level(logging.WARNING, logger="onramp.events")
     customer = await new_customer(client, test_issuer, deployer, contracts)
     payment, charged = await refund_failed(client, live, relayer, services, localstripe, customer)
     pi, payment_id = payment["paymentIntentId"], payment["id"]

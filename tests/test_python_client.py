@@ -26,7 +26,7 @@ from api.container import ONRAMP_FOLLOWERS, Services
 from chain.address_book import AddressBook
 from chain.deploy import Deployer
 from onramp.processor import RunningProcessor, start_onramp_processor
-from onramp.service import treasury_account
+from onramp.treasury import treasury_account
 from tests.conftest import STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET
 from tests.support.issuer import TestIssuer
 from tests.support.ports import free_port
