@@ -10,8 +10,9 @@ import strawberry
 from sqlalchemy import func, select
 
 from api.context import RequestContext
-from api.enrollment_types import DeviceType, EnrollmentStatus, FeePayer, PaymentMethod, Protocol
-from api.relayer_types import RESERVED_KEYS
+from api.graphql.common import RESERVED_KEYS
+from api.graphql.devices import DeviceType, Protocol
+from api.graphql.programs import EnrollmentStatus, FeePayer, PaymentMethod
 from chain.profiles import deployer_key
 from chain.tokens import AmountError, format_units, parse_units
 from core.errors import Forbidden, InvalidInput, NotFound
