@@ -9,8 +9,9 @@ from datetime import datetime
 import strawberry
 
 from api.context import RequestContext
-from api.enrollment_types import DeviceType, EnrollmentStatus, FeePayer, PaymentMethod, Protocol
-from api.relayer_types import RESERVED_KEYS
+from api.graphql.common import RESERVED_KEYS
+from api.graphql.devices import DeviceType, Protocol
+from api.graphql.programs import EnrollmentStatus, FeePayer, PaymentMethod
 from chain.profiles import deployer_key
 from chain.tokens import AmountError, format_units, parse_units
 from core.errors import InvalidInput

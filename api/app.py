@@ -16,6 +16,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from api.container import ONRAMP_FOLLOWERS, Services
 from api.context import RequestContext
+from api.graphql.schema import build_schema
 from api.metrics import (
     Metrics,
     MetricsMiddleware,
@@ -24,7 +25,6 @@ from api.metrics import (
 )
 from api.middleware import RequestIdMiddleware, SecurityHeadersMiddleware
 from api.routes import healthz, readyz
-from api.schema import build_schema
 from api.stripe_webhook import stripe_webhook
 from api.web_app import web_app_content_security_policy, web_app_routes
 from core.settings import Settings

@@ -1,14 +1,17 @@
-"""Per-request context: the services, the caller (resolved lazily, once) and one DB session."""
+"""Per-request context: the services, the caller (resolved lazily, once), one DB session and
+the DataLoaders."""
 
 from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
 from api.container import Services
+from api.graphql.loaders import Loaders
 from core.errors import Unauthenticated
 from identity.principal import Principal, Scope
 from identity.service import CustomerAccount, provision
@@ -53,6 +56,10 @@ class RequestContext:
                 )
                 cache.put(principal, self._account)
         return self._account
+
+    @cached_property
+    def loaders(self) -> Loaders:
+        return Loaders(self.services.db)
 
     def read_session(self) -> AbstractAsyncContextManager[AsyncSession]:
         """A short session of its own, for query resolvers: GraphQL resolves sibling fields

@@ -26,7 +26,7 @@ import hmac
 import logging
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime
 from typing import Any
 
 from graphql import (
@@ -38,7 +38,6 @@ from graphql import (
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
-from sqlalchemy import func, select
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -47,26 +46,11 @@ from strawberry.extensions import SchemaExtension
 from api.container import Services
 from core.db import utc_now
 from core.settings import Settings
-from identity.models import Tenant
-from onramp.models import OnrampPayment, PaymentStatus, StripeEvent
-from relayer.models import RelayerKey, RelayStatus, RelayTransaction, Sponsor
-from relayer.sponsorship import period_ended
+from onramp import metrics as onramp_metrics
+from relayer import metrics as relayer_metrics
 
 logger = logging.getLogger("api.metrics")
 
-WAITING_STATUSES = (
-    RelayStatus.QUEUED,
-    RelayStatus.SIGNED,
-    RelayStatus.SUBMITTED,
-    RelayStatus.MINED,
-)
-"""Relayed transactions not final yet: the relayer's backlog."""
-ONRAMP_WAITING_STATUSES = (
-    PaymentStatus.PAID,
-    PaymentStatus.DELIVERING,
-    PaymentStatus.DELIVERY_FAILED,
-)
-"""Card payments the processor still has to act on (deliver, confirm, or refund)."""
 SCRAPE_TIMEOUT_SECONDS = 5.0
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 """HTTP methods labelled as they are; any other is ``other`` (clients choose the method)."""
@@ -167,68 +151,12 @@ async def _bounded(reading: Any) -> Any:
 async def _database_state(services: Services) -> list[Metric]:
     now = utc_now()
     async with services.db.session() as session:
-        jobs = (
-            await session.execute(
-                select(
-                    RelayTransaction.status,
-                    func.count(),
-                    func.min(RelayTransaction.created_at),
-                )
-                .where(RelayTransaction.status.in_([s.value for s in WAITING_STATUSES]))
-                .group_by(RelayTransaction.status)
-            )
-        ).all()
-        failed_last_hour = (
-            await session.execute(
-                select(func.count()).where(
-                    RelayTransaction.status == RelayStatus.FAILED.value,
-                    RelayTransaction.updated_at >= now - timedelta(hours=1),
-                )
-            )
-        ).scalar_one()
-        keys = (
-            await session.execute(
-                select(
-                    RelayerKey.address, RelayerKey.slot, RelayerKey.enabled, RelayerKey.next_nonce
-                )
-            )
-        ).all()
-        sponsors = (
-            await session.execute(
-                select(Tenant.slug, Sponsor).join(Tenant, Tenant.id == Sponsor.tenant_id)
-            )
-        ).all()
-        payments = (
-            await session.execute(
-                select(OnrampPayment.status, func.count())
-                .where(OnrampPayment.status.in_([s.value for s in ONRAMP_WAITING_STATUSES]))
-                .group_by(OnrampPayment.status)
-            )
-        ).all()
-        clawbacks = (
-            await session.execute(
-                select(func.count()).where(
-                    OnrampPayment.clawback_required.is_(True),
-                    OnrampPayment.operator_resolved_at.is_(None),
-                )
-            )
-        ).scalar_one()
-        refunds_failed = (
-            await session.execute(
-                select(func.count()).where(
-                    OnrampPayment.status == PaymentStatus.REFUND_FAILED.value,
-                    OnrampPayment.operator_resolved_at.is_(None),
-                )
-            )
-        ).scalar_one()
-        unprocessed, oldest_event = (
-            await session.execute(
-                select(func.count(), func.min(StripeEvent.received_at)).where(
-                    StripeEvent.processed_at.is_(None)
-                )
-            )
-        ).one()
+        relayer = await relayer_metrics.relayer_state(session, now=now)
+        onramp = await onramp_metrics.onramp_state(session)
+    return [*_relayer_families(relayer, now), *_onramp_families(onramp, now)]
 
+
+def _relayer_families(state: relayer_metrics.RelayerState, now: datetime) -> list[Metric]:
     waiting = GaugeMetricFamily(
         "ovpp_relay_transactions_waiting",
         "Relayed transactions not final yet, by status.",
@@ -240,15 +168,13 @@ async def _database_state(services: Services) -> list[Metric]:
         "(0 when there is none).",
         labels=["status"],
     )
-    by_status = {status: (count, first) for status, count, first in jobs}
-    for status in WAITING_STATUSES:
-        count, first = by_status.get(status.value, (0, None))
-        waiting.add_metric([status.value], count)
-        oldest.add_metric([status.value], _age(now, first))
+    for status, jobs in state.waiting.items():
+        waiting.add_metric([status.value], jobs.count)
+        oldest.add_metric([status.value], _age(now, jobs.oldest_created_at))
     failed = GaugeMetricFamily(
         "ovpp_relay_transactions_failed_last_hour",
         "Relayed transactions that ended FAILED in the last hour.",
-        value=failed_last_hour,
+        value=state.failed_last_hour,
     )
 
     enabled = GaugeMetricFamily(
@@ -262,9 +188,9 @@ async def _database_state(services: Services) -> list[Metric]:
         "ovpp_relayer_key_chain_nonce: the difference is what is assigned but not yet mined).",
         labels=["address", "slot"],
     )
-    for address, slot, is_enabled, next_nonce in keys:
-        enabled.add_metric([address, str(slot)], 1 if is_enabled else 0)
-        assigned.add_metric([address, str(slot)], next_nonce)
+    for key in state.keys:
+        enabled.add_metric([key.address, str(key.slot)], 1 if key.enabled else 0)
+        assigned.add_metric([key.address, str(key.slot)], key.next_nonce)
 
     sponsor_families = {
         name: GaugeMetricFamily(f"ovpp_sponsor_{name}_wei", help_text, labels=["utility"])
@@ -281,75 +207,59 @@ async def _database_state(services: Services) -> list[Metric]:
         "1 while the utility sponsors, 0 when it stopped.",
         labels=["utility"],
     )
-    for slug, sponsor in sponsors:
+    for sponsor in state.sponsors:
         values = {
             "funds": sponsor.funds_wei,
             "spent": sponsor.spent_wei,
-            "remaining": max(sponsor.funds_wei - sponsor.spent_wei, 0),
-            # An ended period counts as spent 0 until a reservation rolls the row over.
-            "period_spent": 0 if period_ended(sponsor) else sponsor.period_spent_wei,
+            "remaining": sponsor.remaining_wei,
+            "period_spent": sponsor.period_spent_wei,
             "period_cap": sponsor.period_cap_wei,
         }
         for name, value in values.items():
-            sponsor_families[name].add_metric([slug], value)
-        sponsor_active.add_metric([slug], 1 if sponsor.active else 0)
+            sponsor_families[name].add_metric([sponsor.utility], value)
+        sponsor_active.add_metric([sponsor.utility], 1 if sponsor.active else 0)
+    return [waiting, oldest, failed, enabled, assigned, *sponsor_families.values(), sponsor_active]
 
+
+def _onramp_families(state: onramp_metrics.OnrampState, now: datetime) -> list[Metric]:
     onramp = GaugeMetricFamily(
         "ovpp_onramp_payments_waiting",
         "Card payments the processor still acts on, by status (DELIVERY_FAILED: until their "
         "refund goes through, or for an operator when disputed).",
         labels=["status"],
     )
-    payment_counts = dict(payments)
-    for status in ONRAMP_WAITING_STATUSES:
-        onramp.add_metric([status.value], payment_counts.get(status.value, 0))
+    for status, count in state.waiting.items():
+        onramp.add_metric([status.value], count)
     clawback = GaugeMetricFamily(
         "ovpp_onramp_clawbacks_required",
         "Delivered card payments whose money went back afterwards: an operator's decision "
         "(until recorded with ovpp-wallet onramp resolve).",
-        value=clawbacks,
+        value=state.clawbacks_required,
     )
     refund_failed = GaugeMetricFamily(
         "ovpp_onramp_refunds_failed",
         "Card payments not delivered whose refund failed after Stripe accepted it "
         "(REFUND_FAILED): the money is in the Stripe balance, an operator returns it (until "
         "recorded with ovpp-wallet onramp resolve).",
-        value=refunds_failed,
+        value=state.refunds_failed,
     )
     events = GaugeMetricFamily(
         "ovpp_stripe_events_unprocessed",
         "Stripe webhook events received and not yet processed.",
-        value=unprocessed,
+        value=state.unprocessed_events,
     )
     events_age = GaugeMetricFamily(
         "ovpp_stripe_oldest_unprocessed_event_seconds",
         "Age of the oldest unprocessed Stripe event since it was received (0 when none).",
-        value=_age(now, oldest_event),
+        value=_age(now, state.oldest_unprocessed_event_at),
     )
-    return [
-        waiting,
-        oldest,
-        failed,
-        enabled,
-        assigned,
-        *sponsor_families.values(),
-        sponsor_active,
-        onramp,
-        clawback,
-        refund_failed,
-        events,
-        events_age,
-    ]
+    return [onramp, clawback, refund_failed, events, events_age]
 
 
 async def _chain_state(services: Services, settings: Settings) -> list[Metric]:
     async with services.db.session() as session:
-        keys = (await session.execute(select(RelayerKey.address, RelayerKey.slot))).all()
-    calls: list[tuple[str, list[Any]]] = []
-    for address, _slot in keys:
-        calls.append(("eth_getBalance", [address, "latest"]))
-        calls.append(("eth_getTransactionCount", [address, "pending"]))
-    results = await services.chain.rpc.batch(calls) if calls else []
+        keys = await relayer_metrics.key_slots(session)
+    readings = await relayer_metrics.keys_on_chain(services.chain.rpc, keys)
     balance = GaugeMetricFamily(
         "ovpp_relayer_key_balance_wei",
         "A relayer key's native balance: what it has left to pay gas with.",
@@ -360,12 +270,11 @@ async def _chain_state(services: Services, settings: Settings) -> list[Metric]:
         "The key's pending nonce as the node reports it.",
         labels=["address", "slot"],
     )
-    for position, (address, slot) in enumerate(keys):
-        wei, pending = results[2 * position : 2 * position + 2]
-        if isinstance(wei, str):
-            balance.add_metric([address, str(slot)], int(wei, 16))
-        if isinstance(pending, str):
-            nonce.add_metric([address, str(slot)], int(pending, 16))
+    for key in readings:
+        if key.balance_wei is not None:
+            balance.add_metric([key.address, str(key.slot)], key.balance_wei)
+        if key.pending_nonce is not None:
+            nonce.add_metric([key.address, str(key.slot)], key.pending_nonce)
     low = GaugeMetricFamily(
         "ovpp_relayer_low_balance_threshold_wei",
         "OVPP_RELAYER_LOW_BALANCE_WEI: a key below it shows in /readyz and the logs.",
@@ -374,7 +283,7 @@ async def _chain_state(services: Services, settings: Settings) -> list[Metric]:
     return [balance, nonce, low]
 
 
-def _age(now: Any, then: Any) -> float:
+def _age(now: datetime, then: datetime | None) -> float:
     if then is None:
         return 0.0
     return max((now - then).total_seconds(), 0.0)

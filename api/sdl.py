@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from api.schema import build_schema
+from api.graphql.schema import build_schema
 from core.settings import Settings
 
 PUBLISHED_SCHEMA = Path(__file__).resolve().parent.parent / "clients" / "schema.graphql"

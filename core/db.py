@@ -8,12 +8,12 @@ busy timeout so concurrent requests wait for the writer instead of failing.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Numeric, String, event
+from sqlalchemy import DateTime, Numeric, String, event, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
@@ -182,3 +182,11 @@ async def insert_if_absent(session: AsyncSession, table: Any, values: dict[str, 
     statement = _dialect_insert(_dialect(session))(table).values(**values).on_conflict_do_nothing()
     result = await session.execute(statement)
     return bool(result.rowcount)
+
+
+async def rows_by_id(session: AsyncSession, model: Any, ids: Sequence[str]) -> list[Any]:
+    """The rows of ``model`` with these ids, in the order asked, ``None`` where absent: one
+    query for a whole batch (the API's DataLoaders)."""
+    rows = (await session.execute(select(model).where(model.id.in_(ids)))).scalars()
+    found = {row.id: row for row in rows}
+    return [found.get(row_id) for row_id in ids]

@@ -20,8 +20,8 @@ from strawberry.extensions import parser_cache
 
 from api.app import create_app
 from api.container import Services
-from api.extensions import MASKED_MESSAGE
-from api.schema import WalletSchema
+from api.graphql.extensions import MASKED_MESSAGE
+from api.graphql.schema import WalletSchema
 from chain.client import ChainClient
 from core.settings import Settings
 from tests.support.graphql import VIEWER_BALANCES, error_codes

@@ -27,8 +27,8 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance
 from schemathesis.graphql.checks import GraphQLServerError
 
 from api.app import create_app
-from api.extensions import MASKED_MESSAGE
-from api.schema import WalletSchema
+from api.graphql.extensions import MASKED_MESSAGE
+from api.graphql.schema import WalletSchema
 from core.settings import Settings
 from tests.support.issuer import TestIssuer
 from tests.support.ports import free_port

@@ -1,44 +1,46 @@
-"""Wire types of the card onramp: quotes, card payments and their typed failures."""
+"""The card onramp: quotes, card payments and their mutations, a thin skin over onramp/."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
 from typing import Annotated
 
 import strawberry
 
-from api.relayer_types import RESERVED_KEYS, InvalidInput, QuoteExpired, TokenKind, Transaction
-from api.wire import TokenType
+from api.context import RequestContext
+from api.graphql.common import (
+    RESERVED_KEYS,
+    TokenKind,
+    TokenType,
+    require_page_size,
+    token_of_kind,
+    wire_enum,
+)
+from api.graphql.failures import InvalidInput, OnrampUnavailable, QuoteExpired, typed_failures
+from api.graphql.relayer import Transaction
 from chain.tokens import TokenInfo, format_units
+from identity.principal import Scope
+from onramp import payments, quotes
 from onramp.models import OnrampPayment as PaymentRow
 from onramp.models import OnrampQuote as QuoteRow
+from onramp.models import PaymentPurpose, PaymentStatus
 from onramp.pricing import FIAT_DECIMALS
 from relayer.models import RelayTransaction
 
+Info = strawberry.Info[RequestContext, None]
 
-@strawberry.enum(description="Where a card payment is: paid, then the tokens are delivered.")
-class OnrampPaymentStatus(Enum):
-    REQUIRES_PAYMENT = "REQUIRES_PAYMENT"
-    PAYMENT_FAILED = "PAYMENT_FAILED"
-    CANCELED = "CANCELED"
-    PAID = "PAID"
-    DELIVERING = "DELIVERING"
-    DELIVERED = "DELIVERED"
-    DELIVERY_FAILED = "DELIVERY_FAILED"
-    REFUNDED = "REFUNDED"
-    DISPUTED = "DISPUTED"
-    REFUND_FAILED = strawberry.enum_value(
-        "REFUND_FAILED",
-        description="Not delivered, and its refund failed after Stripe accepted it (the card "
-        "was closed, lost or stolen): the money is returned another way (see error).",
-    )
-
-
-@strawberry.enum(description="What a card payment buys.")
-class OnrampPurpose(Enum):
-    PURCHASE = "PURCHASE"
-    ENROLLMENT_FEE = "ENROLLMENT_FEE"
+OnrampPaymentStatus = wire_enum(
+    PaymentStatus,
+    name="OnrampPaymentStatus",
+    description="Where a card payment is: paid, then the tokens are delivered.",
+    value_descriptions={
+        "REFUND_FAILED": "Not delivered, and its refund failed after Stripe accepted it (the "
+        "card was closed, lost or stolen): the money is returned another way (see error)."
+    },
+)
+OnrampPurpose = wire_enum(
+    PaymentPurpose, name="OnrampPurpose", description="What a card payment buys."
+)
 
 
 @strawberry.input
@@ -69,11 +71,13 @@ class CreateOnrampPaymentInput:
 
 
 def _token(tokens: list[TokenInfo], kind: str) -> TokenType:
-    return next(TokenType.from_info(t) for t in tokens if t.kind.value == kind)
+    token = token_of_kind(tokens, kind)
+    assert token is not None
+    return token
 
 
-def _decimals(tokens: list[TokenInfo], kind: str) -> int:
-    return next(t.decimals for t in tokens if t.kind.value == kind)
+def _tokens(tokens: list[TokenInfo], kind: str, raw: int) -> str:
+    return format_units(raw, next(t.decimals for t in tokens if t.kind.value == kind))
 
 
 def fiat(amount: int) -> str:
@@ -96,7 +100,7 @@ class OnrampQuote:
         return cls(
             id=strawberry.ID(row.id),
             token=_token(tokens, row.token),
-            token_amount=format_units(row.token_amount, _decimals(tokens, row.token)),
+            token_amount=_tokens(tokens, row.token, row.token_amount),
             fiat_amount=fiat(row.fiat_amount),
             fee=fiat(row.fee_amount),
             currency=row.currency.upper(),
@@ -108,8 +112,8 @@ class OnrampQuote:
 @strawberry.type(description="A card payment (a Stripe PaymentIntent) and its token delivery.")
 class OnrampPayment:
     id: strawberry.ID
-    purpose: OnrampPurpose
-    status: OnrampPaymentStatus
+    purpose: OnrampPurpose  # type: ignore[valid-type]
+    status: OnrampPaymentStatus  # type: ignore[valid-type]
     token: TokenType
     token_amount: str
     fiat_amount: str
@@ -152,7 +156,7 @@ class OnrampPayment:
             purpose=OnrampPurpose(row.purpose),
             status=OnrampPaymentStatus(row.status),
             token=_token(tokens, row.token),
-            token_amount=format_units(row.token_amount, _decimals(tokens, row.token)),
+            token_amount=_tokens(tokens, row.token, row.token_amount),
             fiat_amount=fiat(row.fiat_amount),
             fee=fiat(row.fee_amount),
             currency=row.currency.upper(),
@@ -173,11 +177,6 @@ class OnrampPayment:
         )
 
 
-@strawberry.type(description="Card payments are not configured on this server.")
-class OnrampUnavailable:
-    message: str
-
-
 OnrampQuoteResult = Annotated[
     OnrampQuote | InvalidInput | OnrampUnavailable, strawberry.union("OnrampQuoteResult")
 ]
@@ -185,3 +184,52 @@ CreateOnrampPaymentResult = Annotated[
     OnrampPayment | QuoteExpired | InvalidInput | OnrampUnavailable,
     strawberry.union("CreateOnrampPaymentResult"),
 ]
+
+
+def _request(input: OnrampQuoteInput | CreateOnrampPaymentInput) -> quotes.QuoteRequest:
+    return quotes.QuoteRequest(
+        token=input.token.value,
+        fiat_amount=input.fiat_amount,
+        token_amount=input.token_amount,
+        currency=input.currency,
+    )
+
+
+@typed_failures(OnrampQuoteResult)
+async def quote_onramp(info: Info, input: OnrampQuoteInput) -> OnrampQuoteResult:  # type: ignore[valid-type]
+    context = info.context
+    account = await context.account(Scope.WALLET_READ)
+    row = await quotes.quote(
+        await context.session(),
+        services=context.services,
+        wallet_id=account.wallet.id,
+        request=_request(input),
+    )
+    return OnrampQuote.from_row(row, tokens=context.services.chain.tokens)
+
+
+@typed_failures(CreateOnrampPaymentResult)
+async def create_onramp_payment(
+    info: Info, input: CreateOnrampPaymentInput
+) -> CreateOnrampPaymentResult:  # type: ignore[valid-type]
+    context = info.context
+    account = await context.account(Scope.WALLET_SIGN)
+    opened = await payments.create_payment(
+        await context.session(),
+        services=context.services,
+        account=account,
+        request=_request(input),
+        quote_id=str(input.quote_id),
+        idempotency_key=input.idempotency_key,
+    )
+    return OnrampPayment.from_row(
+        opened.payment, tokens=context.services.chain.tokens, client_secret=opened.client_secret
+    )
+
+
+async def viewer_onramp_payments(info: Info, customer_id: str, first: int) -> list[OnrampPayment]:
+    require_page_size(first)
+    async with info.context.read_session() as session:
+        rows = await payments.payments_of(session, customer_id=customer_id, limit=first)
+    tokens = info.context.services.chain.tokens
+    return [OnrampPayment.from_row(row, tokens=tokens, delivery=job) for row, job in rows]

@@ -20,18 +20,14 @@ from strawberry.extensions import (
 )
 from strawberry.types import ExecutionContext, ExecutionResult
 
-from api import admin, enrollment_resolvers, onramp_resolvers, relayer_resolvers
+from api import admin
 from api.admin import AdminProgram, SponsorBudget, UtilityAdmin
 from api.context import RequestContext
-from api.enrollment_types import (
-    AddDeviceResult,
-    DeviceModel,
-    EnrollmentCheck,
-    EnrollResult,
-    Program,
-    UnenrollResult,
-)
-from api.extensions import (
+from api.graphql import devices, onramp, relayer
+from api.graphql import programs as enrollment
+from api.graphql.common import Chain, TokenType
+from api.graphql.devices import AddDeviceResult, DeviceModel
+from api.graphql.extensions import (
     MASKED_MESSAGE,
     SpecSelectionSets,
     UnitOfWork,
@@ -39,10 +35,10 @@ from api.extensions import (
     masked,
     should_mask,
 )
-from api.onramp_types import CreateOnrampPaymentResult, OnrampQuoteResult
-from api.relayer_types import FeeQuote, Transaction, TransferResult
-from api.wallet_types import Viewer
-from api.wire import Chain, TokenType
+from api.graphql.onramp import CreateOnrampPaymentResult, OnrampQuoteResult
+from api.graphql.programs import EnrollmentCheck, EnrollResult, Program, UnenrollResult
+from api.graphql.relayer import FeeQuote, Transaction, TransferResult
+from api.graphql.wallet import Viewer
 from core.settings import Settings
 from identity.principal import Scope
 
@@ -58,7 +54,7 @@ class Query:
         return Viewer.from_account(await info.context.account(Scope.WALLET_READ))
 
     transaction: Transaction = strawberry.field(
-        resolver=relayer_resolvers.transaction, description="One of the viewer's transactions."
+        resolver=relayer.transaction, description="One of the viewer's transactions."
     )
 
     utility_admin: UtilityAdmin = strawberry.field(
@@ -66,15 +62,15 @@ class Query:
         description="The administrator's own utility (scope utility:admin).",
     )
     device_models: list[DeviceModel] = strawberry.field(
-        resolver=enrollment_resolvers.device_models,
+        resolver=devices.device_models,
         description="Device models registered in the OpenVPP registry (the app's device picker).",
     )
     programs: list[Program] = strawberry.field(
-        resolver=enrollment_resolvers.programs,
+        resolver=enrollment.programs,
         description="Programs open at a site, optionally for one device type.",
     )
     check_enrollment: EnrollmentCheck = strawberry.field(
-        resolver=enrollment_resolvers.check_enrollment,
+        resolver=enrollment.check_enrollment,
         description="Readiness, fee, who pays, and every capability check.",
     )
 
@@ -91,11 +87,11 @@ class Query:
 @strawberry.type
 class Mutation:
     quote_transfer: FeeQuote = strawberry.field(
-        resolver=relayer_resolvers.quote_transfer,
+        resolver=relayer.quote_transfer,
         description="Price a transfer's gas in OVPP or stablecoin (or show it sponsored).",
     )
     transfer: TransferResult = strawberry.field(  # type: ignore[valid-type]
-        resolver=relayer_resolvers.transfer,
+        resolver=relayer.transfer,
         description="Send tokens without gas. Needs wallet:sign. Idempotent per key.",
     )
     register_utility: UtilityAdmin = strawberry.field(
@@ -111,22 +107,22 @@ class Mutation:
         description="Utility admin: add to the gas sponsorship funds. Idempotent per key.",
     )
     add_device: AddDeviceResult = strawberry.field(  # type: ignore[valid-type]
-        resolver=enrollment_resolvers.add_device, description="Register a device at a site."
+        resolver=devices.add_device, description="Register a device at a site."
     )
     enroll: EnrollResult = strawberry.field(  # type: ignore[valid-type]
-        resolver=enrollment_resolvers.enroll,
+        resolver=enrollment.enroll,
         description="Enroll a device in a program through the OpenVPP registry. Needs wallet:sign.",
     )
     unenroll: UnenrollResult = strawberry.field(  # type: ignore[valid-type]
-        resolver=enrollment_resolvers.unenroll,
+        resolver=enrollment.unenroll,
         description="Disconnect an ACTIVE enrollment in the registry. Needs wallet:sign.",
     )
     quote_onramp: OnrampQuoteResult = strawberry.field(  # type: ignore[valid-type]
-        resolver=onramp_resolvers.quote_onramp,
+        resolver=onramp.quote_onramp,
         description="Price a card purchase of OVPP or stablecoin: name the fiat or the tokens.",
     )
     create_onramp_payment: CreateOnrampPaymentResult = strawberry.field(  # type: ignore[valid-type]
-        resolver=onramp_resolvers.create_onramp_payment,
+        resolver=onramp.create_onramp_payment,
         description="Start a card payment for a quote; returns the Stripe client secret for the "
         "app's payment sheet. The tokens arrive once the payment succeeds. Idempotent per key.",
     )
@@ -135,7 +131,7 @@ class Mutation:
 @strawberry.type
 class Subscription:
     transaction_updates: Transaction = strawberry.subscription(
-        resolver=relayer_resolvers.transaction_updates,
+        resolver=relayer.transaction_updates,
         description="The transaction now and at each status change, until final.",
     )
 

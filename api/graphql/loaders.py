@@ -1,0 +1,34 @@
+"""Request-scoped DataLoaders: a list field's per-row lookups, batched into one query per kind
+of row (and cached for the rest of the request)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypeVar
+
+from sqlmodel import SQLModel
+from strawberry.dataloader import DataLoader
+
+from core.db import Database, rows_by_id
+from identity.models import Tenant
+from programs.models import Device, Program
+
+Row = TypeVar("Row", bound=SQLModel)
+
+
+class Loaders:
+    """Made once per request (``RequestContext.loaders``). Each batch reads in a short session
+    of its own, as query resolvers do: sibling fields resolve concurrently."""
+
+    def __init__(self, db: Database) -> None:
+        self.devices: DataLoader[str, Device | None] = _by_id(db, Device)
+        self.programs: DataLoader[str, Program | None] = _by_id(db, Program)
+        self.tenants: DataLoader[str, Tenant | None] = _by_id(db, Tenant)
+
+
+def _by_id(db: Database, model: type[Row]) -> DataLoader[str, Row | None]:
+    async def load(ids: Sequence[str]) -> list[Row | None]:
+        async with db.session() as session:
+            return await rows_by_id(session, model, ids)
+
+    return DataLoader(load_fn=load)

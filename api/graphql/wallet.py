@@ -1,0 +1,70 @@
+"""The signed-in customer and their wallet: the root of everything a customer reads."""
+
+from __future__ import annotations
+
+import strawberry
+
+from api.context import RequestContext
+from api.graphql import devices, onramp, programs, relayer
+from api.graphql.common import Balance
+from api.graphql.devices import Device
+from api.graphql.onramp import OnrampPayment
+from api.graphql.programs import Enrollment
+from api.graphql.relayer import TransactionConnection
+from identity.service import CustomerAccount
+
+Info = strawberry.Info[RequestContext, None]
+
+
+@strawberry.type(description="A custodial wallet. Its key is held, encrypted, by the backend.")
+class Wallet:
+    address: str
+    wallet_id: strawberry.Private[str]
+
+    @strawberry.field(description="Relayed transactions, newest first (cursor pagination).")
+    async def transactions(
+        self, info: Info, first: int = 20, after: str | None = None
+    ) -> TransactionConnection:
+        return await relayer.wallet_transactions(
+            info, wallet_id=self.wallet_id, first=first, after=after
+        )
+
+    @strawberry.field(
+        description="OVPP, the stablecoin and the native token, read from the chain in one "
+        "round trip."
+    )
+    async def balances(self, info: Info) -> list[Balance]:
+        readings = await info.context.services.chain.balances(self.address)
+        return [Balance.from_chain(token, raw) for token, raw in readings]
+
+
+@strawberry.type(description="The signed-in customer.")
+class Viewer:
+    id: strawberry.ID
+    email: str | None
+    wallet: Wallet
+
+    @strawberry.field(description="The customer's devices.")
+    async def devices(self, info: Info) -> list[Device]:
+        return await devices.viewer_devices(info, str(self.id))
+
+    @strawberry.field(
+        description="The customer's enrollments, with connection parameters once ACTIVE."
+    )
+    async def enrollments(self, info: Info) -> list[Enrollment]:
+        return await programs.viewer_enrollments(info, str(self.id))
+
+    @strawberry.field(
+        description="The customer's card payments, newest first: status, amounts, and the "
+        "delivery transaction."
+    )
+    async def onramp_payments(self, info: Info, first: int = 20) -> list[OnrampPayment]:
+        return await onramp.viewer_onramp_payments(info, str(self.id), first)
+
+    @classmethod
+    def from_account(cls, account: CustomerAccount) -> Viewer:
+        return cls(
+            id=strawberry.ID(account.customer.id),
+            email=account.customer.email,
+            wallet=Wallet(address=account.wallet.address, wallet_id=account.wallet.id),
+        )

@@ -1,0 +1,122 @@
+"""N+1 guard: the viewer's lists cost as many SQL statements for 50 rows as for 1."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from sqlalchemy import event
+
+from api.container import Services
+from chain.address_book import AddressBook
+from chain.deploy import Deployer
+from core.db import Database
+from identity.models import Customer
+from programs.models import Device, Enrollment, Program
+from tests.support.graphql import gql
+from tests.support.issuer import TestIssuer
+from tests.support.wallets import new_customer
+
+VIEWER_LISTS = """{ viewer {
+  enrollments { id status fee device { id serial } program { id name utility feePayer } }
+  devices { id serial siteAddress { city } }
+} }"""
+
+_statements: ContextVar[list[str] | None] = ContextVar("statements", default=None)
+
+
+@contextmanager
+def counting_statements(db: Database) -> Iterator[list[str]]:
+    """The SQL statements this task (and the tasks it starts) sends while the block runs; other
+    users of the engine (a relayer polling in the background) are not counted."""
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        bucket = _statements.get()
+        if bucket is not None:
+            bucket.append(statement)
+
+    statements: list[str] = []
+    token = _statements.set(statements)
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+        _statements.reset(token)
+
+
+async def add_enrollments(db: Database, *, customer_id: str, count: int) -> None:
+    """``count`` ACTIVE enrollments, each with a device and a program of its own."""
+    async with db.session() as session:
+        customer = await session.get(Customer, customer_id)
+        assert customer is not None
+        enrollments = []
+        for _ in range(count):
+            program = Program(
+                tenant_id=customer.tenant_id,
+                program_id="0x" + secrets.token_hex(32),
+                external_id=uuid.uuid4().hex,
+                name=f"Program {uuid.uuid4().hex[:8]}",
+                connection_fee=0,
+                protocols=["OPENADR_3"],
+                eligible_device_types=["BATTERY"],
+            )
+            device = Device(
+                customer_id=customer_id,
+                device_id="0x" + secrets.token_hex(32),
+                model_id="0x" + secrets.token_hex(32),
+                make="Acme",
+                model="B1",
+                serial=uuid.uuid4().hex,
+                device_type="BATTERY",
+                site_line1="1 Main St",
+                site_city="Springfield",
+                site_region="CA",
+                site_postal_code="94110",
+                site_country="US",
+            )
+            session.add_all([program, device])
+            enrollments.append(
+                Enrollment(
+                    customer_id=customer_id,
+                    device_row_id=device.id,
+                    program_row_id=program.id,
+                    tenant_id=customer.tenant_id,
+                    protocol="OPENADR_3",
+                    payment_method="WALLET",
+                    status="ACTIVE",
+                    idempotency_key=uuid.uuid4().hex,
+                    request_fingerprint="0" * 64,
+                    fee_amount=0,
+                )
+            )
+        await session.flush()  # the enrollments' foreign keys need their rows first
+        session.add_all(enrollments)
+
+
+async def test_viewer_lists_cost_the_same_statements_for_1_and_50_rows(
+    client, services: Services, test_issuer: TestIssuer, deployer: Deployer, contracts: AddressBook
+) -> None:
+    customer = await new_customer(client, test_issuer, deployer, contracts)
+    viewer = await gql(client, "{ viewer { id } }", token=customer.token)
+    customer_id = viewer["data"]["viewer"]["id"]
+
+    statements = {}
+    for total, added in ((1, 1), (50, 49)):
+        await add_enrollments(services.db, customer_id=customer_id, count=added)
+        with counting_statements(services.db) as sent:
+            body = await gql(client, VIEWER_LISTS, token=customer.token)
+        assert "errors" not in body, body
+        lists = body["data"]["viewer"]
+        assert len(lists["enrollments"]) == len(lists["devices"]) == total
+        assert {e["device"]["id"] for e in lists["enrollments"]} == {
+            d["id"] for d in lists["devices"]
+        }
+        assert lists["enrollments"][0]["program"]["utility"] == "Test Utility"
+        statements[total] = sent
+
+    assert len(statements[50]) == len(statements[1]), (statements[1], statements[50])
