@@ -125,15 +125,17 @@ async def measure(args: argparse.Namespace) -> list[Measurement]:
             await rpc.close()
 
 
-async def _measure(rpc: JsonRpc, contracts: AddressBook) -> list[Measurement]:
-    separator = domain_separator(chain_id=CHAIN_ID, forwarder=contracts.forwarder)
-    relayer = Account.create()
-    direct_sender = Account.create()
-    holder = Account.create().address  # a recipient that already holds both tokens
-    wallets = {name: Account.create() for name in ("ovpp-fee", "usd-fee", "sponsored")}
-
-    # Setup: native gas for the two senders, tokens for everyone, the treasury already holding
-    # both tokens (steady state for the fee's destination too).
+async def _fund(
+    rpc: JsonRpc,
+    contracts: AddressBook,
+    *,
+    relayer: Any,
+    direct_sender: Any,
+    holder: str,
+    wallets: dict[str, Any],
+) -> None:
+    """Native gas for the relayer and the direct sender, tokens for everyone, the treasury
+    already holding both tokens (steady state for the fee's destination too)."""
     deployer = Account.from_key(ANVIL_DEV_PRIVATE_KEY)
     max_fee, tip = await gas_price(rpc)
     nonce = int(await rpc.call("eth_getTransactionCount", deployer.address, "pending"), 16)
@@ -166,6 +168,23 @@ async def _measure(rpc: JsonRpc, contracts: AddressBook) -> list[Measurement]:
             *(mint_call(contracts.stablecoin, w.address, 1_000 * USD) for w in wallets.values()),
         ],
         chain_id=CHAIN_ID,
+    )
+
+
+async def _measure(rpc: JsonRpc, contracts: AddressBook) -> list[Measurement]:
+    separator = domain_separator(chain_id=CHAIN_ID, forwarder=contracts.forwarder)
+    relayer = Account.create()
+    direct_sender = Account.create()
+    holder = Account.create().address  # a recipient that already holds both tokens
+    wallets = {name: Account.create() for name in ("ovpp-fee", "usd-fee", "sponsored")}
+
+    await _fund(
+        rpc,
+        contracts,
+        relayer=relayer,
+        direct_sender=direct_sender,
+        holder=holder,
+        wallets=wallets,
     )
     say("contracts deployed, accounts funded")
 

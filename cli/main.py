@@ -58,7 +58,7 @@ def serve() -> None:
 
     from api.app import create_app
     from api.container import load_keyring
-    from cli.bootstrap import Progress, local_stack
+    from devsupport.bootstrap import Progress, local_stack
 
     # A service manager stops with SIGTERM. Its default action ends the process at once, and
     # uvicorn re-raises the signal after its graceful shutdown: anvil, the provider and
@@ -212,7 +212,7 @@ def deploy() -> None:
 def dev_token(email: str, scope: str) -> None:
     """Print an access token from the development OpenID Provider, obtained through its real
     authorization-code + PKCE login flow. `serve` must be running."""
-    from identity.dev_login import DevLoginError, obtain_access_token
+    from devsupport.oidc_login import DevLoginError, obtain_access_token
 
     settings = _settings()
     if not settings.is_development:
@@ -245,7 +245,7 @@ def balances(token: str | None, email: str | None, url: str | None) -> None:
     if token is None and email is None:
         raise click.ClickException("give --token (or OVPP_ACCESS_TOKEN), or --email in development")
     if token is None:
-        from identity.dev_login import obtain_access_token
+        from devsupport.oidc_login import obtain_access_token
 
         token = asyncio.run(
             obtain_access_token(

@@ -34,18 +34,18 @@ from sqlmodel import func, select
 
 from api.container import ONRAMP_FOLLOWERS, Services
 from chain.address_book import AddressBook
-from chain.anvil import LocalChain
 from chain.deploy import Deployer
 from chain.profiles import deployer_key
 from core.settings import Settings
-from onramp.localstripe import LocalStripe, configure_webhook
+from devsupport.anvil import LocalChain
+from devsupport.demo import DEMO_PROGRAMS
+from devsupport.local_stripe import LocalStripe, configure_webhook
 from onramp.models import OnrampPayment, PaymentStatus, StripeEvent
 from onramp.processor import RunningProcessor, start_onramp_processor
 from onramp.service import delivery_key, treasury_account
 from programs import card
 from programs import service as programs_service
 from programs.admin import publish_program
-from programs.demo import DEMO_PROGRAMS
 from programs.models import Device
 from programs.models import Enrollment as EnrollmentRow
 from relayer import sponsorship
