@@ -20,9 +20,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from core.settings import Settings
-from identity.dev_provider import DEFAULT_CLIENT_ID
-from onramp.localstripe import CARD_STRIPE_JS_PATH
+from core.settings import DEV_OIDC_CLIENT_ID, LOCAL_STRIPE_CARD_JS_PATH, Settings
 
 CLIENTS_DIRECTORY = Path(__file__).resolve().parent.parent / "clients"
 WEB_APP_DIRECTORY = CLIENTS_DIRECTORY / "web"
@@ -119,7 +117,7 @@ def _sign_in(settings: Settings) -> tuple[str, str, str]:
     """Issuer, audience and client id: the embedded provider in development, else the first
     trusted utility's (none configured: empty, and the app cannot sign in)."""
     if settings.is_development:
-        return settings.dev_issuer, settings.dev_audience, DEFAULT_CLIENT_ID
+        return settings.dev_issuer, settings.dev_audience, DEV_OIDC_CLIENT_ID
     tenant = settings.tenants[0] if settings.tenants else None
     return (
         tenant.issuer if tenant else "",
@@ -132,7 +130,7 @@ def _card_form(settings: Settings) -> tuple[str, str | None]:
     """Stripe.js's URL and the publishable key; no key: no Buy screen."""
     if settings.is_development:
         return (
-            settings.resolved_stripe_api_base + CARD_STRIPE_JS_PATH,
+            settings.resolved_stripe_api_base + LOCAL_STRIPE_CARD_JS_PATH,
             settings.stripe_publishable_key or LOCALSTRIPE_PUBLISHABLE_KEY,
         )
     return STRIPE_JS_URL, settings.stripe_publishable_key if settings.onramp_enabled else None

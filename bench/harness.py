@@ -10,25 +10,23 @@ import os
 import socket
 import tempfile
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 from eth_abi import encode
 from eth_account import Account
 from eth_hash.auto import keccak
 
 from chain.address_book import AddressBook
-from chain.anvil import LocalChain
 from chain.deploy import Deployer
 from chain.profiles import ANVIL_DEV_PRIVATE_KEY
 from chain.rpc import JsonRpc, RpcError
-from core.migrate import upgrade_to_head
+from devsupport.anvil import LocalChain
 
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DATABASE_PREFIX = "ovpp_bench"
 MINT_SELECTOR = keccak(b"mint(address,uint256)")[:4]
 SET_RELAYER_SELECTOR = keccak(b"setRelayer(address,bool)")[:4]
 BALANCE_OF_SELECTOR = keccak(b"balanceOf(address)")[:4]
@@ -72,33 +70,6 @@ def local_chain(*, block_time: float | None = None) -> Iterator[LocalStack]:
             )
         finally:
             chain.stop()
-
-
-@contextlib.asynccontextmanager
-async def fresh_database(kind: str, workdir: Path) -> AsyncIterator[str]:
-    """A migrated database URL: a throwaway PostgreSQL database (dropped afterwards) or a
-    SQLite file in ``workdir``."""
-    if kind == "sqlite":
-        url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-        await upgrade_to_head(url)
-        yield url
-        return
-    name = f"ovpp_bench_{uuid.uuid4().hex[:12]}"
-    await _admin(f'CREATE DATABASE "{name}"')
-    try:
-        url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-        await upgrade_to_head(url)
-        yield url
-    finally:
-        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-async def _admin(statement: str) -> None:
-    connection = await asyncpg.connect(POSTGRES_ADMIN_URL)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
 
 
 async def gas_price(rpc: JsonRpc) -> tuple[int, int]:

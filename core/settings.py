@@ -24,6 +24,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # used only when OVPP_ENVIRONMENT=development.
 LOCAL_STRIPE_API_KEY = "sk_test_ovpp_localstripe"
 LOCAL_STRIPE_WEBHOOK_SECRET = "whsec_ovpp_localstripe_development"  # noqa: S105
+LOCAL_STRIPE_CARD_JS_PATH = "/js.stripe.com/v3/ovpp-card.js"
+"""Where the embedded localstripe serves its stand-in Stripe.js, which the web app loads."""
+DEV_OIDC_CLIENT_ID = "ovpp-dev"
+"""The embedded development provider's one public client (the web app and dev-token use it)."""
 
 
 _ORIGIN_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$")

@@ -155,7 +155,7 @@ function cookieKeysFor(jwks) {
 }
 
 // sub for an email: "dev-" + first 24 hex chars of sha256(lowercased, trimmed email).
-// identity/dev_login.py:dev_subject must stay identical.
+// devsupport/oidc_login.py:dev_subject must stay identical.
 function devAccountIdFor(email) {
   const normalized = email.trim().toLowerCase();
   return `dev-${crypto.createHash('sha256').update(normalized, 'utf8').digest('hex').slice(0, 24)}`;
@@ -207,7 +207,7 @@ const configuration = {
       redirect_uris: settings.redirectUris,
       // Loopback http redirect URIs are fine for a "web" client. Custom-scheme URIs
       // (mobile apps) need application_type "native", which makes oidc-provider ask for
-      // consent on the devInteractions page (dev_login.py submits that form too).
+      // consent on the devInteractions page (oidc_login.py submits that form too).
       application_type: settings.redirectUris.every((uri) => /^https?:/.test(uri)) ? 'web' : 'native',
       // No client `scope` allow-list: oidc-provider v9 only accepts OpenID scopes there
       // (invalid_client_metadata for wallet:*). Access token scopes are limited to the

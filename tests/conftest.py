@@ -11,31 +11,27 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 
 from api.container import Services
 from chain.address_book import AddressBook
-from chain.anvil import LocalChain
 from chain.deploy import Deployer
 from chain.profiles import ANVIL_DEV_PRIVATE_KEY
 from core.migrate import upgrade_to_head
 from core.settings import Settings, TenantConfig, load_settings
-from identity.dev_provider import DevOpenIDProvider
-from onramp.localstripe import LocalStripe
+from devsupport.anvil import LocalChain
+from devsupport.databases import create_postgres_database, drop_postgres_database
+from devsupport.local_stripe import LocalStripe
+from devsupport.oidc_provider import DevOpenIDProvider
+from tests.support.databases import DATABASE_PREFIX, POSTGRES_ADMIN_URL
 from tests.support.issuer import TestIssuer
 from tests.support.ports import free_port
 from wallet.kms import LocalKeyEncryptionKey
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "OVPP_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
-)
 AUDIENCE = "https://wallet.ovpp.test"
 STRIPE_API_KEY = "sk_test_ovpp_tests"
 STRIPE_WEBHOOK_SECRET = "whsec_ovpp_tests_0123456789abcdef"
@@ -112,25 +108,12 @@ def database_url(
         asyncio.run(upgrade_to_head(url))
         yield url
         return
-    name = f"ovpp_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    url = (
-        POSTGRES_ADMIN_URL.replace("postgresql://", "postgresql+asyncpg://").rsplit("/", 1)[0]
-        + f"/{name}"
-    )
+    url = asyncio.run(create_postgres_database(POSTGRES_ADMIN_URL, prefix=DATABASE_PREFIX))
     try:
         asyncio.run(upgrade_to_head(url))
         yield url
     finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-async def _admin(statement: str) -> None:
-    connection = await asyncpg.connect(POSTGRES_ADMIN_URL)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
+        asyncio.run(drop_postgres_database(POSTGRES_ADMIN_URL, url))
 
 
 @pytest.fixture(scope="session")
@@ -252,9 +235,9 @@ async def relayer(services: Services) -> AsyncIterator[object]:
 async def registry_demo(services: Services, relayer: object, deployer: Deployer) -> object:
     """The demo vendor's models, the demo utility (US-CA, 94102–94110) and its two programs,
     on chain and in the catalog; the utility's wallet holds OVPP for sponsored fees."""
+    from devsupport.demo import seed_registry_demo
     from identity.service import DEV_TENANT_SLUG
     from programs.admin import tenant_by_slug, utility_wallet
-    from programs.demo import seed_registry_demo
 
     await seed_registry_demo(services, progress=lambda _message: None)
     tenant = await tenant_by_slug(services, DEV_TENANT_SLUG)

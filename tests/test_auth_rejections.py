@@ -20,8 +20,8 @@ from joserfc.jwk import RSAKey
 
 import identity.tokens
 from api.container import Services
-from identity.dev_login import dev_subject, obtain_access_token
-from identity.dev_provider import DevOpenIDProvider
+from devsupport.oidc_login import dev_subject, obtain_access_token
+from devsupport.oidc_provider import DevOpenIDProvider
 from tests.conftest import AUDIENCE
 from tests.support.graphql import error_codes
 from tests.support.issuer import TestIssuer

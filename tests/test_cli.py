@@ -14,9 +14,9 @@ import pytest
 from web3 import Web3
 
 from chain.address_book import AddressBook
-from chain.anvil import LocalChain
 from chain.artifacts import artifact
 from core.settings import Settings
+from devsupport.anvil import LocalChain
 from tests.support.ports import free_port
 
 CLI = Path(sys.executable).with_name("ovpp-wallet")

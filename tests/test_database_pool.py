@@ -10,7 +10,8 @@ import asyncpg
 from sqlalchemy import event, text
 
 from core.db import Database
-from tests.support.databases import POSTGRES_ADMIN_URL, fresh_database
+from devsupport.databases import fresh_database
+from tests.support.databases import DATABASE_PREFIX, POSTGRES_ADMIN_URL
 
 
 async def _backend_pids(database: Database, count: int) -> list[int]:
@@ -32,7 +33,9 @@ async def _backend_pids(database: Database, count: int) -> list[int]:
 async def test_connections_the_server_closed_are_replaced_without_an_error(
     tmp_path: Path,
 ) -> None:
-    async with fresh_database("postgresql", directory=tmp_path) as url:
+    async with fresh_database(
+        "postgresql", directory=tmp_path, admin_url=POSTGRES_ADMIN_URL, prefix=DATABASE_PREFIX
+    ) as url:
         database = Database(url, pool_size=3)
         try:
             old = await _backend_pids(database, 3)
@@ -51,7 +54,9 @@ async def test_connections_the_server_closed_are_replaced_without_an_error(
 
 
 async def test_checking_out_a_live_connection_sends_nothing(tmp_path: Path) -> None:
-    async with fresh_database("postgresql", directory=tmp_path) as url:
+    async with fresh_database(
+        "postgresql", directory=tmp_path, admin_url=POSTGRES_ADMIN_URL, prefix=DATABASE_PREFIX
+    ) as url:
         database = Database(url, pool_size=1)
         sent: list[str] = []  # the statements asyncpg sends outside prepared statements
 

@@ -1,5 +1,5 @@
 """The development OpenID Provider issues RFC 9068 JWT access tokens through a real
-authorization-code + PKCE flow, driven headlessly (identity.dev_provider, identity.dev_login).
+authorization-code + PKCE flow, driven headlessly (devsupport.oidc_provider, devsupport.oidc_login).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from identity.dev_login import dev_subject, obtain_access_token
-from identity.dev_provider import DevOpenIDProvider
+from devsupport.oidc_login import dev_subject, obtain_access_token
+from devsupport.oidc_provider import DevOpenIDProvider
 
 WALLET_AUDIENCE = "https://wallet.ovpp.local"
 ALICE_EMAIL = "alice@example.com"

@@ -12,7 +12,7 @@ from sqlmodel import func, select
 from api.container import Services
 from chain.address_book import AddressBook
 from chain.deploy import Deployer
-from identity.dev_login import obtain_access_token
+from devsupport.oidc_login import obtain_access_token
 from programs.admin import utility_wallet
 from programs.models import Enrollment as EnrollmentRow
 from programs.models import Program

@@ -34,19 +34,19 @@ from sqlmodel import func, select
 
 from api.container import ONRAMP_FOLLOWERS, Services
 from chain.address_book import AddressBook
-from chain.anvil import LocalChain
 from chain.deploy import Deployer
 from chain.profiles import deployer_key
 from core.settings import Settings
+from devsupport.anvil import LocalChain
+from devsupport.demo import DEMO_PROGRAMS
+from devsupport.local_stripe import LocalStripe, configure_webhook
 from onramp.delivery import delivery_key
-from onramp.localstripe import LocalStripe, configure_webhook
 from onramp.models import OnrampPayment, PaymentStatus, StripeEvent
 from onramp.processor import RunningProcessor, start_onramp_processor
 from onramp.treasury import treasury_account
 from programs import card
 from programs.admin import publish_program
 from programs.catalog import program_by_id
-from programs.demo import DEMO_PROGRAMS
 from programs.models import Device
 from programs.models import Enrollment as EnrollmentRow
 from programs.registry import registry_of

@@ -4,7 +4,7 @@ Stripe can fail a card refund days after accepting it (the card was closed, lost
 refund's status becomes ``failed`` with a ``failure_reason``, the charge's ``amount_refunded``
 no longer counts it, its money goes back to the platform's balance, and Stripe sends
 ``charge.refund.updated`` (and ``refund.failed``). localstripe cannot fail a refund by itself,
-so ``onramp.localstripe`` adds ``POST /v1/refunds/{id}/_fail``, which fails one the way Stripe
+so ``devsupport.local_stripe`` adds ``POST /v1/refunds/{id}/_fail``, which fails one the way Stripe
 does and has localstripe send both events, signed, to the app's webhook route. Everything else
 is the real thing: the app served over HTTP, its processor, the relayer, the chain, and the
 gateway reading localstripe.
@@ -35,8 +35,8 @@ from sqlmodel import func, select
 from api.container import Services
 from chain.address_book import AddressBook
 from chain.deploy import Deployer
+from devsupport.local_stripe import LocalStripe
 from onramp.events import apply_intent_state
-from onramp.localstripe import LocalStripe
 from onramp.models import OnrampPayment, PaymentStatus
 from onramp.processor import RunningProcessor
 from onramp.reconcile import reconcile

@@ -33,10 +33,10 @@ from sqlmodel import func, or_, select
 
 from api.container import Services
 from chain.address_book import AddressBook
-from chain.anvil import LocalChain
 from chain.deploy import Deployer
 from core.settings import Settings
-from onramp.localstripe import LocalStripe
+from devsupport.anvil import LocalChain
+from devsupport.local_stripe import LocalStripe
 from onramp.models import OnrampPayment, PaymentStatus
 from onramp.processor import RunningProcessor
 from onramp.resolution import resolve_operator_case

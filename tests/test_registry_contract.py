@@ -20,11 +20,11 @@ from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError
 from web3.logs import DISCARD
 
-from chain.anvil import LocalChain
 from chain.artifacts import artifact
 from chain.deploy import Deployer
 from chain.erc20 import erc20_transfer_data
 from chain.profiles import ANVIL_DEV_PRIVATE_KEY
+from devsupport.anvil import LocalChain
 from relayer.forwarder import ForwardRequest, domain_separator, forwarder_calldata, sign_request
 from tests.support.ports import free_port
 

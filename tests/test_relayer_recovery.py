@@ -32,7 +32,6 @@ from sqlalchemy import func, select, update
 from api.app import create_app
 from api.container import Services
 from chain.address_book import AddressBook
-from chain.anvil import LocalChain
 from chain.artifacts import artifact
 from chain.deploy import Deployer
 from chain.erc20 import erc20_transfer_data
@@ -41,6 +40,8 @@ from chain.rpc import JsonRpc, RpcError
 from chain.tokens import format_units
 from core.db import Database
 from core.settings import Settings, TenantConfig, load_settings
+from devsupport.anvil import LocalChain
+from devsupport.databases import fresh_database
 from identity.models import Tenant
 from relayer.keys import authorize_keys, relayer_key_for
 from relayer.models import (
@@ -56,7 +57,7 @@ from relayer.rpc_errors import SendOutcome, classify
 from relayer.runner import prepare_relayer_keys
 from relayer.sponsorship import configure_sponsor
 from relayer.worker import PIPELINE_STATUSES, RelayerWorker
-from tests.support.databases import fresh_database
+from tests.support.databases import DATABASE_PREFIX, POSTGRES_ADMIN_URL
 from tests.support.graphql import gql
 from tests.support.issuer import TestIssuer
 from tests.support.relayer_process import RelayerProcesses, environment_without_ovpp
@@ -140,7 +141,9 @@ async def own_stack(
         "anvil_setBalance",  # type: ignore[arg-type]
         [deployer.account.address, hex(10_000 * 10**18)],
     )
-    async with fresh_database(request.param, directory=tmp_path) as database_url:
+    async with fresh_database(
+        request.param, directory=tmp_path, admin_url=POSTGRES_ADMIN_URL, prefix=DATABASE_PREFIX
+    ) as database_url:
         settings = load_settings(
             environment="development",
             data_dir=tmp_path / "data",

@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from chain.address_book import AddressBook
-from chain.anvil import rpc_answers
+from devsupport.anvil import rpc_answers
 from tests.support.ports import free_port
 
 CLI = Path(sys.executable).with_name("ovpp-wallet")

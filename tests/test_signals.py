@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from core.signals import stop_requests_held
+from devsupport.signals import stop_requests_held
 
 
 class StopRequested(Exception):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from chain.address_book import AddressBook
 from chain.deploy import Deployer
-from identity.dev_login import obtain_access_token
-from identity.dev_provider import DevOpenIDProvider
+from devsupport.oidc_login import obtain_access_token
+from devsupport.oidc_provider import DevOpenIDProvider
 from tests.conftest import AUDIENCE
 from tests.support.graphql import VIEWER_BALANCES, error_codes, gql
 

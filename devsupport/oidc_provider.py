@@ -2,7 +2,7 @@
 
 DEVELOPMENT ONLY: the provider behind this class logs in any email address without a
 password. It exists so the product can run offline and so tests can drive a real
-authorization-code + PKCE flow (see :mod:`identity.dev_login`).
+authorization-code + PKCE flow (see :mod:`devsupport.oidc_login`).
 
 Invariants:
 
@@ -30,18 +30,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from core.signals import stop_requests_held
+from core.settings import DEV_OIDC_CLIENT_ID, REPO_ROOT
+from devsupport.child_process import ChildProcess
 
 logger = logging.getLogger(__name__)
 
-REPOSITORY_ROOT_DIRECTORY: Path = Path(__file__).resolve().parent.parent
-"""Repository root: the parent of the ``identity`` package directory."""
-
-PROVIDER_SCRIPT_PATH: Path = REPOSITORY_ROOT_DIRECTORY / "devsupport" / "oidc-provider.mjs"
+PROVIDER_SCRIPT_PATH: Path = Path(__file__).resolve().with_name("oidc-provider.mjs")
 """Node ESM script that runs npm ``oidc-provider``; resolves it from ``node_modules`` here."""
 
 DEFAULT_AUDIENCE = "https://wallet.ovpp.local"
-DEFAULT_CLIENT_ID = "ovpp-dev"
 DEFAULT_REDIRECT_URIS: tuple[str, ...] = (
     "http://127.0.0.1:8000/app/callback",
     "http://127.0.0.1/callback",
@@ -69,7 +66,7 @@ class DevOpenIDProvider:
         port: int,
         keys_file: str | os.PathLike[str],
         audience: str = DEFAULT_AUDIENCE,
-        client_id: str = DEFAULT_CLIENT_ID,
+        client_id: str = DEV_OIDC_CLIENT_ID,
         redirect_uris: Sequence[str] = DEFAULT_REDIRECT_URIS,
         log_file: str | os.PathLike[str] | None = None,
         access_token_ttl: int = DEFAULT_ACCESS_TOKEN_TTL_SECONDS,
@@ -99,7 +96,7 @@ class DevOpenIDProvider:
         self._configured_log_file_path = Path(log_file) if log_file is not None else None
         self._access_token_ttl_seconds = access_token_ttl
 
-        self._process: subprocess.Popen[bytes] | None = None
+        self._child = ChildProcess("dev OpenID Provider", grace_seconds=STOP_GRACE_PERIOD_SECONDS)
         self._log_file_path: Path | None = None
         self._log_file_handle: IO[bytes] | None = None
         self._owns_temporary_log_file = False
@@ -142,7 +139,7 @@ class DevOpenIDProvider:
     @property
     def is_running(self) -> bool:
         """True while the node process started by :meth:`start` is alive."""
-        return self._process is not None and self._process.poll() is None
+        return self._child.is_running
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -154,7 +151,7 @@ class DevOpenIDProvider:
             pass; the message includes the tail of the provider's log. The process is
             stopped before the error is raised.
         """
-        if self._process is not None:
+        if self._child.is_running:
             raise RuntimeError("DevOpenIDProvider is already started; call stop() first")
         node_executable_path = shutil.which("node")
         if node_executable_path is None:
@@ -185,17 +182,16 @@ class DevOpenIDProvider:
         logger.info("starting dev OpenID Provider on %s", self.issuer)
         self._ready_event.clear()
         self._announced_issuer = None
-        with stop_requests_held():  # spawned and recorded, or neither
-            self._process = subprocess.Popen(
-                command,
-                cwd=REPOSITORY_ROOT_DIRECTORY,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=self._log_file_handle,
-            )
+        process = self._child.spawn(
+            command,
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._log_file_handle,
+        )
         self._stdout_reader_thread = threading.Thread(
             target=self._read_provider_stdout,
-            args=(self._process,),
+            args=(process,),
             name=f"dev-oidc-stdout-{self._port}",
             daemon=True,
         )
@@ -206,28 +202,16 @@ class DevOpenIDProvider:
         except BaseException:
             self.stop()
             raise
-        logger.info("dev OpenID Provider ready at %s (pid %d)", self.issuer, self._process.pid)
+        logger.info("dev OpenID Provider ready at %s (pid %d)", self.issuer, process.pid)
 
     def stop(self) -> None:
         """Stop the provider: SIGTERM, then SIGKILL after 5 seconds. Idempotent."""
-        process = self._process
+        process = self._child.stop()
         if process is not None:
-            if process.poll() is None:
-                logger.info("stopping dev OpenID Provider (pid %d)", process.pid)
-                process.terminate()
-                try:
-                    process.wait(timeout=STOP_GRACE_PERIOD_SECONDS)
-                except subprocess.TimeoutExpired:
-                    logger.warning(
-                        "dev OpenID Provider (pid %d) ignored SIGTERM; killing it", process.pid
-                    )
-                    process.kill()
-                    process.wait()
             if self._stdout_reader_thread is not None:
                 self._stdout_reader_thread.join(timeout=STOP_GRACE_PERIOD_SECONDS)
             if process.stdout is not None:
                 process.stdout.close()
-        self._process = None
         self._stdout_reader_thread = None
         self._close_log_file()
 
@@ -247,10 +231,11 @@ class DevOpenIDProvider:
 
     def _wait_until_ready(self, *, timeout_seconds: float) -> None:
         """Block until the ready line arrives; raise RuntimeError on exit or timeout."""
-        assert self._process is not None
+        process = self._child.process
+        assert process is not None
         deadline = time.monotonic() + timeout_seconds
         while not self._ready_event.wait(timeout=0.05):
-            exit_code = self._process.poll()
+            exit_code = process.poll()
             if exit_code is not None:
                 # The ready line may have raced with the exit; give the reader a moment.
                 if self._ready_event.wait(timeout=0.2):

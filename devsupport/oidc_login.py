@@ -26,11 +26,14 @@ import warnings
 from dataclasses import dataclass, field
 from html import unescape
 from html.parser import HTMLParser
+from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 from authlib.common.security import generate_token
 from authlib.deprecate import AuthlibDeprecationWarning  # installs authlib's "always" filter
+
+from core.settings import DEV_OIDC_CLIENT_ID
 
 with warnings.catch_warnings():
     # authlib 1.9 nudges toward its httpx2 integration; httpx is the client this project pins.
@@ -42,7 +45,6 @@ with warnings.catch_warnings():
 logger = logging.getLogger(__name__)
 
 DEFAULT_SCOPE = "openid email wallet:read wallet:sign"
-DEFAULT_CLIENT_ID = "ovpp-dev"
 DEFAULT_REDIRECT_URI = "http://127.0.0.1/callback"
 
 MAXIMUM_BROWSER_STEPS = 12
@@ -95,7 +97,7 @@ async def obtain_access_token(
     issuer: str,
     email: str,
     scope: str = DEFAULT_SCOPE,
-    client_id: str = DEFAULT_CLIENT_ID,
+    client_id: str = DEV_OIDC_CLIENT_ID,
     redirect_uri: str = DEFAULT_REDIRECT_URI,
     resource: str | None = None,
 ) -> str:
@@ -139,32 +141,13 @@ async def obtain_access_token(
                 expected_issuer=issuer,
             )
 
-            logger.debug("exchanging authorization code at %s", token_endpoint)
-            extra_token_parameters = {"resource": resource} if resource else {}
-            try:
-                token_response = await oauth_client.fetch_token(
-                    token_endpoint,
-                    grant_type="authorization_code",
-                    code=authorization_code,
-                    code_verifier=code_verifier,
-                    **extra_token_parameters,
-                )
-            except OAuthError as error:
-                raise DevLoginError(
-                    f"token endpoint refused the code: {error.error}: {error.description}",
-                    step="token",
-                ) from error
-            except httpx.HTTPStatusError as error:
-                raise DevLoginError(
-                    f"token endpoint {token_endpoint} failed",
-                    step="token",
-                    status_code=error.response.status_code,
-                    page_snippet=_page_snippet(error.response.text),
-                ) from error
-            except httpx.HTTPError as error:
-                raise DevLoginError(
-                    f"cannot reach token endpoint {token_endpoint}: {error!r}", step="token"
-                ) from error
+            token_response = await _exchange_code(
+                oauth_client,
+                token_endpoint=token_endpoint,
+                code=authorization_code,
+                code_verifier=code_verifier,
+                resource=resource,
+            )
 
     access_token = token_response.get("access_token")
     if not isinstance(access_token, str) or not access_token:
@@ -175,6 +158,42 @@ async def obtain_access_token(
 
 
 # ------------------------------------------------------------------------------------ helpers
+async def _exchange_code(
+    oauth_client: AsyncOAuth2Client,
+    *,
+    token_endpoint: str,
+    code: str,
+    code_verifier: str,
+    resource: str | None,
+) -> dict[str, Any]:
+    """The token request for ``code`` (with the PKCE verifier); the provider's answer."""
+    logger.debug("exchanging authorization code at %s", token_endpoint)
+    extra_token_parameters = {"resource": resource} if resource else {}
+    try:
+        token_response = await oauth_client.fetch_token(
+            token_endpoint,
+            grant_type="authorization_code",
+            code=code,
+            code_verifier=code_verifier,
+            **extra_token_parameters,
+        )
+    except OAuthError as error:
+        raise DevLoginError(
+            f"token endpoint refused the code: {error.error}: {error.description}",
+            step="token",
+        ) from error
+    except httpx.HTTPStatusError as error:
+        raise DevLoginError(
+            f"token endpoint {token_endpoint} failed",
+            step="token",
+            status_code=error.response.status_code,
+            page_snippet=_page_snippet(error.response.text),
+        ) from error
+    except httpx.HTTPError as error:
+        raise DevLoginError(
+            f"cannot reach token endpoint {token_endpoint}: {error!r}", step="token"
+        ) from error
+    return token_response
 
 
 async def _discover_provider_metadata(browser: httpx.AsyncClient, *, issuer: str) -> dict:

@@ -20,17 +20,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from core.signals import stop_requests_held
+from core.settings import LOCAL_STRIPE_CARD_JS_PATH, REPO_ROOT
+from devsupport.child_process import ChildProcess
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +40,7 @@ class LocalStripe:
         self.port = port
         self.state_file = state_file
         self.log_file = log_file
-        self._process: subprocess.Popen[bytes] | None = None
+        self._child = ChildProcess("localstripe")
 
     @property
     def url(self) -> str:
@@ -52,41 +50,23 @@ class LocalStripe:
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         output = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         command = [
-            sys.executable, "-m", "onramp.localstripe",
+            sys.executable, "-m", "devsupport.local_stripe",
             "--port", str(self.port),
             "--state-file", str(self.state_file),
         ]  # fmt: skip
-        with stop_requests_held():  # spawned and recorded, or neither
-            self._process = subprocess.Popen(
-                command,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                cwd=Path(__file__).resolve().parent.parent,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(
-                    f"localstripe exited with code {self._process.returncode}; see {self.log_file}"
-                )
-            if answers(self.url):
-                return
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"localstripe did not answer on {self.url} within {timeout:.0f} s")
+        self._child.spawn(
+            command,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=REPO_ROOT,
+        )
+        self._child.wait_until(
+            lambda: answers(self.url), where=self.url, log_file=self.log_file, timeout=timeout
+        )
 
     def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        self._child.stop()
 
 
 def answers(api_base: str) -> bool:
@@ -112,10 +92,6 @@ def configure_webhook(
     response = httpx.post(f"{api_base}/_config/webhooks/{name}", json=body, timeout=5)
     response.raise_for_status()
 
-
-CARD_STRIPE_JS_PATH = "/js.stripe.com/v3/ovpp-card.js"
-"""localstripe's stand-in Stripe.js with ``confirmCardPayment(secret, {payment_method: {card}})``
-working as in Stripe.js (localstripe's own only completes 3-D Secure). The web app loads it."""
 
 CARD_CONFIRM_PATH = "/js.stripe.com/v3/_confirm_card/"
 """Where that ``confirmCardPayment`` posts. Under ``/js.stripe.com/`` because localstripe lets
@@ -153,6 +129,8 @@ _CARD_CONFIRM_JS = """
 
 
 async def _card_stripe_js(request: Any) -> Any:
+    """localstripe's Stripe.js with ``confirmCardPayment(secret, {payment_method: {card}})``
+    working as in Stripe.js (localstripe's own only completes 3-D Secure)."""
     from aiohttp import web
     from localstripe import server
 
@@ -264,7 +242,7 @@ def _serve(port: int, state_file: Path) -> None:
     server.app.router.add_post(CARD_CONFIRM_PATH + "{id}", _confirm_card)
     server.app.router.add_post(REFUND_FAIL_PATH, _fail_refund)
     _keep_refunds_as_stripe_does(resources)
-    server.app.router.add_get(CARD_STRIPE_JS_PATH, _card_stripe_js)
+    server.app.router.add_get(LOCAL_STRIPE_CARD_JS_PATH, _card_stripe_js)
     resources.Store.try_load_from_disk = load  # type: ignore[method-assign]
     resources.Store.dump_to_disk = dump  # type: ignore[method-assign]
     resources.store.try_load_from_disk()

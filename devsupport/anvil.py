@@ -7,16 +7,14 @@ and nothing here may come to rely on them.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 
 from core.settings import REPO_ROOT
-from core.signals import stop_requests_held
+from devsupport.child_process import ChildProcess
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +36,7 @@ class LocalChain:
         self.log_file = log_file
         self.chain_id = chain_id
         self.block_time = block_time
-        self._process: subprocess.Popen[bytes] | None = None
+        self._child = ChildProcess("anvil", stop_signal=signal.SIGINT)
 
     @property
     def rpc_url(self) -> str:
@@ -62,33 +60,22 @@ class LocalChain:
         if self.block_time is not None:
             command += ["--block-time", str(self.block_time)]
         output = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
-        with stop_requests_held():  # spawned and recorded, or neither
-            self._process = subprocess.Popen(
-                command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(
-                    f"anvil exited with code {self._process.returncode}; see {self.log_file}"
-                )
-            if rpc_answers(self.rpc_url):
-                return
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"anvil did not answer on {self.rpc_url} within {timeout:.0f} s")
+        self._child.spawn(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+        self._child.wait_until(
+            lambda: rpc_answers(self.rpc_url),
+            where=self.rpc_url,
+            log_file=self.log_file,
+            timeout=timeout,
+        )
 
     def stop(self) -> None:
         """SIGINT first so anvil dumps its state; kill only if it does not exit."""
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        self._child.stop()
+
+    @property
+    def pid(self) -> int | None:
+        """The running node's process id (``None`` when stopped)."""
+        return self._child.process.pid if self._child.process is not None else None
 
     def __enter__(self) -> LocalChain:
         self.start()

@@ -12,14 +12,14 @@ from contextlib import contextmanager
 
 from api.container import load_keyring
 from chain.address_book import AddressBook, address_book_path
-from chain.anvil import LocalChain, rpc_answers
 from chain.deploy import Deployer
 from chain.profiles import deployer_key, profile_from_settings
 from core.db import Database
 from core.migrate import upgrade_to_head
 from core.settings import Settings, rpc_url_shown, without_credentials
-from identity.dev_login import dev_subject
-from identity.dev_provider import DEFAULT_REDIRECT_URIS, DevOpenIDProvider
+from devsupport.anvil import LocalChain, rpc_answers
+from devsupport.oidc_login import dev_subject
+from devsupport.oidc_provider import DEFAULT_REDIRECT_URIS, DevOpenIDProvider
 from identity.principal import Principal
 from identity.service import DEV_TENANT_SLUG, provision, sync_tenants, trusted_issuers
 
@@ -179,8 +179,8 @@ async def seed_demo_customer(settings: Settings, progress: Progress) -> str:
 async def seed_registry(settings: Settings, progress: Progress) -> None:
     """Demo vendor models, the demo utility and its programs; the utility's wallet funded."""
     from api.container import Services
+    from devsupport.demo import seed_registry_demo
     from programs.admin import tenant_by_slug, utility_wallet
-    from programs.demo import seed_registry_demo
 
     services = await Services.start(settings)
     try:
@@ -209,7 +209,7 @@ async def seed_registry(settings: Settings, progress: Progress) -> None:
 def start_local_stripe(settings: Settings, progress: Progress, stack: contextlib.ExitStack) -> None:
     """Development: the card onramp's Stripe is a local localstripe (started unless one answers
     at the API base), its webhook pointed at this server with the development secret."""
-    from onramp.localstripe import LocalStripe, answers, configure_webhook
+    from devsupport.local_stripe import LocalStripe, answers, configure_webhook
 
     api_base = settings.resolved_stripe_api_base
     secret = settings.resolved_stripe_webhook_secret

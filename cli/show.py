@@ -1,0 +1,44 @@
+"""``schema`` and ``config``: what the API serves and how it is configured."""
+
+from __future__ import annotations
+
+import click
+
+from cli.common import cli_settings
+from core.settings import Settings, rpc_url_shown, without_credentials
+
+
+@click.command("schema")
+@click.option("--write", is_flag=True, help="Write clients/schema.graphql instead of printing.")
+def show_schema(write: bool) -> None:
+    """Print the GraphQL schema (SDL) the API serves; --write publishes it to the clients."""
+    from api.sdl import PUBLISHED_SCHEMA, schema_sdl
+
+    sdl = schema_sdl(cli_settings())
+    if write:
+        PUBLISHED_SCHEMA.write_text(sdl, encoding="utf-8")
+        click.echo(f"wrote {PUBLISHED_SCHEMA}")
+        return
+    click.echo(sdl, nl=False)
+
+
+@click.command("config")
+@click.option("--markdown", is_flag=True, help="Print the README's configuration table.")
+def show_config(markdown: bool) -> None:
+    """Show every setting (secrets hidden)."""
+    fields = Settings.model_fields
+    if markdown:
+        click.echo("| variable | default | meaning |\n|---|---|---|")
+        for name, field in fields.items():
+            default = field.default if field.default_factory is None else "[]"
+            if name == "data_dir":
+                default = "./var"
+            click.echo(f"| `OVPP_{name.upper()}` | `{default}` | {field.description or ''} |")
+        return
+    settings = cli_settings()
+    shown = {"database_url": without_credentials, "rpc_url": rpc_url_shown}
+    for name in fields:
+        value = getattr(settings, name)
+        if isinstance(value, str) and name in shown:
+            value = shown[name](value)
+        click.echo(f"OVPP_{name.upper()}={value!s}")
