@@ -129,9 +129,7 @@ def _judge(
     for job in jobs:
         receipt = receipts.get(job.id)
         if job.status == RelayStatus.SUBMITTED and receipt is not None:
-            _judge_receipt(
-                worker, job, receipt, outcome, now=now, head=head, ahead=ahead, unread=unread
-            )
+            _judge_receipt(worker, job, receipt, outcome, head=head, ahead=ahead, unread=unread)
         elif job.status == RelayStatus.MINED and _deep_enough(
             head, job.block_number, confirmations
         ):
@@ -154,7 +152,6 @@ def _judge_receipt(
     receipt: dict[str, str],
     outcome: _Outcome,
     *,
-    now: datetime,
     head: int | None,
     ahead: dict[str, int],
     unread: set[str],
@@ -207,7 +204,7 @@ def _judge_receipt(
             "b_gas_used": gas_used,
             "b_effective_gas_price": gas_price,
             "b_tx_hash": tx_hash,
-            "b_confirmed_at": now if final else None,
+            "b_confirmed_at": outcome.now if final else None,
         }
     )
     if job.sponsor_id is not None:
