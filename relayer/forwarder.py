@@ -129,6 +129,14 @@ def nonces_call(forwarder: str, address: str) -> tuple[str, list[object]]:
     return "eth_call", [{"to": forwarder, "data": "0x" + data.hex()}, "latest"]
 
 
+def word_answer(answer: object) -> int | None:
+    """An ``eth_call`` answer as a uint256; ``None`` for an error or anything but one ABI word
+    (an address without code answers ``0x``)."""
+    if isinstance(answer, str) and len(answer) == 66:
+        return int(answer, 16)
+    return None
+
+
 def forwarder_calldata(requests: list[ForwardRequest]) -> bytes:
     """``execute`` for one request; ``OVPPForwarder.executeAll`` for several: all calls or none
     (OpenZeppelin's ``executeBatch`` skips a call that reverts, so it cannot bundle a fee).

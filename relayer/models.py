@@ -35,6 +35,15 @@ class RelayStatus(StrEnum):
     REPLACED = "REPLACED"
 
 
+# The statuses of a job still moving through the worker's stages.
+PIPELINE_STATUSES = (
+    RelayStatus.QUEUED,
+    RelayStatus.SIGNED,
+    RelayStatus.SUBMITTED,
+    RelayStatus.MINED,
+)
+
+
 class JobKind(StrEnum):
     """What a relayed job does; the worker treats them alike, the history shows them apart."""
 

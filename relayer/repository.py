@@ -1,13 +1,45 @@
-"""SQL reads of relayed transactions for the API."""
+"""The relayer's SQL: reads of relayed transactions for the API, and the worker's statements."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, Row, and_, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relayer.models import JobKind, RelayTransaction
+from core.db import new_id
+from relayer.models import (
+    PIPELINE_STATUSES,
+    JobKind,
+    RelayAttempt,
+    RelayerKey,
+    RelayStatus,
+    RelayTransaction,
+    SponsorCharge,
+)
+from wallet.models import Wallet
+
+JOBS = RelayTransaction.__table__
+# A job's open reservation, if it has one: a sponsored job's unsettled charge (one at most: a
+# charge is unique per job). Joined to the jobs a signing round reads, so that capping their
+# fees adds no statement to the round.
+OPEN_RESERVATION = and_(
+    SponsorCharge.relay_transaction_id == RelayTransaction.id,
+    SponsorCharge.settled.is_(False),
+)
+# A job as its receipt was read: still SUBMITTED at the relayer nonce it was read with. Both
+# outcomes of a receipt (landed, or queued again) update through this guard, so a second
+# writer, or a receipt read before another worker queued the job again, changes nothing.
+STILL_AS_READ = update(JOBS).where(
+    JOBS.c.id == bindparam("b_id"),
+    JOBS.c.status == RelayStatus.SUBMITTED,
+    JOBS.c.relayer_nonce == bindparam("b_relayer_nonce"),
+)
+_ENDED = (RelayStatus.MINED, RelayStatus.CONFIRMED, RelayStatus.FAILED)
+
+# -- reads for the API -------------------------------------------------------------------------
 
 
 async def transaction_of_wallet(
@@ -37,4 +69,281 @@ async def transactions_page(
     statement = statement.order_by(
         RelayTransaction.created_at.desc(), RelayTransaction.id.desc()
     ).limit(first + 1)
+    return list((await session.execute(statement)).scalars())
+
+
+# -- keys and scheduling -----------------------------------------------------------------------
+
+
+async def stages_by_key(session: AsyncSession) -> list[Row[Any]]:
+    """(relayer key id, status) of every open stage that has jobs: one grouped count."""
+    statement = (
+        select(RelayTransaction.relayer_key_id, RelayTransaction.status)
+        .where(RelayTransaction.status.in_(PIPELINE_STATUSES))
+        .group_by(RelayTransaction.relayer_key_id, RelayTransaction.status)
+    )
+    return list((await session.execute(statement)).all())
+
+
+async def claim_key(session: AsyncSession, key_id: str, *, is_postgres: bool) -> RelayerKey | None:
+    """The key's row, locked against other workers (``None``: another worker has it), with
+    ``FOR NO KEY UPDATE SKIP LOCKED`` (docs/relayer.md, "Locks")."""
+    statement = select(RelayerKey).where(RelayerKey.id == key_id)
+    if is_postgres:
+        statement = statement.with_for_update(skip_locked=True, key_share=True)
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+# -- jobs by stage -----------------------------------------------------------------------------
+
+
+async def queued_to_sign(
+    session: AsyncSession,
+    key_id: str,
+    *,
+    skip_wallets: Iterable[str],
+    is_postgres: bool,
+    limit: int,
+) -> list[Row[Any]]:
+    """The key's queued jobs with their open reservation's amount (or ``None``), oldest first;
+    on PostgreSQL their rows (not their charges) locked, skipping jobs another worker holds."""
+    statement = (
+        select(RelayTransaction, SponsorCharge.amount_wei)
+        .outerjoin(SponsorCharge, OPEN_RESERVATION)
+        .where(
+            RelayTransaction.relayer_key_id == key_id,
+            RelayTransaction.status == RelayStatus.QUEUED,
+        )
+    )
+    skipped = sorted(skip_wallets)
+    if skipped:
+        statement = statement.where(RelayTransaction.wallet_id.not_in(skipped))
+    if is_postgres:
+        statement = statement.with_for_update(of=RelayTransaction, skip_locked=True)
+    statement = statement.order_by(
+        RelayTransaction.created_at, RelayTransaction.forwarder_nonce
+    ).limit(limit)
+    return list((await session.execute(statement)).all())
+
+
+async def insert_attempts(session: AsyncSession, attempts: list[dict[str, object]]) -> None:
+    """One executemany (a RelayAttempt object each cost more than signing the job)."""
+    await session.execute(insert(RelayAttempt.__table__), attempts)
+
+
+def attempt_row(job: RelayTransaction, *, at: datetime) -> dict[str, object]:
+    """The ``relay_attempts`` row of the raw transaction just stored on ``job``. Its relayer
+    nonce matters: only attempts at the job's current nonce are its possible outcomes."""
+    assert job.relayer_nonce is not None and job.raw_transaction is not None
+    return {
+        "id": new_id(),
+        "relay_transaction_id": job.id,
+        "relayer_nonce": job.relayer_nonce,
+        "tx_hash": job.tx_hash,
+        "raw_transaction": job.raw_transaction,
+        "max_fee_per_gas": job.max_fee_per_gas,
+        "max_priority_fee_per_gas": job.max_priority_fee_per_gas,
+        "created_at": at,
+    }
+
+
+async def signed_to_send(session: AsyncSession, key_id: str) -> list[Row[Any]]:
+    """(id, raw transaction, submitted_at) of the key's SIGNED jobs in relayer-nonce order."""
+    statement = (
+        select(RelayTransaction.id, RelayTransaction.raw_transaction, RelayTransaction.submitted_at)
+        .where(
+            RelayTransaction.relayer_key_id == key_id,
+            RelayTransaction.status == RelayStatus.SIGNED,
+        )
+        .order_by(RelayTransaction.relayer_nonce)
+    )
+    return list((await session.execute(statement)).all())
+
+
+async def mark_submitted(session: AsyncSession, job_ids: list[str], *, now: datetime) -> None:
+    """SIGNED jobs the node accepted become SUBMITTED. Two workers may broadcast the same
+    stored bytes and mark the same rows: rows are locked in one order, skipping those the
+    other worker holds (it marks them itself); one UPDATE over both sets could deadlock."""
+    mine = list(
+        (
+            await session.execute(
+                select(RelayTransaction.id)
+                .where(
+                    RelayTransaction.id.in_(job_ids),
+                    RelayTransaction.status == RelayStatus.SIGNED,
+                )
+                .order_by(RelayTransaction.id)
+                .with_for_update(skip_locked=True)
+            )
+        ).scalars()
+    )
+    if mine:
+        await session.execute(
+            update(RelayTransaction)
+            .where(RelayTransaction.id.in_(mine))
+            .values(status=RelayStatus.SUBMITTED, submitted_at=now, updated_at=now)
+        )
+
+
+async def mark_to_follow(session: AsyncSession, job_ids: list[str], *, now: datetime) -> None:
+    """SIGNED jobs whose receipts must be looked up ("nonce too low") become SUBMITTED."""
+    await session.execute(
+        update(RelayTransaction)
+        .where(RelayTransaction.id.in_(job_ids), RelayTransaction.status == RelayStatus.SIGNED)
+        .values(status=RelayStatus.SUBMITTED, submitted_at=now, updated_at=now)
+    )
+
+
+async def lock_job(
+    session: AsyncSession, job_id: str, *still: ColumnElement[bool]
+) -> RelayTransaction | None:
+    """The job, its row locked for the rest of the transaction, if it is ``still`` as the
+    caller read it (conditions on ``JOBS``): another worker may have moved it since."""
+    return (
+        await session.execute(
+            select(RelayTransaction).where(JOBS.c.id == job_id, *still).with_for_update()
+        )
+    ).scalar_one_or_none()
+
+
+async def fail_job(session: AsyncSession, job_id: str, *, error: str, now: datetime) -> None:
+    """The job FAILED, its relayer nonce released (a filler takes it)."""
+    await session.execute(
+        update(RelayTransaction)
+        .where(RelayTransaction.id == job_id)
+        .values(status=RelayStatus.FAILED, error=error[:500], relayer_nonce=None, updated_at=now)
+    )
+
+
+async def open_jobs_to_track(session: AsyncSession, key_id: str) -> list[Row[Any]]:
+    """The columns ``track_submitted`` needs of the key's SUBMITTED and MINED jobs."""
+    statement = select(
+        RelayTransaction.id,
+        RelayTransaction.status,
+        RelayTransaction.kind,
+        RelayTransaction.tx_hash,
+        RelayTransaction.relayer_nonce,
+        RelayTransaction.forwarder_nonce,
+        RelayTransaction.attempts,
+        RelayTransaction.submitted_at,
+        RelayTransaction.block_number,
+        RelayTransaction.sponsor_id,
+        RelayTransaction.wallet_id,
+    ).where(
+        RelayTransaction.relayer_key_id == key_id,
+        RelayTransaction.status.in_((RelayStatus.SUBMITTED, RelayStatus.MINED)),
+    )
+    return list((await session.execute(statement)).all())
+
+
+async def attempts_of(session: AsyncSession, job_ids: list[str]) -> list[Row[Any]]:
+    """(job id, tx hash, relayer nonce) of every attempt of these jobs."""
+    statement = select(
+        RelayAttempt.relay_transaction_id, RelayAttempt.tx_hash, RelayAttempt.relayer_nonce
+    ).where(RelayAttempt.relay_transaction_id.in_(job_ids))
+    return list((await session.execute(statement)).all())
+
+
+async def record_landed(
+    session: AsyncSession, landed: list[dict[str, object]], *, now: datetime
+) -> None:
+    """Receipts' outcomes (one executemany, guarded by ``STILL_AS_READ``)."""
+    await session.execute(
+        STILL_AS_READ.values(
+            status=bindparam("b_status"),
+            error=bindparam("b_error"),
+            block_number=bindparam("b_block_number"),
+            gas_used=bindparam("b_gas_used"),
+            effective_gas_price=bindparam("b_effective_gas_price"),
+            tx_hash=bindparam("b_tx_hash"),
+            confirmed_at=bindparam("b_confirmed_at"),
+            updated_at=now,
+        ),
+        landed,
+    )
+
+
+async def requeue(
+    session: AsyncSession, requeued: list[dict[str, object]], *, now: datetime
+) -> None:
+    """Jobs back to the state the API created them in (guarded by ``STILL_AS_READ``); their
+    attempts stay as the record of what was sent. Their relayer nonces were used by the
+    reverted transactions, so the key's nonces have no gap."""
+    await session.execute(
+        STILL_AS_READ.values(
+            status=RelayStatus.QUEUED,
+            relayer_nonce=None,
+            raw_transaction=None,
+            tx_hash=None,
+            max_fee_per_gas=None,
+            max_priority_fee_per_gas=None,
+            attempts=0,
+            block_number=None,
+            gas_used=None,
+            effective_gas_price=None,
+            error=None,
+            submitted_at=None,
+            confirmed_at=None,
+            updated_at=now,
+        ),
+        requeued,
+    )
+
+
+async def confirm(session: AsyncSession, job_ids: list[str], *, now: datetime) -> None:
+    await session.execute(
+        update(JOBS)
+        .where(JOBS.c.id.in_(job_ids), JOBS.c.status == RelayStatus.MINED)
+        .values(status=RelayStatus.CONFIRMED, confirmed_at=now, updated_at=now)
+    )
+
+
+async def tx_hash_of_ended(session: AsyncSession, job_ids: Sequence[str]) -> dict[str, str]:
+    """Job id → tx hash of those of these jobs that have ended (MINED, CONFIRMED, FAILED)."""
+    statement = select(JOBS.c.id, JOBS.c.tx_hash).where(
+        JOBS.c.id.in_(job_ids), JOBS.c.status.in_(_ENDED)
+    )
+    return {job_id: tx_hash for job_id, tx_hash in (await session.execute(statement)).all()}
+
+
+# -- wallets -----------------------------------------------------------------------------------
+
+
+async def wallet_addresses(session: AsyncSession, wallet_ids: Iterable[str]) -> dict[str, str]:
+    statement = select(Wallet.id, Wallet.address).where(Wallet.id.in_(sorted(set(wallet_ids))))
+    return {wallet_id: address for wallet_id, address in (await session.execute(statement)).all()}
+
+
+async def lock_wallet(session: AsyncSession, wallet_id: str) -> None:
+    """The wallet's lock, as the API takes it (a no-op UPDATE of its row)."""
+    await session.execute(
+        update(Wallet)
+        .where(Wallet.id == wallet_id)
+        .values(next_forwarder_nonce=Wallet.next_forwarder_nonce)
+    )
+
+
+async def wallet_has_job_in_flight(session: AsyncSession, wallet_id: str) -> bool:
+    """Whether one of the wallet's jobs (not a filler) is SIGNED or SUBMITTED."""
+    statement = select(RelayTransaction.id).where(
+        RelayTransaction.wallet_id == wallet_id,
+        RelayTransaction.kind != JobKind.NONCE_FILL,
+        RelayTransaction.status.in_((RelayStatus.SIGNED, RelayStatus.SUBMITTED)),
+    )
+    return (await session.execute(statement)).first() is not None
+
+
+async def queued_of_wallet(
+    session: AsyncSession, wallet_id: str, *, for_update: bool
+) -> list[RelayTransaction]:
+    """The wallet's QUEUED jobs in forwarder-nonce order; ``for_update`` locks them."""
+    statement = (
+        select(RelayTransaction)
+        .where(
+            RelayTransaction.wallet_id == wallet_id, RelayTransaction.status == RelayStatus.QUEUED
+        )
+        .order_by(RelayTransaction.forwarder_nonce, RelayTransaction.created_at)
+    )
+    if for_update:
+        statement = statement.with_for_update()
     return list((await session.execute(statement)).scalars())

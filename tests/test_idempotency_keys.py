@@ -21,8 +21,8 @@ from chain.address_book import AddressBook
 from chain.deploy import Deployer
 from chain.tokens import format_units
 from core.migrate import alembic_config
-from relayer.models import JobKind, RelayStatus, RelayTransaction
-from relayer.worker import PIPELINE_STATUSES, RelayerWorker
+from relayer.models import PIPELINE_STATUSES, JobKind, RelayStatus, RelayTransaction
+from relayer.worker import RelayerWorker
 from tests.support.graphql import error_codes, gql
 from tests.support.issuer import TestIssuer
 from tests.support.wallets import new_customer

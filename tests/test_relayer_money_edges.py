@@ -21,8 +21,8 @@ from chain.deploy import Deployer
 from chain.tokens import AmountError, parse_units
 from core.db import utc_now
 from identity.service import provision
-from relayer import sponsorship
 from relayer.models import (
+    PIPELINE_STATUSES,
     FeeQuote,
     JobKind,
     RelayStatus,
@@ -33,8 +33,9 @@ from relayer.models import (
     WalletPolicy,
 )
 from relayer.service import TransferInput, commit_transfer, request_transfer
-from relayer.sponsorship import settle_charges
-from relayer.worker import PIPELINE_STATUSES, RelayerWorker
+from relayer.sponsorship import reservation, settle_charges
+from relayer.sponsorship import rules as sponsorship_rules
+from relayer.worker import RelayerWorker
 from tests.support.graphql import error_codes, gql
 from tests.support.issuer import TestIssuer
 from tests.support.wallets import fresh_address, new_customer
@@ -210,14 +211,14 @@ async def test_the_node_refusing_sponsored_jobs_holds_no_sponsor_lock_while_the_
             session.add(job)
 
     worker = RelayerWorker(services, name="test-relayer")
-    read_gas_price = worker._gas_price
+    real_gas_price = worker.read_gas_price
     sponsor_locked_during_reads: list[bool] = []
 
     async def gas_price_probing_the_sponsor() -> tuple[int, int]:
         sponsor_locked_during_reads.append(await sponsor_row_is_locked(services, sponsor_id))
-        return await read_gas_price()
+        return await real_gas_price()
 
-    worker._gas_price = gas_price_probing_the_sponsor  # type: ignore[method-assign]
+    worker.read_gas_price = gas_price_probing_the_sponsor  # type: ignore[method-assign]
     try:
         await tick_until(
             worker,
@@ -582,14 +583,15 @@ async def test_a_sponsored_transfer_at_midnight_reserves_and_settles_on_the_same
 
     before_midnight = datetime.combine(datetime.now(UTC).date(), time(23, 59, 59, 999_000), UTC)
     clock = {"now": before_midnight}
-    monkeypatch.setattr(sponsorship, "utc_now", lambda: clock["now"])
-    reserve = sponsorship.reserve
+    for module in (sponsorship_rules, reservation):  # every clock of the sponsorship
+        monkeypatch.setattr(module, "utc_now", lambda: clock["now"])
+    reserve = reservation.reserve
 
     async def reserve_after_midnight(*args: object, **kwargs: object) -> None:
         clock["now"] = before_midnight + timedelta(milliseconds=2)
         await reserve(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(sponsorship, "reserve", reserve_after_midnight)
+    monkeypatch.setattr(reservation, "reserve", reserve_after_midnight)
     await queue_transfers(own_stack, [sender], count=1)
     monkeypatch.undo()
     await work_until_final(own_stack)

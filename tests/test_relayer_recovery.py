@@ -45,6 +45,7 @@ from devsupport.databases import fresh_database
 from identity.models import Tenant
 from relayer.keys import authorize_keys, relayer_key_for
 from relayer.models import (
+    PIPELINE_STATUSES,
     JobKind,
     RelayAttempt,
     RelayerKey,
@@ -56,7 +57,7 @@ from relayer.models import (
 from relayer.rpc_errors import SendOutcome, classify
 from relayer.runner import prepare_relayer_keys
 from relayer.sponsorship import configure_sponsor
-from relayer.worker import PIPELINE_STATUSES, RelayerWorker
+from relayer.worker import RelayerWorker
 from tests.support.databases import DATABASE_PREFIX, POSTGRES_ADMIN_URL
 from tests.support.graphql import gql
 from tests.support.issuer import TestIssuer
@@ -618,11 +619,11 @@ class BaseFeeRisesOnce(RelayerWorker):
         super().__init__(services, name=name)
         self.rise_before_next_signing = False
 
-    async def _gas_price(self) -> tuple[int, int]:
+    async def read_gas_price(self) -> tuple[int, int]:
         if self.rise_before_next_signing:
             self.rise_before_next_signing = False
             return 0, 0
-        return await super()._gas_price()
+        return await super().read_gas_price()
 
 
 @dataclass(frozen=True)

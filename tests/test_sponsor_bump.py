@@ -52,11 +52,11 @@ class FirstSigningUnderpriced(SpikingWorker):
 
     signed_once = False
 
-    async def _gas_price(self) -> tuple[int, int]:
+    async def read_gas_price(self) -> tuple[int, int]:
         if not self.signed_once:
             self.signed_once = True
             return 0, 0
-        return await super()._gas_price()
+        return await super().read_gas_price()
 
 
 def logged_naming_both(caplog: pytest.LogCaptureFixture, rows: SponsorRows, *, level: int) -> bool:
@@ -124,7 +124,7 @@ async def test_a_sponsor_short_of_funds_gets_only_the_bump_it_can_pay_for(
     remaining = reserved.charge.amount_wei // 2
     await set_sponsor(stack, reserved.sponsor.id, funds_wei=reserved.sponsor.spent_wei + remaining)
 
-    caplog.set_level(logging.WARNING, logger="relayer.worker")
+    caplog.set_level(logging.WARNING, logger="relayer.pipeline")
     async with worker_of(stack, SpikingWorker) as worker:
         with mining_paused(stage.deployer):
             sent, bumped = await sent_then_bumped_in_a_spike(worker, stack, job_id)
@@ -155,7 +155,7 @@ async def test_a_sponsor_whose_funds_are_spent_leaves_its_stuck_job_unbumped(
     job_id = reserved.job.id
     await with_no_funds_beyond_its_reservations(stack, reserved)
 
-    caplog.set_level(logging.ERROR, logger="relayer.worker")
+    caplog.set_level(logging.ERROR, logger="relayer.pipeline")
     async with worker_of(stack, SpikingWorker) as worker:
         with mining_paused(stage.deployer):
             await stuck_when_the_fees_spike(worker, stack, job_id)

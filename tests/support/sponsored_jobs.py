@@ -23,13 +23,14 @@ from chain.deploy import Deployer
 from chain.rpc import JsonRpc
 from core.db import utc_now
 from relayer.models import (
+    PIPELINE_STATUSES,
     RelayStatus,
     RelayTransaction,
     Sponsor,
     SponsorCharge,
     SponsorCustomerDay,
 )
-from relayer.worker import PIPELINE_STATUSES, RelayerWorker
+from relayer.worker import RelayerWorker
 from tests.support.issuer import TestIssuer
 from tests.test_relayer_recovery import (
     OwnStack,
@@ -96,8 +97,8 @@ class SpikingWorker(RelayerWorker):
 
     spike: tuple[int, int] | None = None
 
-    async def _gas_price(self) -> tuple[int, int]:
-        return self.spike if self.spike is not None else await super()._gas_price()
+    async def read_gas_price(self) -> tuple[int, int]:
+        return self.spike if self.spike is not None else await super().read_gas_price()
 
 
 @contextlib.asynccontextmanager
