@@ -4,9 +4,9 @@ no foreign keys from the rows a transfer inserts
 Every sponsored transfer of a utility takes its sponsor's row lock, and holds it until its
 transaction commits. Taken by the API in Python, the lock spanned seven round trips (lock,
 customer's day, job, sponsor update, day upsert, charge, commit), each a wait for the API's
-event loop and for a core, and held a utility's sponsored transfers to one at a time
-(docs/benchmarks.md, "Sixth session"). One statement for the reservation still left one such
-wait, between its answer and the commit ("Seventh session").
+event loop and for a core, and held a utility's sponsored transfers to one at a time (26-32
+of 32 transfers in flight waited on it). One statement for the reservation still left one
+such wait, between its answer and the commit.
 
 So the reservation is now made inside the commit. A sponsored transfer inserts its charge with
 ``reserve_on_commit``; the deferred constraint trigger ``sponsor_charges_reserve_on_commit``
@@ -19,7 +19,7 @@ and the day is the charge's ``created_at``, as for every reservation and its set
 charge made before a period another transaction started meanwhile is left out of that
 period's total, as its settlement leaves it out.
 
-The rules are ``relayer.sponsorship.require_budget``'s, in its order. SQLite keeps the Python
+The rules are ``relayer.sponsorship.rules.require_budget``'s, in its order. SQLite keeps the Python
 path (one writer, so no lock to wait on; ``reserve_on_commit`` stays false there), and the
 test suite runs both.
 
@@ -27,7 +27,7 @@ Two foreign keys go: ``relay_transactions.sponsor_id`` and ``sponsor_charges.spo
 Checking them took ``KEY SHARE`` on the sponsor's row for the rest of the transaction, and a
 transaction that holds any lock on a row waits for a stronger one without joining the row's
 queue (PostgreSQL skips the tuple lock then, to avoid deadlocks): every commit woke all the
-waiting transfers at once, they raced, and all but one waited again ("Seventh session": twice
+waiting transfers at once, they raced, and all but one waited again (measured: twice
 PostgreSQL's CPU, half the throughput). The trigger refuses a charge whose sponsor does not
 exist; the Python paths look the sponsor up before they charge it; sponsors are never deleted.
 
