@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
+from core.background import BackgroundLoop
 from core.db import utc_now
 from identity.service import CustomerAccount
 from onramp import delivery, events, refunds, repository
@@ -190,16 +191,11 @@ class OnrampProcessor:
 
 
 @dataclass
-class RunningProcessor:
+class RunningProcessor(BackgroundLoop):
     processor: OnrampProcessor
-    stop: asyncio.Event
-    task: asyncio.Task[None]
 
-    async def shutdown(self) -> None:
-        self.stop.set()
+    def wake(self) -> None:
         self.processor.wake()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(self.task, timeout=15)
 
 
 async def start_onramp_processor(

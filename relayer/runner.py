@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 
 from chain.profiles import deployer_key
+from core.background import BackgroundLoop
 from relayer.deps import RelayerServices
 from relayer.keys import authorize_keys, ensure_relayer_keys, fund_local_keys
 from relayer.worker import RelayerWorker
@@ -16,15 +16,8 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class RunningRelayer:
+class RunningRelayer(BackgroundLoop):
     worker: RelayerWorker
-    stop: asyncio.Event
-    task: asyncio.Task[None]
-
-    async def shutdown(self) -> None:
-        self.stop.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(self.task, timeout=15)
 
 
 async def prepare_relayer_keys(services: RelayerServices) -> None:
