@@ -4,14 +4,12 @@ process counters count what the process answered, and outside development only a
 
 from __future__ import annotations
 
-import os
 import uuid
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 from sqlalchemy import update
 from sqlmodel import func, select
@@ -28,31 +26,15 @@ from relayer.models import RelayerKey, RelayStatus, RelayTransaction, Sponsor
 from relayer.runner import RunningRelayer
 from tests.support.graphql import gql
 from tests.support.issuer import TestIssuer
+from tests.support.metrics import Samples, scrape, value
 from tests.support.ports import free_port
 from tests.support.relayer_pause import relayer_paused
+from tests.support.transfers import quote, send
 from tests.support.utilities import fresh_utility
 from tests.support.wallets import ChainReader, new_customer, wait_for_status
-from tests.test_relayer_rules import send
-from tests.test_relayer_transfer import quote
 
 OVPP = 10**18
 USD = 10**6
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-async def scrape(client: httpx.AsyncClient, **headers: str) -> Samples:
-    response = await client.get("/metrics", headers=headers)
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/plain; version=")
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, tuple(sorted(labels.items()))))
 
 
 async def queued_in_database(services: Services) -> int:
@@ -251,13 +233,6 @@ async def test_no_client_can_grow_the_label_sets(
         field="viewer",
         outcome="ok",
     )
-
-
-@pytest.fixture
-def no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in os.environ:
-        if name.startswith("OVPP_"):
-            monkeypatch.delenv(name)
 
 
 async def served(settings: Settings, **headers: str) -> httpx.Response:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
@@ -22,10 +21,10 @@ from ovpp_client import (
     WalletClient,
 )
 
-from api.container import ONRAMP_FOLLOWERS, Services
+from api.container import Services
 from chain.address_book import AddressBook
 from chain.deploy import Deployer
-from onramp.processor import RunningProcessor, start_onramp_processor
+from onramp.processor import RunningProcessor
 from onramp.service import treasury_account
 from tests.conftest import STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET
 from tests.support.issuer import TestIssuer
@@ -223,17 +222,6 @@ async def test_the_demo_battery_enrolls_in_the_sponsored_program_through_the_typ
     mine = await wallet.viewer_enrollments()
     assert [item.id for item in mine.devices] == [device.id]
     assert chain.ovpp_of(address) == 3 * OVPP  # the utility paid
-
-
-@pytest.fixture
-async def processor(app, services: Services, relayer: object) -> AsyncIterator[RunningProcessor]:  # type: ignore[no-untyped-def]
-    running = await start_onramp_processor(
-        services, name="test-client-onramp", followers=ONRAMP_FOLLOWERS
-    )
-    app.state.onramp_processor = running
-    yield running
-    app.state.onramp_processor = None
-    await running.shutdown()
 
 
 async def test_buying_ovpp_by_card_through_the_typed_client(

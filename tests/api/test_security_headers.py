@@ -5,7 +5,6 @@ violation, and an injected script is refused) is ``tests/test_web_app.py``."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import httpx
@@ -36,12 +35,7 @@ LOCKED_DOWN = {
 }
 
 
-@pytest.fixture(autouse=True)
-def no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Only what each test gives: no OVPP_* variable of the machine running the tests."""
-    for name in os.environ:
-        if name.startswith("OVPP_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_outside_settings")
 
 
 async def responses(settings: Settings, *paths: str) -> list[httpx.Response]:

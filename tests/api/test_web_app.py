@@ -18,10 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.ports import free_port
-from tests.test_serve_e2e import RunningServe, Stack, _serve
+from tests.support.serve import RunningServe, Stack, new_stack, serving
 
-REPOSITORY = Path(__file__).resolve().parent.parent
+REPOSITORY = Path(__file__).resolve().parents[2]
 JOURNEY_SCRIPT = REPOSITORY / "tests" / "browser" / "journey.mjs"
 ARTIFACTS = REPOSITORY / "test-artifacts" / "web-app"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -37,21 +36,12 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Stack:
-    root = tmp_path_factory.mktemp("web-app")
-    (root / "logs").mkdir()
-    return Stack(
-        data_dir=root / "data",
-        logs_dir=root / "logs",
-        api_port=free_port(),
-        anvil_port=free_port(),
-        oidc_port=free_port(),
-        stripe_port=free_port(),
-    )
+    return new_stack(tmp_path_factory.mktemp("web-app"))
 
 
 @pytest.fixture(scope="module")
 def served(stack: Stack) -> Iterator[RunningServe]:
-    with _serve(stack, run_name="web-app") as running:
+    with serving(stack, run_name="web-app") as running:
         yield running
 
 

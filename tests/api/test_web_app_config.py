@@ -4,7 +4,6 @@ payments are configured. A secret Stripe key is never accepted where browsers wo
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import httpx
@@ -29,12 +28,7 @@ CARD_PAYMENTS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Only what each test gives: no OVPP_* variable of the machine running the tests."""
-    for name in os.environ:
-        if name.startswith("OVPP_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_outside_settings")
 
 
 async def served_config(**settings: Any) -> dict[str, Any]:

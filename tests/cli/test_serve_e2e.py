@@ -8,15 +8,9 @@ test gets its own data directory and free ports, and never inherits the caller's
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import signal
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +19,10 @@ import pytest
 
 from chain.address_book import AddressBook
 from chain.anvil import rpc_answers
-from tests.support.ports import free_port
+from tests.support.cli import ovpp_wallet
+from tests.support.serve import RunningServe, Stack, new_stack, pids_naming, serving
 
-CLI = Path(sys.executable).with_name("ovpp-wallet")
 DEMO_EMAIL = "alice@example.com"
-READY_TIMEOUT_SECONDS = 90
 STOP_TIMEOUT_SECONDS = 15
 PROGRESS_STEPS = ("chain:", "database:", "contracts:", "sign-in:", "demo data:")
 
@@ -40,77 +33,13 @@ query {
 """
 
 
-@dataclass(frozen=True)
-class Stack:
-    """Where one isolated `serve` keeps its data and listens."""
-
-    data_dir: Path
-    logs_dir: Path
-    api_port: int
-    anvil_port: int
-    oidc_port: int
-    stripe_port: int
-
-    @property
-    def env(self) -> dict[str, str]:
-        """The caller's environment without any OVPP_* setting, plus this stack's own."""
-        env = {name: value for name, value in os.environ.items() if not name.startswith("OVPP_")}
-        env.update(
-            PYTHONUNBUFFERED="1",  # progress lines reach the log file as they are printed
-            OVPP_DATA_DIR=str(self.data_dir),
-            OVPP_PORT=str(self.api_port),
-            OVPP_ANVIL_PORT=str(self.anvil_port),
-            OVPP_DEV_OIDC_PORT=str(self.oidc_port),
-            OVPP_LOCALSTRIPE_PORT=str(self.stripe_port),
-        )
-        return env
-
-    @property
-    def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
-
-    @property
-    def issuer(self) -> str:
-        return f"http://127.0.0.1:{self.oidc_port}"
-
-
-@dataclass
-class RunningServe:
-    process: subprocess.Popen[bytes]
-    stdout_path: Path
-    stderr_path: Path
-    data_dir: Path
-
-    def output(self) -> str:
-        return self.stdout_path.read_text(errors="replace")
-
-    def diagnostics(self) -> str:
-        """serve's output and the tails of its children's logs, for a failure message."""
-        sections = [f"--- stdout ---\n{self.output()}"]
-        for log in (self.stderr_path, self.data_dir / "anvil.log", self.data_dir / "dev-oidc.log"):
-            if log.exists():
-                sections.append(
-                    f"--- {log.name} (tail) ---\n{log.read_text(errors='replace')[-3000:]}"
-                )
-        return "\n".join(sections)
-
-
 @pytest.fixture
 def stack(tmp_path: Path) -> Stack:
-    logs_dir = tmp_path / "logs"
-    logs_dir.mkdir()
-    return Stack(
-        data_dir=tmp_path / "data",
-        logs_dir=logs_dir,
-        api_port=free_port(),
-        anvil_port=free_port(),
-        oidc_port=free_port(),
-        stripe_port=free_port(),
-    )
+    return new_stack(tmp_path)
 
 
 def test_dev_token_without_serve_exits_with_a_hint(stack: Stack) -> None:
-    result = _cli(stack, "dev-token", "--email", DEMO_EMAIL)
+    result = ovpp_wallet(stack.env, "dev-token", "--email", DEMO_EMAIL, cwd=stack.logs_dir)
 
     assert result.returncode != 0
     assert "Traceback" not in result.stderr, result.stderr
@@ -119,7 +48,7 @@ def test_dev_token_without_serve_exits_with_a_hint(stack: Stack) -> None:
 
 
 def test_serve_from_nothing_then_restart_keeps_the_funded_demo_wallet(stack: Stack) -> None:
-    with _serve(stack, run_name="first") as first:
+    with serving(stack, run_name="first") as first:
         output = first.output()
         _assert_progress_steps(output)
         assert "address book written to" in output
@@ -135,7 +64,7 @@ def test_serve_from_nothing_then_restart_keeps_the_funded_demo_wallet(stack: Sta
     native = [entry for entry in first_wallet["balances"] if entry["token"]["address"] is None]
     assert [(entry["amount"], entry["raw"]) for entry in native] == [("0", "0")]
 
-    with _serve(stack, run_name="second") as second:
+    with serving(stack, run_name="second") as second:
         output = second.output()
         _assert_progress_steps(output)
         assert "deployed already" in output
@@ -152,73 +81,6 @@ def test_serve_from_nothing_then_restart_keeps_the_funded_demo_wallet(stack: Sta
 # ------------------------------------------------------------------------------------ helpers
 
 
-def _cli(stack: Stack, *arguments: str) -> subprocess.CompletedProcess[str]:
-    # cwd outside the repository: a developer's own .env there must not leak into the test.
-    return subprocess.run(
-        [str(CLI), *arguments],
-        env=stack.env,
-        cwd=stack.logs_dir,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-@contextlib.contextmanager
-def _serve(stack: Stack, *, run_name: str) -> Iterator[RunningServe]:
-    """`serve` in its own session, ready (``/readyz`` is 200) when the block starts.
-
-    Whatever happens in the block, nothing it started is left running afterwards: the
-    session is killed, and so is any process (anvil, the provider) naming the data dir.
-    """
-    stdout_path = stack.logs_dir / f"serve-{run_name}.out"
-    stderr_path = stack.logs_dir / f"serve-{run_name}.err"
-    with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
-        process = subprocess.Popen(
-            [str(CLI), "serve"],
-            env=stack.env,
-            cwd=stack.logs_dir,
-            stdout=stdout,
-            stderr=stderr,
-            start_new_session=True,
-        )
-    running = RunningServe(
-        process=process, stdout_path=stdout_path, stderr_path=stderr_path, data_dir=stack.data_dir
-    )
-    try:
-        _wait_until_ready(stack, running)
-        yield running
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        for pid in _pids_naming(stack.data_dir):
-            with contextlib.suppress(ProcessLookupError):
-                group = os.getpgid(pid)
-                if group == os.getpgrp():  # never the group pytest itself runs in
-                    os.kill(pid, signal.SIGKILL)
-                else:
-                    os.killpg(group, signal.SIGKILL)
-
-
-def _wait_until_ready(stack: Stack, running: RunningServe) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if running.process.poll() is not None:
-            pytest.fail(
-                f"serve exited with code {running.process.returncode} before it was ready\n"
-                + running.diagnostics()
-            )
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{stack.api_url}/readyz", timeout=2).status_code == 200:
-                return
-        time.sleep(0.2)
-    pytest.fail(
-        f"/readyz did not answer 200 within {READY_TIMEOUT_SECONDS} s\n" + running.diagnostics()
-    )
-
-
 def _stop(running: RunningServe, *, signum: signal.Signals = signal.SIGINT) -> None:
     """Ctrl-C as in a terminal, or SIGTERM as from a service manager (to serve's own pid, not
     its group); either way serve must stop what it started and exit cleanly."""
@@ -231,7 +93,7 @@ def _stop(running: RunningServe, *, signum: signal.Signals = signal.SIGINT) -> N
 
 
 def _demo_wallet(stack: Stack) -> dict[str, Any]:
-    token_result = _cli(stack, "dev-token", "--email", DEMO_EMAIL)
+    token_result = ovpp_wallet(stack.env, "dev-token", "--email", DEMO_EMAIL, cwd=stack.logs_dir)
     assert token_result.returncode == 0, token_result.stderr
     token = token_result.stdout.strip()
     response = httpx.post(
@@ -245,7 +107,7 @@ def _demo_wallet(stack: Stack) -> dict[str, Any]:
     assert "errors" not in body, body
     wallet = body["data"]["viewer"]["wallet"]
     # The CLI shows the same through the typed client (clients/python).
-    shown = _cli(stack, "balances", "--token", token)
+    shown = ovpp_wallet(stack.env, "balances", "--token", token, cwd=stack.logs_dir)
     assert shown.returncode == 0, shown.stderr
     assert wallet["address"] in shown.stdout
     for entry in wallet["balances"]:
@@ -274,23 +136,9 @@ def _assert_progress_steps(output: str) -> None:
 
 
 def _assert_nothing_left_running(stack: Stack) -> None:
-    assert _pids_naming(stack.data_dir) == [], "anvil or the provider outlived serve"
+    assert pids_naming(stack.data_dir) == [], "anvil or the provider outlived serve"
     assert not rpc_answers(f"http://127.0.0.1:{stack.anvil_port}")
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{stack.issuer}/.well-known/openid-configuration", timeout=2)
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{stack.api_url}/healthz", timeout=2)
-
-
-def _pids_naming(data_dir: Path) -> list[int]:
-    """Live processes whose command line names ``data_dir`` (anvil's --state, the provider's
-    --keys-file): what this test's serve started, and nothing anyone else runs."""
-    needle = str(data_dir).encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        with contextlib.suppress(OSError):
-            if needle in (entry / "cmdline").read_bytes():
-                pids.append(int(entry.name))
-    return pids

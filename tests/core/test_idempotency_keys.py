@@ -23,25 +23,18 @@ from chain.tokens import format_units
 from core.migrate import alembic_config
 from relayer.models import JobKind, RelayStatus, RelayTransaction
 from relayer.worker import PIPELINE_STATUSES, RelayerWorker
+from tests.support.enrollment import UNENROLL, add_device, enroll, program_id, wait_enrollment
 from tests.support.graphql import error_codes, gql
 from tests.support.issuer import TestIssuer
-from tests.support.wallets import new_customer
-from tests.test_enrollment_flow import (
-    UNENROLL,
-    add_device,
-    enroll,
-    program_id,
-    wait_enrollment,
-)
-from tests.test_relayer_recovery import (  # noqa: F401 (own_stack: a fixture)
+from tests.support.own_stack import (
     OVPP,
     OwnStack,
-    own_stack,
     queue_transfers,
     status_counts,
     two_senders_on_one_key,
 )
-from tests.test_relayer_transfer import QUOTE, TRANSFER
+from tests.support.transfers import QUOTE, TRANSFER
+from tests.support.wallets import new_customer
 
 WORK_SECONDS = 20.0
 USD = 10**6
@@ -71,7 +64,7 @@ mutation($input: FundSponsorshipInput!) { fundSponsorship(input: $input) { funds
 
 @pytest.mark.parametrize("own_stack", ["sqlite", "postgresql"], indirect=True)
 async def test_a_client_cannot_take_the_key_of_a_refused_jobs_nonce_filler(
-    own_stack: OwnStack,  # noqa: F811 (the fixture imported above)
+    own_stack: OwnStack,
     test_issuer: TestIssuer,
     deployer: Deployer,
     contracts: AddressBook,
@@ -108,7 +101,7 @@ async def test_a_client_cannot_take_the_key_of_a_refused_jobs_nonce_filler(
 
 @pytest.mark.parametrize("own_stack", ["sqlite", "postgresql"], indirect=True)
 async def test_a_key_squatted_before_the_refusal_no_longer_blocks_a_refused_jobs_filler(
-    own_stack: OwnStack,  # noqa: F811 (the fixture imported above)
+    own_stack: OwnStack,
     test_issuer: TestIssuer,
     deployer: Deployer,
     contracts: AddressBook,

@@ -20,256 +20,67 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from sqlalchemy import update
 from sqlmodel import func, select
 
-from api.container import ONRAMP_FOLLOWERS, Services
+from api.container import Services
 from chain.address_book import AddressBook
 from chain.anvil import LocalChain
 from chain.deploy import Deployer
 from chain.profiles import deployer_key
 from core.settings import Settings
-from onramp.localstripe import LocalStripe, configure_webhook
-from onramp.models import OnrampPayment, PaymentStatus, StripeEvent
-from onramp.processor import RunningProcessor, start_onramp_processor
-from onramp.service import delivery_key, treasury_account
+from onramp.models import PaymentStatus, StripeEvent
+from onramp.processor import RunningProcessor
 from programs import card
 from programs import service as programs_service
 from programs.admin import publish_program
 from programs.demo import DEMO_PROGRAMS
 from programs.models import Device
-from programs.models import Enrollment as EnrollmentRow
 from relayer import sponsorship
 from relayer.models import RelayTransaction
 from relayer.runner import RunningRelayer
-from tests.conftest import STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET
+from tests.conftest import STRIPE_WEBHOOK_SECRET
+from tests.support.cli import ovpp_wallet
+from tests.support.enrollment import VIEWER_ENROLLMENTS
 from tests.support.graphql import gql
 from tests.support.issuer import TestIssuer
+from tests.support.onramp import (
+    CARD_ENROLL,
+    CREATE,
+    OVPP,
+    Live,
+    buy,
+    deliveries_of,
+    dispute_of,
+    enrollment_once_final,
+    open_card_enrollment,
+    pay_with_a_delivery_the_node_refuses,
+    payment_row,
+    post_signed_event,
+    serve_env,
+    settle,
+    wait_payment,
+    wait_processed,
+)
 from tests.support.ports import free_port
 from tests.support.relayer_pause import relayer_paused
-from tests.support.stripe import Delivery, StripeTestClient, WebhookTap, sign, signed_event
-from tests.support.wallets import ChainReader, Customer, new_customer
-from tests.test_enrollment_flow import ENROLL, VIEWER_ENROLLMENTS, add_device, program_id
+from tests.support.stripe import Delivery, sign, signed_event
+from tests.support.wallets import ChainReader, new_customer
 from wallet.models import Wallet
 
-OVPP = 10**18
-USDC = 10**6
 CLI = Path(sys.executable).with_name("ovpp-wallet")
-
-QUOTE = """
-mutation($input: OnrampQuoteInput!) {
-  quoteOnramp(input: $input) {
-    __typename
-    ... on OnrampQuote { id tokenAmount fiatAmount fee currency price expiresAt token { symbol } }
-    ... on InvalidInput { message field }
-    ... on OnrampUnavailable { message }
-  }
-}
-"""
-PAYMENT_FIELDS = """
-  id purpose status tokenAmount fiatAmount fee currency paymentIntentId clientSecret
-  refundedAmount refundFailedAmount disputed clawbackRequired error enrollmentId
-  token { symbol }
-  deliveryTransaction { id status hash amount to token { symbol } }
-"""
-CREATE = f"""
-mutation($input: CreateOnrampPaymentInput!) {{
-  createOnrampPayment(input: $input) {{
-    __typename
-    ... on OnrampPayment {{ {PAYMENT_FIELDS} }}
-    ... on InvalidInput {{ message field }}
-    ... on QuoteExpired {{ message }}
-    ... on OnrampUnavailable {{ message }}
-  }}
-}}
-"""
-PAYMENTS = f"{{ viewer {{ onrampPayments {{ {PAYMENT_FIELDS} }} }} }}"
 
 
 # -- fixtures ------------------------------------------------------------------------------------
 
 
-@dataclass
-class Live:
-    """The app served over real HTTP (localstripe's webhooks reach it there) behind a tap."""
-
-    url: str
-    tap: WebhookTap
-    stripe: StripeTestClient
-
-    async def deliver(self, delivery: Delivery) -> httpx.Response:
-        return await self.post(delivery.body, delivery.signature)
-
-    async def post(self, body: bytes, signature: str | None) -> httpx.Response:
-        headers = {"Content-Type": "application/json; charset=utf-8"}
-        if signature is not None:
-            headers["Stripe-Signature"] = signature
-        async with httpx.AsyncClient(timeout=10) as http:
-            return await http.post(f"{self.url}/webhooks/stripe", content=body, headers=headers)
-
-
-@pytest.fixture(scope="session")
-async def treasury_stock(services: Services, deployer: Deployer, contracts: AddressBook) -> str:
-    account = await treasury_account(services)
-    deployer.mint(token=contracts.ovpp_token, to=account.wallet.address, amount=1_000_000 * OVPP)
-    deployer.mint(token=contracts.stablecoin, to=account.wallet.address, amount=1_000_000 * USDC)
-    return account.wallet.address
-
-
-@pytest.fixture(scope="session")
-async def live(app, localstripe: LocalStripe, treasury_stock: str) -> AsyncIterator[Live]:  # type: ignore[no-untyped-def]
-    tap = WebhookTap(app)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(tap, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    serving = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 (uvicorn exposes a flag, not an event)
-        await asyncio.sleep(0.02)
-    url = f"http://127.0.0.1:{port}"
-    configure_webhook(localstripe.url, url=f"{url}/webhooks/stripe", secret=STRIPE_WEBHOOK_SECRET)
-    stripe = StripeTestClient(localstripe.url, STRIPE_API_KEY)
-    yield Live(url=url, tap=tap, stripe=stripe)
-    await stripe.close()
-    server.should_exit = True
-    await serving
-
-
-@pytest.fixture
-async def processor(app, services: Services, relayer: object) -> AsyncIterator[RunningProcessor]:  # type: ignore[no-untyped-def]
-    """The onramp processor in the test's event loop, woken by the app's webhook route."""
-    running = await start_onramp_processor(services, name="test-onramp", followers=ONRAMP_FOLLOWERS)
-    app.state.onramp_processor = running
-    yield running
-    app.state.onramp_processor = None
-    await running.shutdown()
-
-
 # -- helpers -------------------------------------------------------------------------------------
-
-
-async def buy(
-    client: httpx.AsyncClient,
-    customer: Customer,
-    *,
-    token: str = "OVPP",  # noqa: S107 (a token kind, not a secret)
-    token_amount: str | None = None,
-    fiat_amount: str | None = None,
-    key: str | None = None,
-) -> dict[str, Any]:
-    amounts = {"tokenAmount": token_amount} if token_amount else {"fiatAmount": fiat_amount}
-    body = await gql(
-        client,
-        QUOTE,
-        {"input": {"token": token, "currency": "USD", **amounts}},
-        token=customer.token,
-    )
-    quote = body["data"]["quoteOnramp"]
-    assert quote["__typename"] == "OnrampQuote", body
-    body = await gql(
-        client,
-        CREATE,
-        {
-            "input": {
-                "token": token,
-                "currency": "usd",
-                "quoteId": quote["id"],
-                "idempotencyKey": key or str(uuid.uuid4()),
-                **amounts,
-            }
-        },
-        token=customer.token,
-    )
-    payment = body["data"]["createOnrampPayment"]
-    assert payment["__typename"] == "OnrampPayment", body
-    return {**payment, "quote": quote}
-
-
-async def wait_payment(
-    client: httpx.AsyncClient,
-    customer: Customer,
-    payment_id: str,
-    status: str,
-    *,
-    timeout: float = 30.0,
-) -> dict[str, Any]:
-    """The payment as its customer reads it (GraphQL), once it is ``status`` (DELIVERED: with
-    its delivery confirmed)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        body = await gql(client, PAYMENTS, token=customer.token)
-        assert "errors" not in body, body
-        node = next(p for p in body["data"]["viewer"]["onrampPayments"] if p["id"] == payment_id)
-        if node["status"] == status and (
-            status != "DELIVERED" or node["deliveryTransaction"]["status"] == "CONFIRMED"
-        ):
-            return node
-        assert time.monotonic() < deadline, f"payment still {node['status']}: {node}"
-        await asyncio.sleep(0.1)
-
-
-async def wait_processed(services: Services, event_ids: list[str], *, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        async with services.db.session() as session:
-            rows = list(
-                (
-                    await session.execute(
-                        select(StripeEvent).where(StripeEvent.stripe_event_id.in_(event_ids))
-                    )
-                ).scalars()
-            )
-        if len(rows) == len(set(event_ids)) and all(r.processed_at for r in rows):
-            return
-        assert time.monotonic() < deadline, [(r.type, r.processed_at, r.last_error) for r in rows]
-        await asyncio.sleep(0.05)
-
-
-async def post_signed_event(
-    live: Live, services: Services, *, event_type: str, obj: dict[str, Any]
-) -> None:
-    """An event localstripe never sends (see the module's docstring), signed as Stripe signs it,
-    posted to the app and processed."""
-    body, signature = signed_event(STRIPE_WEBHOOK_SECRET, event_type=event_type, obj=obj)
-    assert (await live.post(body, signature)).status_code == 200
-    await wait_processed(services, [json.loads(body)["id"]])
-
-
-def dispute_of(intent: dict[str, Any]) -> dict[str, Any]:
-    """A new dispute, as Stripe reports it, of the whole of a paid PaymentIntent's charge."""
-    return {
-        "id": f"dp_{uuid.uuid4().hex[:14]}",
-        "object": "dispute",
-        "amount": intent["amount"],
-        "currency": "usd",
-        "charge": intent["latest_charge"]["id"],
-        "payment_intent": intent["id"],
-        "reason": "fraudulent",
-        "status": "needs_response",
-    }
-
-
-async def settle() -> None:
-    """Give the processor (woken by each webhook, polling every 0.2 s) time to do anything it
-    would do, so an assertion that it did nothing more means something."""
-    await asyncio.sleep(0.6)
-
-
-async def deliveries_of(services: Services, payment_intent_id: str) -> list[RelayTransaction]:
-    async with services.db.session() as session:
-        statement = select(RelayTransaction).where(
-            RelayTransaction.idempotency_key == delivery_key(payment_intent_id)
-        )
-        return list((await session.execute(statement)).scalars())
 
 
 async def events_stored(services: Services, event_id: str) -> int:
@@ -280,13 +91,6 @@ async def events_stored(services: Services, event_id: str) -> int:
             .where(StripeEvent.stripe_event_id == event_id)
         )
         return int((await session.execute(statement)).scalar_one())
-
-
-async def payment_row(services: Services, payment_id: str) -> OnrampPayment:
-    async with services.db.session() as session:
-        row = await session.get(OnrampPayment, payment_id)
-    assert row is not None
-    return row
 
 
 # -- tests ---------------------------------------------------------------------------------------
@@ -622,98 +426,6 @@ async def test_a_payment_charged_another_amount_than_quoted_is_refunded_what_was
     assert chain.ovpp_of(customer.address) == 0
 
 
-async def pay_with_a_delivery_the_node_refuses(
-    live: Live,
-    client: httpx.AsyncClient,
-    customer: Customer,
-    services: Services,
-    payment: dict[str, Any],
-) -> None:
-    """With the relayer paused: the payment succeeds and its delivery is queued, then made a
-    transaction the node refuses (anvil: "intrinsic gas too high"), as it would any broken
-    one, so the delivery fails without sending a token once the relayer runs again."""
-    await live.stripe.pay(payment["paymentIntentId"])
-    await wait_payment(client, customer, payment["id"], "DELIVERING")
-    [job] = await deliveries_of(services, payment["paymentIntentId"])
-    async with services.db.session() as session:
-        await session.execute(
-            update(RelayTransaction)
-            .where(RelayTransaction.id == job.id)
-            .values(gas_limit=100_000_000)
-        )
-
-
-async def enrollment_once_final(
-    services: Services, enrollment_id: str, *, timeout: float
-) -> EnrollmentRow:
-    """The enrollment's row once it is ACTIVE or FAILED. The row, not the API: no customer
-    request may be what moves it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        async with services.db.session() as session:
-            row = await session.get(EnrollmentRow, enrollment_id)
-        if row.status in ("ACTIVE", "FAILED"):
-            return row
-        assert time.monotonic() < deadline, row.status
-        await asyncio.sleep(0.1)
-
-
-CARD_ENROLL = ENROLL.replace("error\n", "error paymentClientSecret\n", 1)
-
-
-@dataclass
-class CardEnrollment:
-    """A card-paid enrollment waiting for its fee, and the fee's unpaid card payment."""
-
-    customer: Customer
-    device: str
-    program: str
-    variables: dict[str, Any]
-    enrollment: dict[str, Any]
-    payment_intent_id: str
-    fee_payment: dict[str, Any]
-
-
-async def open_card_enrollment(
-    client: httpx.AsyncClient,
-    services: Services,
-    *,
-    issuer: TestIssuer,
-    deployer: Deployer,
-    contracts: AddressBook,
-) -> CardEnrollment:
-    """A new customer holding no OVPP asks to join dr-battery-2026 with a battery, paying by
-    card: the enrollment is FEE_PENDING and its fee payment is found by its PaymentIntent."""
-    customer = await new_customer(client, issuer, deployer, contracts)  # holds no OVPP
-    device = await add_device(client, customer.token, "Voltstack", "VS-13.5")
-    program = await program_id(services, "dr-battery-2026")
-    variables = {
-        "input": {
-            "deviceId": device,
-            "programId": program,
-            "protocol": "OPENADR_3",
-            "paymentMethod": "CARD",
-            "idempotencyKey": str(uuid.uuid4()),
-        }
-    }
-    body = await gql(client, CARD_ENROLL, variables, token=customer.token)
-    enrollment = body["data"]["enroll"]
-    assert enrollment["__typename"] == "Enrollment", body
-    assert enrollment["status"] == "FEE_PENDING", enrollment
-    pi = enrollment["paymentClientSecret"].split("_secret_")[0]
-    payments = (await gql(client, PAYMENTS, token=customer.token))["data"]["viewer"]
-    fee_payment = next(p for p in payments["onrampPayments"] if p["paymentIntentId"] == pi)
-    return CardEnrollment(
-        customer=customer,
-        device=device,
-        program=program,
-        variables=variables,
-        enrollment=enrollment,
-        payment_intent_id=pi,
-        fee_payment=fee_payment,
-    )
-
-
 async def test_a_card_paid_enrollment_becomes_active_after_the_payment_webhook(
     client,
     live: Live,
@@ -920,51 +632,6 @@ async def test_a_card_paid_enrollment_whose_gas_sponsorship_refuses_fails_and_ke
 # -- a real crash: `ovpp-wallet serve` killed between receiving the webhook and delivering --------
 
 
-def serve_env(
-    settings: Settings, *, kek: str, anvil: LocalChain, data_dir: Path, port: int
-) -> dict[str, str]:
-    """A production-mode `serve` on this test session's chain, database and local Stripe; its
-    relayer is off (the session's relayer worker relays what it queues)."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("OVPP_")}
-    env.update(
-        PYTHONUNBUFFERED="1",
-        OVPP_ENVIRONMENT="production",
-        OVPP_DATA_DIR=str(data_dir),
-        OVPP_PORT=str(port),
-        OVPP_DATABASE_URL=settings.resolved_database_url,
-        OVPP_RPC_URL=anvil.rpc_url,
-        OVPP_ADDRESS_BOOK=str(settings.address_book),
-        OVPP_KEK=kek,
-        OVPP_TENANTS=json.dumps([tenant.model_dump() for tenant in settings.tenants]),
-        OVPP_RELAYER_IN_SERVE="false",
-        OVPP_STRIPE_API_BASE=settings.resolved_stripe_api_base,
-        OVPP_STRIPE_API_KEY=STRIPE_API_KEY,
-        OVPP_STRIPE_WEBHOOK_SECRET=STRIPE_WEBHOOK_SECRET,
-        OVPP_ONRAMP_PROCESSOR_POLL_SECONDS="0.2",
-        OVPP_LOG_LEVEL="WARNING",
-    )
-    return env
-
-
-@pytest.fixture
-def cli_env(settings: Settings, kek: str, anvil: LocalChain, tmp_path: Path) -> dict[str, str]:
-    """The environment an operator's ``ovpp-wallet`` command (``_cli``) runs in against this
-    test session's chain, database and local Stripe."""
-    return serve_env(settings, kek=kek, anvil=anvil, data_dir=tmp_path, port=free_port())
-
-
-def _cli(env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(CLI), *arguments],
-        env=env,
-        cwd=env["OVPP_DATA_DIR"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 @contextlib.contextmanager
 def serve_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("ab") as output:
@@ -1107,21 +774,21 @@ async def test_reconcile_lists_an_undelivered_payment_then_reports_zero_mismatch
     await live.stripe.pay(pi)
     succeeded = await live.tap.wait_for("payment_intent.succeeded", pi)
 
-    lost = await asyncio.to_thread(_cli, cli_env, "onramp", "reconcile")
+    lost = await asyncio.to_thread(ovpp_wallet, cli_env, "onramp", "reconcile")
     assert lost.returncode == 1, lost.stdout + lost.stderr
     assert f"MISMATCH {pi} (payment {payment['id']}): paid but not delivered" in lost.stdout
     # A window: the last day holds this payment; a window of no days holds nothing.
-    recent = await asyncio.to_thread(_cli, cli_env, "onramp", "reconcile", "--days", "1")
+    recent = await asyncio.to_thread(ovpp_wallet, cli_env, "onramp", "reconcile", "--days", "1")
     assert recent.returncode == 1 and f"MISMATCH {pi} " in recent.stdout, recent.stdout
     assert recent.stdout.strip().splitlines()[-1] == lost.stdout.strip().splitlines()[-1]
-    empty = await asyncio.to_thread(_cli, cli_env, "onramp", "reconcile", "--days", "0")
+    empty = await asyncio.to_thread(ovpp_wallet, cli_env, "onramp", "reconcile", "--days", "0")
     assert empty.returncode == 0, empty.stdout + empty.stderr
     assert empty.stdout.strip().splitlines()[-1].startswith("0 succeeded PaymentIntents checked")
 
     live.tap.held.discard(pi)
     assert (await live.deliver(succeeded)).status_code == 200  # Stripe's retry arrives
     await wait_payment(client, customer, payment["id"], "DELIVERED")
-    clean = await asyncio.to_thread(_cli, cli_env, "onramp", "reconcile")
+    clean = await asyncio.to_thread(ovpp_wallet, cli_env, "onramp", "reconcile")
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "MISMATCH" not in clean.stdout and "repaired  " not in clean.stdout
     # Payments whose money went back are read again from Stripe: none had anything to repair.

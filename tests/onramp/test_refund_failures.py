@@ -18,7 +18,6 @@ this backend: the payments left REFUND_FAILED here are mismatches until an opera
 them.
 """
 
-# ruff: noqa: F811 (the fixtures imported from tests.test_onramp are test parameters here)
 from __future__ import annotations
 
 import asyncio
@@ -26,7 +25,6 @@ import json
 import logging
 from dataclasses import replace
 from decimal import Decimal
-from typing import Any
 
 import httpx
 import pytest
@@ -43,66 +41,29 @@ from onramp.service import apply_intent_state
 from onramp.stripe_gateway import require_gateway
 from programs import card
 from relayer.runner import RunningRelayer
-from tests.conftest import STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET
+from tests.conftest import STRIPE_WEBHOOK_SECRET
+from tests.support.cli import ovpp_wallet
 from tests.support.issuer import TestIssuer
-from tests.support.relayer_pause import relayer_paused
-from tests.support.stripe import signed_event
-from tests.support.wallets import ChainReader, Customer, new_customer
-from tests.test_metrics import scrape, value
-from tests.test_onramp import (  # noqa: F401 (cli_env, live, processor, treasury_stock: fixtures)
+from tests.support.metrics import scrape, value
+from tests.support.onramp import (
+    FAILURE_EVENTS,
     OVPP,
     Live,
-    _cli,
     buy,
-    cli_env,
     deliveries_of,
     dispute_of,
     enrollment_once_final,
-    live,
+    fail_refund,
     open_card_enrollment,
-    pay_with_a_delivery_the_node_refuses,
     payment_row,
     post_signed_event,
-    processor,
     settle,
-    treasury_stock,
+    undelivered_and_refunded,
     wait_payment,
     wait_processed,
 )
-
-FAILURE_EVENTS = ("charge.refund.updated", "refund.failed")
-
-
-async def fail_refund(localstripe: LocalStripe, refund_id: str, reason: str) -> dict[str, Any]:
-    """The card network refuses a refund Stripe accepted earlier."""
-    async with httpx.AsyncClient(
-        base_url=localstripe.url, headers={"Authorization": f"Bearer {STRIPE_API_KEY}"}
-    ) as http:
-        response = await http.post(
-            f"/v1/refunds/{refund_id}/_fail", data={"failure_reason": reason}
-        )
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-async def undelivered_and_refunded(
-    client: httpx.AsyncClient,
-    live: Live,
-    relayer: RunningRelayer,
-    services: Services,
-    customer: Customer,
-    *,
-    token_amount: str,
-) -> dict[str, Any]:
-    """A payment whose delivery failed, refunded in full by the processor (REFUNDED). From
-    then on the test holds the PaymentIntent's webhooks at the tap (``live.tap.held``)."""
-    payment = await buy(client, customer, token_amount=token_amount)
-    async with relayer_paused(relayer, services):
-        await pay_with_a_delivery_the_node_refuses(live, client, customer, services, payment)
-        live.tap.held.add(payment["paymentIntentId"])
-    node = await wait_payment(client, customer, payment["id"], "REFUNDED")
-    assert node["refundedAmount"] == node["fiatAmount"] and node["refundFailedAmount"] == "0"
-    return payment
+from tests.support.stripe import signed_event
+from tests.support.wallets import ChainReader, new_customer
 
 
 async def refund_failures_counted(client: httpx.AsyncClient, services: Services) -> None:
@@ -283,7 +244,7 @@ async def test_reconcile_catches_a_refund_failure_whose_webhooks_were_lost(
     assert (await payment_row(services, payment["id"])).status == "REFUNDED"  # nobody knows
 
     # The operator's command: it repairs the payment in the database and says so.
-    repairing = await asyncio.to_thread(_cli, cli_env, "onramp", "reconcile")
+    repairing = await asyncio.to_thread(ovpp_wallet, cli_env, "onramp", "reconcile")
     assert repairing.returncode == 1, repairing.stdout + repairing.stderr
     assert f"repaired  {pi}: " in repairing.stdout, repairing.stdout
     assert f"MISMATCH {pi} (payment {payment['id']}): " in repairing.stdout, repairing.stdout

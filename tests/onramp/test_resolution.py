@@ -14,7 +14,6 @@ the first expects `reconcile` to find no mismatch, the second leaves REFUND_FAIL
 last test here resolves every case still open on this backend, and then `reconcile` exits 0.
 """
 
-# ruff: noqa: F811 (the fixtures imported from tests.test_onramp are test parameters here)
 from __future__ import annotations
 
 import asyncio
@@ -42,24 +41,23 @@ from onramp.processor import RunningProcessor
 from onramp.service import resolve_operator_case
 from relayer.runner import RunningRelayer
 from tests.conftest import STRIPE_WEBHOOK_SECRET
+from tests.support.cli import ovpp_wallet
 from tests.support.issuer import TestIssuer
-from tests.support.ports import free_port
-from tests.support.stripe import signed_event
-from tests.support.wallets import Customer, new_customer
-from tests.test_metrics import scrape, value
-from tests.test_onramp import (  # noqa: F401 (live, processor, treasury_stock: the fixtures)
+from tests.support.metrics import scrape, value
+from tests.support.onramp import (
+    FAILURE_EVENTS,
     Live,
-    _cli,
     buy,
-    live,
+    fail_refund,
     payment_row,
-    processor,
     serve_env,
-    treasury_stock,
+    undelivered_and_refunded,
     wait_payment,
     wait_processed,
 )
-from tests.test_onramp_refund_failures import FAILURE_EVENTS, fail_refund, undelivered_and_refunded
+from tests.support.ports import free_port
+from tests.support.stripe import signed_event
+from tests.support.wallets import Customer, new_customer
 
 OPERATOR = "ops@demo-utility.example"
 RESOLVED_LOG = "money moved after an operator resolved its"
@@ -77,13 +75,13 @@ async def resolve(
     arguments = ["onramp", "resolve", payment, "--operator", OPERATOR, *options]
     if note is not None:
         arguments += ["--note", note]
-    return await asyncio.to_thread(_cli, env, *arguments)
+    return await asyncio.to_thread(ovpp_wallet, env, *arguments)
 
 
 async def reconcile_cli(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """`onramp reconcile`; its exit code says whether it printed a mismatch (other tests may
     leave some on this backend: the last test here settles them)."""
-    result = await asyncio.to_thread(_cli, env, "onramp", "reconcile")
+    result = await asyncio.to_thread(ovpp_wallet, env, "onramp", "reconcile")
     assert result.returncode == (1 if "MISMATCH " in result.stdout else 0), (
         result.stdout + result.stderr
     )
@@ -431,7 +429,7 @@ async def test_with_every_case_resolved_reconcile_finds_no_mismatch_and_the_gaug
                 session, payment_reference=payment_id, note="settled by the test", operator=OPERATOR
             )
     assert await gauges(client, services) == (0, 0)
-    clean = await asyncio.to_thread(_cli, operator_env, "onramp", "reconcile")
+    clean = await asyncio.to_thread(ovpp_wallet, operator_env, "onramp", "reconcile")
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "MISMATCH" not in clean.stdout and "clawback  " not in clean.stdout, clean.stdout
     assert clean.stdout.strip().splitlines()[-1].endswith(", 0 mismatches")

@@ -43,6 +43,7 @@ from relayer.keys import relayer_key_for
 from relayer.models import RelayStatus, RelayTransaction, WalletPolicy
 from tests.support.graphql import gql
 from tests.support.issuer import TestIssuer
+from tests.support.transfers import quote, send
 from tests.support.wallets import (
     ChainReader,
     Customer,
@@ -50,8 +51,6 @@ from tests.support.wallets import (
     new_customer,
     wait_for_status,
 )
-from tests.test_relayer_rules import send
-from tests.test_relayer_transfer import quote
 from wallet.models import Wallet
 
 OVPP = 10**18

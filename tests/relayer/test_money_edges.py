@@ -37,20 +37,18 @@ from relayer.sponsorship import settle_charges
 from relayer.worker import PIPELINE_STATUSES, RelayerWorker
 from tests.support.graphql import error_codes, gql
 from tests.support.issuer import TestIssuer
-from tests.support.wallets import fresh_address, new_customer
-from tests.test_relayer_recovery import (  # noqa: F401 (own_stack: a fixture)
+from tests.support.own_stack import (
     OwnStack,
     Sender,
     new_sender,
-    own_stack,
     queue_transfer,
     queue_transfers,
     sponsor_the_stacks_utility,
     tick_until,
     work_until_final,
 )
-from tests.test_relayer_rules import send
-from tests.test_relayer_transfer import QUOTE, quote
+from tests.support.transfers import QUOTE, quote, send
+from tests.support.wallets import fresh_address, new_customer
 from wallet.models import Wallet
 
 OVPP = 10**18
@@ -153,7 +151,7 @@ def format_base_units(raw: int) -> str:
 
 @pytest.mark.parametrize("own_stack", ["sqlite", "postgresql"], indirect=True)
 async def test_a_sponsored_transfer_the_node_refuses_gives_its_reservation_back(
-    own_stack: OwnStack,  # noqa: F811 (the fixture imported above)
+    own_stack: OwnStack,
     test_issuer: TestIssuer,
     deployer: Deployer,
     contracts: AddressBook,
@@ -189,7 +187,7 @@ async def test_a_sponsored_transfer_the_node_refuses_gives_its_reservation_back(
 
 @pytest.mark.parametrize("own_stack", ["sqlite", "postgresql"], indirect=True)
 async def test_the_node_refusing_sponsored_jobs_holds_no_sponsor_lock_while_the_gas_price_is_read(
-    own_stack: OwnStack,  # noqa: F811 (the fixture imported above)
+    own_stack: OwnStack,
     test_issuer: TestIssuer,
     deployer: Deployer,
     contracts: AddressBook,
@@ -286,7 +284,7 @@ async def sponsor_row_is_locked(services: Services, sponsor_id: str) -> bool:
 
 @pytest.mark.parametrize("own_stack", ["sqlite", "postgresql"], indirect=True)
 async def test_settling_a_charge_keeps_a_reservation_made_meanwhile_for_the_customers_day(
-    own_stack: OwnStack,  # noqa: F811 (the fixture imported above)
+    own_stack: OwnStack,
     test_issuer: TestIssuer,
     deployer: Deployer,
     contracts: AddressBook,
@@ -421,7 +419,7 @@ async def until_another_session_waits_for_a_lock(
 
 @pytest.mark.parametrize("own_stack", ["sqlite", "postgresql"], indirect=True)
 async def test_a_sponsored_transfer_waiting_for_the_sponsor_reads_the_customers_day_after(
-    own_stack: OwnStack,  # noqa: F811 (the fixture imported above)
+    own_stack: OwnStack,
     test_issuer: TestIssuer,
     deployer: Deployer,
     contracts: AddressBook,
@@ -462,7 +460,7 @@ async def test_a_sponsored_transfer_waiting_for_the_sponsor_reads_the_customers_
 
 @pytest.mark.parametrize("own_stack", ["sqlite", "postgresql"], indirect=True)
 async def test_a_quote_at_a_new_period_does_not_reset_what_a_transfer_reserved_in_it(
-    own_stack: OwnStack,  # noqa: F811 (the fixture imported above)
+    own_stack: OwnStack,
     test_issuer: TestIssuer,
     deployer: Deployer,
     contracts: AddressBook,
@@ -513,7 +511,7 @@ async def test_a_quote_at_a_new_period_does_not_reset_what_a_transfer_reserved_i
 
 @pytest.mark.parametrize("own_stack", ["postgresql"], indirect=True)
 async def test_a_transfer_committed_after_another_started_a_new_period_stays_in_the_old_one(
-    own_stack: OwnStack,  # noqa: F811 (the fixture imported above)
+    own_stack: OwnStack,
     test_issuer: TestIssuer,
     deployer: Deployer,
     contracts: AddressBook,
@@ -559,7 +557,7 @@ async def test_a_transfer_committed_after_another_started_a_new_period_stays_in_
 
 @pytest.mark.parametrize("own_stack", ["sqlite", "postgresql"], indirect=True)
 async def test_a_sponsored_transfer_at_midnight_reserves_and_settles_on_the_same_day(
-    own_stack: OwnStack,  # noqa: F811 (the fixture imported above)
+    own_stack: OwnStack,
     test_issuer: TestIssuer,
     deployer: Deployer,
     contracts: AddressBook,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 
 import uvicorn
 import websockets
@@ -15,49 +14,20 @@ from api.container import Services
 from chain.address_book import AddressBook
 from chain.deploy import Deployer
 from chain.tokens import parse_units
-from relayer.models import FeeQuote, RelayTransaction, SponsorCharge, WalletPolicy
+from relayer.models import FeeQuote, RelayTransaction, WalletPolicy
 from relayer.sponsorship import sponsor_of_tenant
 from tests.conftest import AUDIENCE
 from tests.support.graphql import error_codes, gql
 from tests.support.issuer import TestIssuer
 from tests.support.ports import free_port
+from tests.support.transfers import QUOTE, TRANSFER, charge_of, jobs_of, quote, send
 from tests.support.utilities import fresh_utility
 from tests.support.wallets import ChainReader, fresh_address, new_customer, wait_for_status
-from tests.test_relayer_transfer import QUOTE, TRANSFER, quote
 from wallet.models import Wallet
 
 OVPP = 10**18
 USD = 10**6
 SUBSCRIPTION = "subscription($id: ID!) { transactionUpdates(id: $id) { id status hash } }"
-
-
-async def send(
-    client, access_token: str, *, quote_id: str, key: str | None = None, **fields: str
-) -> dict:
-    body = await gql(
-        client,
-        TRANSFER,
-        {"input": {**fields, "quoteId": quote_id, "idempotencyKey": key or str(uuid.uuid4())}},
-        token=access_token,
-    )
-    assert "errors" not in body, body
-    return body["data"]["transfer"]
-
-
-async def jobs_of(services: Services, address: str) -> list[RelayTransaction]:
-    async with services.db.session() as session:
-        wallet = (
-            await session.execute(select(Wallet).where(Wallet.address == address))
-        ).scalar_one()
-        statement = select(RelayTransaction).where(RelayTransaction.wallet_id == wallet.id)
-        return list((await session.execute(statement)).scalars())
-
-
-async def charge_of(services: Services, job_id: str) -> SponsorCharge:
-    """The sponsor's charge for a job."""
-    async with services.db.session() as session:
-        statement = select(SponsorCharge).where(SponsorCharge.relay_transaction_id == job_id)
-        return (await session.execute(statement)).scalar_one()
 
 
 async def test_a_sponsored_transfer_costs_the_customer_nothing_and_charges_the_sponsor(

@@ -16,6 +16,7 @@ from sqlmodel import select
 
 from relayer.models import RelayAttempt, RelayStatus, RelayTransaction
 from relayer.sponsorship import configure_sponsor
+from tests.support.own_stack import queue_transfers
 from tests.support.sponsored_jobs import (
     BACKENDS,
     SPIKE,
@@ -30,17 +31,12 @@ from tests.support.sponsored_jobs import (
     sent_then_bumped_in_a_spike,
     set_sponsor,
     settled_at_its_real_cost,
-    stage_fixture,  # noqa: F401 (a fixture)
     status_of,
     stuck_when_the_fees_spike,
     tick_until_status,
     with_no_funds_beyond_its_reservations,
     work_until_final,
     worker_of,
-)
-from tests.test_relayer_recovery import (
-    own_stack,  # noqa: F401 (a fixture)
-    queue_transfers,
 )
 
 pytestmark = pytest.mark.parametrize("own_stack", BACKENDS, indirect=True)

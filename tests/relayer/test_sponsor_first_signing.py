@@ -29,6 +29,7 @@ from relayer import sponsorship
 from relayer.calls import Display, enqueue_calls, take_forwarder_nonces
 from relayer.models import FeeQuote, RelayAttempt, RelayStatus, RelayTransaction, Sponsor
 from relayer.service import TRANSFER_CALL_GAS
+from tests.support.own_stack import OVPP, OwnStack, queue_transfers, sponsor_the_stacks_utility
 from tests.support.sponsored_jobs import (
     BACKENDS,
     SPIKE,
@@ -41,19 +42,11 @@ from tests.support.sponsored_jobs import (
     mining_paused,
     rows_of,
     settled_at_its_real_cost,
-    stage_fixture,  # noqa: F401 (a fixture)
     tick_until_status,
     two_senders_sharing_a_key,
     with_no_funds_beyond_its_reservations,
     work_until_final,
     worker_of,
-)
-from tests.test_relayer_recovery import (
-    OVPP,
-    OwnStack,
-    own_stack,  # noqa: F401 (a fixture)
-    queue_transfers,
-    sponsor_the_stacks_utility,
 )
 from wallet.models import Wallet
 

@@ -16,6 +16,14 @@ from sqlalchemy import select
 from core.idempotency import NONCE_FILL_KEY_PREFIX
 from relayer.models import RelayerKey, RelayStatus, RelayTransaction
 from relayer.worker import RelayerWorker
+from tests.support.own_stack import (
+    SENDER_OVPP,
+    SENDER_USD,
+    OwnStack,
+    queue_transfers,
+    sponsor_the_stacks_utility,
+    transaction_as_shown,
+)
 from tests.support.sponsored_jobs import (
     BACKENDS,
     GWEI,
@@ -29,22 +37,12 @@ from tests.support.sponsored_jobs import (
     sent_then_bumped_in_a_spike,
     set_sponsor,
     settled_at_its_real_cost,
-    stage_fixture,  # noqa: F401 (a fixture)
     tick_until_status,
     two_senders_sharing_a_key,
     work_until_final,
     worker_of,
 )
 from tests.support.wallets import ChainReader
-from tests.test_relayer_recovery import (
-    SENDER_OVPP,
-    SENDER_USD,
-    OwnStack,
-    own_stack,  # noqa: F401 (a fixture)
-    queue_transfers,
-    sponsor_the_stacks_utility,
-    transaction_as_shown,
-)
 
 pytestmark = pytest.mark.parametrize("own_stack", BACKENDS, indirect=True)
 

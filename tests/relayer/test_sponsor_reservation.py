@@ -20,6 +20,7 @@ from chain.deploy import Deployer
 from relayer.models import SponsorCharge, SponsorCustomerDay
 from relayer.sponsorship import sponsor_of_tenant
 from tests.conftest import AUDIENCE
+from tests.support.transfers import charge_of, jobs_of, quote, send
 from tests.support.utilities import fresh_utility
 from tests.support.wallets import (
     ChainReader,
@@ -28,8 +29,6 @@ from tests.support.wallets import (
     new_customer,
     wait_for_status,
 )
-from tests.test_relayer_rules import charge_of, jobs_of, send
-from tests.test_relayer_transfer import quote
 
 OVPP = 10**18
 HOUR = 3600

@@ -12,34 +12,11 @@ from chain.deploy import Deployer
 from relayer.models import RelayerKey, RelayTransaction
 from tests.support.graphql import gql
 from tests.support.issuer import TestIssuer
-from tests.support.wallets import TRANSACTION_FIELDS, ChainReader, new_customer, wait_for_status
+from tests.support.transfers import TRANSFER, quote
+from tests.support.wallets import ChainReader, new_customer, wait_for_status
 
-QUOTE = """
-mutation($input: TransferQuoteInput!) {
-  quoteTransfer(input: $input) { id feeToken { symbol } feeAmount sponsored sponsorName expiresAt }
-}
-"""
-TRANSFER = f"""
-mutation($input: TransferInput!) {{
-  transfer(input: $input) {{
-    __typename
-    ... on Transaction {{ {TRANSACTION_FIELDS} }}
-    ... on InsufficientFunds {{ message token {{ symbol }} required available }}
-    ... on PolicyViolation {{ message rule }}
-    ... on QuoteExpired {{ message }}
-    ... on SponsorRefused {{ message reason sponsorName }}
-    ... on InvalidInput {{ message field }}
-  }}
-}}
-"""
 OVPP = 10**18
 USD = 10**6
-
-
-async def quote(client, access_token: str, **input_fields: str) -> dict:
-    body = await gql(client, QUOTE, {"input": input_fields}, token=access_token)
-    assert "errors" not in body, body
-    return body["data"]["quoteTransfer"]
 
 
 async def test_gasless_ovpp_transfer_with_the_fee_in_stablecoin(
