@@ -37,6 +37,7 @@ from tests.support.databases import fresh_database
 from tests.support.issuer import TestIssuer
 from tests.support.own_stack import RELAYER_KEYS, OwnStack
 from tests.support.ports import free_port
+from tests.support.wallets import ChainReader, Customer, FundedCustomer, new_customer
 from wallet.kms import LocalKeyEncryptionKey
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -328,3 +329,23 @@ async def processor(app, services: Services, relayer: object) -> AsyncIterator[R
     yield running
     app.state.onramp_processor = None
     await running.shutdown()
+
+
+@pytest.fixture(scope="session")
+def chain(deployer: Deployer, contracts: AddressBook) -> ChainReader:
+    """Balances and receipts read from the session chain, for assertions."""
+    return ChainReader(deployer, contracts)
+
+
+@pytest.fixture
+def funded_customer(
+    client: httpx.AsyncClient, test_issuer: TestIssuer, deployer: Deployer, contracts: AddressBook
+) -> FundedCustomer:
+    """Makes customers of the test utility (signed in through ``client``) with funded wallets."""
+
+    async def make(*, ovpp: int = 0, stablecoin: int = 0) -> Customer:
+        return await new_customer(
+            client, test_issuer, deployer, contracts, ovpp=ovpp, stablecoin=stablecoin
+        )
+
+    return make

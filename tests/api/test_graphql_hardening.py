@@ -161,7 +161,7 @@ async def test_an_unknown_field_is_reported_readably(client) -> None:
 async def test_an_empty_selection_set_is_a_syntax_error(client, document: str) -> None:
     # graphql-core 3.3 parses `{ }` by default; strawberry's depth limiter then crashed inside
     # validation, and the crash's own message ("max() arg is an empty sequence") reached the
-    # client unmasked. Found by tests/test_schemathesis.py.
+    # client unmasked. Found by tests/api/test_schemathesis.py.
     unexpected_before = WalletSchema.unexpected_error_count
 
     response = await post_graphql(client, document)

@@ -31,7 +31,7 @@ from tests.support.ports import free_port
 from tests.support.relayer_pause import relayer_paused
 from tests.support.transfers import quote, send
 from tests.support.utilities import fresh_utility
-from tests.support.wallets import ChainReader, new_customer, wait_for_status
+from tests.support.wallets import ChainReader, FundedCustomer, new_customer, wait_for_status
 
 OVPP = 10**18
 USD = 10**6
@@ -50,14 +50,10 @@ async def test_the_relayers_backlog_and_keys_are_read_from_the_database_and_the_
     client,
     relayer: RunningRelayer,
     services: Services,
-    test_issuer: TestIssuer,
-    deployer: Deployer,
-    contracts: AddressBook,
+    chain: ChainReader,
+    funded_customer: FundedCustomer,
 ) -> None:
-    chain = ChainReader(deployer, contracts)
-    customer = await new_customer(
-        client, test_issuer, deployer, contracts, ovpp=10 * OVPP, stablecoin=10 * USD
-    )
+    customer = await funded_customer(ovpp=10 * OVPP, stablecoin=10 * USD)
     recipient = "0x" + uuid.uuid4().hex + uuid.uuid4().hex[:8]
     async with relayer_paused(relayer, services):
         fee_quote = await quote(

@@ -1,7 +1,7 @@
 """The headers of the whole app, through the real ASGI app (``create_app``): the web app's
 Content-Security-Policy at ``/app``, built from the settings for each mode, and on every response
 ``nosniff`` and ``no-referrer``. The browser half (the journey runs under the policy without a
-violation, and an injected script is refused) is ``tests/test_web_app.py``."""
+violation, and an injected script is refused) is ``tests/api/test_web_app.py``."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from identity.dev_login import dev_subject, obtain_access_token
 from identity.dev_provider import DevOpenIDProvider
 from tests.conftest import AUDIENCE
 from tests.support.graphql import error_codes
-from tests.support.issuer import TestIssuer
+from tests.support.issuer import TestIssuer, b64url
 from tests.support.rows import (
     customer_count,
     customers_with_subject,
@@ -71,10 +71,6 @@ async def assert_rejected(
 
 def bearer(token: str) -> str:
     return f"Bearer {token}"
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def json_segment(value: dict[str, Any]) -> str:

@@ -13,9 +13,9 @@ One check calls ``apply_intent_state`` directly: two reads of Stripe applied in 
 (a processor's read taken before the refund failed, applied after a fresher one), a race no
 webhook can stage on demand.
 
-Runs after tests/test_onramp.py, whose last test expects ``reconcile`` to find no mismatch on
-this backend: the payments left REFUND_FAILED here are mismatches until an operator settles
-them.
+Runs after tests/onramp/test_onramp.py, whose last test expects ``reconcile`` to find no
+mismatch on this backend: the payments left REFUND_FAILED here are mismatches until an operator
+settles them.
 """
 
 from __future__ import annotations

@@ -9,9 +9,10 @@ gauges count only open cases. Money moving again reopens a case that still needs
 Everything is the real thing: the `ovpp-wallet` command run as a process against this session's
 database, chain and localstripe, the app over HTTP, its processor and the relayer.
 
-Runs after tests/test_onramp.py and tests/test_onramp_refund_failures.py (alphabetical order):
-the first expects `reconcile` to find no mismatch, the second leaves REFUND_FAILED payments. The
-last test here resolves every case still open on this backend, and then `reconcile` exits 0.
+Runs after tests/onramp/test_onramp.py and tests/onramp/test_refund_failures.py (alphabetical
+order): the first expects `reconcile` to find no mismatch, the second leaves REFUND_FAILED
+payments. The last test here resolves every case still open on this backend, and then
+`reconcile` exits 0.
 """
 
 from __future__ import annotations
@@ -408,7 +409,7 @@ async def test_with_every_case_resolved_reconcile_finds_no_mismatch_and_the_gaug
     operator_env: dict[str, str],
 ) -> None:
     """Runs last: the operator settles every case still open on this backend (the tests above,
-    tests/test_onramp_refund_failures.py), and nothing is left to page anyone about."""
+    tests/onramp/test_refund_failures.py), and nothing is left to page anyone about."""
     async with services.db.session() as session:
         open_ids = list(
             (

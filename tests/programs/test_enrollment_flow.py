@@ -241,7 +241,7 @@ async def test_too_little_ovpp_is_insufficient_funds_and_nothing_is_written(
         paymentMethod="CARD",
     )
     # Paying by card is the way out: the enrollment waits for the card payment (see
-    # tests/test_onramp.py), and nothing moved on chain.
+    # tests/onramp/test_onramp.py), and nothing moved on chain.
     assert card["__typename"] == "Enrollment" and card["status"] == "FEE_PENDING", card
     assert chain.ovpp_of(customer.address) == 1 * OVPP
 

@@ -34,7 +34,6 @@ from sqlmodel import select
 import identity.tokens
 from api.container import Services
 from chain.address_book import AddressBook
-from chain.deploy import Deployer
 from core.db import utc_now
 from core.errors import Unauthenticated
 from identity.principal import Principal
@@ -42,13 +41,13 @@ from identity.tokens import AccessTokenValidator, IssuerDirectory, JwksCache, Tr
 from relayer.keys import relayer_key_for
 from relayer.models import RelayStatus, RelayTransaction, WalletPolicy
 from tests.support.graphql import gql
-from tests.support.issuer import TestIssuer
+from tests.support.issuer import TestIssuer, b64url
 from tests.support.transfers import quote, send
 from tests.support.wallets import (
     ChainReader,
     Customer,
+    FundedCustomer,
     fresh_address,
-    new_customer,
     wait_for_status,
 )
 from wallet.models import Wallet
@@ -131,10 +130,6 @@ def count_verifications(
         return await original(token)
 
     monkeypatch.setattr(validator, "_verify", counted)
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def b64url_decode(segment: str) -> bytes:
@@ -407,14 +402,10 @@ async def test_the_daily_limit_counts_only_the_last_24_hours(
     client: httpx.AsyncClient,
     relayer: object,
     services: Services,
-    test_issuer: TestIssuer,
-    deployer: Deployer,
-    contracts: AddressBook,
+    chain: ChainReader,
+    funded_customer: FundedCustomer,
 ) -> None:
-    chain = ChainReader(deployer, contracts)
-    customer = await new_customer(
-        client, test_issuer, deployer, contracts, ovpp=20 * OVPP, stablecoin=10 * USD
-    )
+    customer = await funded_customer(ovpp=20 * OVPP, stablecoin=10 * USD)
     wallet = await wallet_of(services, customer)
     await set_daily_limit(services, wallet, 4 * OVPP)
     to = fresh_address()
@@ -467,18 +458,15 @@ async def test_an_open_job_older_than_a_day_still_counts_as_a_pending_debit(
     client: httpx.AsyncClient,
     relayer: object,
     services: Services,
-    test_issuer: TestIssuer,
-    deployer: Deployer,
     contracts: AddressBook,
+    chain: ChainReader,
+    funded_customer: FundedCustomer,
 ) -> None:
     """A job submitted two days ago and still without a receipt has not taken its 8 OVPP from
     the chain balance yet: of 10 OVPP only 2 are available. It is outside the daily window
     (with a daily limit of 7, a transfer of 5 is not refused for it), but not outside the
     funds check."""
-    chain = ChainReader(deployer, contracts)
-    customer = await new_customer(
-        client, test_issuer, deployer, contracts, ovpp=10 * OVPP, stablecoin=10 * USD
-    )
+    customer = await funded_customer(ovpp=10 * OVPP, stablecoin=10 * USD)
     wallet = await wallet_of(services, customer)
     await set_daily_limit(services, wallet, 7 * OVPP)
     two_days_ago = utc_now() - timedelta(days=2)

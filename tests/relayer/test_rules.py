@@ -22,7 +22,13 @@ from tests.support.issuer import TestIssuer
 from tests.support.ports import free_port
 from tests.support.transfers import QUOTE, TRANSFER, charge_of, jobs_of, quote, send
 from tests.support.utilities import fresh_utility
-from tests.support.wallets import ChainReader, fresh_address, new_customer, wait_for_status
+from tests.support.wallets import (
+    ChainReader,
+    FundedCustomer,
+    fresh_address,
+    new_customer,
+    wait_for_status,
+)
 from wallet.models import Wallet
 
 OVPP = 10**18
@@ -129,14 +135,10 @@ async def test_fifty_concurrent_transfers_never_overdraw(
     client,
     relayer,
     services: Services,
-    test_issuer: TestIssuer,
-    deployer: Deployer,
-    contracts: AddressBook,
+    chain: ChainReader,
+    funded_customer: FundedCustomer,
 ) -> None:
-    chain = ChainReader(deployer, contracts)
-    customer = await new_customer(
-        client, test_issuer, deployer, contracts, ovpp=100 * OVPP, stablecoin=100 * USD
-    )
+    customer = await funded_customer(ovpp=100 * OVPP, stablecoin=100 * USD)
     recipients = [fresh_address() for _ in range(50)]
     quotes = await asyncio.gather(
         *(
@@ -178,14 +180,10 @@ async def test_replaying_an_idempotency_key_returns_the_same_transaction(
     client,
     relayer,
     services: Services,
-    test_issuer: TestIssuer,
-    deployer: Deployer,
-    contracts: AddressBook,
+    chain: ChainReader,
+    funded_customer: FundedCustomer,
 ) -> None:
-    chain = ChainReader(deployer, contracts)
-    customer = await new_customer(
-        client, test_issuer, deployer, contracts, ovpp=10 * OVPP, stablecoin=10 * USD
-    )
+    customer = await funded_customer(ovpp=10 * OVPP, stablecoin=10 * USD)
     to = fresh_address()
     fee_quote = await quote(
         client, customer.token, token="OVPP", to=to, amount="2", feeToken="OVPP"
@@ -222,13 +220,9 @@ async def test_an_expired_quote_is_refused_and_nothing_is_queued(
     client,
     relayer,
     services: Services,
-    test_issuer: TestIssuer,
-    deployer: Deployer,
-    contracts: AddressBook,
+    funded_customer: FundedCustomer,
 ) -> None:
-    customer = await new_customer(
-        client, test_issuer, deployer, contracts, ovpp=10 * OVPP, stablecoin=10 * USD
-    )
+    customer = await funded_customer(ovpp=10 * OVPP, stablecoin=10 * USD)
     to = fresh_address()
     fee_quote = await quote(
         client, customer.token, token="OVPP", to=to, amount="1", feeToken="STABLECOIN"
@@ -272,13 +266,9 @@ async def test_wallet_policies_are_enforced_before_signing(
     client,
     relayer,
     services: Services,
-    test_issuer: TestIssuer,
-    deployer: Deployer,
-    contracts: AddressBook,
+    funded_customer: FundedCustomer,
 ) -> None:
-    customer = await new_customer(
-        client, test_issuer, deployer, contracts, ovpp=50 * OVPP, stablecoin=10 * USD
-    )
+    customer = await funded_customer(ovpp=50 * OVPP, stablecoin=10 * USD)
     allowed = fresh_address()
     async with services.db.session() as session:
         wallet = (
@@ -385,13 +375,9 @@ async def test_transaction_updates_are_pushed_over_graphql_transport_ws(
     relayer,
     services: Services,
     client,
-    test_issuer: TestIssuer,
-    deployer: Deployer,
-    contracts: AddressBook,
+    funded_customer: FundedCustomer,
 ) -> None:
-    customer = await new_customer(
-        client, test_issuer, deployer, contracts, ovpp=5 * OVPP, stablecoin=5 * USD
-    )
+    customer = await funded_customer(ovpp=5 * OVPP, stablecoin=5 * USD)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
@@ -456,13 +442,9 @@ async def test_transactions_are_paginated_newest_first(
     client,
     relayer,
     services: Services,
-    test_issuer: TestIssuer,
-    deployer: Deployer,
-    contracts: AddressBook,
+    funded_customer: FundedCustomer,
 ) -> None:
-    customer = await new_customer(
-        client, test_issuer, deployer, contracts, ovpp=10 * OVPP, stablecoin=10 * USD
-    )
+    customer = await funded_customer(ovpp=10 * OVPP, stablecoin=10 * USD)
     ids = []
     for amount in ("1", "2", "3"):
         to = fresh_address()
@@ -513,18 +495,14 @@ async def test_a_wallet_recovers_after_a_transaction_fails_without_executing(
     client,
     relayer,
     services: Services,
-    test_issuer: TestIssuer,
-    deployer: Deployer,
-    contracts: AddressBook,
+    chain: ChainReader,
+    funded_customer: FundedCustomer,
 ) -> None:
     """An earlier job took forwarder nonces and never ran: the wallet's next transfer carries
     nonces the forwarder refuses, and its transaction reverts. That is not the transfer's own
     failure: it goes back to the queue, the worker re-synchronises the wallet from the
     forwarder's on-chain nonce, and the transfer confirms; so does the next one."""
-    chain = ChainReader(deployer, contracts)
-    customer = await new_customer(
-        client, test_issuer, deployer, contracts, ovpp=10 * OVPP, stablecoin=5 * USD
-    )
+    customer = await funded_customer(ovpp=10 * OVPP, stablecoin=5 * USD)
     async with services.db.session() as session:
         wallet = (
             await session.execute(select(Wallet).where(Wallet.address == customer.address))

@@ -7,13 +7,10 @@ import uuid
 from sqlmodel import select
 
 from api.container import Services
-from chain.address_book import AddressBook
-from chain.deploy import Deployer
 from relayer.models import RelayerKey, RelayTransaction
 from tests.support.graphql import gql
-from tests.support.issuer import TestIssuer
 from tests.support.transfers import TRANSFER, quote
-from tests.support.wallets import ChainReader, new_customer, wait_for_status
+from tests.support.wallets import ChainReader, FundedCustomer, wait_for_status
 
 OVPP = 10**18
 USD = 10**6
@@ -23,14 +20,10 @@ async def test_gasless_ovpp_transfer_with_the_fee_in_stablecoin(
     client,
     relayer,
     services: Services,
-    test_issuer: TestIssuer,
-    deployer: Deployer,
-    contracts: AddressBook,
+    chain: ChainReader,
+    funded_customer: FundedCustomer,
 ) -> None:
-    chain = ChainReader(deployer, contracts)
-    customer = await new_customer(
-        client, test_issuer, deployer, contracts, ovpp=100 * OVPP, stablecoin=50 * USD
-    )
+    customer = await funded_customer(ovpp=100 * OVPP, stablecoin=50 * USD)
     recipient = "0x" + uuid.uuid4().hex + uuid.uuid4().hex[:8]
     fee_quote = await quote(
         client, customer.token, token="OVPP", to=recipient, amount="12.5", feeToken="STABLECOIN"

@@ -11,7 +11,6 @@ import asyncio
 import base64
 import dataclasses
 import traceback
-import uuid
 
 import httpx
 import pytest
@@ -24,13 +23,11 @@ from sqlmodel import select
 from api.container import Services
 from cli.main import main as ovpp_wallet
 from core.errors import ConfigurationError
-from tests.support.graphql import gql
 from tests.support.issuer import TestIssuer
+from tests.support.wallets import create_wallets
 from wallet.keys import SealedKey, generate_sealed_key, rewrap, sealed_key_of, unlocked_account
 from wallet.kms import KeyRing, KeyUnwrapError, LocalKeyEncryptionKey
 from wallet.models import Wallet
-
-VIEWER_WALLET = "query { viewer { wallet { address } } }"
 
 
 def _new_kek() -> LocalKeyEncryptionKey:
@@ -234,20 +231,6 @@ def test_a_local_kek_id_is_stable_per_key_and_tolerates_a_trailing_newline() -> 
 # --- rotation through the real command line, on both databases -----------------------------
 
 
-async def _create_wallets(
-    client: httpx.AsyncClient, test_issuer: TestIssuer, *, count: int, label: str
-) -> list[str]:
-    addresses = []
-    for index in range(count):
-        token = test_issuer.mint(
-            sub=f"{label}-{uuid.uuid4().hex[:12]}", email=f"{label}-{index}@example.com"
-        )
-        body = await gql(client, VIEWER_WALLET, token=token)
-        assert "errors" not in body, body
-        addresses.append(body["data"]["viewer"]["wallet"]["address"])
-    return addresses
-
-
 async def _all_wallets(services: Services) -> list[Wallet]:
     async with services.db.session() as session:
         return list((await session.execute(select(Wallet).order_by(Wallet.address))).scalars())
@@ -288,7 +271,7 @@ async def test_keys_rewrap_moves_every_wallet_to_the_new_kek(
     kek: str,
     backend: str,
 ) -> None:
-    created = await _create_wallets(client, test_issuer, count=4, label=f"rewrap-{backend}")
+    created = await create_wallets(client, test_issuer, count=4, label=f"rewrap-{backend}")
     before = await _all_wallets(services)
     assert set(created) <= {wallet.address for wallet in before}
     session_kek_id = services.keyring.current.key_id

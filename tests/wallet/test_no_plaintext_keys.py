@@ -30,12 +30,11 @@ from sqlmodel import select
 from api.container import Services
 from identity.models import Customer, Tenant
 from migrations.tables import metadata
-from tests.support.graphql import gql
 from tests.support.issuer import TestIssuer
+from tests.support.wallets import create_wallets
 from wallet.keys import SealedKey, unlocked_account
 from wallet.models import Wallet
 
-VIEWER_WALLET = "query { viewer { wallet { address } } }"
 SEALED_KEY_COLUMNS = {"address", "encrypted_private_key", "wrapped_data_key", "kek_id"}
 
 
@@ -165,20 +164,6 @@ async def _dump_database(database_url: str) -> list[Dump]:
     return await _dump_postgresql(database_url)
 
 
-async def _create_wallets(
-    client: httpx.AsyncClient, test_issuer: TestIssuer, *, count: int, label: str
-) -> list[str]:
-    addresses = []
-    for index in range(count):
-        token = test_issuer.mint(
-            sub=f"{label}-{uuid.uuid4().hex[:12]}", email=f"{label}-{index}@example.com"
-        )
-        body = await gql(client, VIEWER_WALLET, token=token)
-        assert "errors" not in body, body
-        addresses.append(body["data"]["viewer"]["wallet"]["address"])
-    return addresses
-
-
 async def _every_private_key(services: Services) -> dict[tuple[str, str], bytes]:
     """The plaintext of every sealed key in the database, keyed by (table, address): wallets,
     and any other table that stores keys the same way (relayer keys, …)."""
@@ -242,7 +227,7 @@ async def test_no_private_key_or_kek_is_stored_in_plaintext(
     kek: str,
     backend: str,
 ) -> None:
-    created = await _create_wallets(client, test_issuer, count=6, label=f"plaintext-{backend}")
+    created = await create_wallets(client, test_issuer, count=6, label=f"plaintext-{backend}")
     private_keys = await _every_private_key(services)
     assert set(created) <= {address for _table, address in private_keys}
     assert len(set(private_keys.values())) == len(private_keys)
