@@ -16,20 +16,26 @@ from pathlib import Path
 
 import httpx
 import pytest
+from eth_account import Account
 
-from api.container import Services
+from api.app import create_app
+from api.container import ONRAMP_FOLLOWERS, Services
 from chain.address_book import AddressBook
 from chain.deploy import Deployer
 from chain.profiles import ANVIL_DEV_PRIVATE_KEY
 from core.migrate import upgrade_to_head
 from core.settings import Settings, TenantConfig, load_settings
 from devsupport.anvil import LocalChain
-from devsupport.databases import create_postgres_database, drop_postgres_database
+from devsupport.databases import create_postgres_database, drop_postgres_database, fresh_database
 from devsupport.local_stripe import LocalStripe
 from devsupport.oidc_provider import DevOpenIDProvider
+from onramp.processor import RunningProcessor, start_onramp_processor
+from relayer.runner import prepare_relayer_keys
 from tests.support.databases import DATABASE_PREFIX, POSTGRES_ADMIN_URL
 from tests.support.issuer import TestIssuer
+from tests.support.own_stack import RELAYER_KEYS, OwnStack
 from tests.support.ports import free_port
+from tests.support.wallets import ChainReader, Customer, FundedCustomer, new_customer
 from wallet.kms import LocalKeyEncryptionKey
 
 AUDIENCE = "https://wallet.ovpp.test"
@@ -247,3 +253,83 @@ async def registry_demo(services: Services, relayer: object, deployer: Deployer)
         token=services.chain.addresses.ovpp_token, to=wallet.address, amount=1_000 * 10**18
     )
     return tenant
+
+
+@pytest.fixture
+async def own_stack(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    anvil: LocalChain,
+    address_book: Path,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+) -> AsyncIterator[OwnStack]:
+    # Every own stack takes 200 ETH from the session's deployer for its relayer keys
+    # (``prepare_relayer_keys``), and the session runs more than 50 of them: give it anvil's
+    # initial 10,000 ETH again first, or the last ones could not fund their keys.
+    deployer.web3.provider.make_request(
+        "anvil_setBalance",  # type: ignore[arg-type]
+        [deployer.account.address, hex(10_000 * 10**18)],
+    )
+    async with fresh_database(
+        request.param, directory=tmp_path, admin_url=POSTGRES_ADMIN_URL, prefix=DATABASE_PREFIX
+    ) as database_url:
+        settings = load_settings(
+            environment="development",
+            data_dir=tmp_path / "data",
+            database_url=database_url,
+            rpc_url=anvil.rpc_url,
+            address_book=address_book,
+            kek=LocalKeyEncryptionKey.generate_base64(),
+            relayer_keys=RELAYER_KEYS,
+            treasury_address=Account.create().address,  # fresh: its balance is these fees only
+            tenants=[
+                TenantConfig(
+                    slug="test-utility",
+                    name="Test Utility",
+                    issuer=test_issuer.issuer,
+                    audience=test_issuer.audience,
+                )
+            ],
+        )
+        services = await Services.start(settings)
+        try:
+            # Keys are created (and funded from the deployer) here, before any worker runs, so
+            # a relayer key never sends anything but the jobs' transactions.
+            await prepare_relayer_keys(services)
+            app = create_app(settings, services=services)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+                yield OwnStack(settings=settings, services=services, client=http, tmp_path=tmp_path)
+        finally:
+            await services.close()
+
+
+@pytest.fixture
+async def processor(app, services: Services, relayer: object) -> AsyncIterator[RunningProcessor]:  # type: ignore[no-untyped-def]
+    """The onramp processor in the test's event loop, woken by the app's webhook route."""
+    running = await start_onramp_processor(services, name="test-onramp", followers=ONRAMP_FOLLOWERS)
+    app.state.onramp_processor = running
+    yield running
+    app.state.onramp_processor = None
+    await running.shutdown()
+
+
+@pytest.fixture(scope="session")
+def chain(deployer: Deployer, contracts: AddressBook) -> ChainReader:
+    """Balances and receipts read from the session chain, for assertions."""
+    return ChainReader(deployer, contracts)
+
+
+@pytest.fixture
+def funded_customer(
+    client: httpx.AsyncClient, test_issuer: TestIssuer, deployer: Deployer, contracts: AddressBook
+) -> FundedCustomer:
+    """Makes customers of the test utility (signed in through ``client``) with funded wallets."""
+
+    async def make(*, ovpp: int = 0, stablecoin: int = 0) -> Customer:
+        return await new_customer(
+            client, test_issuer, deployer, contracts, ovpp=ovpp, stablecoin=stablecoin
+        )
+
+    return make

@@ -4,6 +4,7 @@ real discovery and JWKS documents over HTTP; the API fetches them as it would in
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 import uuid
@@ -18,6 +19,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from tests.support.ports import free_port
+
+
+def b64url(data: bytes) -> str:
+    """A JWT segment: base64url without padding."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 class TestIssuer:

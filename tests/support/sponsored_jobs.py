@@ -1,10 +1,9 @@
-"""Sponsored jobs on a test's own stack (``own_stack``, from tests/test_relayer_recovery.py):
+"""Sponsored jobs on a test's own stack (``own_stack``, from tests/conftest.py):
 queued through GraphQL, worked by an in-process worker whose gas price reads can be made to
 spike, and read back with their sponsor's rows (charge, totals, customer's day).
 
 A test module uses them with ``pytestmark = pytest.mark.parametrize("own_stack", BACKENDS,
-indirect=True)`` and imports the fixtures ``own_stack`` and ``stage_fixture`` (pytest finds
-fixtures in the test's module), then asks for ``stage``."""
+indirect=True)`` and asks for ``stage`` (tests/relayer/conftest.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +13,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
-import pytest
 from sqlalchemy import update
 from sqlmodel import select
 
@@ -32,7 +30,7 @@ from relayer.models import (
 )
 from relayer.worker import RelayerWorker
 from tests.support.issuer import TestIssuer
-from tests.test_relayer_recovery import (
+from tests.support.own_stack import (
     OwnStack,
     Sender,
     new_sender,
@@ -59,16 +57,6 @@ class Stage:
     issuer: TestIssuer
     deployer: Deployer
     contracts: AddressBook
-
-
-@pytest.fixture(name="stage")
-def stage_fixture(
-    deployer: Deployer,
-    own_stack: OwnStack,
-    test_issuer: TestIssuer,
-    contracts: AddressBook,
-) -> Stage:
-    return Stage(stack=own_stack, issuer=test_issuer, deployer=deployer, contracts=contracts)
 
 
 async def a_sender(stage: Stage) -> Sender:

@@ -6,7 +6,7 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from web3 import Web3
@@ -23,6 +23,13 @@ class Customer:
     token: str
     address: str
     subject: str
+
+
+class FundedCustomer(Protocol):
+    """The ``funded_customer`` fixture: a new customer of the test utility whose wallet holds
+    ``ovpp`` and ``stablecoin`` (base units)."""
+
+    async def __call__(self, *, ovpp: int = 0, stablecoin: int = 0) -> Customer: ...
 
 
 async def new_customer(
@@ -97,3 +104,18 @@ async def wait_for_status(
 def fresh_address() -> str:
     """A random address nobody holds a key for: a recipient that starts with nothing."""
     return "0x" + uuid.uuid4().hex + uuid.uuid4().hex[:8]
+
+
+async def create_wallets(
+    client: httpx.AsyncClient, test_issuer: TestIssuer, *, count: int, label: str
+) -> list[str]:
+    """``count`` new customers, signed in once each (which makes their wallets): their addresses."""
+    addresses = []
+    for index in range(count):
+        token = test_issuer.mint(
+            sub=f"{label}-{uuid.uuid4().hex[:12]}", email=f"{label}-{index}@example.com"
+        )
+        body = await gql(client, "query { viewer { wallet { address } } }", token=token)
+        assert "errors" not in body, body
+        addresses.append(body["data"]["viewer"]["wallet"]["address"])
+    return addresses
