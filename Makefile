@@ -41,7 +41,7 @@ $(STAMP_NPM): package-lock.json
 	@rm -f node_modules/.installed-*
 	@touch $@
 
-# The browser tests (tests/test_web_app.py) drive Debian's chromium with npm playwright-core
+# The browser tests (tests/api/test_web_app.py) drive Debian's chromium with npm playwright-core
 # (Playwright's own browser downloads are not used). CI runs as root; elsewhere install it once.
 chromium:
 	@test -x /usr/bin/chromium || { \

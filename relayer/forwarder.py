@@ -5,7 +5,7 @@ This is the relayer's hot path, so everything is encoded by hand rather than thr
 generic encoders: the EIP-712 digest directly (typehash, struct hash, domain separator) instead
 of ``eth_account``'s typed-data encoder (~20× slower), the calldata as fixed ABI words instead
 of ``eth_abi.encode`` (~10×), and signatures with ``coincurve`` directly instead of
-``Account.unsafe_sign_hash`` (~4×). ``tests/test_forwarder_encoding.py`` checks each against
+``Account.unsafe_sign_hash`` (~4×). ``tests/chain/test_forwarder_encoding.py`` checks each against
 the generic encoder byte for byte.
 """
 
