@@ -17,21 +17,22 @@ def serve() -> None:
 
     from api.app import create_app
     from api.container import load_keyring
-    from devsupport.bootstrap import Progress, local_stack
+    from cli.startup import started, startup_steps
+    from core.progress import Progress
 
     # A service manager stops with SIGTERM. Its default action ends the process at once, and
     # uvicorn re-raises the signal after its graceful shutdown: anvil, the provider and
     # localstripe would outlive serve and hold their ports. Raised as an exception instead,
-    # it unwinds local_stack, which stops them (also when it comes during start-up).
+    # it unwinds the start-up stack, which stops them (also when it comes during start-up).
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     settings = cli_settings()
     configure_logging(settings)
     # Fail before anything starts: otherwise a missing OVPP_KEK in production surfaces only
     # after anvil, migrations and deployment, as a traceback from the server's lifespan.
     load_keyring(settings)
-    progress = Progress(total=5 if settings.is_development else 3)
+    progress = Progress(total=startup_steps(settings))
     try:
-        with local_stack(settings, progress):
+        with started(settings, progress):
             progress.done()
             click.echo(f"GraphQL:  http://{settings.host}:{settings.port}/graphql")
             if settings.is_development:

@@ -1,22 +1,18 @@
-"""What ``serve`` does before it answers requests on the embedded default: a local chain with
-persisted state, migrations, contracts deployed once, the development OpenID Provider, and a
-funded demo customer. Each step says what it is doing; the slow first start shows progress."""
+"""What ``serve`` starts in development only: a local chain with persisted state, the
+development OpenID Provider, a local Stripe, and the demo data (customer, programs, stock)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 from api.container import load_keyring
 from chain.address_book import AddressBook, address_book_path
 from chain.deploy import Deployer
 from chain.profiles import deployer_key, profile_from_settings
 from core.db import Database
-from core.migrate import upgrade_to_head
-from core.settings import Settings, rpc_url_shown, without_credentials
+from core.progress import Progress
+from core.settings import Settings
 from devsupport.anvil import LocalChain, rpc_answers
 from devsupport.oidc_login import dev_subject
 from devsupport.oidc_provider import DEFAULT_REDIRECT_URIS, DevOpenIDProvider
@@ -26,116 +22,54 @@ from identity.service import DEV_TENANT_SLUG, provision, sync_tenants, trusted_i
 DEMO_EMAIL = "alice@example.com"
 DEMO_OVPP = 1_000 * 10**18
 DEMO_STABLECOIN = 250 * 10**6
+ALREADY_RUNNING = "already answers there: using it (not started, nor stopped, by serve)"
 
 
-class Progress:
-    def __init__(self, total: int, echo: Callable[[str], None] = print) -> None:
-        self.total, self.step, self.echo = total, 0, echo
-        self.started = time.monotonic()
-
-    def __call__(self, message: str) -> None:
-        self.step += 1
-        self.echo(f"[{self.step}/{self.total}] {message}")
-
-    def detail(self, message: str) -> None:
-        self.echo(f"      {message}")
-
-    def done(self) -> None:
-        self.echo(f"ready in {time.monotonic() - self.started:.1f} s")
-
-
-@contextmanager
-def local_stack(settings: Settings, progress: Progress) -> Iterator[None]:
-    """Starts what the embedded default needs and stops it again on exit."""
-    with contextlib.ExitStack() as stack:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        profile = profile_from_settings(settings)
-        progress(
-            f"chain: {profile.name} (chain id {profile.chain_id}) at "
-            f"{rpc_url_shown(settings.resolved_rpc_url)}"
-        )
-        already_running = "already answers there: using it (not started, nor stopped, by serve)"
-        starts_chain = profile.is_local and settings.start_local_chain
-        if starts_chain and rpc_answers(settings.resolved_rpc_url):
-            progress.detail(f"a node {already_running}")
-        elif starts_chain:
-            chain = LocalChain(
-                port=settings.anvil_port,
-                state_file=settings.data_dir / "anvil-state.json",
-                log_file=settings.data_dir / "anvil.log",
-            )
-            stack.callback(chain.stop)  # first: a stop request during start() must reach it
-            chain.start()
-            progress.detail(f"started anvil --hardfork shanghai, state in {chain.state_file}")
-
-        progress(f"database: migrating {without_credentials(settings.resolved_database_url)}")
-        asyncio.run(upgrade_to_head(settings.resolved_database_url))
-
-        progress("contracts: checking the address book")
-        ensure_contracts(settings, progress)
-
-        if settings.is_development:
-            progress(f"sign-in: development OpenID Provider at {settings.dev_issuer}")
-            if rpc_like_answers(settings.dev_issuer + "/.well-known/openid-configuration"):
-                progress.detail(f"a provider {already_running}")
-            else:
-                provider = DevOpenIDProvider(
-                    port=settings.dev_oidc_port,
-                    keys_file=settings.data_dir / "dev-oidc-jwks.json",
-                    audience=settings.dev_audience,
-                    # the web app at /app signs in here, and the provider allows CORS on its
-                    # token endpoint only from the origins of these redirect URIs
-                    redirect_uris=(
-                        f"http://127.0.0.1:{settings.port}/app/callback",
-                        f"http://localhost:{settings.port}/app/callback",
-                        *DEFAULT_REDIRECT_URIS,
-                    ),
-                    log_file=settings.data_dir / "dev-oidc.log",
-                )
-                stack.callback(provider.stop)
-                provider.start()
-            progress(f"demo data: customer {DEMO_EMAIL}, device models, utility programs")
-            address = asyncio.run(seed_demo_customer(settings, progress))
-            progress.detail(f"wallet {address}")
-            asyncio.run(seed_registry(settings, progress))
-            start_local_stripe(settings, progress, stack)
-            asyncio.run(seed_onramp_treasury(settings, progress))
-        yield
-
-
-def ensure_contracts(settings: Settings, progress: Progress) -> AddressBook:
-    profile = profile_from_settings(settings)
-    path = address_book_path(settings, profile.chain_id)
-    book = AddressBook.load(path)
-    if settings.ovpp_token_address and settings.stablecoin_address:
-        progress.detail("token addresses come from configuration")
-        return book  # type: ignore[return-value]
-    deployer = Deployer(
-        rpc_url=settings.resolved_rpc_url,
-        private_key=deployer_key(settings, profile),
-        progress=progress.detail,
+def start_local_chain(settings: Settings, progress: Progress, stack: contextlib.ExitStack) -> None:
+    """A local anvil with its state in the data dir, unless a node already answers there."""
+    if rpc_answers(settings.resolved_rpc_url):
+        progress.detail(f"a node {ALREADY_RUNNING}")
+        return
+    chain = LocalChain(
+        port=settings.anvil_port,
+        state_file=settings.data_dir / "anvil-state.json",
+        log_file=settings.data_dir / "anvil.log",
     )
-    if (
-        book is not None
-        and book.registry is None
-        and deployer.book_is_live(book.model_copy(update={"registry": book.forwarder}))
-    ):
-        registry = deployer.deploy(
-            "OVPPRegistry", book.forwarder, book.ovpp_token, deployer.account.address
+    stack.callback(chain.stop)  # first: a stop request during start() must reach it
+    chain.start()
+    progress.detail(f"started anvil --hardfork shanghai, state in {chain.state_file}")
+
+
+def start_development_services(
+    settings: Settings, progress: Progress, stack: contextlib.ExitStack
+) -> None:
+    """The development OpenID Provider, the demo data and the local Stripe (each stopped by
+    ``stack``), after the database and contracts are ready."""
+    progress(f"sign-in: development OpenID Provider at {settings.dev_issuer}")
+    if rpc_like_answers(settings.dev_issuer + "/.well-known/openid-configuration"):
+        progress.detail(f"a provider {ALREADY_RUNNING}")
+    else:
+        provider = DevOpenIDProvider(
+            port=settings.dev_oidc_port,
+            keys_file=settings.data_dir / "dev-oidc-jwks.json",
+            audience=settings.dev_audience,
+            # the web app at /app signs in here, and the provider allows CORS on its
+            # token endpoint only from the origins of these redirect URIs
+            redirect_uris=(
+                f"http://127.0.0.1:{settings.port}/app/callback",
+                f"http://localhost:{settings.port}/app/callback",
+                *DEFAULT_REDIRECT_URIS,
+            ),
+            log_file=settings.data_dir / "dev-oidc.log",
         )
-        book = book.model_copy(update={"registry": registry})
-        book.save(path)
-        progress.detail(f"added the OpenVPP registry at {registry}")
-        return book
-    if book is not None and deployer.book_is_live(book):
-        progress.detail(f"deployed already: OVPP {book.ovpp_token}, stablecoin {book.stablecoin}")
-        return book
-    if book is not None:
-        progress.detail("the chain no longer holds the contracts of the address book: redeploying")
-    book = deployer.deploy_all()
-    book.save(path)
-    progress.detail(f"address book written to {path}")
-    return book
+        stack.callback(provider.stop)
+        provider.start()
+    progress(f"demo data: customer {DEMO_EMAIL}, device models, utility programs")
+    address = asyncio.run(seed_demo_customer(settings, progress))
+    progress.detail(f"wallet {address}")
+    asyncio.run(seed_registry(settings, progress))
+    start_local_stripe(settings, progress, stack)
+    asyncio.run(seed_onramp_treasury(settings, progress))
 
 
 async def seed_demo_customer(settings: Settings, progress: Progress) -> str:
@@ -217,9 +151,7 @@ def start_local_stripe(settings: Settings, progress: Progress, stack: contextlib
         progress.detail(f"card payments: Stripe at {api_base}")
         return
     if answers(api_base):
-        progress.detail(
-            "a localstripe already answers there: using it (not started, nor stopped, by serve)"
-        )
+        progress.detail(f"a localstripe {ALREADY_RUNNING}")
     else:
         local = LocalStripe(
             port=settings.localstripe_port,

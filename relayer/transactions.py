@@ -2,8 +2,8 @@
 
 ``LocalAccount.sign_transaction`` spends ~1–3 ms per transaction on generic validation and
 formatting, more than everything else the worker does per job; this encodes the one shape the
-relayer sends (no access list) in ~0.1 ms. ``tests/chain/test_forwarder_encoding.py`` checks it gives
-the same bytes and hash as ``eth_account``.
+relayer sends (no access list) in ~0.1 ms. ``tests/chain/test_forwarder_encoding.py`` checks
+it gives the same bytes and hash as ``eth_account``.
 """
 
 from __future__ import annotations
