@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from alembic import command
@@ -37,7 +36,3 @@ async def upgrade_to_head(database_url: str) -> None:
             await connection.run_sync(run)
     finally:
         await engine.dispose()
-
-
-def upgrade_to_head_sync(database_url: str) -> None:
-    asyncio.run(upgrade_to_head(database_url))

@@ -203,15 +203,6 @@ async def record_event_failure(
     )
 
 
-async def events_of_intent(session: AsyncSession, payment_intent_id: str) -> list[StripeEvent]:
-    statement = (
-        select(StripeEvent)
-        .where(StripeEvent.payment_intent_id == payment_intent_id)
-        .order_by(StripeEvent.received_at)
-    )
-    return list((await session.execute(statement)).scalars())
-
-
 async def dispute_recorded(session: AsyncSession, payment_intent_id: str) -> bool:
     statement = select(func.count()).where(
         StripeEvent.payment_intent_id == payment_intent_id,

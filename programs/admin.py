@@ -4,7 +4,7 @@ chain first and mirrored in the catalog after it lands."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from eth_account import Account
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -98,6 +98,7 @@ async def onboard_utility(
         raise InvalidInput("country is an ISO 3166-1 alpha-2 code", field="country")
     if not spec.postal_codes or len(spec.postal_codes) > 128:
         raise InvalidInput("give 1 to 128 postal codes or ranges", field="postalCodes")
+    spec = replace(spec, country=spec.country.upper(), region=spec.region.upper())
     registry = registry_of(services)
     wallet = await utility_wallet(services, tenant)
     utility_id = utility_id_of(tenant.slug)

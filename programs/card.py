@@ -1,14 +1,14 @@
 """Enrollment paid by card: the fee is bought through the onramp, then connected automatically.
 
-``enroll_by_card`` runs the routing like any enrollment (nothing is charged when a check
-fails), then opens a card payment for exactly the OVPP the enrollment needs (the connection
-fee, plus the gas fee unless the utility sponsors gas) and returns the enrollment in
-FEE_PENDING with the payment's client secret. Once the payment has succeeded and the OVPP has
-reached the customer's wallet, the onramp processor calls ``connect_paid_enrollment``: the same
+``enroll_by_card`` runs the routing like any enrollment (nothing is charged when a check fails),
+then opens a card payment for exactly the OVPP the enrollment needs (the connection fee, plus
+the gas fee unless the utility sponsors gas) and returns the enrollment in FEE_PENDING with the
+payment's client secret. Once the payment has succeeded and the OVPP has reached the customer's
+wallet, the onramp processor's follower ``advance_card_enrollments`` connects it: the same
 relayed call as a WALLET enrollment (approve + connect + gas fee, all or nothing), signed by the
 customer's custodial wallet. The enrollment then goes CONNECTING → ACTIVE with no further step
-from the customer. Money back before the OVPP was sent (refund, dispute, cancel), or a refund
-of it that failed, fails the enrollment; nothing is ever connected without a paid fee. An
+from the customer. Money back before the OVPP was sent (refund, dispute, cancel), or a refund of
+it that failed, fails the enrollment; nothing is ever connected without a paid fee. An
 enrollment that fails after the OVPP arrived leaves it in the wallet (the payment is not
 refunded) and its error says so.
 """

@@ -12,7 +12,7 @@ from web3 import AsyncWeb3
 from chain.calls import Call
 from relayer.deps import RelayerServices
 from relayer.forwarder import forwarder_calldata
-from relayer.jobs import give_back_forwarder_nonces, sign_calls, take_forwarder_nonces
+from relayer.jobs import GasPayment, release_nonces, reserve_nonces, sign_calls
 from wallet.models import Wallet
 
 
@@ -28,7 +28,9 @@ async def submit_as_wallet(
     async with services.db.session() as session:
         wallet = await session.get(Wallet, wallet_id)
         assert wallet is not None
-        first = await take_forwarder_nonces(session, wallet_id=wallet_id, count=len(calls))
+        first = await reserve_nonces(
+            session, wallet_id=wallet_id, calls=calls, payment=GasPayment()
+        )
     signed = sign_calls(
         wallet,
         calls=calls,
@@ -47,7 +49,7 @@ async def submit_as_wallet(
         )
     except Exception:
         async with services.db.session() as session:
-            await give_back_forwarder_nonces(session, wallet_id=wallet_id, count=len(calls))
+            await release_nonces(session, wallet_id=wallet_id, calls=calls, payment=GasPayment())
         raise
 
 

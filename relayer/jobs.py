@@ -27,18 +27,6 @@ from wallet.keys import sealed_key_of, unlocked_key
 from wallet.kms import KeyRing
 from wallet.models import Wallet
 
-__all__ = [
-    "Display",
-    "GasPayment",
-    "enqueue_calls",
-    "give_back_forwarder_nonces",
-    "queue_call",
-    "required_nonces",
-    "reserve_nonces",
-    "sign_calls",
-    "take_forwarder_nonces",
-]
-
 FEE_CALL_GAS = 65_000
 
 
@@ -84,7 +72,7 @@ _TAKE_FORWARDER_NONCES = (
 )
 
 
-async def take_forwarder_nonces(session: AsyncSession, *, wallet_id: str, count: int) -> int:
+async def _take_forwarder_nonces(session: AsyncSession, *, wallet_id: str, count: int) -> int:
     """Reserve ``count`` consecutive forwarder nonces; the first write of the transaction, so it
     also locks the wallet until commit (a row lock in PostgreSQL, the write lock in SQLite).
     Returns the first."""
@@ -92,10 +80,10 @@ async def take_forwarder_nonces(session: AsyncSession, *, wallet_id: str, count:
     return int(result.scalar_one()) - count
 
 
-async def give_back_forwarder_nonces(session: AsyncSession, *, wallet_id: str, count: int) -> None:
+async def _give_back_forwarder_nonces(session: AsyncSession, *, wallet_id: str, count: int) -> None:
     """Return the last ``count`` nonces taken, for a caller that took them and queued nothing
     (an idempotent replay, a refusal it answers without rolling back)."""
-    await take_forwarder_nonces(session, wallet_id=wallet_id, count=-count)
+    await _take_forwarder_nonces(session, wallet_id=wallet_id, count=-count)
 
 
 def required_nonces(calls: list[Call], payment: GasPayment) -> int:
@@ -108,7 +96,7 @@ async def reserve_nonces(
     """Take the forwarder nonces a job of ``calls`` paid by ``payment`` needs, locking the
     wallet until commit. For a caller that must hold the wallet before it decides the job;
     returns the first nonce, to hand to ``queue_call``."""
-    return await take_forwarder_nonces(
+    return await _take_forwarder_nonces(
         session, wallet_id=wallet_id, count=required_nonces(calls, payment)
     )
 
@@ -117,7 +105,7 @@ async def release_nonces(
     session: AsyncSession, *, wallet_id: str, calls: list[Call], payment: GasPayment
 ) -> None:
     """Give back what ``reserve_nonces`` took, for a caller that then queued nothing."""
-    await give_back_forwarder_nonces(
+    await _give_back_forwarder_nonces(
         session, wallet_id=wallet_id, count=required_nonces(calls, payment)
     )
 
@@ -171,7 +159,7 @@ async def queue_call(
         first_nonce = await reserve_nonces(
             session, wallet_id=wallet.id, calls=calls, payment=payment
         )
-    return await enqueue_calls(
+    return await _enqueue_calls(
         session,
         services=services,
         wallet=wallet,
@@ -189,7 +177,7 @@ async def queue_call(
     )
 
 
-async def enqueue_calls(
+async def _enqueue_calls(
     session: AsyncSession,
     *,
     services: RelayerServices,

@@ -12,15 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from chain.rpc import JsonRpc
 from identity.models import Tenant
-from relayer.models import RelayerKey, RelayStatus, RelayTransaction, Sponsor
+from relayer.models import PIPELINE_STATUSES, RelayerKey, RelayStatus, RelayTransaction, Sponsor
 from relayer.sponsorship import period_ended
 
-WAITING_STATUSES = (
-    RelayStatus.QUEUED,
-    RelayStatus.SIGNED,
-    RelayStatus.SUBMITTED,
-    RelayStatus.MINED,
-)
+WAITING_STATUSES = PIPELINE_STATUSES
 """Relayed transactions not final yet: the relayer's backlog."""
 
 

@@ -28,9 +28,8 @@ from relayer.errors import InsufficientFunds, PolicyViolation, QuoteExpired
 from relayer.jobs import (
     Display,
     GasPayment,
-    give_back_forwarder_nonces,
     queue_call,
-    required_nonces,
+    release_nonces,
     reserve_nonces,
 )
 from relayer.models import (
@@ -264,9 +263,7 @@ async def request_transfer(
                 "this idempotency key was already used for a different transfer",
                 field="idempotencyKey",
             )
-        await give_back_forwarder_nonces(
-            session, wallet_id=wallet_id, count=required_nonces(calls, payment)
-        )
+        await release_nonces(session, wallet_id=wallet_id, calls=calls, payment=payment)
         return await session.get_one(RelayTransaction, existing.id)
 
     quote = _usable_quote(quote, transfer=transfer, now=now, jobs=jobs)

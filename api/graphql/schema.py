@@ -20,11 +20,10 @@ from strawberry.extensions import (
 )
 from strawberry.types import ExecutionContext, ExecutionResult
 
-from api import admin
-from api.admin import AdminProgram, SponsorBudget, UtilityAdmin
 from api.context import RequestContext
-from api.graphql import devices, onramp, relayer
+from api.graphql import admin, devices, onramp, relayer
 from api.graphql import programs as enrollment
+from api.graphql.admin import AdminProgram, SponsorBudget, UtilityAdmin
 from api.graphql.common import Chain, TokenType
 from api.graphql.devices import AddDeviceResult, DeviceModel
 from api.graphql.extensions import (

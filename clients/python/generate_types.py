@@ -9,7 +9,7 @@ field the client does not ask for. Behaviour beyond reading the wire (``Viewer.b
 ``Transaction.is_final``) lives in ``ovpp_client/behaviour.py``.
 
 Run ``python clients/python/generate_types.py`` after changing the schema, the operations or
-the spec; ``tests/test_clients.py`` fails while the committed file differs.
+the spec; ``tests/api/test_clients.py`` fails while the committed file differs.
 """
 
 from __future__ import annotations

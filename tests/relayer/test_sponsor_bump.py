@@ -16,7 +16,7 @@ from sqlmodel import select
 
 from relayer.models import RelayAttempt, RelayStatus, RelayTransaction
 from relayer.sponsorship import configure_sponsor
-from tests.support.own_stack import queue_transfers
+from tests.support.own_stack import queue_transfers, work_until_final
 from tests.support.sponsored_jobs import (
     BACKENDS,
     SPIKE,
@@ -35,7 +35,6 @@ from tests.support.sponsored_jobs import (
     stuck_when_the_fees_spike,
     tick_until_status,
     with_no_funds_beyond_its_reservations,
-    work_until_final,
     worker_of,
 )
 
@@ -99,7 +98,7 @@ async def test_a_bump_past_the_reservation_grows_it_first_even_past_the_caps(
 
             await tick_until_status(worker, stack, job_id, RelayStatus.SUBMITTED)
         worker.spike = None
-        await work_until_final(worker, stack)
+        await work_until_final(stack, worker)
 
     settled = await settled_at_its_real_cost(stack, job_id)
     assert settled.job.tx_hash != sent.job.tx_hash  # the bumped copy was mined
@@ -134,7 +133,7 @@ async def test_a_sponsor_short_of_funds_gets_only_the_bump_it_can_pay_for(
             assert logged_naming_both(caplog, bumped, level=logging.WARNING), caplog.text
 
             await tick_until_status(worker, stack, job_id, RelayStatus.SUBMITTED)
-        await work_until_final(worker, stack)
+        await work_until_final(stack, worker)
 
     assert_totals_are_the_charge(await settled_at_its_real_cost(stack, job_id))
 
@@ -173,7 +172,7 @@ async def test_a_sponsor_whose_funds_are_spent_leaves_its_stuck_job_unbumped(
             assert len(attempts) == 1
             assert logged_naming_both(caplog, after, level=logging.ERROR), caplog.text
         worker.spike = None
-        await work_until_final(worker, stack)
+        await work_until_final(stack, worker)
 
     settled = await settled_at_its_real_cost(stack, job_id)
     assert settled.job.tx_hash == sent.job.tx_hash
@@ -205,7 +204,7 @@ async def test_a_bump_grows_the_period_only_when_the_charge_was_made_in_it(
 
             await tick_until_status(worker, stack, job_id, RelayStatus.SUBMITTED)
         worker.spike = None
-        await work_until_final(worker, stack)
+        await work_until_final(stack, worker)
 
     settled = await settled_at_its_real_cost(stack, job_id)
     assert_totals_are_the_charge(settled, period=False)
@@ -230,7 +229,7 @@ async def test_a_sponsored_job_re_priced_after_underpriced_grows_its_reservation
         assert_totals_are_the_charge(repriced)
 
         worker.spike = None
-        await work_until_final(worker, stack)
+        await work_until_final(stack, worker)
 
     assert_totals_are_the_charge(await settled_at_its_real_cost(stack, job_id))
 
@@ -251,5 +250,5 @@ async def test_a_job_without_a_sponsor_is_bumped_to_the_spike_as_before(stage: S
             assert job.sponsor_id is None
             assert (job.attempts, job.max_fee_per_gas) == (2, SPIKE[0])
         worker.spike = None
-        await work_until_final(worker, stack)
+        await work_until_final(stack, worker)
     assert await status_of(stack, job_id) == RelayStatus.CONFIRMED

@@ -26,10 +26,16 @@ from chain.calls import Call
 from chain.erc20 import erc20_transfer_data
 from programs.payment import ENROLL_TX_GAS, gas_payment
 from relayer import sponsorship
-from relayer.jobs import Display, enqueue_calls, take_forwarder_nonces
-from relayer.models import FeeQuote, RelayAttempt, RelayStatus, RelayTransaction, Sponsor
+from relayer.jobs import Display, GasPayment, queue_call, reserve_nonces
+from relayer.models import FeeQuote, JobKind, RelayAttempt, RelayStatus, RelayTransaction, Sponsor
 from relayer.service import TRANSFER_CALL_GAS
-from tests.support.own_stack import OVPP, OwnStack, queue_transfers, sponsor_the_stacks_utility
+from tests.support.own_stack import (
+    OVPP,
+    OwnStack,
+    queue_transfers,
+    sponsor_the_stacks_utility,
+    work_until_final,
+)
 from tests.support.sponsored_jobs import (
     BACKENDS,
     SPIKE,
@@ -45,7 +51,6 @@ from tests.support.sponsored_jobs import (
     tick_until_status,
     two_senders_sharing_a_key,
     with_no_funds_beyond_its_reservations,
-    work_until_final,
     worker_of,
 )
 from wallet.models import Wallet
@@ -136,7 +141,7 @@ async def signed_at_the_reserved_fee_in_a_spike(stage: Stage, reserved: SponsorR
             assert not sent.charge.settled
             assert sent.sponsor.spent_wei == reserved.sponsor.spent_wei  # nothing reserved
             assert_totals_are_the_charge(sent)
-        await work_until_final(worker, stack)
+        await work_until_final(stack, worker)
     assert_totals_are_the_charge(await settled_within(stack, reserved))
 
 
@@ -199,7 +204,7 @@ async def test_one_signing_round_caps_its_sponsored_jobs_and_leaves_the_others_a
                     stack, rows.job.id, max_fee=rows.reserved_fee, tip=rows.reserved_fee
                 )
                 assert sent.charge.amount_wei == rows.charge.amount_wei
-        await work_until_final(worker, stack)
+        await work_until_final(stack, worker)
 
     assert len(statements_together) == len(statements_alone), (
         statements_alone,
@@ -247,7 +252,7 @@ async def test_a_job_sponsored_through_the_enrollment_path_is_capped_at_its_char
 ) -> None:
     """Enrollment, unenrollment and card-paid enrollment have no fee quote: their sponsor is
     charged the gas limit × the gas price read at enqueueing (``gas_payment``), and the job
-    queued by ``enqueue_calls``. Such a job (an OVPP transfer here, at the enrollment gas
+    queued by ``queue_call``. Such a job (an OVPP transfer here, at the enrollment gas
     limit) signed in a spike goes out at its charge ÷ its gas limit, and settles within the
     charge, with the sponsor left with nothing beyond it."""
     stack, contracts = stage.stack, stage.contracts
@@ -256,7 +261,16 @@ async def test_a_job_sponsored_through_the_enrollment_path_is_capped_at_its_char
     recipient = Account.create().address
     async with stack.services.db.session() as session:
         wallet = await session.get_one(Wallet, sender.wallet_id)
-        first_nonce = await take_forwarder_nonces(session, wallet_id=wallet.id, count=1)
+        calls = [
+            Call(
+                target=contracts.ovpp_token,
+                data=erc20_transfer_data(recipient, OVPP),
+                gas=TRANSFER_CALL_GAS,
+            )
+        ]
+        first_nonce = await reserve_nonces(
+            session, wallet_id=wallet.id, calls=calls, payment=GasPayment()
+        )
         sponsor = await session.get_one(Sponsor, sponsor_id)
         payment = await gas_payment(
             session,
@@ -267,22 +281,16 @@ async def test_a_job_sponsored_through_the_enrollment_path_is_capped_at_its_char
             gas_limit=ENROLL_TX_GAS,
             gas_fee=0,
         )
-        job = await enqueue_calls(
+        job = await queue_call(
             session,
             services=stack.services,
             wallet=wallet,
             customer_id=wallet.customer_id,
             first_nonce=first_nonce,
-            calls=[
-                Call(
-                    target=contracts.ovpp_token,
-                    data=erc20_transfer_data(recipient, OVPP),
-                    gas=TRANSFER_CALL_GAS,
-                )
-            ],
+            calls=calls,
             payment=payment,
             gas_limit=ENROLL_TX_GAS,
-            kind="ENROLL",
+            kind=JobKind.ENROLL,
             idempotency_key=f"first-signing-{uuid.uuid4().hex}",
             request_fingerprint="first-signing",
             display=Display(
@@ -291,7 +299,6 @@ async def test_a_job_sponsored_through_the_enrollment_path_is_capped_at_its_char
                 to_address=recipient,
                 amount=OVPP,
             ),
-            relayer_key_id=sender.relayer_key_id,
         )
     reserved = await rows_of(stack, job.id)
     assert reserved.charge.amount_wei == payment.sponsor_charge_wei

@@ -23,6 +23,7 @@ from tests.support.own_stack import (
     queue_transfers,
     sponsor_the_stacks_utility,
     transaction_as_shown,
+    work_until_final,
 )
 from tests.support.sponsored_jobs import (
     BACKENDS,
@@ -39,7 +40,6 @@ from tests.support.sponsored_jobs import (
     settled_at_its_real_cost,
     tick_until_status,
     two_senders_sharing_a_key,
-    work_until_final,
     worker_of,
 )
 from tests.support.wallets import ChainReader
@@ -88,9 +88,9 @@ async def test_a_sponsored_job_its_sponsor_cannot_price_above_the_base_fee_fails
     async with worker_of(stack, RelayerWorker) as worker:
         with base_fee_raised(stage.deployer, to_wei=RAISED_BASE_FEE):
             await tick_until_status(worker, stack, sponsored.job_id, RelayStatus.FAILED)
-            await work_until_final(worker, stack)
+            await work_until_final(stack, worker)
         [again] = await queue_transfers(stack, [sponsored_sender], count=1)
-        await work_until_final(worker, stack)
+        await work_until_final(stack, worker)
 
     shown = await transaction_as_shown(stack, sponsored)
     assert shown["status"] == "FAILED"
@@ -176,7 +176,7 @@ async def test_a_sponsored_job_the_node_once_accepted_is_not_failed_for_an_unfun
                 assert after.charge.amount_wei == bumped.charge.amount_wei
                 assert not after.charge.settled
                 assert await nonce_filler_of(stack, job_id) is None
-        await work_until_final(worker, stack)
+        await work_until_final(stack, worker)
 
     settled = await settled_at_its_real_cost(stack, job_id)
     assert settled.job.tx_hash == accepted.job.tx_hash  # A, the copy the node had accepted

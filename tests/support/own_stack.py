@@ -253,9 +253,11 @@ async def tick_until(
             await asyncio.sleep(POLL_SECONDS)
 
 
-async def work_until_final(stack: OwnStack) -> None:
-    """Runs an in-process worker's rounds until no job is open."""
-    worker = RelayerWorker(stack.services, name="test-relayer")
+async def work_until_final(stack: OwnStack, worker: RelayerWorker | None = None) -> None:
+    """Runs a worker's rounds (an in-process one of its own unless given) until no job is
+    open."""
+    own = worker is None
+    worker = worker or RelayerWorker(stack.services, name="test-relayer")
     try:
         await tick_until(
             worker,
@@ -263,4 +265,5 @@ async def work_until_final(stack: OwnStack) -> None:
             lambda counts: not counts.keys() & set(PIPELINE_STATUSES),
         )
     finally:
-        await worker.rpc.close()
+        if own:
+            await worker.rpc.close()

@@ -21,7 +21,6 @@ from chain.deploy import Deployer
 from chain.rpc import JsonRpc
 from core.db import utc_now
 from relayer.models import (
-    PIPELINE_STATUSES,
     RelayStatus,
     RelayTransaction,
     Sponsor,
@@ -36,7 +35,6 @@ from tests.support.own_stack import (
     new_sender,
     queue_transfers,
     sponsor_the_stacks_utility,
-    tick_until,
     two_senders_on_one_key,
 )
 
@@ -119,12 +117,6 @@ async def tick_until_status(
             return
         await worker.tick()
     raise AssertionError(f"job {job_id} never reached {status}: {await status_of(stack, job_id)}")
-
-
-async def work_until_final(worker: RelayerWorker, stack: OwnStack) -> None:
-    await tick_until(
-        worker, stack.services.db, lambda counts: not counts.keys() & set(PIPELINE_STATUSES)
-    )
 
 
 async def stuck_when_the_fees_spike(worker: SpikingWorker, stack: OwnStack, job_id: str) -> None:

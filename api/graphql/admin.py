@@ -243,8 +243,8 @@ async def register_utility(info: Info, input: RegisterUtilityInput) -> UtilityAd
         info.context.services,
         tenant=tenant,
         spec=program_admin.UtilitySpec(
-            country=input.country.upper(),
-            region=input.region.upper(),
+            country=input.country,
+            region=input.region,
             postal_codes=list(input.postal_codes),
             control_endpoints={e.protocol.value: e.endpoint for e in input.control_endpoints},
             fee_recipient=input.fee_recipient,
