@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import logging
 
-from onramp import repository
 from onramp.deps import OnrampServices
 from onramp.events import apply_intent_state
 from onramp.models import OnrampPayment, PaymentStatus
 from onramp.stripe_gateway import require_gateway
 from relayer.finality import job_can_never_execute
-from relayer.models import RelayTransaction
 
 logger = logging.getLogger(__name__)
 
@@ -36,19 +34,10 @@ async def refund_undelivered(services: OnrampServices, payment_id: str) -> str |
     gateway = require_gateway(services.stripe)
     async with services.db.session() as session:
         payment = await session.get(OnrampPayment, payment_id)
-        job = (
-            await session.get(RelayTransaction, payment.delivery_transaction_id)
-            if payment is not None and payment.delivery_transaction_id
-            else None
-        )
-        nonce_filler_status = (
-            await repository.nonce_filler_status(session, job) if job is not None else None
-        )
     if payment is None or payment.status != PaymentStatus.DELIVERY_FAILED:
         return None
-    if job is not None and not await job_can_never_execute(
-        services, job, nonce_filler_status=nonce_filler_status
-    ):
+    job_id = payment.delivery_transaction_id
+    if job_id is not None and not await job_can_never_execute(services, job_id):
         return None
     payment_intent_id = payment.stripe_payment_intent_id
     state = await gateway.payment_intent(payment_intent_id)

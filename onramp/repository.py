@@ -11,7 +11,6 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import insert_if_absent, utc_now
-from core.idempotency import NONCE_FILL_KEY_PREFIX
 from onramp.models import OnrampPayment, PaymentStatus, StripeEvent
 from relayer.models import JobKind, RelayTransaction
 
@@ -232,14 +231,3 @@ async def all_payments(
     if since is not None:
         statement = statement.where(OnrampPayment.created_at >= since)
     return list((await session.execute(statement)).scalars())
-
-
-async def nonce_filler_status(session: AsyncSession, job: RelayTransaction) -> str | None:
-    """The status of the zero-value transaction that took a refused job's relayer nonce: the
-    worker's filler on the job's wallet, never a row of another kind that holds its key."""
-    statement = select(RelayTransaction.status).where(
-        RelayTransaction.wallet_id == job.wallet_id,
-        RelayTransaction.kind == JobKind.NONCE_FILL,
-        RelayTransaction.idempotency_key == f"{NONCE_FILL_KEY_PREFIX}{job.id}",
-    )
-    return (await session.execute(statement)).scalar_one_or_none()

@@ -3,22 +3,27 @@ chain."""
 
 from __future__ import annotations
 
+from relayer import repository
 from relayer.deps import RelayerServices
 from relayer.forwarder import ZERO_ADDRESS
 from relayer.keys import is_relayer_call
 from relayer.models import RelayStatus, RelayTransaction
 
 
-async def job_can_never_execute(
-    services: RelayerServices, job: RelayTransaction, *, nonce_filler_status: str | None
-) -> bool:
-    """Whether a FAILED job can never execute, so what it would have paid for may be given back.
+async def job_can_never_execute(services: RelayerServices, job_id: str) -> bool:
+    """Whether a FAILED job can never execute, so what it would have paid for may be given back
+    (a job that does not exist never will).
     Its relayer transaction is final: the reverted one's receipt, read again now (a reorg may
     have undone it), as deep as ``relayer_confirmations``; or, for one the node refused, the
     zero-value transaction that took its nonce (``nonce_filler_status``) CONFIRMED. And its
     signed forward requests are out of everyone's reach: past their deadline by the chain's
     clock, or held by a forwarder that accepts only the relayer's own keys (``isRelayer``),
     which never submit a FAILED job."""
+    async with services.db.session() as session:
+        job = await session.get(RelayTransaction, job_id)
+        if job is None:
+            return True
+        nonce_filler_status = await repository.nonce_filler_status(session, job)
     if job.status != RelayStatus.FAILED:
         return False
     assert services.chain.addresses is not None

@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, Row, and_, bindparam, insert, or_, select,
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import new_id
+from core.idempotency import NONCE_FILL_KEY_PREFIX
 from relayer.models import (
     PIPELINE_STATUSES,
     JobKind,
@@ -347,3 +348,14 @@ async def queued_of_wallet(
     if for_update:
         statement = statement.with_for_update()
     return list((await session.execute(statement)).scalars())
+
+
+async def nonce_filler_status(session: AsyncSession, job: RelayTransaction) -> str | None:
+    """The status of the zero-value transaction that took a refused job's relayer nonce: the
+    worker's filler on the job's wallet, never a row of another kind that holds its key."""
+    statement = select(RelayTransaction.status).where(
+        RelayTransaction.wallet_id == job.wallet_id,
+        RelayTransaction.kind == JobKind.NONCE_FILL,
+        RelayTransaction.idempotency_key == f"{NONCE_FILL_KEY_PREFIX}{job.id}",
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
