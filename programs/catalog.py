@@ -8,21 +8,18 @@ from core.errors import InvalidInput
 from identity.models import Tenant
 from programs import repository
 from programs.models import Program, UtilityAccount
-from registry_client.routing import postal_code_in
+from registry_client.routing import postal_code_in, region_matches
 from registry_client.types import SiteAddress
 
 
 def serves_site(utility: UtilityAccount, site: SiteAddress) -> bool:
-    """Whether the site is in the utility's territory: its country, region and postal codes."""
-    if utility.country.upper() != site.country.upper():
-        return False
-    region = utility.region.upper()
-    if region and region not in (
-        site.region.upper(),
-        f"{site.country.upper()}-{site.region.upper()}",
-    ):
-        return False
-    return postal_code_in(site.postal_code, tuple(utility.postal_codes))
+    """Whether the site is in the utility's territory (the routing's rules; a utility with no
+    region here serves its whole country's listed postal codes)."""
+    return (
+        utility.country.upper() == site.country.upper()
+        and (not utility.region or region_matches(site, utility.region))
+        and postal_code_in(site.postal_code, tuple(utility.postal_codes))
+    )
 
 
 async def programs_at(

@@ -25,8 +25,7 @@ UNENROLL_TX_GAS = 300_000
 
 async def utility_sponsors_gas(session: AsyncSession, tenant_id: str) -> bool:
     """Whether the utility's active sponsorship pays its customers' gas."""
-    sponsor = await sponsorship.sponsor_of_tenant(session, tenant_id)
-    return sponsor is not None and sponsor.active and sponsor.sponsors_transfers
+    return sponsorship.pays_customers_gas(await sponsorship.sponsor_of_tenant(session, tenant_id))
 
 
 async def available_ovpp(session: AsyncSession, services: ProgramServices, wallet: Wallet) -> int:

@@ -18,6 +18,7 @@ from registry_client.types import (
     ProgramRecord,
     RoutingRequest,
     RoutingResult,
+    SiteAddress,
     UtilityRecord,
 )
 
@@ -106,7 +107,7 @@ def _check_territory(
     site = request.site
     in_territory = (
         site.country.upper() == utility.country.upper()
-        and _region_matches(site, utility.region)
+        and region_matches(site, utility.region)
         and postal_code_in(site.postal_code, utility.postal_codes)
     )
     checks.add(
@@ -225,9 +226,7 @@ def connection_parameters(protocol: str, endpoint: str, device_id: bytes) -> dic
     return {"endpoint": endpoint, "deviceRef": short}
 
 
-def _region_matches(site: object, region: str) -> bool:
-    site_region = getattr(site, "region", "").upper()
-    wanted = region.upper()
-    return (
-        site_region == wanted or f"{getattr(site, 'country', '').upper()}-{site_region}" == wanted
-    )
+def region_matches(site: SiteAddress, region: str) -> bool:
+    """A territory's region is the site's subdivision code, with or without its country."""
+    site_region, wanted = site.region.upper(), region.upper()
+    return site_region == wanted or f"{site.country.upper()}-{site_region}" == wanted

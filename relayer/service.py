@@ -119,7 +119,7 @@ async def quote_transfer(
     sponsor, customer_day = await sponsorship.with_customer_day(
         session, tenant_id=tenant_id, customer_id=account.customer.id
     )
-    sponsored = sponsor is not None and sponsor.active and sponsor.sponsors_transfers
+    sponsored = sponsorship.pays_customers_gas(sponsor)
     gas = GasQuote(
         SPONSORED_TRANSFER_TX_GAS if sponsored else TRANSFER_WITH_FEE_TX_GAS, max_fee_per_gas
     )

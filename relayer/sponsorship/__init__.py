@@ -20,7 +20,12 @@ from relayer.sponsorship.reservation import (
     reserve_fee_bump,
     reserve_within_budget,
 )
-from relayer.sponsorship.rules import CustomerDay, period_ended, require_budget
+from relayer.sponsorship.rules import (
+    CustomerDay,
+    pays_customers_gas,
+    period_ended,
+    require_budget,
+)
 from relayer.sponsorship.settlement import settle_charges
 
 __all__ = [
@@ -31,6 +36,7 @@ __all__ = [
     "fund_sponsor",
     "lock",
     "lock_in_order",
+    "pays_customers_gas",
     "period_ended",
     "require_budget",
     "reserve",

@@ -22,6 +22,11 @@ def today() -> str:
     return utc_now().date().isoformat()
 
 
+def pays_customers_gas(sponsor: Sponsor | None) -> bool:
+    """Whether a utility's sponsorship pays its customers' gas (transfers and enrollments)."""
+    return sponsor is not None and sponsor.active and sponsor.sponsors_transfers
+
+
 def period_ended(sponsor: Sponsor) -> bool:
     return sponsor.period_started_at + timedelta(seconds=sponsor.period_seconds) <= utc_now()
 
