@@ -90,7 +90,7 @@ async def seed_registry_demo(services: ProgramServices, *, progress=print) -> No
     settings, profile = services.settings, services.chain.profile
     operator = deployer_key(settings, profile)
     vendor = vendor_key(settings, profile)
-    registry = registry_of(services)
+    registry = registry_of(services.chain)
     await register_vendor(services, vendor=address_of(vendor), operator_key=operator)
     for spec in DEMO_MODELS:
         if await registry.device_model(model_id_of(spec.make, spec.model)) is None:

@@ -99,7 +99,7 @@ async def onboard_utility(
     if not spec.postal_codes or len(spec.postal_codes) > 128:
         raise InvalidInput("give 1 to 128 postal codes or ranges", field="postalCodes")
     spec = replace(spec, country=spec.country.upper(), region=spec.region.upper())
-    registry = registry_of(services)
+    registry = registry_of(services.chain)
     wallet = await utility_wallet(services, tenant)
     utility_id = utility_id_of(tenant.slug)
     record = await registry.utility(utility_id)
@@ -164,7 +164,7 @@ async def publish_program(
             raise InvalidInput("register the utility first (registerUtility)", field="externalId")
         wallet = await session.get(Wallet, utility.wallet_id)
     assert wallet is not None
-    registry = registry_of(services)
+    registry = registry_of(services.chain)
     utility_id = bytes.fromhex(utility.utility_id[2:])
     call = registry.upsert_program(
         utility_id=utility_id,
@@ -212,7 +212,7 @@ async def publish_program(
 
 
 async def register_vendor(services: ProgramServices, *, vendor: str, operator_key: str) -> None:
-    registry = registry_of(services)
+    registry = registry_of(services.chain)
     role = await registry.contract.functions.VENDOR_ROLE().call()
     if await registry.contract.functions.hasRole(role, vendor).call():
         return
@@ -230,7 +230,7 @@ async def register_device_model(
     services: ProgramServices, *, spec: DeviceModelSpec, vendor_key: str
 ) -> bytes:
     """A vendor registers (or updates) one of its models; the vendor's own key pays the gas."""
-    registry = registry_of(services)
+    registry = registry_of(services.chain)
     model_id = model_id_of(spec.make, spec.model)
     details = [
         int(spec.device_type),
@@ -282,7 +282,7 @@ async def utility_profile(services: ProgramServices, tenant_id: str) -> UtilityP
         utility = await repository.utility_of_tenant(session, tenant_id)
     if utility is None:
         return UtilityProfile(account=None, control_endpoints={})
-    record = await registry_of(services).utility(bytes.fromhex(utility.utility_id[2:]))
+    record = await registry_of(services.chain).utility(bytes.fromhex(utility.utility_id[2:]))
     endpoints = dict(record.control_endpoints) if record is not None else {}
     return UtilityProfile(account=utility, control_endpoints=endpoints)
 
@@ -317,7 +317,7 @@ async def awareness(services: ProgramServices, tenant_id: str) -> list[Awareness
         utility = await repository.utility_of_tenant(session, tenant_id)
     if utility is None:
         return []
-    return await routing_of(services).awareness(bytes.fromhex(utility.utility_id[2:]))
+    return await routing_of(services.chain).awareness(bytes.fromhex(utility.utility_id[2:]))
 
 
 @dataclass(frozen=True)

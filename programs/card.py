@@ -132,7 +132,7 @@ async def enroll_by_card(
         session,
         services=services,
         wallet_id=account.wallet.id,
-        token=ovpp_token(services),
+        token=ovpp_token(services.chain),
         amount=check.fee + check.gas_fee,
     )
     return await _open_fee_payment(
@@ -330,13 +330,13 @@ async def _queue_paid_connect(
 ) -> str | None:
     """Approve + connect (+ the OVPP gas fee) as one job, once the enrollment is claimed from
     FEE_PENDING; the nonces go back when the sponsor refuses or a concurrent step won."""
-    registry = registry_of(services)
+    registry = registry_of(services.chain)
     routing = check.routing
     calls = [
         approve_call(services, spender=registry.address, amount=enrollment.fee_amount),
         connect_call(registry, routing=routing, protocol=enrollment.protocol),
     ]
-    token_fee = GasPayment(fee_token=ovpp_token(services), fee_amount=gas_fee)
+    token_fee = GasPayment(fee_token=ovpp_token(services.chain), fee_amount=gas_fee)
     reserved = GasPayment() if check.gas_sponsored else token_fee
     # The locks in the order of every relayed action (request_transfer, enroll): the wallet
     # first (its forwarder nonces, the first write), then the sponsor. The gas payment is

@@ -48,7 +48,7 @@ async def add_device(
 ) -> Device:
     """Register the customer's device (idempotent on make+model+serial)."""
     _validate(raw)
-    model = await registry_of(services).device_model(model_id_of(raw.make, raw.model))
+    model = await registry_of(services.chain).device_model(model_id_of(raw.make, raw.model))
     if model is None:
         raise InvalidInput(
             f"{raw.make} {raw.model} is not a registered device model; pick one from deviceModels",

@@ -113,7 +113,7 @@ async def check_enrollment(
     else:
         payer_wallet = account.wallet
     available = await available_ovpp(session, services, payer_wallet) - gas_fee
-    routing = await routing_of(services).route(
+    routing = await routing_of(services.chain).route(
         RoutingRequest(
             site=site_of(device),
             utility_id=bytes.fromhex(utility_account.utility_id[2:]),
@@ -150,7 +150,7 @@ async def _refuse_unready(
     ``InsufficientFunds`` for the fee and the gas fee."""
     if [c for c in check.routing.failing if c.name != "PAYER_CAN_PAY"]:
         raise not_eligible(check.routing)
-    token = ovpp_token(services)
+    token = ovpp_token(services.chain)
     available = await available_ovpp(session, services, signer)
     raise InsufficientFunds(
         token=token.symbol,
@@ -302,7 +302,7 @@ async def _queue_connect(
 ) -> Enrollment:
     """Queue the ready enrollment's connect at the nonces reserved for ``shape`` (its gas paid
     as decided when they were reserved), and record the CONNECTING enrollment."""
-    registry = registry_of(services)
+    registry = registry_of(services.chain)
     program, routing = check.program, check.routing
     device = await device_of_customer(
         session, customer_id=account.customer.id, device_row_id=device_row_id
@@ -415,7 +415,7 @@ async def unenroll(
         gas_fee = await gas_fee_in_ovpp(services, gas_limit=UNENROLL_TX_GAS)
         available = await available_ovpp(session, services, account.wallet)
         if available < gas_fee:
-            token = ovpp_token(services)
+            token = ovpp_token(services.chain)
             raise InsufficientFunds(
                 token=token.symbol, required=gas_fee, available=available, decimals=18
             )
@@ -428,13 +428,13 @@ async def unenroll(
         gas_limit=UNENROLL_TX_GAS,
         gas_fee=gas_fee,
     )
-    registry = registry_of(services)
+    registry = registry_of(services.chain)
     job = await queue_call(
         session,
         services=services,
         wallet=account.wallet,
         customer_id=account.customer.id,
-        calls=[routing_of(services).disconnect(bytes.fromhex(enrollment.connection_id[2:]))],
+        calls=[routing_of(services.chain).disconnect(bytes.fromhex(enrollment.connection_id[2:]))],
         payment=payment,
         gas_limit=UNENROLL_TX_GAS,
         kind=JobKind.UNENROLL,

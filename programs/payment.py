@@ -48,7 +48,7 @@ async def gas_fee_in_ovpp(services: ProgramServices, *, gas_limit: int) -> int:
 
 def approve_call(services: ProgramServices, *, spender: str, amount: int) -> Call:
     return Call(
-        target=ovpp_token(services).address or "",
+        target=ovpp_token(services.chain).address or "",
         data=erc20_approve_data(spender, amount),
         gas=APPROVE_CALL_GAS,
     )
@@ -58,7 +58,7 @@ def ovpp_display(services: ProgramServices, *, to_address: str, amount: int) -> 
     """How an enrollment's job shows in the customer's history: OVPP to the registry."""
     return Display(
         token=TokenKind.OVPP.value,
-        token_address=ovpp_token(services).address or "",
+        token_address=ovpp_token(services.chain).address or "",
         to_address=to_address,
         amount=amount,
     )
@@ -78,7 +78,7 @@ async def gas_payment(
     """The OVPP gas fee, or the sponsor's charge: the sponsor locked (after the wallet) and its
     budget checked for this customer."""
     if not gas_sponsored:
-        return GasPayment(fee_token=ovpp_token(services), fee_amount=gas_fee)
+        return GasPayment(fee_token=ovpp_token(services.chain), fee_amount=gas_fee)
     sponsor = await sponsorship.sponsor_of_tenant(session, tenant_id)
     if sponsor is None:
         raise SponsorRefused(
@@ -109,7 +109,7 @@ def job_shape(
     Enough to reserve the job's nonces, which locks the wallet."""
     if gas_sponsored:
         return [_STAND_IN] * call_count, GasPayment()
-    return [_STAND_IN] * call_count, GasPayment(fee_token=ovpp_token(services), fee_amount=1)
+    return [_STAND_IN] * call_count, GasPayment(fee_token=ovpp_token(services.chain), fee_amount=1)
 
 
 def same_shape(

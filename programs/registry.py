@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
+from chain.client import ChainClient
 from chain.tokens import TokenInfo, TokenKind
 from core.errors import NotFound
-from programs.deps import ProgramServices
 from registry_client.onchain import OnChainRegistry
 from registry_client.service import OnChainRoutingService, RoutingService
 
 
-def registry_of(services: ProgramServices) -> OnChainRegistry:
-    addresses = services.chain.addresses
+def registry_of(chain: ChainClient) -> OnChainRegistry:
+    addresses = chain.addresses
     if addresses is None or not addresses.registry:
         raise NotFound("the OpenVPP registry is not deployed on this chain")
-    return OnChainRegistry(services.chain.web3, addresses.registry)
+    return OnChainRegistry(chain.web3, addresses.registry)
 
 
-def routing_of(services: ProgramServices) -> RoutingService:
+def routing_of(chain: ChainClient) -> RoutingService:
     """The routing service in use: the on-chain resolver (a remote one would plug in here)."""
-    return OnChainRoutingService(registry_of(services))
+    return OnChainRoutingService(registry_of(chain))
 
 
-def ovpp_token(services: ProgramServices) -> TokenInfo:
-    return next(t for t in services.chain.tokens if t.kind == TokenKind.OVPP)
+def ovpp_token(chain: ChainClient) -> TokenInfo:
+    return next(t for t in chain.tokens if t.kind == TokenKind.OVPP)

@@ -35,7 +35,7 @@ async def _follow_connect(
     assert enrollment.relay_transaction_id is not None
     job = await session.get(RelayTransaction, enrollment.relay_transaction_id)
     if job is not None and job.status == RelayStatus.CONFIRMED:
-        registry = registry_of(services)
+        registry = registry_of(services.chain)
         device = await session.get(Device, enrollment.device_row_id)
         program = await session.get(Program, enrollment.program_row_id)
         assert device is not None and program is not None

@@ -142,7 +142,7 @@ AddDeviceResult = Annotated[Device | InvalidInput, strawberry.union("AddDeviceRe
 
 
 async def device_models(info: Info, device_type: DeviceType | None = None) -> list[DeviceModel]:
-    records = await registry_of(info.context.services).device_models()
+    records = await registry_of(info.context.services.chain).device_models()
     return [
         DeviceModel.from_record(r)
         for r in records

@@ -439,7 +439,7 @@ async def test_a_card_paid_enrollment_becomes_active_after_the_payment_webhook(
     contracts: AddressBook,
 ) -> None:
     chain = ChainReader(deployer, contracts)
-    registry = registry_of(services)
+    registry = registry_of(services.chain)
     opened = await open_card_enrollment(
         client, services, issuer=test_issuer, deployer=deployer, contracts=contracts
     )

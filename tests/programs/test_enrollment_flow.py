@@ -45,7 +45,7 @@ async def test_wallet_payment_connects_the_demo_battery_and_moves_the_fee(
     contracts: AddressBook,
 ) -> None:
     chain = ChainReader(deployer, contracts)
-    registry = registry_of(services)
+    registry = registry_of(services.chain)
     customer = await new_customer(client, test_issuer, deployer, contracts, ovpp=50 * OVPP)
     device = await add_device(client, customer.token, "Voltstack", "VS-13.5")
     program = await program_id(services, "dr-battery-2026")
@@ -192,7 +192,7 @@ async def test_a_mismatched_device_is_not_eligible_and_nothing_is_charged_or_wri
     assert {c["name"] for c in result["failingChecks"]} == {"SITE_IN_TERRITORY"}
     assert await counts(services) == before
     assert chain.ovpp_of(customer.address) == 50 * OVPP
-    registry = registry_of(services)
+    registry = registry_of(services.chain)
     async with services.db.session() as session:
         row = (await session.execute(select(Program).where(Program.id == program))).scalar_one()
     from programs.models import Device
@@ -289,7 +289,7 @@ async def test_one_active_connection_per_device_and_program_and_unenroll_frees_i
     assert body["data"]["unenroll"]["status"] == "UNENROLLING", body
     done = await wait_enrollment(client, customer.token, first["id"])
     assert done["status"] == "UNENROLLED"
-    registry = registry_of(services)
+    registry = registry_of(services.chain)
     connection = await registry.connection(bytes.fromhex(active["connectionId"][2:]))
     assert connection.status == 2  # DISCONNECTED
     rejoin = await enroll(

@@ -114,7 +114,7 @@ async def test_one_utility_cannot_read_or_change_another_utilitys_programs_enrol
     async with services.db.session() as session:
         row = await session.get(Program, program_a["id"])
     assert row.name == "A's program" and row.connection_fee == 2 * 10**18
-    record = await registry_of(services).program(
+    record = await registry_of(services.chain).program(
         program_id_of(utility_id_of("test-utility"), external)
     )
     assert record is not None and record.connection_fee == 2 * 10**18
