@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chain.calls import Call
-from core.db import utc_now
+from core.db import rows_by_id, utc_now
 from core.errors import InvalidInput, NotFound
 from core.idempotency import (
     ENROLL_KEY_PREFIX,
@@ -54,7 +54,7 @@ from registry_client.onchain import OnChainRegistry
 from registry_client.types import PROTOCOLS, RoutingRequest, RoutingResult
 from relayer.errors import InsufficientFunds, SponsorRefused
 from relayer.jobs import GasPayment, queue_call, release_nonces, reserve_nonces
-from relayer.models import JobKind
+from relayer.models import JobKind, RelayTransaction
 from wallet.models import Wallet
 
 PAYMENT_METHODS = ("WALLET", "SPONSOR", "CARD")
@@ -456,4 +456,17 @@ async def enrollments_of(
     session: AsyncSession, *, services: ProgramServices, customer_id: str
 ) -> list[Enrollment]:
     rows = await repository.enrollments_of_customer(session, customer_id)
-    return [await refresh_status(session, services=services, enrollment=row) for row in rows]
+    # The jobs of those in flight in one query: refresh_status then finds them in the session.
+    in_flight = [
+        row.relay_transaction_id for row in rows if row.status == EnrollmentStatus.CONNECTING
+    ]
+    in_flight += [
+        row.unenroll_relay_transaction_id
+        for row in rows
+        if row.status == EnrollmentStatus.UNENROLLING
+    ]
+    # Held while the rows refresh: the session maps them only as long as something refers to them.
+    jobs = await rows_by_id(session, RelayTransaction, [job for job in in_flight if job])
+    refreshed = [await refresh_status(session, services=services, enrollment=row) for row in rows]
+    del jobs
+    return refreshed

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+import pytest
 from sqlalchemy import event
 
 from api.container import Services
@@ -17,8 +18,12 @@ from chain.deploy import Deployer
 from core.db import Database
 from identity.models import Customer
 from programs.models import Device, Enrollment, Program
+from programs.payment import ENROLL_TX_GAS
+from relayer.forwarder import ZERO_ADDRESS
+from relayer.models import JobKind, RelayStatus, RelayTransaction
 from tests.support.graphql import gql
 from tests.support.issuer import TestIssuer
+from tests.support.own_stack import OwnStack, Sender, new_sender
 from tests.support.wallets import new_customer
 
 VIEWER_LISTS = """{ viewer {
@@ -49,8 +54,11 @@ def counting_statements(db: Database) -> Iterator[list[str]]:
         _statements.reset(token)
 
 
-async def add_enrollments(db: Database, *, customer_id: str, count: int) -> None:
-    """``count`` ACTIVE enrollments, each with a device and a program of its own."""
+async def add_enrollments(
+    db: Database, *, customer_id: str, count: int, in_flight: Sender | None = None
+) -> None:
+    """``count`` enrollments, each with a device and a program of its own: ACTIVE, or with
+    ``in_flight`` CONNECTING, each waiting on a QUEUED connect job of that sender's wallet."""
     async with db.session() as session:
         customer = await session.get(Customer, customer_id)
         assert customer is not None
@@ -95,7 +103,34 @@ async def add_enrollments(db: Database, *, customer_id: str, count: int) -> None
                 )
             )
         await session.flush()  # the enrollments' foreign keys need their rows first
+        if in_flight is not None:
+            for enrollment in enrollments:
+                job = queued_job(in_flight, customer_id=customer_id)
+                session.add(job)
+                enrollment.status = "CONNECTING"
+                enrollment.relay_transaction_id = job.id
+            await session.flush()
         session.add_all(enrollments)
+
+
+def queued_job(sender: Sender, *, customer_id: str) -> RelayTransaction:
+    """A connect job no worker takes (the stack runs none): it stays QUEUED."""
+    return RelayTransaction(
+        wallet_id=sender.wallet_id,
+        customer_id=customer_id,
+        idempotency_key=uuid.uuid4().hex,
+        request_fingerprint="0" * 64,
+        kind=JobKind.ENROLL,
+        token="OVPP",
+        token_address=ZERO_ADDRESS,
+        to_address=ZERO_ADDRESS,
+        amount=0,
+        forwarder_nonce=0,
+        forward_requests=[],
+        gas_limit=ENROLL_TX_GAS,
+        relayer_key_id=sender.relayer_key_id,
+        status=RelayStatus.QUEUED,
+    )
 
 
 async def test_viewer_lists_cost_the_same_statements_for_1_and_50_rows(
@@ -117,6 +152,29 @@ async def test_viewer_lists_cost_the_same_statements_for_1_and_50_rows(
             d["id"] for d in lists["devices"]
         }
         assert lists["enrollments"][0]["program"]["utility"] == "Test Utility"
+        statements[total] = sent
+
+    assert len(statements[50]) == len(statements[1]), (statements[1], statements[50])
+
+
+@pytest.mark.parametrize("own_stack", ["sqlite", "postgresql"], indirect=True)
+async def test_enrollments_in_flight_cost_the_same_statements_for_1_and_50_rows(
+    own_stack: OwnStack, test_issuer: TestIssuer, deployer: Deployer, contracts: AddressBook
+) -> None:
+    """Enrollments waiting on their connect job read all those jobs in one statement, not one
+    each (on a stack of the test's own: no worker takes the QUEUED jobs)."""
+    sender = await new_sender(own_stack, test_issuer, deployer, contracts)
+    viewer = await gql(own_stack.client, "{ viewer { id } }", token=sender.customer.token)
+    customer_id = viewer["data"]["viewer"]["id"]
+    db = own_stack.services.db
+    statements = {}
+    for total, added in ((1, 1), (50, 49)):
+        await add_enrollments(db, customer_id=customer_id, count=added, in_flight=sender)
+        with counting_statements(db) as sent:
+            body = await gql(own_stack.client, VIEWER_LISTS, token=sender.customer.token)
+        assert "errors" not in body, body
+        enrollments = body["data"]["viewer"]["enrollments"]
+        assert [e["status"] for e in enrollments] == ["CONNECTING"] * total
         statements[total] = sent
 
     assert len(statements[50]) == len(statements[1]), (statements[1], statements[50])
