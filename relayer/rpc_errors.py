@@ -1,4 +1,8 @@
-"""Classification of a node's answer to ``eth_sendRawTransaction`` (BRIEF §5)."""
+"""Classification of a node's answer to ``eth_sendRawTransaction`` (BRIEF §5).
+
+An answer not recognised here is ``MAYBE_SENT``, never a refusal: a proxy, a load balancer or
+a node with its own wording may answer an error for a transaction that did reach a pool. Only
+the errors of ``PERMANENT_ERRORS`` fail a job (docs/relayer.md, "What the node answers")."""
 
 from __future__ import annotations
 
@@ -17,7 +21,33 @@ class SendOutcome(StrEnum):
     )
     UNDERPRICED = "UNDERPRICED"  # below the pool's minimum or the base fee: re-price
     TEMPORARY = "TEMPORARY"  # the pool is full or busy, or no answer: retry the same bytes
-    REJECTED = "REJECTED"  # anything else: the transaction itself is bad
+    REJECTED = "REJECTED"  # a known permanent error: this transaction can never be pooled
+    MAYBE_SENT = "MAYBE_SENT"  # not understood: it may be in a pool, its hash is followed
+
+
+# Errors that say the transaction itself can never be pooled (geth's txpool and core errors,
+# and anvil's wording where it differs), lower case, matched as substrings. Anything else a node
+# answers may hide a transaction that reached a pool.
+PERMANENT_ERRORS = (
+    "intrinsic gas too low",  # geth, anvil: a gas limit below the transaction's intrinsic gas
+    "intrinsic gas too high",  # anvil: a gas limit above the block's
+    "exceeds block gas limit",  # geth: a gas limit above the block's
+    "gas uint64 overflow",  # geth
+    "invalid sender",  # geth: the signature recovers no sender
+    "invalid signature",
+    "invalid chain id",  # geth, anvil: "invalid chain id for signer"
+    "only replay-protected",  # geth: a legacy transaction without a chain id
+    "transaction type not supported",  # geth
+    "failed to decode transaction",  # anvil: not a transaction
+    "empty transaction data",  # anvil
+    "rlp:",  # geth: not a transaction
+    "typed transaction too short",  # geth
+    "oversized data",  # geth: above the pool's size limit
+    "max initcode size exceeded",  # geth
+    "max priority fee per gas higher than max fee per gas",  # geth, anvil
+    "negative value",  # geth
+    "execution reverted",  # nodes that simulate a transaction before pooling it
+)
 
 
 def classify(result: object) -> SendOutcome:
@@ -52,4 +82,6 @@ def classify(result: object) -> SendOutcome:
         return SendOutcome.INSUFFICIENT_FUNDS
     if "underpriced" in message or "max fee per gas less than block base fee" in message:
         return SendOutcome.UNDERPRICED
-    return SendOutcome.REJECTED
+    if any(text in message for text in PERMANENT_ERRORS):
+        return SendOutcome.REJECTED
+    return SendOutcome.MAYBE_SENT

@@ -28,7 +28,7 @@ class _Sends:
     """The node's answers to one batch, by what they make of each job."""
 
     submitted: list[str] = field(default_factory=list)
-    too_low: list[str] = field(default_factory=list)  # receipts to follow
+    too_low: list[str] = field(default_factory=list)  # receipts to follow, maybe ours
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (job id, node's message)
     underpriced: list[str] = field(default_factory=list)
 
@@ -56,8 +56,9 @@ async def broadcast_signed(worker: PipelineWorker, key_id: str) -> bool:
             [(job_id, f"rejected by the node: {message}") for job_id, message in sends.rejected],
             gas_price=gas_price,
         )
-        # Nonce too low: maybe ours landed (a crash between send and commit). The receipt
-        # step looks up every hash of these jobs; mark them submitted so it does.
+        # Nonce too low (maybe ours landed: a crash between send and commit) or an answer not
+        # understood: the receipt step looks up every hash of these jobs (and bumps them once
+        # stuck); mark them submitted so it does.
         if sends.too_low:
             await repository.mark_to_follow(session, sends.too_low, now=now)
         unfunded = await _reprice(
@@ -95,6 +96,19 @@ def _classify(
             break
         elif outcome in (SendOutcome.NONCE_TOO_HIGH, SendOutcome.TEMPORARY):
             logger.warning("%s: %s for job %s; will retry", worker.name, outcome.value, job_id)
+            break
+        elif outcome == SendOutcome.MAYBE_SENT:
+            # Not understood: the transaction may be in a pool all the same (a proxy's
+            # timeout, a node's own wording). Its hash is followed like any submitted job's:
+            # its receipt, or a fee bump once stuck. Later nonces go next round.
+            assert isinstance(result, RpcError)
+            logger.warning(
+                "%s: job %s: unrecognised answer to its broadcast (%s); following its hash",
+                worker.name,
+                job_id,
+                result.message,
+            )
+            sends.too_low.append(job_id)
             break
         elif submitted_at is not None:
             # A fee bump refused, but an earlier copy was accepted and may still be mined:

@@ -961,7 +961,9 @@ async def test_anvils_real_answers_are_classified(anvil: LocalChain) -> None:
 
     anvil 1.7 answers "nonce too low", "Insufficient funds for gas * price + value", "max fee
     per gas less than block base fee", "transaction already imported", "replacement
-    transaction underpriced" and, for a reverting call, "execution reverted"; it pools a
+    transaction underpriced", the permanent "intrinsic gas too high", "intrinsic gas too low",
+    "invalid chain id for signer", "max priority fee per gas higher than max fee per gas" and
+    "Failed to decode transaction" and, for a reverting call, "execution reverted"; it pools a
     transaction with a nonce gap instead of answering "nonce too high"."""
     rpc = JsonRpc(anvil.rpc_url)
     probe, empty = Account.create(), Account.create()
@@ -973,7 +975,12 @@ async def test_anvils_real_answers_are_classified(anvil: LocalChain) -> None:
         assert base_fee > 0
 
         def signed(
-            account: LocalAccount, nonce: int, *, value: int = 0, max_fee: int | None = None
+            account: LocalAccount,
+            nonce: int,
+            *,
+            value: int = 0,
+            max_fee: int | None = None,
+            **overrides: int,
         ) -> str:
             fee = base_fee * 2 + 10**9 if max_fee is None else max_fee
             transaction = {
@@ -985,6 +992,7 @@ async def test_anvils_real_answers_are_classified(anvil: LocalChain) -> None:
                 "nonce": nonce,
                 "chainId": 31337,
                 "type": 2,
+                **overrides,
             }
             return "0x" + bytes(account.sign_transaction(transaction).raw_transaction).hex()
 
@@ -1015,6 +1023,27 @@ async def test_anvils_real_answers_are_classified(anvil: LocalChain) -> None:
             "max fee below the base fee": (
                 await send(signed(probe, 1, max_fee=0)),
                 SendOutcome.UNDERPRICED,
+            ),
+            # The permanent refusals (``PERMANENT_ERRORS``): the only answers that fail a job.
+            "a gas limit above the block's": (
+                await send(signed(probe, 1, gas=100_000_000)),
+                SendOutcome.REJECTED,
+            ),
+            "a gas limit below the intrinsic gas": (
+                await send(signed(probe, 1, gas=20_000)),
+                SendOutcome.REJECTED,
+            ),
+            "signed for another chain": (
+                await send(signed(probe, 1, chainId=1)),
+                SendOutcome.REJECTED,
+            ),
+            "a tip above the max fee": (
+                await send(signed(probe, 1, maxPriorityFeePerGas=base_fee * 2 + 10**9 + 1)),
+                SendOutcome.REJECTED,
+            ),
+            "not a transaction": (
+                await send("0x02" + b"not a transaction".hex()),
+                SendOutcome.REJECTED,
             ),
         }
         # A nonce gap: anvil pools the transaction (it never answers "nonce too high"), which

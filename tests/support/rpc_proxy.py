@@ -11,11 +11,16 @@ alone or in a batch) once ``passing`` of them have gone through:
 
 A held request is never completed: ``release_held`` drops it (its connection closes without an
 answer, and a request held before sending never reaches the node), as after a crash.
+
+Instead of holding, ``answer_broadcasts_with_error`` answers them with a JSON-RPC error the
+relayer does not know, as a proxy or a node with its own wording may: forwarded first (on
+automining anvil: mined) or never sent at all.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,6 +35,11 @@ class Hold(StrEnum):
     NOTHING = "NOTHING"
     HOLD_BEFORE_SENDING = "HOLD_BEFORE_SENDING"
     HOLD_ANSWER = "HOLD_ANSWER"
+    ERROR_AFTER_SENDING = "ERROR_AFTER_SENDING"
+    ERROR_WITHOUT_SENDING = "ERROR_WITHOUT_SENDING"
+
+
+ERRORS = (Hold.ERROR_AFTER_SENDING, Hold.ERROR_WITHOUT_SENDING)
 
 
 class FaultyRpcProxy:
@@ -41,6 +51,9 @@ class FaultyRpcProxy:
         self._passing = 0
         self._release = threading.Event()
         self.held = 0
+        self._error_message = ""
+        self._errors_left: int | None = None
+        self.answered_with_error = 0
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -69,6 +82,16 @@ class FaultyRpcProxy:
         with self._condition:
             self._hold, self._passing = hold, passing
 
+    def answer_broadcasts_with_error(
+        self, message: str, *, forward: bool, times: int | None = None
+    ) -> None:
+        """From now on answer the next ``times`` broadcasting requests (every one if
+        ``None``) with the JSON-RPC error ``message``, after forwarding them or without."""
+        with self._condition:
+            self._hold = Hold.ERROR_AFTER_SENDING if forward else Hold.ERROR_WITHOUT_SENDING
+            self._passing = 0
+            self._error_message, self._errors_left = message, times
+
     def release_held(self) -> None:
         """Drop every held request (never completing it) and stop holding."""
         with self._condition:
@@ -84,7 +107,31 @@ class FaultyRpcProxy:
             if self._passing > 0:
                 self._passing -= 1
                 return Hold.NOTHING, self._release
-            return self._hold, self._release
+            hold = self._hold
+            if hold in ERRORS:
+                self.answered_with_error += 1
+                if self._errors_left is not None:
+                    self._errors_left -= 1
+                    if self._errors_left <= 0:
+                        self._hold = Hold.NOTHING
+            return hold, self._release
+
+    def _error_answer(self, body: bytes, answer: bytes | None) -> bytes:
+        """The error in place of each broadcast's answer; with the node's ``answer`` (``None``:
+        nothing was sent), a batch's other calls keep theirs."""
+        requests = json.loads(body)
+        error = {"code": -32000, "message": self._error_message}
+        if isinstance(requests, dict):
+            return json.dumps({"jsonrpc": "2.0", "id": requests.get("id"), "error": error}).encode()
+        answered = {item["id"]: item for item in json.loads(answer)} if answer else {}
+
+        def answer_to(request: dict) -> dict:
+            failed = {"jsonrpc": "2.0", "id": request.get("id"), "error": error}
+            if request.get("method") == "eth_sendRawTransaction":
+                return failed
+            return answered.get(request.get("id"), failed)
+
+        return json.dumps([answer_to(request) for request in requests]).encode()
 
     def _wait_until_released(self, released: threading.Event) -> None:
         """Counted as held only from here: with ``HOLD_ANSWER`` the node has answered."""
@@ -107,6 +154,9 @@ class FaultyRpcProxy:
                     proxy._wait_until_released(released)
                     self.close_connection = True
                     return
+                if hold == Hold.ERROR_WITHOUT_SENDING:
+                    self._answer(200, proxy._error_answer(body, None))
+                    return
                 answer = proxy._http.post(
                     proxy.upstream, content=body, headers={"Content-Type": "application/json"}
                 )
@@ -114,12 +164,18 @@ class FaultyRpcProxy:
                     proxy._wait_until_released(released)
                     self.close_connection = True
                     return
+                if hold == Hold.ERROR_AFTER_SENDING:
+                    self._answer(200, proxy._error_answer(body, answer.content))
+                    return
+                self._answer(answer.status_code, answer.content)
+
+            def _answer(self, status: int, content: bytes) -> None:
                 with contextlib.suppress(ConnectionError):  # the worker may be killed by now
-                    self.send_response(answer.status_code)
+                    self.send_response(status)
                     self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(answer.content)))
+                    self.send_header("Content-Length", str(len(content)))
                     self.end_headers()
-                    self.wfile.write(answer.content)
+                    self.wfile.write(content)
 
             def log_message(self, format: str, *args: object) -> None:
                 return
