@@ -334,6 +334,33 @@ async def wallet_has_job_in_flight(session: AsyncSession, wallet_id: str) -> boo
     return (await session.execute(statement)).first() is not None
 
 
+async def wallet_holds_nonces_from(
+    session: AsyncSession, wallet_id: str, *, chain_nonce: int
+) -> bool:
+    """Whether a job of the wallet (not a filler) may use forwarder nonces the forwarder's
+    ``chain_nonce`` does not show used: one not final yet, or one confirmed at or above it
+    (then ``chain_nonce`` was read before it landed)."""
+    statement = select(RelayTransaction.id).where(
+        RelayTransaction.wallet_id == wallet_id,
+        RelayTransaction.kind != JobKind.NONCE_FILL,
+        or_(
+            RelayTransaction.status.in_(
+                (
+                    RelayStatus.QUEUED,
+                    RelayStatus.SIGNED,
+                    RelayStatus.SUBMITTED,
+                    RelayStatus.MINED,
+                )
+            ),
+            and_(
+                RelayTransaction.status == RelayStatus.CONFIRMED,
+                RelayTransaction.forwarder_nonce >= chain_nonce,
+            ),
+        ),
+    )
+    return (await session.execute(statement.limit(1))).first() is not None
+
+
 async def queued_of_wallet(
     session: AsyncSession, wallet_id: str, *, for_update: bool
 ) -> list[RelayTransaction]:
