@@ -6,6 +6,8 @@ failing check returns ``NotEligible`` and too little OVPP ``InsufficientFunds``,
 charged and nothing written on chain. A ready enrollment becomes one relayed transaction: the
 payer's OVPP approval and the registry's ``connect`` (which moves the fee to the utility's fee
 recipient in the same call) and, unless gas is sponsored, the gas fee — all atomic.
+Another utility's program, and a second live enrollment of a device in a program, are refused
+first (``programs.walls``).
 """
 
 from __future__ import annotations
