@@ -44,7 +44,7 @@ from programs.enrollment import (
     not_eligible,
     routing_json,
 )
-from programs.errors import CardPaymentUnavailable
+from programs.errors import CardPaymentUnavailable, OtherUtility
 from programs.models import Enrollment, EnrollmentStatus
 from programs.payment import (
     ENROLL_TX_GAS,
@@ -56,6 +56,7 @@ from programs.payment import (
 )
 from programs.registry import ovpp_token, registry_of
 from programs.status import refresh_status, with_bought_fee_kept
+from programs.walls import lock_device, program_of_own_utility, refuse_second_enrollment
 from relayer.errors import SponsorRefused
 from relayer.jobs import GasPayment, queue_call, release_nonces, reserve_nonces
 from relayer.models import JobKind
@@ -111,12 +112,21 @@ async def enroll_by_card(
             "paying the connection fee by card is not configured here; use WALLET"
         )
     fingerprint = request_fingerprint(device_row_id, program_row_id, protocol, "CARD")
+    # Another utility's program is refused before the device is locked.
+    await program_of_own_utility(session, account=account, program_row_id=program_row_id)
+    await lock_device(session, account=account, device_row_id=device_row_id)
     existing = await repository.enrollment_by_key(
         session, customer_id=account.customer.id, idempotency_key=idempotency_key
     )
     if existing is not None:
         return await _replay(services, session, existing, fingerprint=fingerprint)
-
+    await refuse_second_enrollment(
+        session,
+        services=services,
+        account=account,
+        device_row_id=device_row_id,
+        program_row_id=program_row_id,
+    )
     check = await check_enrollment(
         session,
         services=services,
@@ -286,15 +296,18 @@ async def _connect(
     assert customer is not None and wallet is not None
     account = CustomerAccount(customer=customer, wallet=wallet)
     # Reads first (the routing re-check and the balance): no lock is held while they run.
-    check = await check_enrollment(
-        session,
-        services=services,
-        account=account,
-        device_row_id=enrollment.device_row_id,
-        program_row_id=enrollment.program_row_id,
-        protocol=enrollment.protocol,
-        payment_method="CARD",
-    )
+    try:
+        check = await check_enrollment(
+            session,
+            services=services,
+            account=account,
+            device_row_id=enrollment.device_row_id,
+            program_row_id=enrollment.program_row_id,
+            protocol=enrollment.protocol,
+            payment_method="CARD",
+        )
+    except OtherUtility as refusal:  # opened before utilities were walled off
+        return await _fail(session, enrollment.id, refusal.message, bought_kept=True)
     if not check.routing.ready:
         return await _fail(
             session,

@@ -6,6 +6,8 @@ failing check returns ``NotEligible`` and too little OVPP ``InsufficientFunds``,
 charged and nothing written on chain. A ready enrollment becomes one relayed transaction: the
 payer's OVPP approval and the registry's ``connect`` (which moves the fee to the utility's fee
 recipient in the same call) and, unless gas is sponsored, the gas fee — all atomic.
+Another utility's program, and a second live enrollment of a device in a program, are refused
+first (``programs.walls``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from core.idempotency import (
 )
 from identity.service import CustomerAccount
 from programs import repository
-from programs.catalog import program_by_id
 from programs.deps import ProgramServices
 from programs.devices import device_of_customer, site_of
 from programs.errors import CardPaymentUnavailable, NotEligible
@@ -50,6 +51,12 @@ from programs.payment import (
 )
 from programs.registry import ovpp_token, registry_of, routing_of
 from programs.status import refresh_status
+from programs.walls import (
+    lock_device,
+    program_of_own_utility,
+    refuse_second_enrollment,
+    require_own_utility,
+)
 from registry_client.onchain import OnChainRegistry
 from registry_client.types import PROTOCOLS, RoutingRequest, RoutingResult
 from relayer.errors import InsufficientFunds, SponsorRefused
@@ -95,10 +102,10 @@ async def check_enrollment(
 ) -> EnrollmentCheck:
     if protocol not in PROTOCOLS:
         raise InvalidInput(f"protocol must be one of {', '.join(PROTOCOLS)}", field="protocol")
+    program = await program_of_own_utility(session, account=account, program_row_id=program_row_id)
     device = await device_of_customer(
         session, customer_id=account.customer.id, device_row_id=device_row_id
     )
-    program = await program_by_id(session, program_row_id)
     utility_account = await _utility_of(session, program.tenant_id)
     method = payment_method or ("SPONSOR" if program.fee_payer == FeePayer.SPONSOR else "WALLET")
     if method not in PAYMENT_METHODS:
@@ -231,7 +238,7 @@ async def enroll(
     if payment_method == "CARD":  # the card path is programs.card.enroll_by_card
         raise CardPaymentUnavailable("a card-paid enrollment goes through enroll_by_card")
     fingerprint = request_fingerprint(device_row_id, program_row_id, protocol, payment_method)
-    program = await program_by_id(session, program_row_id)
+    program = await program_of_own_utility(session, account=account, program_row_id=program_row_id)
     utility = await _utility_of(session, program.tenant_id)
     signer = await _signer_of(
         session, account=account, program=program, utility=utility, payment_method=payment_method
@@ -242,6 +249,7 @@ async def enroll(
     shape = job_shape(
         services, call_count=2 if payment_method == "WALLET" else 1, gas_sponsored=gas_sponsored
     )
+    await lock_device(session, account=account, device_row_id=device_row_id)
     first_nonce = await reserve_nonces(
         session, wallet_id=signer.id, calls=shape[0], payment=shape[1]
     )
@@ -256,6 +264,13 @@ async def enroll(
             )
         await release_nonces(session, wallet_id=signer.id, calls=shape[0], payment=shape[1])
         return existing
+    await refuse_second_enrollment(
+        session,
+        services=services,
+        account=account,
+        device_row_id=device_row_id,
+        program_row_id=program_row_id,
+    )
     check = await check_enrollment(
         session,
         services=services,
@@ -393,6 +408,7 @@ async def unenroll(
     enrollment = await session.get(Enrollment, enrollment_id)
     if enrollment is None or enrollment.customer_id != account.customer.id:
         raise InvalidInput("no such enrollment", field="enrollmentId")
+    require_own_utility(account, enrollment.tenant_id, field="enrollmentId")
     enrollment = await refresh_status(session, services=services, enrollment=enrollment)
     if enrollment.unenroll_idempotency_key is not None:
         if enrollment.unenroll_idempotency_key != idempotency_key:

@@ -212,3 +212,37 @@ async def card_enrollments_to_advance(
         .limit(limit)
     )
     return [tuple(row) for row in (await session.execute(statement)).all()]  # type: ignore[misc]
+
+
+# -- one enrollment per device and program --------------------------------------------------------
+
+LIVE_STATUSES = (
+    EnrollmentStatus.FEE_PENDING,
+    EnrollmentStatus.CONNECTING,
+    EnrollmentStatus.ACTIVE,
+    EnrollmentStatus.UNENROLLING,
+)
+"""An enrollment in one of these holds (or is about to hold) its device's connection."""
+
+
+async def lock_device(session: AsyncSession, *, customer_id: str, device_row_id: str) -> None:
+    """The customer's device's lock until commit (a no-op UPDATE of its row: a row lock in
+    PostgreSQL, the write lock in SQLite); nothing when the device is not theirs."""
+    await session.execute(
+        update(Device)
+        .where(Device.id == device_row_id, Device.customer_id == customer_id)
+        .values(device_id=Device.device_id)
+    )
+
+
+async def live_enrollments(
+    session: AsyncSession, *, customer_id: str, device_row_id: str, program_row_id: str
+) -> list[Enrollment]:
+    """The device's enrollments in the program whose status is one of ``LIVE_STATUSES``."""
+    statement = select(Enrollment).where(
+        Enrollment.customer_id == customer_id,
+        Enrollment.device_row_id == device_row_id,
+        Enrollment.program_row_id == program_row_id,
+        Enrollment.status.in_(LIVE_STATUSES),
+    )
+    return list((await session.execute(statement)).scalars())

@@ -105,6 +105,13 @@ def other_issuer() -> Iterator[TestIssuer]:
     issuer.stop()
 
 
+@pytest.fixture(scope="session")
+def demo_issuer(oidc: DevOpenIDProvider) -> TestIssuer:
+    """Mints customers of the demo utility (the development provider's tenant, whose programs
+    ``registry_demo`` seeds): a customer enrolls only in their own utility's programs."""
+    return TestIssuer.of_provider(issuer=oidc.issuer, audience=AUDIENCE, keys_file=oidc.keys_file)
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory

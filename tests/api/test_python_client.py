@@ -181,12 +181,12 @@ async def test_the_demo_battery_enrolls_in_the_sponsored_program_through_the_typ
     client,
     relayer,
     registry_demo,
-    test_issuer: TestIssuer,
+    demo_issuer: TestIssuer,
     deployer: Deployer,
     contracts: AddressBook,
 ) -> None:
     chain = ChainReader(deployer, contracts)
-    wallet, address = await signed_in(client, test_issuer, deployer, contracts, ovpp=3 * OVPP)
+    wallet, address = await signed_in(client, demo_issuer, deployer, contracts, ovpp=3 * OVPP)
     models = await wallet.device_models(device_type="BATTERY")
     battery = next(model for model in models if model.model == "VS-13.5")
     assert battery.capabilities.energy_kwh > 0

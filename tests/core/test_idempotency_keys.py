@@ -195,7 +195,7 @@ async def test_a_transfer_keyed_like_an_enrollments_call_cannot_break_the_enroll
     relayer,
     registry_demo,
     services: Services,
-    test_issuer: TestIssuer,
+    demo_issuer: TestIssuer,
     deployer: Deployer,
     contracts: AddressBook,
 ) -> None:
@@ -204,7 +204,7 @@ async def test_a_transfer_keyed_like_an_enrollments_call_cannot_break_the_enroll
     that way first must not make the enrollment with that key fail (it did, masked as an
     unexpected error): such a transfer key is refused."""
     customer = await new_customer(
-        client, test_issuer, deployer, contracts, ovpp=100 * OVPP, stablecoin=10 * USD
+        client, demo_issuer, deployer, contracts, ovpp=100 * OVPP, stablecoin=10 * USD
     )
     viewer_id = (await gql(client, "{ viewer { id } }", token=customer.token))["data"]["viewer"][
         "id"
@@ -234,6 +234,7 @@ async def test_every_mutation_refuses_a_key_in_an_internal_namespace(
     registry_demo,
     services: Services,
     test_issuer: TestIssuer,
+    demo_issuer: TestIssuer,
     deployer: Deployer,
     contracts: AddressBook,
 ) -> None:
@@ -241,7 +242,7 @@ async def test_every_mutation_refuses_a_key_in_an_internal_namespace(
     fundSponsorship: a key starting with a prefix the backend uses for its own keys is refused
     as ``InvalidInput`` on ``idempotencyKey``, and nothing is stored."""
     customer = await new_customer(
-        client, test_issuer, deployer, contracts, ovpp=100 * OVPP, stablecoin=10 * USD
+        client, demo_issuer, deployer, contracts, ovpp=100 * OVPP, stablecoin=10 * USD
     )
     device = await add_device(client, customer.token, "Voltstack", "VS-13.5")
     program = await program_id(services, "dr-battery-2026")

@@ -434,14 +434,14 @@ async def test_a_card_paid_enrollment_becomes_active_after_the_payment_webhook(
     processor: RunningProcessor,
     registry_demo,
     services: Services,
-    test_issuer: TestIssuer,
+    demo_issuer: TestIssuer,
     deployer: Deployer,
     contracts: AddressBook,
 ) -> None:
     chain = ChainReader(deployer, contracts)
     registry = registry_of(services.chain)
     opened = await open_card_enrollment(
-        client, services, issuer=test_issuer, deployer=deployer, contracts=contracts
+        client, services, issuer=demo_issuer, deployer=deployer, contracts=contracts
     )
     customer, device, program = opened.customer, opened.device, opened.program
     enrollment, pi, fee_payment = opened.enrollment, opened.payment_intent_id, opened.fee_payment
@@ -482,13 +482,13 @@ async def test_a_card_paid_enrollment_whose_fee_never_arrives_fails_and_is_refun
     relayer: RunningRelayer,
     registry_demo,
     services: Services,
-    test_issuer: TestIssuer,
+    demo_issuer: TestIssuer,
     deployer: Deployer,
     contracts: AddressBook,
 ) -> None:
     chain = ChainReader(deployer, contracts)
     opened = await open_card_enrollment(
-        client, services, issuer=test_issuer, deployer=deployer, contracts=contracts
+        client, services, issuer=demo_issuer, deployer=deployer, contracts=contracts
     )
     customer, enrollment = opened.customer, opened.enrollment
     pi, fee_payment = opened.payment_intent_id, opened.fee_payment
@@ -515,7 +515,7 @@ async def test_a_card_paid_enrollment_whose_program_closes_before_it_connects_ke
     processor: RunningProcessor,
     registry_demo,
     services: Services,
-    test_issuer: TestIssuer,
+    demo_issuer: TestIssuer,
     deployer: Deployer,
     contracts: AddressBook,
 ) -> None:
@@ -524,7 +524,7 @@ async def test_a_card_paid_enrollment_whose_program_closes_before_it_connects_ke
     card payment stays DELIVERED (the tokens are the customer's) and nothing is connected."""
     chain = ChainReader(deployer, contracts)
     opened = await open_card_enrollment(
-        client, services, issuer=test_issuer, deployer=deployer, contracts=contracts
+        client, services, issuer=demo_issuer, deployer=deployer, contracts=contracts
     )
     customer, enrollment = opened.customer, opened.enrollment
     pi, fee_payment = opened.payment_intent_id, opened.fee_payment
@@ -562,7 +562,7 @@ async def test_a_card_paid_enrollment_whose_gas_sponsorship_refuses_fails_and_ke
     processor: RunningProcessor,
     registry_demo,
     services: Services,
-    test_issuer: TestIssuer,
+    demo_issuer: TestIssuer,
     deployer: Deployer,
     contracts: AddressBook,
 ) -> None:
@@ -582,7 +582,7 @@ async def test_a_card_paid_enrollment_whose_gas_sponsorship_refuses_fails_and_ke
         session.add(demo_sponsor)
     try:
         opened = await open_card_enrollment(
-            client, services, issuer=test_issuer, deployer=deployer, contracts=contracts
+            client, services, issuer=demo_issuer, deployer=deployer, contracts=contracts
         )
         customer, enrollment = opened.customer, opened.enrollment
         pi, fee_payment = opened.payment_intent_id, opened.fee_payment

@@ -294,7 +294,7 @@ async def test_a_card_paid_enrollment_whose_fee_payment_s_refund_fails_fails_say
     registry_demo,
     services: Services,
     localstripe: LocalStripe,
-    test_issuer: TestIssuer,
+    demo_issuer: TestIssuer,
     deployer: Deployer,
     contracts: AddressBook,
 ) -> None:
@@ -303,7 +303,7 @@ async def test_a_card_paid_enrollment_whose_fee_payment_s_refund_fails_fails_say
     REFUND_FAILED, and the enrollment waiting for its fee fails saying where the money is."""
     chain = ChainReader(deployer, contracts)
     opened = await open_card_enrollment(
-        client, services, issuer=test_issuer, deployer=deployer, contracts=contracts
+        client, services, issuer=demo_issuer, deployer=deployer, contracts=contracts
     )
     customer, pi = opened.customer, opened.payment_intent_id
     live.tap.held.add(pi)

@@ -40,13 +40,13 @@ async def test_wallet_payment_connects_the_demo_battery_and_moves_the_fee(
     relayer,
     registry_demo,
     services: Services,
-    test_issuer: TestIssuer,
+    demo_issuer: TestIssuer,
     deployer: Deployer,
     contracts: AddressBook,
 ) -> None:
     chain = ChainReader(deployer, contracts)
     registry = registry_of(services.chain)
-    customer = await new_customer(client, test_issuer, deployer, contracts, ovpp=50 * OVPP)
+    customer = await new_customer(client, demo_issuer, deployer, contracts, ovpp=50 * OVPP)
     device = await add_device(client, customer.token, "Voltstack", "VS-13.5")
     program = await program_id(services, "dr-battery-2026")
     utility = await registry.utility(bytes.fromhex(_utility_id_hex(registry_demo.slug)))
@@ -96,13 +96,13 @@ async def test_sponsor_payment_leaves_the_customer_untouched(
     relayer,
     registry_demo,
     services: Services,
-    test_issuer: TestIssuer,
+    demo_issuer: TestIssuer,
     deployer: Deployer,
     contracts: AddressBook,
 ) -> None:
     chain = ChainReader(deployer, contracts)
     customer = await new_customer(
-        client, test_issuer, deployer, contracts, ovpp=3 * OVPP, stablecoin=2 * 10**6
+        client, demo_issuer, deployer, contracts, ovpp=3 * OVPP, stablecoin=2 * 10**6
     )
     sponsor_wallet = await utility_wallet(services, registry_demo)
     sponsor_before = chain.ovpp_of(sponsor_wallet.address)
@@ -152,12 +152,12 @@ async def test_a_mismatched_device_is_not_eligible_and_nothing_is_charged_or_wri
     relayer,
     registry_demo,
     services: Services,
-    test_issuer: TestIssuer,
+    demo_issuer: TestIssuer,
     deployer: Deployer,
     contracts: AddressBook,
 ) -> None:
     chain = ChainReader(deployer, contracts)
-    customer = await new_customer(client, test_issuer, deployer, contracts, ovpp=50 * OVPP)
+    customer = await new_customer(client, demo_issuer, deployer, contracts, ovpp=50 * OVPP)
     thermostat = await add_device(client, customer.token, "ThermaSense", "TS-3")
     program = await program_id(services, "dr-battery-2026")
     before = await counts(services)
@@ -212,12 +212,12 @@ async def test_too_little_ovpp_is_insufficient_funds_and_nothing_is_written(
     relayer,
     registry_demo,
     services: Services,
-    test_issuer: TestIssuer,
+    demo_issuer: TestIssuer,
     deployer: Deployer,
     contracts: AddressBook,
 ) -> None:
     chain = ChainReader(deployer, contracts)
-    customer = await new_customer(client, test_issuer, deployer, contracts, ovpp=1 * OVPP)
+    customer = await new_customer(client, demo_issuer, deployer, contracts, ovpp=1 * OVPP)
     device = await add_device(client, customer.token, "Voltstack", "VS-13.5")
     program = await program_id(services, "dr-battery-2026")
     before = await counts(services)
@@ -251,11 +251,11 @@ async def test_one_active_connection_per_device_and_program_and_unenroll_frees_i
     relayer,
     registry_demo,
     services: Services,
-    test_issuer: TestIssuer,
+    demo_issuer: TestIssuer,
     deployer: Deployer,
     contracts: AddressBook,
 ) -> None:
-    customer = await new_customer(client, test_issuer, deployer, contracts, ovpp=100 * OVPP)
+    customer = await new_customer(client, demo_issuer, deployer, contracts, ovpp=100 * OVPP)
     device = await add_device(client, customer.token, "Voltstack", "VS-13.5")
     program = await program_id(services, "dr-battery-2026")
     first = await enroll(
@@ -277,8 +277,9 @@ async def test_one_active_connection_per_device_and_program_and_unenroll_frees_i
         protocol="OPENADR_2_0B",
         paymentMethod="WALLET",
     )
-    assert again["__typename"] == "NotEligible"
-    assert {c["name"] for c in again["failingChecks"]} == {"NOT_ALREADY_CONNECTED"}
+    # Refused before the routing (whose NOT_ALREADY_CONNECTED check reads only the chain).
+    assert again["__typename"] == "InvalidInput", again
+    assert again["field"] == "deviceId" and "already has an enrollment" in again["message"]
 
     body = await gql(
         client,
@@ -315,7 +316,7 @@ async def test_a_gas_sponsor_switched_off_while_enrolling_is_a_typed_refusal(
     relayer,
     registry_demo,
     services: Services,
-    test_issuer: TestIssuer,
+    demo_issuer: TestIssuer,
     deployer: Deployer,
     contracts: AddressBook,
     monkeypatch: pytest.MonkeyPatch,
@@ -324,7 +325,7 @@ async def test_a_gas_sponsor_switched_off_while_enrolling_is_a_typed_refusal(
     how many forward requests it signs), and only then locks the sponsor. Switched off by an
     operator in between, the sponsor refuses: a typed ``SponsorRefused``, never an unexpected
     error, nothing queued, and never a fallback to charging the customer."""
-    customer = await new_customer(client, test_issuer, deployer, contracts, ovpp=50 * OVPP)
+    customer = await new_customer(client, demo_issuer, deployer, contracts, ovpp=50 * OVPP)
     device = await add_device(client, customer.token, "Voltstack", "VS-13.5")
     program = await program_id(services, "dr-battery-2026")
     async with services.db.session() as session:

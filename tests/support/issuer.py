@@ -5,9 +5,11 @@ real discovery and JWKS documents over HTTP; the API fetches them as it would in
 from __future__ import annotations
 
 import base64
+import json
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -39,6 +41,17 @@ class TestIssuer:
         self.published_keys = [self.signing_key]
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+
+    @classmethod
+    def of_provider(cls, *, issuer: str, audience: str, keys_file: Path) -> TestIssuer:
+        """Mints as a running provider whose private JWKS file the tests can read (the
+        development provider's): its tenant's customers, without a login walk. Not started:
+        the provider serves its own discovery and keys."""
+        minter = cls(audience=audience)
+        minter.issuer = issuer
+        minter.signing_key = RSAKey.import_key(json.loads(keys_file.read_text())["keys"][0])
+        minter.published_keys = [minter.signing_key]
+        return minter
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [key.as_dict(private=False) for key in self.published_keys]}
