@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.responses import Response
@@ -23,7 +24,11 @@ from api.metrics import (
     graphql_operations_extension,
     metrics_route_handler,
 )
-from api.middleware import RequestIdMiddleware, SecurityHeadersMiddleware
+from api.middleware import (
+    BodySizeLimitMiddleware,
+    RequestIdMiddleware,
+    SecurityHeadersMiddleware,
+)
 from api.routes import healthz, readyz
 from api.stripe_webhook import stripe_webhook
 from api.web_app import web_app_content_security_policy, web_app_routes
@@ -35,6 +40,18 @@ class WalletGraphQL(GraphQL[RequestContext, None]):
         return RequestContext(
             services=request.app.state.services, request=request, response=response
         )
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """An HTTP body (or a GET's ``variables``/``extensions``) is one JSON object, else 400:
+        strawberry would answer ``null``, ``123`` or ``"x"`` with a 500. Batches are off, so
+        a list is refused too. Socket messages are decoded elsewhere (``decode_json``)."""
+        try:
+            document = self.decode_json(data)
+        except ValueError as error:  # JSONDecodeError, and UnicodeDecodeError for non-UTF-8
+            raise HTTPException(400, "the body is not JSON") from error
+        if not isinstance(document, dict):
+            raise HTTPException(400, 'the body must be a JSON object: {"query": "..."}')
+        return document
 
 
 class WalletApp(Starlette):
@@ -111,6 +128,13 @@ def create_app(
                 SecurityHeadersMiddleware,
                 web_app_path="/app",
                 web_app_content_security_policy=web_app_content_security_policy(settings),
+            ),
+            Middleware(
+                BodySizeLimitMiddleware,
+                limits={
+                    "/graphql": settings.graphql_max_body_bytes,
+                    "/webhooks/stripe": settings.stripe_webhook_max_body_bytes,
+                },
             ),
         ],
         routes=[

@@ -1,8 +1,12 @@
 """``POST /webhooks/stripe``: a plain starlette route (no GraphQL on this path).
 
-The signature is checked on the raw body; a forged, stale or unsigned request gets 400 and
-changes nothing. A verified event is stored once (a redelivery answers 200 again and stores
-nothing) and committed before the answer; acting on it is the onramp processor's job, which
+The signature is checked on the raw body; a forged, stale, future-dated or unsigned request,
+or a signed body that is not a Stripe event (``null``, ``123``, a list), gets 400 and changes
+nothing. A body over ``OVPP_STRIPE_WEBHOOK_MAX_BODY_BYTES`` never gets here (413, before it is
+read: ``api.middleware.BodySizeLimitMiddleware``).
+
+A verified event is stored once (a redelivery answers 200 again and stores nothing) and
+committed before the answer; acting on it is the onramp processor's job, which
 this route wakes. So Stripe hears 2xx only for an event that is safely stored, and a crash
 after that point loses nothing.
 """
@@ -20,16 +24,12 @@ from onramp.events import record_event
 
 logger = logging.getLogger(__name__)
 
-MAX_WEBHOOK_BYTES = 512 * 1024  # Stripe events are a few kB
-
 
 async def stripe_webhook(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
     if services.stripe is None:
         return JSONResponse({"error": "the card onramp is not configured"}, status_code=503)
-    payload = await request.body()
-    if len(payload) > MAX_WEBHOOK_BYTES:
-        return JSONResponse({"error": "the body is too large"}, status_code=413)
+    payload = await request.body()  # at most OVPP_STRIPE_WEBHOOK_MAX_BODY_BYTES (api.middleware)
     try:
         event = services.stripe.verify(payload, request.headers.get("stripe-signature"))
     except InvalidWebhook as error:

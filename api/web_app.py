@@ -46,7 +46,14 @@ Element's autocomplete, and the app uses only the card element."""
 
 def web_app_routes(settings: Settings) -> list[BaseRoute]:
     async def config(request: Request) -> Response:
-        return JSONResponse(web_app_config(settings, origin=_origin_of(request)))
+        # The configured origin, never the request's Host header: a forged Host would point
+        # the app's sign-in and API at another server (and a shared cache at everyone's).
+        origin = settings.resolved_public_url
+        if origin is None:
+            return JSONResponse(
+                {"error": "the web app is not configured: set OVPP_PUBLIC_URL"}, status_code=503
+            )
+        return JSONResponse(web_app_config(settings, origin=origin))
 
     async def callback(request: Request) -> Response:
         return FileResponse(WEB_APP_DIRECTORY / "index.html")
@@ -139,7 +146,3 @@ def _card_form(settings: Settings) -> tuple[str, str | None]:
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
-
-
-def _origin_of(request: Request) -> str:
-    return f"{request.url.scheme}://{request.url.netloc}"

@@ -34,6 +34,18 @@ _ORIGIN_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$"
 """A host (name, IPv4 or [IPv6]) and an optional port: what follows ``scheme://`` in an origin."""
 
 
+def _is_origin(value: str) -> bool:
+    """``http(s)://host[:port]`` and nothing more (a trailing ``/`` aside)."""
+    parts = urlsplit(value)
+    return (
+        parts.scheme in ("http", "https")
+        and bool(_ORIGIN_HOST.match(parts.netloc))
+        and parts.path in ("", "/")
+        and not parts.query
+        and not parts.fragment
+    )
+
+
 class TenantConfig(BaseModel):
     """A utility whose OpenID Provider the API trusts."""
 
@@ -277,6 +289,30 @@ class Settings(BaseSettings):
     graphql_max_depth: int = Field(12, description="Maximum query depth.")
     graphql_max_tokens: int = Field(2000, description="Maximum tokens in one GraphQL document.")
     graphql_max_aliases: int = Field(20, description="Maximum aliases in one GraphQL document.")
+    graphql_introspection: bool | None = Field(
+        None,
+        description="Answer introspection (`__schema`, `__type`). Unset: on in development, off "
+        "in production (the schema is published in `clients/schema.graphql`).",
+    )
+    graphql_max_body_bytes: int = Field(
+        1_048_576,
+        gt=0,
+        description="Largest `POST /graphql` body, in bytes: a larger one is refused with 413 "
+        "as its `Content-Length` says so, or as soon as its chunks add up to more.",
+    )
+    stripe_webhook_max_body_bytes: int = Field(
+        524_288,
+        gt=0,
+        description="Largest `POST /webhooks/stripe` body, in bytes (Stripe's events are a few "
+        "kB), refused like an oversized GraphQL body.",
+    )
+    public_url: str | None = Field(
+        None,
+        description="The origin customers reach this backend at, such as "
+        "`https://wallet.example.com`: the web app's GraphQL URL and sign-in redirect URI in "
+        "`/app/config.json` (never taken from a request's `Host` header). Unset: "
+        "`http://127.0.0.1:<port>` in development; elsewhere `/app/config.json` answers 503.",
+    )
     metrics_token: SecretStr | None = Field(
         None,
         description="Bearer token a Prometheus scraper sends to read `/metrics` "
@@ -324,16 +360,19 @@ class Settings(BaseSettings):
     def _origins_only(cls, values: list[str]) -> list[str]:
         # Each becomes a word of a header: nothing but an origin may get there.
         for value in values:
-            parts = urlsplit(value)
-            if (
-                parts.scheme not in ("http", "https")
-                or not _ORIGIN_HOST.match(parts.netloc)
-                or parts.path not in ("", "/")
-                or parts.query
-                or parts.fragment
-            ):
+            if not _is_origin(value):
                 raise ValueError(f"{value!r} is not an origin like https://login.example.com")
         return [value.rstrip("/") for value in values]
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_origin(cls, value: str | None) -> str | None:
+        # Only an origin: the web app appends its own paths to it.
+        if value is None:
+            return None
+        if not _is_origin(value):
+            raise ValueError(f"{value!r} is not an origin like https://wallet.example.com")
+        return value.rstrip("/")
 
     @field_validator("tenants", mode="before")
     @classmethod
@@ -359,6 +398,19 @@ class Settings(BaseSettings):
         if self.chain == "local":
             return f"http://127.0.0.1:{self.anvil_port}"
         raise ValueError(f"OVPP_RPC_URL is required for the {self.chain!r} chain profile")
+
+    @property
+    def resolved_graphql_introspection(self) -> bool:
+        if self.graphql_introspection is not None:
+            return self.graphql_introspection
+        return self.is_development
+
+    @property
+    def resolved_public_url(self) -> str | None:
+        """Where customers reach this backend; ``None`` outside development until it is set."""
+        if self.public_url:
+            return self.public_url
+        return f"http://127.0.0.1:{self.port}" if self.is_development else None
 
     @property
     def dev_issuer(self) -> str:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from eth_account import Account
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from chain.addresses import client_address
 from core.db import utc_now
 from core.errors import Forbidden, InvalidInput, NotFound
 from identity.models import Tenant
@@ -98,7 +99,12 @@ async def onboard_utility(
         raise InvalidInput("country is an ISO 3166-1 alpha-2 code", field="country")
     if not spec.postal_codes or len(spec.postal_codes) > 128:
         raise InvalidInput("give 1 to 128 postal codes or ranges", field="postalCodes")
-    spec = replace(spec, country=spec.country.upper(), region=spec.region.upper())
+    fee_recipient = spec.fee_recipient
+    if fee_recipient is not None:
+        fee_recipient = client_address(fee_recipient, field="feeRecipient")
+    spec = replace(
+        spec, country=spec.country.upper(), region=spec.region.upper(), fee_recipient=fee_recipient
+    )
     registry = registry_of(services.chain)
     wallet = await utility_wallet(services, tenant)
     utility_id = utility_id_of(tenant.slug)

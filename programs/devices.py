@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,22 +26,64 @@ class DeviceInput:
     site: SiteAddress
 
 
+# The columns' lengths (programs.models.Device); a postal code is ASCII letters, digits, spaces
+# and hyphens ("94105", "SW1A 1AA", "10115", "94105-1234"); a region is a subdivision code,
+# with or without its country ("CA", "US-CA").
+_POSTAL_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 -]{0,19}")
+_REGION = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,9}")
+_COUNTRY = re.compile(r"[A-Za-z]{2}")
+_JOINERS = frozenset("\u200c\u200d")
+"""Zero-width (non-)joiners: format characters that some scripts' addresses need."""
+
+
+def _has_control_character(text: str) -> bool:
+    """Control, format (bidi overrides among them), private-use, unassigned and surrogate
+    characters, and line or paragraph separators."""
+    return any(
+        (unicodedata.category(character)[0] == "C" and character not in _JOINERS)
+        or unicodedata.category(character) in ("Zl", "Zp")
+        for character in text
+    )
+
+
 def _validate(raw: DeviceInput) -> None:
     for name, value, limit in (
         ("make", raw.make, 100),
         ("model", raw.model, 100),
         ("serial", raw.serial, 100),
     ):
+        if not value.strip() or len(value) > limit or _has_control_character(value):
+            raise InvalidInput(
+                f"{name} must be 1 to {limit} characters, with no control characters", field=name
+            )
+    _validate_site(raw.site)
+
+
+def _validate_site(site: SiteAddress) -> None:
+    """Every field of a site address, each refused with its own ``siteAddress.<field>``: text
+    fields within their column, free of control characters; the codes in ASCII."""
+    for name, value, limit in (("line1", site.line1, 200), ("city", site.city, 100)):
         if not value.strip() or len(value) > limit:
-            raise InvalidInput(f"{name} must be 1 to {limit} characters", field=name)
-    site = raw.site
-    if len(site.country) != 2 or not site.country.isalpha():
+            raise InvalidInput(
+                f"{name} must be 1 to {limit} characters", field=f"siteAddress.{name}"
+            )
+        if _has_control_character(value):
+            raise InvalidInput(
+                f"{name} holds a control or unassigned character", field=f"siteAddress.{name}"
+            )
+    if not _POSTAL_CODE.fullmatch(site.postal_code.strip()):
+        raise InvalidInput(
+            "postalCode is 1 to 20 ASCII letters, digits, spaces or hyphens, e.g. 94105",
+            field="siteAddress.postalCode",
+        )
+    if not _REGION.fullmatch(site.region):
+        raise InvalidInput(
+            "region is a subdivision code of 1 to 10 ASCII letters or digits, e.g. CA",
+            field="siteAddress.region",
+        )
+    if not _COUNTRY.fullmatch(site.country):
         raise InvalidInput(
             "country is an ISO 3166-1 alpha-2 code such as US", field="siteAddress.country"
-        )
-    if not site.postal_code.strip() or not site.line1.strip() or not site.city.strip():
-        raise InvalidInput(
-            "the site address needs line1, city and postal code", field="siteAddress"
         )
 
 

@@ -33,17 +33,23 @@ def model_id_of(make: str, model: str) -> bytes:
 
 
 def postal_code_in(code: str, entries: tuple[str, ...]) -> bool:
-    """Entries are single codes or inclusive numeric ranges like "94102-94110"."""
+    """Entries are single codes or inclusive numeric ranges like "94102-94110". Only ASCII
+    digits count as numbers: ``str.isdigit`` also says yes to "²", which ``int`` refuses, and a
+    code no range can hold is simply outside the territory."""
     code = code.strip()
     for entry in entries:
-        low, dash, high = entry.partition("-")
+        low, dash, high = (part.strip() for part in entry.partition("-"))
         if not dash:
-            if code == low.strip():
+            if code == low:
                 return True
-        elif code.isdigit() and low.strip().isdigit() and high.strip().isdigit():
-            if len(code) == len(low.strip()) and int(low) <= int(code) <= int(high):
+        elif _ascii_number(code) and _ascii_number(low) and _ascii_number(high):
+            if len(code) == len(low) and int(low) <= int(code) <= int(high):
                 return True
     return False
+
+
+def _ascii_number(text: str) -> bool:
+    return text.isascii() and text.isdigit()
 
 
 class _Checks(list[CapabilityCheck]):

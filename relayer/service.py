@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from eth_utils import is_address, to_checksum_address
+from eth_utils import to_checksum_address
 from sqlalchemy import Row, and_, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from chain.addresses import client_address
 from chain.calls import Call
 from chain.client import ChainClient
 from chain.erc20 import erc20_transfer_data
@@ -67,16 +68,17 @@ class ValidatedTransfer:
     fee_token: TokenInfo
 
 
-def validate_transfer(services: RelayerServices, raw: TransferInput) -> ValidatedTransfer:
+def validate_transfer(
+    services: RelayerServices, raw: TransferInput, *, sender: str
+) -> ValidatedTransfer:
+    """The transfer in base units and checksummed addresses, or ``InvalidInput``: among
+    others, a destination with a wrong checksum or the sender's own address (a transfer to
+    oneself would only burn its fee)."""
     token = _token(services, raw.token, field="token")
     fee_token = _token(services, raw.fee_token, field="feeToken")
-    if not is_address(raw.to):
-        raise InvalidInput(
-            "the destination is not an address (0x followed by 40 hex digits)", field="to"
-        )
-    to = to_checksum_address(raw.to)
-    if to == "0x0000000000000000000000000000000000000000":
-        raise InvalidInput("tokens cannot be sent to the zero address", field="to")
+    to = client_address(raw.to, field="to")
+    if to == to_checksum_address(sender):
+        raise InvalidInput("this is your own wallet's address: send to someone else", field="to")
     try:
         amount = parse_units(raw.amount, token.decimals)
     except AmountError as error:
@@ -113,7 +115,7 @@ async def quote_transfer(
     tenant_id: str,
     raw: TransferInput,
 ) -> QuoteMade:
-    transfer = validate_transfer(services, raw)
+    transfer = validate_transfer(services, raw, sender=account.wallet.address)
     settings = services.settings
     max_fee_per_gas = await current_gas_price(services)
     sponsor, customer_day = await sponsorship.with_customer_day(
@@ -236,7 +238,7 @@ async def request_transfer(
     For a new sponsored transfer on PostgreSQL, six statements (quote, nonces, the wallet's
     recent jobs, the job, its charge, and the commit that reserves it) and one chain read."""
     require_idempotency_key(idempotency_key)
-    transfer = validate_transfer(services, raw)
+    transfer = validate_transfer(services, raw, sender=account.wallet.address)
     wallet_id = account.wallet.id
     now = utc_now()
 

@@ -153,7 +153,7 @@ async def device_models(info: Info, device_type: DeviceType | None = None) -> li
 @typed_failures(AddDeviceResult)
 async def add_device(info: Info, input: AddDeviceInput) -> AddDeviceResult:  # type: ignore[valid-type]
     context = info.context
-    account = await context.account(Scope.WALLET_READ)
+    account = await context.account(Scope.WALLET_SIGN)
     row = await devices.add_device(
         await context.session(),
         services=context.services,

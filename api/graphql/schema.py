@@ -8,6 +8,7 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
+from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import (
     AddValidationRules,
     MaskErrors,
@@ -177,6 +178,9 @@ def build_schema(
         *QueryDepthLimiter(max_depth=settings.graphql_max_depth).validation_rules,
         *MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases).validation_rules,
     ]
+    if not settings.resolved_graphql_introspection:
+        # Off in production by default: apps build on the published clients/schema.graphql.
+        limit_rules.append(NoSchemaIntrospectionCustomRule)
     return WalletSchema(
         query=Query,
         mutation=Mutation,

@@ -31,17 +31,19 @@ CARD_PAYMENTS = {
 pytestmark = pytest.mark.usefixtures("no_outside_settings")
 
 
-async def served_config(**settings: Any) -> dict[str, Any]:
-    app = Starlette(
-        routes=web_app_routes(
-            Settings(_env_file=None, environment="production", tenants=[UTILITY], **settings)
-        )
-    )
+PUBLIC_URL = "https://wallet.baypower.example"
+
+
+async def get_config(*, host: str = "wallet.baypower.example", **settings: Any) -> httpx.Response:
+    settings = {"environment": "production", "public_url": PUBLIC_URL, **settings}
+    app = Starlette(routes=web_app_routes(Settings(_env_file=None, tenants=[UTILITY], **settings)))
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(
-        transport=transport, base_url="https://wallet.baypower.example"
-    ) as client:
-        response = await client.get("/app/config.json")
+    async with httpx.AsyncClient(transport=transport, base_url=f"https://{host}") as client:
+        return await client.get("/app/config.json")
+
+
+async def served_config(**settings: Any) -> dict[str, Any]:
+    response = await get_config(**settings)
     assert response.status_code == 200
     return response.json()
 
@@ -90,3 +92,42 @@ def test_a_key_that_is_not_publishable_is_refused_by_name(
     assert "OVPP_STRIPE_PUBLISHABLE_KEY" in result.output
     assert "Traceback" not in result.output
     assert key not in result.output
+
+
+async def test_the_app_is_pointed_at_the_configured_url_never_at_the_host_header() -> None:
+    config = await served_config(host="attacker.example")
+
+    assert config["graphqlUrl"] == f"{PUBLIC_URL}/graphql"
+    assert config["redirectUri"] == f"{PUBLIC_URL}/app/callback"
+    assert "attacker" not in str(config)
+
+
+async def test_without_a_public_url_the_config_is_refused_outside_development() -> None:
+    response = await get_config(public_url=None)
+
+    assert response.status_code == 503
+    assert "OVPP_PUBLIC_URL" in response.json()["error"]
+
+
+async def test_development_defaults_to_the_local_server() -> None:
+    response = await get_config(
+        host="attacker.example", environment="development", public_url=None, port=8123
+    )
+    config = response.json()
+
+    assert config["graphqlUrl"] == "http://127.0.0.1:8123/graphql"
+    assert config["redirectUri"] == "http://127.0.0.1:8123/app/callback"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "wallet.example",
+        "https://wallet.example/app",
+        "https://wallet.example?x=1",
+        "ftp://w.example",
+    ],
+)
+def test_a_public_url_must_be_an_origin(url: str) -> None:
+    with pytest.raises(ValidationError, match="not an origin"):
+        Settings(_env_file=None, public_url=url)

@@ -174,6 +174,8 @@ def test_capability_shortfalls_are_named() -> None:
         ("941050", False),
         ("ABC", False),
         (" 94105 ", True),
+        ("9410\u00b2", False),  # "²": a digit to str.isdigit, not to int()
+        ("\u0669\u0664\u0661\u0660\u0665", False),  # Arabic-Indic 94105: not ASCII
     ],
 )
 def test_postal_codes_and_ranges(code: str, inside: bool) -> None:
