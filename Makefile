@@ -11,8 +11,9 @@ STAMP_NPM := node_modules/.installed-$(shell cat package-lock.json | sha256sum |
 
 .PHONY: run test lint install chromium lock clean
 
+# OVPP_ENVIRONMENT has no default: `make run` is the one place that says development.
 run: install
-	$(BIN)/ovpp-wallet serve
+	OVPP_ENVIRONMENT=development $(BIN)/ovpp-wallet serve
 
 test: install chromium
 	$(BIN)/ruff check .

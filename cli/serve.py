@@ -9,8 +9,10 @@ from cli.common import cli_settings, configure_logging
 
 @click.command()
 def serve() -> None:
-    """Run the API. With nothing configured: SQLite, a local anvil with persisted state,
-    contracts deployed once, the development OpenID Provider and a funded demo customer."""
+    """Run the API. OVPP_ENVIRONMENT is required (`make run` sets development). In development,
+    with nothing else configured: SQLite, a local anvil with persisted state, contracts deployed
+    once, the development OpenID Provider and a funded demo customer. In production: an explicit
+    OVPP_KEK and OVPP_METRICS_TOKEN, and no development stand-in."""
     import signal
 
     import uvicorn
@@ -19,6 +21,7 @@ def serve() -> None:
     from api.container import load_keyring
     from cli.startup import started, startup_steps
     from core.progress import Progress
+    from core.settings import require_production_ready
 
     # A service manager stops with SIGTERM. Its default action ends the process at once, and
     # uvicorn re-raises the signal after its graceful shutdown: anvil, the provider and
@@ -28,7 +31,9 @@ def serve() -> None:
     settings = cli_settings()
     configure_logging(settings)
     # Fail before anything starts: otherwise a missing OVPP_KEK in production surfaces only
-    # after anvil, migrations and deployment, as a traceback from the server's lifespan.
+    # after anvil, migrations and deployment, as a traceback from the server's lifespan. In
+    # production every development stand-in is refused at once, each one named.
+    require_production_ready(settings)
     load_keyring(settings)
     progress = Progress(total=startup_steps(settings))
     try:
@@ -36,7 +41,10 @@ def serve() -> None:
             progress.done()
             click.echo(f"GraphQL:  http://{settings.host}:{settings.port}/graphql")
             if settings.is_development:
-                click.echo("Token:    .venv/bin/ovpp-wallet dev-token --email alice@example.com")
+                click.echo(
+                    "Token:    OVPP_ENVIRONMENT=development .venv/bin/ovpp-wallet dev-token "
+                    "--email alice@example.com"
+                )
             server = uvicorn.Server(
                 uvicorn.Config(
                     create_app(

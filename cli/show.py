@@ -31,6 +31,8 @@ def show_config(markdown: bool) -> None:
         click.echo("| variable | default | meaning |\n|---|---|---|")
         for name, field in fields.items():
             default = field.default if field.default_factory is None else "[]"
+            if field.is_required():
+                default = "(required)"
             if name == "data_dir":
                 default = "./var"
             click.echo(f"| `OVPP_{name.upper()}` | `{default}` | {field.description or ''} |")

@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.errors import ConfigurationError
@@ -28,6 +35,13 @@ LOCAL_STRIPE_CARD_JS_PATH = "/js.stripe.com/v3/ovpp-card.js"
 """Where the embedded localstripe serves its stand-in Stripe.js, which the web app loads."""
 DEV_OIDC_CLIENT_ID = "ovpp-dev"
 """The embedded development provider's one public client (the web app and dev-token use it)."""
+DEV_TENANT_SLUG = "demo-utility"
+"""The embedded development provider's utility: trusted in development only."""
+PLATFORM_TENANT_SLUG = "ovpp-platform"
+"""The system tenant of the onramp treasury (onramp/treasury.py): no configured utility's."""
+SYSTEM_ISSUER_PREFIX = "urn:"
+"""The issuer of a system tenant (the onramp's platform tenant) is a URN: no token is ever
+validated against one, and configuration never names one (an issuer there is a URL)."""
 
 
 _ORIGIN_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$")
@@ -53,6 +67,26 @@ class TenantConfig(BaseModel):
     name: str
     issuer: str
     audience: str
+    admin_client_ids: list[str] = Field(
+        default_factory=list,
+        description="OAuth client ids (the token's `client_id`, or `azp`) whose tokens may use "
+        "`utility:admin`. Empty: nobody administers this utility through the API.",
+    )
+
+    @field_validator("slug")
+    @classmethod
+    def _not_a_system_tenant(cls, value: str) -> str:
+        if value == PLATFORM_TENANT_SLUG:
+            raise ValueError(f"{value!r} is the system tenant's slug (the onramp treasury's)")
+        return value
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer_is_a_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("an issuer is an https:// URL")
+        return value
 
 
 class Settings(BaseSettings):
@@ -61,9 +95,10 @@ class Settings(BaseSettings):
     )
 
     environment: Literal["development", "production"] = Field(
-        "development",
-        description="`development` turns on GraphiQL, the embedded OpenID Provider and demo "
-        "data; `production` turns all three off and requires an explicit key-encryption key.",
+        description="Required, no default (`make run` sets `development`). `development` turns "
+        "on GraphiQL, the embedded OpenID Provider and demo data, and trusts `http://` issuers; "
+        "`production` turns them off, and `serve` then needs an explicit key-encryption key, a "
+        "metrics token and no development stand-ins.",
     )
     host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
     port: int = Field(8000, description="Port of the HTTP server (`/graphql`, `/healthz`).")
@@ -140,8 +175,11 @@ class Settings(BaseSettings):
 
     tenants: Annotated[list[TenantConfig], NoDecode] = Field(
         default_factory=list,
-        description='JSON list of trusted utilities: `[{"slug","name","issuer","audience"}]`. '
-        "Upserted at start-up. In development the embedded provider's tenant is added.",
+        description="JSON list of trusted utilities: "
+        '`[{"slug","name","issuer","audience","admin_client_ids"}]`. Set at every start: a '
+        "utility no longer listed is no longer trusted (its rows stay). Outside development an "
+        "issuer must be `https://` (except on the `local` chain, a test bed). In development the "
+        "embedded provider's tenant is added, its client allowed to administer it.",
     )
     jwks_cache_seconds: int = Field(
         600, description="How long a utility's JWKS is cached; an unknown `kid` re-fetches."
@@ -381,6 +419,26 @@ class Settings(BaseSettings):
             return json.loads(value) if value.strip() else []
         return value
 
+    @field_validator("tenants")
+    @classmethod
+    def _trusted_issuers_only(
+        cls, values: list[TenantConfig], info: ValidationInfo
+    ) -> list[TenantConfig]:
+        # JWKS over plain http can be swapped by anyone on the path. Tests and benchmarks run
+        # production mode on the local anvil with loopback issuers: nothing of value is there.
+        insecure = [t.slug for t in values if not t.issuer.startswith("https://")]
+        outside_development = info.data.get("environment") != "development"
+        if insecure and outside_development and info.data.get("chain") != "local":
+            raise ValueError(
+                "outside development every issuer must be https:// (not: "
+                + ", ".join(insecure)
+                + ")"
+            )
+        slugs = [t.slug for t in values]
+        if len(set(slugs)) != len(slugs):
+            raise ValueError("each utility's slug appears once")
+        return values
+
     @property
     def is_development(self) -> bool:
         return self.environment == "development"
@@ -473,5 +531,48 @@ def load_settings(**overrides: object) -> Settings:
             name = f"OVPP_{str(where).upper()}"
             if inside:
                 name += f" ({'.'.join(str(part) for part in inside)})"
-            problems.append(f"{name}: {problem['msg'].removeprefix('Value error, ')}")
+            message = problem["msg"].removeprefix("Value error, ")
+            if problem["type"] == "missing" and not inside:
+                message = "is required" + MISSING_HINTS.get(str(where), "")
+            problems.append(f"{name}: {message}")
         raise ConfigurationError("configuration error: " + "; ".join(problems)) from None
+
+
+MISSING_HINTS = {
+    "environment": " (development or production; there is no default, `make run` sets development)",
+}
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """What a production ``serve`` lacks, each by its variable: empty when it may start."""
+    if settings.is_development:
+        return []
+    problems = []
+    if settings.kek is None:
+        problems.append("OVPP_KEK is required in production (32 random bytes, base64)")
+    if settings.metrics_token is None:
+        problems.append("OVPP_METRICS_TOKEN is required in production (/metrics stays closed)")
+    demo = [
+        t.slug
+        for t in settings.tenants
+        if t.slug == DEV_TENANT_SLUG or t.issuer.rstrip("/") == settings.dev_issuer
+    ]
+    if demo:
+        problems.append(
+            "OVPP_TENANTS names the development provider's utility, demo data: " + ", ".join(demo)
+        )
+    stand_ins = {
+        "OVPP_STRIPE_API_KEY": (settings.stripe_api_key, LOCAL_STRIPE_API_KEY),
+        "OVPP_STRIPE_WEBHOOK_SECRET": (settings.stripe_webhook_secret, LOCAL_STRIPE_WEBHOOK_SECRET),
+    }
+    for name, (value, stand_in) in stand_ins.items():
+        if value is not None and value.get_secret_value() == stand_in:
+            problems.append(f"{name} is the public development stand-in")
+    return problems
+
+
+def require_production_ready(settings: Settings) -> None:
+    """Refuse to serve production with a development stand-in, naming everything missing."""
+    problems = production_problems(settings)
+    if problems:
+        raise ConfigurationError("production needs: " + "; ".join(problems))

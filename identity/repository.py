@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
 from core.db import insert_if_absent, new_id, utc_now
-from identity.models import Customer, Tenant
+from identity.models import Customer, CustomerKind, Tenant
 
 
 async def tenant_by_issuer(session: AsyncSession, issuer: str) -> Tenant | None:
@@ -15,13 +18,28 @@ async def tenant_by_issuer(session: AsyncSession, issuer: str) -> Tenant | None:
     ).scalar_one_or_none()
 
 
-async def all_tenants(session: AsyncSession) -> list[Tenant]:
-    return list((await session.execute(select(Tenant).order_by(Tenant.slug))).scalars())
+async def enabled_tenants(session: AsyncSession) -> list[Tenant]:
+    statement = select(Tenant).where(Tenant.enabled).order_by(Tenant.slug)
+    return list((await session.execute(statement)).scalars())
 
 
 async def upsert_tenant(
-    session: AsyncSession, *, slug: str, name: str, issuer: str, audience: str
+    session: AsyncSession,
+    *,
+    slug: str,
+    name: str,
+    issuer: str,
+    audience: str,
+    admin_client_ids: Sequence[str] = (),
+    enabled: bool = True,
 ) -> Tenant:
+    values = {
+        "name": name,
+        "issuer": issuer,
+        "audience": audience,
+        "admin_client_ids": list(admin_client_ids),
+        "enabled": enabled,
+    }
     existing = (
         await session.execute(select(Tenant).where(Tenant.slug == slug))
     ).scalar_one_or_none()
@@ -29,32 +47,45 @@ async def upsert_tenant(
         await insert_if_absent(
             session,
             Tenant.__table__,
-            {
-                "id": new_id(),
-                "slug": slug,
-                "name": name,
-                "issuer": issuer,
-                "audience": audience,
-                "created_at": utc_now(),
-            },
+            {"id": new_id(), "slug": slug, "created_at": utc_now(), **values},
         )
         existing = (await session.execute(select(Tenant).where(Tenant.slug == slug))).scalar_one()
     else:
-        existing.name, existing.issuer, existing.audience = name, issuer, audience
+        for field, value in values.items():
+            setattr(existing, field, value)
         session.add(existing)
         await session.flush()
     return existing
 
 
+async def disable_tenants_except(
+    session: AsyncSession, *, slugs: Sequence[str], issuer_prefix_kept: str
+) -> None:
+    """Untrust every utility not in ``slugs``; tenants whose issuer starts with
+    ``issuer_prefix_kept`` (system tenants, never issuers of tokens) are left as they are."""
+    await session.execute(
+        update(Tenant)
+        .where(Tenant.slug.not_in(list(slugs)), Tenant.issuer.not_like(issuer_prefix_kept + "%"))  # type: ignore[attr-defined]
+        .values(enabled=False)
+    )
+
+
 async def customer_by_subject(
-    session: AsyncSession, *, tenant_id: str, subject: str
+    session: AsyncSession, *, tenant_id: str, subject: str, kind: CustomerKind
 ) -> Customer | None:
-    statement = select(Customer).where(Customer.tenant_id == tenant_id, Customer.subject == subject)
+    statement = select(Customer).where(
+        Customer.tenant_id == tenant_id, Customer.kind == kind, Customer.subject == subject
+    )
     return (await session.execute(statement)).scalar_one_or_none()
 
 
 async def insert_customer_if_absent(
-    session: AsyncSession, *, tenant_id: str, subject: str, email: str | None
+    session: AsyncSession,
+    *,
+    tenant_id: str,
+    subject: str,
+    email: str | None,
+    kind: CustomerKind,
 ) -> None:
     await insert_if_absent(
         session,
@@ -62,6 +93,7 @@ async def insert_customer_if_absent(
         {
             "id": new_id(),
             "tenant_id": tenant_id,
+            "kind": kind.value,
             "subject": subject,
             "email": email,
             "created_at": utc_now(),

@@ -7,16 +7,22 @@ from dataclasses import dataclass
 from cachetools import TTLCache
 
 from core.db import Database
-from core.settings import Settings
+from core.settings import (
+    DEV_OIDC_CLIENT_ID,
+    DEV_TENANT_SLUG,
+    SYSTEM_ISSUER_PREFIX,
+    Settings,
+    TenantConfig,
+)
 from identity import repository
-from identity.models import Customer
+from identity.models import Customer, CustomerKind
 from identity.principal import Principal
 from identity.tokens import TrustedIssuer
 from wallet.kms import KeyRing
 from wallet.models import Wallet
 from wallet.service import ensure_wallet
 
-DEV_TENANT_SLUG = "demo-utility"
+__all__ = ["DEV_TENANT_SLUG", "AccountCache", "CustomerAccount", "provision", "system_account"]
 
 
 @dataclass(frozen=True)
@@ -48,46 +54,79 @@ class AccountCache:
 
 
 async def provision(db: Database, *, principal: Principal, keyring: KeyRing) -> CustomerAccount:
-    """The caller's customer row and wallet, created exactly once even when first requests race.
+    """The signed-in customer's row and wallet, created exactly once even when first requests
+    race. Only ever a ``CUSTOMER``: a token's subject never finds a system wallet, whatever it
+    is (a subject equal to a system wallet's name gets a customer wallet of its own).
 
     Runs in its own short transaction so the rows exist before the request's own work starts.
     """
+    return await _account(
+        db,
+        tenant_id=principal.tenant_id,
+        subject=principal.subject,
+        email=principal.email,
+        kind=CustomerKind.CUSTOMER,
+        keyring=keyring,
+    )
+
+
+async def system_account(
+    db: Database, *, tenant_id: str, name: str, keyring: KeyRing
+) -> CustomerAccount:
+    """A system wallet of ``tenant_id`` (a utility's own wallet, the onramp treasury), known by
+    ``name``, created once. No access token ever signs in as it."""
+    return await _account(
+        db, tenant_id=tenant_id, subject=name, email=None, kind=CustomerKind.SYSTEM, keyring=keyring
+    )
+
+
+async def _account(
+    db: Database,
+    *,
+    tenant_id: str,
+    subject: str,
+    email: str | None,
+    kind: CustomerKind,
+    keyring: KeyRing,
+) -> CustomerAccount:
     async with db.session() as session:
-        customer = await repository.customer_by_subject(
-            session, tenant_id=principal.tenant_id, subject=principal.subject
-        )
+        found = {"session": session, "tenant_id": tenant_id, "subject": subject, "kind": kind}
+        customer = await repository.customer_by_subject(**found)
         if customer is None:
             await repository.insert_customer_if_absent(
-                session,
-                tenant_id=principal.tenant_id,
-                subject=principal.subject,
-                email=principal.email,
+                session, tenant_id=tenant_id, subject=subject, email=email, kind=kind
             )
-            customer = await repository.customer_by_subject(
-                session, tenant_id=principal.tenant_id, subject=principal.subject
-            )
+            customer = await repository.customer_by_subject(**found)
             assert customer is not None
-        elif principal.email and customer.email != principal.email:
-            customer.email = principal.email
+        elif email and customer.email != email:
+            customer.email = email
             session.add(customer)
         wallet = await ensure_wallet(session, customer_id=customer.id, keyring=keyring)
         return CustomerAccount(customer=customer, wallet=wallet)
 
 
-async def sync_tenants(db: Database, settings: Settings) -> None:
-    """Upsert the configured utilities (and, in development, the embedded provider's)."""
+def configured_tenants(settings: Settings) -> list[TenantConfig]:
+    """The utilities the configuration trusts: OVPP_TENANTS, and in development (only) the
+    embedded provider's, whose one client administers it."""
     tenants = list(settings.tenants)
     if settings.is_development and not any(t.slug == DEV_TENANT_SLUG for t in tenants):
-        from core.settings import TenantConfig
-
         tenants.append(
             TenantConfig(
                 slug=DEV_TENANT_SLUG,
                 name="Demo Utility (development sign-in)",
                 issuer=settings.dev_issuer,
                 audience=settings.dev_audience,
+                admin_client_ids=[DEV_OIDC_CLIENT_ID],
             )
         )
+    return tenants
+
+
+async def sync_tenants(db: Database, settings: Settings) -> None:
+    """Trust follows the configuration, at every start: the configured utilities are upserted
+    and enabled, every other one is disabled (its rows stay, for history; its tokens are
+    refused). System tenants (a URN issuer, no tokens) are left as they are."""
+    tenants = configured_tenants(settings)
     async with db.session() as session:
         for tenant in tenants:
             await repository.upsert_tenant(
@@ -96,12 +135,27 @@ async def sync_tenants(db: Database, settings: Settings) -> None:
                 name=tenant.name,
                 issuer=tenant.issuer,
                 audience=tenant.audience,
+                admin_client_ids=tenant.admin_client_ids,
+                enabled=True,
             )
+        await repository.disable_tenants_except(
+            session,
+            slugs=[tenant.slug for tenant in tenants],
+            issuer_prefix_kept=SYSTEM_ISSUER_PREFIX,
+        )
 
 
 async def trusted_issuers(db: Database) -> list[TrustedIssuer]:
+    """The enabled utilities' issuers; a system tenant's URN is no issuer of tokens."""
     async with db.session() as session:
         return [
-            TrustedIssuer(tenant.id, tenant.slug, tenant.issuer, tenant.audience)
-            for tenant in await repository.all_tenants(session)
+            TrustedIssuer(
+                tenant.id,
+                tenant.slug,
+                tenant.issuer,
+                tenant.audience,
+                admin_client_ids=frozenset(tenant.admin_client_ids),
+            )
+            for tenant in await repository.enabled_tenants(session)
+            if not tenant.issuer.startswith(SYSTEM_ISSUER_PREFIX)
         ]

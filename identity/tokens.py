@@ -53,6 +53,7 @@ class TrustedIssuer:
     tenant_slug: str
     issuer: str
     audience: str
+    admin_client_ids: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -237,8 +238,9 @@ class AccessTokenValidator:
             issuer=trusted.issuer,
             subject=subject,
             email=_storable_email(claims.get("email")),
-            client_id=claims.get("client_id") if isinstance(claims.get("client_id"), str) else None,
+            client_id=_client_of(claims),
             scopes=_scopes(claims),
+            admin_client_ids=trusted.admin_client_ids,
         )
         # not float(): a JSON integer can be any size (10**400), and comparisons stay exact
         return principal, key_set, claims["exp"]
@@ -259,6 +261,15 @@ def _storable_email(email: object) -> str | None:
     if not isinstance(email, str) or len(email) > MAXIMUM_EMAIL_LENGTH or "\x00" in email:
         return None
     return email
+
+
+def _client_of(claims: dict[str, Any]) -> str | None:
+    """The OAuth client the token was issued to: ``client_id`` (RFC 9068), else ``azp``."""
+    for claim in ("client_id", "azp"):
+        value = claims.get(claim)
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def _scopes(claims: dict[str, Any]) -> frozenset[str]:

@@ -13,8 +13,7 @@ from chain.addresses import client_address
 from core.db import utc_now
 from core.errors import Forbidden, InvalidInput, NotFound
 from identity.models import Tenant
-from identity.principal import Principal
-from identity.service import provision
+from identity.service import system_account
 from programs import repository
 from programs.deps import ProgramServices
 from programs.models import Enrollment, FeePayer, Program, UtilityAccount
@@ -72,20 +71,17 @@ class DeviceModelSpec:
     vendor_cert_fingerprint: bytes = b"\x00" * 32
 
 
+def utility_wallet_name(tenant: Tenant) -> str:
+    """The system name of a utility's own wallet, a ``SYSTEM`` customer of its tenant (the
+    name it had as a subject before migration 0015, so existing wallets keep it)."""
+    return f"utility-account:{tenant.slug}"
+
+
 async def utility_wallet(services: ProgramServices, tenant: Tenant) -> Wallet:
-    """The utility's own custodial wallet: its registry admin and sponsor account."""
-    account = await provision(
-        services.db,
-        principal=Principal(
-            tenant_id=tenant.id,
-            tenant_slug=tenant.slug,
-            issuer=tenant.issuer,
-            subject=f"utility-account:{tenant.slug}",
-            email=None,
-            client_id=None,
-            scopes=frozenset(),
-        ),
-        keyring=services.keyring,
+    """The utility's own custodial wallet: its registry admin and sponsor account. A system
+    wallet: no token of any issuer, whatever its subject, signs in as it."""
+    account = await system_account(
+        services.db, tenant_id=tenant.id, name=utility_wallet_name(tenant), keyring=services.keyring
     )
     return account.wallet
 

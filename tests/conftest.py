@@ -42,6 +42,8 @@ AUDIENCE = "https://wallet.ovpp.test"
 STRIPE_API_KEY = "sk_test_ovpp_tests"
 STRIPE_WEBHOOK_SECRET = "whsec_ovpp_tests_0123456789abcdef"
 BACKENDS = ["sqlite", "postgresql"]
+TEST_ADMIN_CLIENT = "test-client"
+"""The client of the test issuers' tokens (``TestIssuer.claims``), allowed to administer."""
 
 
 @pytest.fixture(scope="session")
@@ -197,12 +199,14 @@ def settings(
                 name="Test Utility",
                 issuer=test_issuer.issuer,
                 audience=AUDIENCE,
+                admin_client_ids=[TEST_ADMIN_CLIENT],
             ),
             TenantConfig(
                 slug="other-utility",
                 name="Other Utility",
                 issuer=other_issuer.issuer,
                 audience=other_issuer.audience,
+                admin_client_ids=[TEST_ADMIN_CLIENT],
             ),
         ],
     )
@@ -296,6 +300,7 @@ async def own_stack(
                     name="Test Utility",
                     issuer=test_issuer.issuer,
                     audience=test_issuer.audience,
+                    admin_client_ids=[TEST_ADMIN_CLIENT],
                 )
             ],
         )

@@ -28,6 +28,7 @@ def _environment(settings: Settings) -> dict[str, str]:
         "OVPP_RPC_URL": settings.resolved_rpc_url,
         "OVPP_ADDRESS_BOOK": str(settings.address_book),
         "OVPP_KEK": settings.kek.get_secret_value(),
+        "OVPP_METRICS_TOKEN": "bench-metrics-scraper-token",  # production serve requires one
         "OVPP_RELAYER_KEYS": str(settings.relayer_keys),
         "OVPP_TENANTS": json.dumps([tenant.model_dump() for tenant in settings.tenants]),
         "OVPP_LOG_LEVEL": "WARNING",

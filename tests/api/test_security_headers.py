@@ -58,7 +58,9 @@ async def web_app_policy(settings: Settings) -> dict[str, list[str]]:
 
 
 async def test_development_allows_the_embedded_provider_and_localstripes_card_script() -> None:
-    settings = Settings(_env_file=None, dev_oidc_port=9411, localstripe_port=8431)
+    settings = Settings(
+        _env_file=None, environment="development", dev_oidc_port=9411, localstripe_port=8431
+    )
 
     assert await web_app_policy(settings) == LOCKED_DOWN | {
         "script-src": ["'self'", "http://127.0.0.1:8431/js.stripe.com/v3/ovpp-card.js"],
@@ -167,7 +169,7 @@ async def test_the_api_answers_nosniff_and_no_referrer_and_graphiql_is_not_under
 async def test_an_unexpected_error_still_answers_with_the_headers_and_is_counted() -> None:
     """A 500 comes from Starlette's outermost error handler: the headers, the request id and
     the count must still be on it. (An app whose services never started fails every request.)"""
-    app = create_app(Settings(_env_file=None))
+    app = create_app(Settings(_env_file=None, environment="development"))
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         failed = await client.post("/graphql", json={"query": "{ __typename }"})

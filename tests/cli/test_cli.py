@@ -42,6 +42,7 @@ def test_config_shows_every_setting_but_no_secret(tmp_path: Path) -> None:
     result = _run(
         "config",
         cwd=tmp_path,
+        environment="production",
         database_url="postgresql+asyncpg://wallet:db-password-1@db.internal:5432/wallet",
         chain="custom",
         chain_id="153153",
@@ -91,11 +92,12 @@ def test_config_markdown_has_one_row_per_setting(tmp_path: Path) -> None:
 def test_migrate_creates_the_tables_and_is_idempotent(tmp_path: Path) -> None:
     database_file = tmp_path / "fresh.db"
     database_url = f"sqlite+aiosqlite:///{database_file}"
+    where = {"database_url": database_url, "data_dir": tmp_path}
 
-    first = _run("migrate", cwd=tmp_path, database_url=database_url, data_dir=tmp_path)
+    first = _run("migrate", cwd=tmp_path, environment="development", **where)
     assert first.returncode == 0, first.stderr
     schema_after_first = _sqlite_schema(database_file)
-    second = _run("migrate", cwd=tmp_path, database_url=database_url, data_dir=tmp_path)
+    second = _run("migrate", cwd=tmp_path, environment="development", **where)
     assert second.returncode == 0, second.stderr
 
     tables, versions = schema_after_first
@@ -107,7 +109,13 @@ def test_migrate_creates_the_tables_and_is_idempotent(tmp_path: Path) -> None:
 def test_deploy_writes_the_address_book_of_live_contracts(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     with LocalChain(port=free_port(), log_file=tmp_path / "anvil.log") as chain:
-        result = _run("deploy", cwd=tmp_path, rpc_url=chain.rpc_url, data_dir=data_dir)
+        result = _run(
+            "deploy",
+            cwd=tmp_path,
+            environment="development",
+            rpc_url=chain.rpc_url,
+            data_dir=data_dir,
+        )
         assert result.returncode == 0, result.stderr
 
         book_path = data_dir / "addresses-31337.json"
@@ -124,6 +132,7 @@ def test_relayer_authorize_lets_the_forwarder_accept_the_relayer_keys(tmp_path: 
     data_dir = tmp_path / "data"
     with LocalChain(port=free_port(), log_file=tmp_path / "anvil.log") as chain:
         settings = {
+            "environment": "development",
             "rpc_url": chain.rpc_url,
             "data_dir": data_dir,
             "database_url": f"sqlite+aiosqlite:///{tmp_path / 'ovpp.db'}",

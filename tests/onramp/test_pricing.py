@@ -32,7 +32,7 @@ TERMS = OnrampTerms(
 
 
 def test_the_default_terms_come_from_the_settings() -> None:
-    terms = terms_for(load_settings(), TokenKind.OVPP)
+    terms = terms_for(load_settings(environment="development"), TokenKind.OVPP)
     assert (terms.currency, terms.price, terms.fee_bps, terms.fee_fixed) == (
         "usd",
         Fraction(1, 10),

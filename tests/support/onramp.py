@@ -321,6 +321,7 @@ def serve_env(
         OVPP_RPC_URL=anvil.rpc_url,
         OVPP_ADDRESS_BOOK=str(settings.address_book),
         OVPP_KEK=kek,
+        OVPP_METRICS_TOKEN=f"metrics-{uuid.uuid4().hex}",  # production serves /metrics to it only
         OVPP_TENANTS=json.dumps([tenant.model_dump() for tenant in settings.tenants]),
         OVPP_RELAYER_IN_SERVE="false",
         OVPP_STRIPE_API_BASE=settings.resolved_stripe_api_base,

@@ -38,6 +38,7 @@ class Stack:
         env = {name: value for name, value in os.environ.items() if not name.startswith("OVPP_")}
         env.update(
             PYTHONUNBUFFERED="1",  # progress lines reach the log file as they are printed
+            OVPP_ENVIRONMENT="development",  # as `make run` sets it
             OVPP_DATA_DIR=str(self.data_dir),
             OVPP_PORT=str(self.api_port),
             OVPP_ANVIL_PORT=str(self.anvil_port),
