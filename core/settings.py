@@ -277,6 +277,12 @@ class Settings(BaseSettings):
     graphql_max_depth: int = Field(12, description="Maximum query depth.")
     graphql_max_tokens: int = Field(2000, description="Maximum tokens in one GraphQL document.")
     graphql_max_aliases: int = Field(20, description="Maximum aliases in one GraphQL document.")
+    graphql_ws_max_subscriptions: int = Field(
+        10,
+        ge=1,
+        description="Subscriptions one graphql-transport-ws connection may run at once; one "
+        "more is refused with an `error` message (the web app opens a socket per subscription).",
+    )
     metrics_token: SecretStr | None = Field(
         None,
         description="Bearer token a Prometheus scraper sends to read `/metrics` "

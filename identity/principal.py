@@ -23,6 +23,9 @@ class Principal:
     email: str | None
     client_id: str | None
     scopes: frozenset[str]
+    # The token's ``exp`` (epoch seconds, exactly as the JSON held it); None for the backend's
+    # own principals, which no token carries. A long-lived WebSocket is closed when it passes.
+    expires_at: int | float | None = None
 
     def require(self, scope: Scope) -> None:
         if scope.value not in self.scopes:

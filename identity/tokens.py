@@ -223,6 +223,12 @@ class AccessTokenValidator:
         self._leeway = leeway_seconds
         self.verified = VerifiedTokens()
 
+    def usable_until(self, principal: Principal) -> int | float | None:
+        """When ``principal``'s token stops being accepted (epoch seconds; ``exp`` + leeway)."""
+        if principal.expires_at is None:
+            return None
+        return principal.expires_at + self._leeway
+
     async def validate(self, token: str) -> Principal:
         remembered = self.verified.get(token)
         if remembered is not None:
@@ -292,6 +298,7 @@ class AccessTokenValidator:
             email=_storable_email(claims.get("email")),
             client_id=claims.get("client_id") if isinstance(claims.get("client_id"), str) else None,
             scopes=_scopes(claims),
+            expires_at=claims["exp"],
         )
         # not float(): a JSON integer can be any size (10**400), and comparisons stay exact
         return principal, key_set, claims["exp"]
