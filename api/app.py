@@ -32,10 +32,15 @@ from api.middleware import (
 from api.routes import healthz, readyz
 from api.stripe_webhook import stripe_webhook
 from api.web_app import web_app_content_security_policy, web_app_routes
+from api.websocket import WalletTransportWSHandler
 from core.settings import Settings
 
 
 class WalletGraphQL(GraphQL[RequestContext, None]):
+    # Over graphql-transport-ws the context built here is the connection's: each operation
+    # runs with one of its own (``api.websocket``).
+    graphql_transport_ws_handler_class = WalletTransportWSHandler
+
     async def get_context(self, request: Any, response: Response | None = None) -> RequestContext:
         return RequestContext(
             services=request.app.state.services, request=request, response=response
@@ -118,6 +123,7 @@ def create_app(
         build_schema(settings, extensions=[graphql_operations_extension(metrics)]),
         graphql_ide="graphiql" if settings.is_development else None,
         subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
+        max_subscriptions_per_connection=settings.graphql_ws_max_subscriptions,
         allow_queries_via_get=False,
     )
     app = WalletApp(

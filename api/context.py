@@ -1,8 +1,9 @@
 """Per-request context: the services, the caller (resolved lazily, once), one DB session and
-the DataLoaders."""
+the DataLoaders. Over a WebSocket, per operation: ``for_operation``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from functools import cached_property
 from typing import Any
@@ -25,12 +26,14 @@ class RequestContext:
         request: HTTPConnection,
         response: Any = None,
         authorization: str | None = None,
+        on_principal: Callable[[Principal], None] | None = None,
     ) -> None:
         self.services = services
         self.request = request
         self.response = response
         self.request_id: str = request.scope.get("state", {}).get("request_id", "-")
         self._authorization = authorization
+        self._on_principal = on_principal
         self._principal: Principal | None = None
         self._account: CustomerAccount | None = None
         self._session: AsyncSession | None = None
@@ -38,9 +41,26 @@ class RequestContext:
         # {"Authorization": "Bearer …"} there because browsers cannot set WebSocket headers.
         self.connection_params: dict[str, Any] | None = None
 
+    def for_operation(self, *, on_principal: Callable[[Principal], None]) -> RequestContext:
+        """A fresh context for one operation of this WebSocket connection: its own caller
+        (the token checked again, ``exp`` included), account, session and loaders, so that
+        operations running side by side on one socket share nothing but the connection.
+        ``on_principal`` hears of the caller once the token has passed."""
+        context = RequestContext(
+            services=self.services,
+            request=self.request,
+            response=self.response,
+            authorization=self._authorization,
+            on_principal=on_principal,
+        )
+        context.connection_params = self.connection_params
+        return context
+
     async def principal(self) -> Principal:
         if self._principal is None:
             self._principal = await self.services.token_validator.validate(self._bearer_token())
+            if self._on_principal is not None:
+                self._on_principal(self._principal)
         return self._principal
 
     async def account(self, scope: Scope = Scope.WALLET_READ) -> CustomerAccount:

@@ -351,6 +351,12 @@ class Settings(BaseSettings):
         "`/app/config.json` (never taken from a request's `Host` header). Unset: "
         "`http://127.0.0.1:<port>` in development; elsewhere `/app/config.json` answers 503.",
     )
+    graphql_ws_max_subscriptions: int = Field(
+        10,
+        ge=1,
+        description="Subscriptions one graphql-transport-ws connection may run at once; one "
+        "more is refused with an `error` message (the web app opens a socket per subscription).",
+    )
     metrics_token: SecretStr | None = Field(
         None,
         description="Bearer token a Prometheus scraper sends to read `/metrics` "

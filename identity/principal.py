@@ -25,6 +25,9 @@ class Principal:
     scopes: frozenset[str]
     admin_client_ids: frozenset[str] = frozenset()
     """The clients the utility allows to administer it (``TenantConfig.admin_client_ids``)."""
+    # The token's ``exp`` (epoch seconds, exactly as the JSON held it); None for the backend's
+    # own principals, which no token carries. A long-lived WebSocket is closed when it passes.
+    expires_at: int | float | None = None
 
     def require(self, scope: Scope) -> None:
         if scope.value not in self.scopes:

@@ -4,8 +4,9 @@ The API is an OAuth 2.0 resource server. A token is accepted only when, in this 
 its algorithm is an asymmetric one we allow (never ``none``, never HMAC: an HS256 token
 "signed" with an RSA public key is refused before any key is touched); its ``typ`` is
 ``at+jwt``; its ``iss`` is a configured utility; its ``kid`` is in that utility's JWKS
-(found by OIDC discovery, cached, re-fetched once on an unknown ``kid``); the signature
-verifies; and ``aud``, ``exp``, ``nbf``, ``iat`` and ``sub`` hold.
+(found by OIDC discovery, cached, re-fetched once on an unknown ``kid``; while the provider
+is down its last good set is served, see ``JwksCache``); the signature verifies; and
+``aud``, ``exp``, ``nbf``, ``iat`` and ``sub`` hold.
 
 A token that passed is remembered (``VerifiedTokens``) until it expires, for at most five
 minutes, and only while its issuer's key set is the one that verified it: a mobile app sends
@@ -43,6 +44,8 @@ logger = logging.getLogger(__name__)
 ALLOWED_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384")
 ACCEPTED_TYPES = {"at+jwt", "application/at+jwt"}
 MINIMUM_REFETCH_INTERVAL_SECONDS = 10.0
+REFETCH_WAIT_SECONDS = 1.0  # the longest a verification waits for a refetch of known keys
+MAXIMUM_STALE_SECONDS = 24 * 3600.0  # keys older than this are not served while a fetch fails
 MAXIMUM_SUBJECT_LENGTH = 255  # OpenID Connect Core 1.0 §2; also the customers.subject column
 MAXIMUM_EMAIL_LENGTH = 320  # the customers.email column
 
@@ -60,6 +63,12 @@ class TrustedIssuer:
 class _CachedKeys:
     key_set: KeySet
     fetched_at: float
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    finished_at: float
+    failed: bool
 
 
 class IssuerDirectory:
@@ -84,40 +93,84 @@ class IssuerDirectory:
 
 
 class JwksCache:
+    """Each trusted issuer's key set, fetched by one attempt at a time per issuer.
+
+    A verification never waits on a provider that is down while a key set is held: a set past
+    its TTL (but younger than ``MAXIMUM_STALE_SECONDS``) is served at once and refreshed in the
+    background; an unknown ``kid`` waits at most ``REFETCH_WAIT_SECONDS`` for a refetch. Every
+    attempt, failed or not, holds off the next for ``MINIMUM_REFETCH_INTERVAL_SECONDS``, so a
+    provider that is down is retried that often (while tokens arrive), not once per request.
+    Only the first fetch of an issuer (no set to fall back on) is waited for whole."""
+
     def __init__(self, http: httpx.AsyncClient, *, ttl_seconds: float) -> None:
         self._http = http
         self._ttl = ttl_seconds
-        self._keys: dict[str, _CachedKeys] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._keys: dict[str, _CachedKeys] = {}  # the last good set of each issuer
+        self._attempts: dict[str, _Attempt] = {}  # the last finished fetch of each issuer
+        self._fetching: dict[str, asyncio.Task[None]] = {}
 
     async def key_set(self, issuer: str, *, kid: str | None) -> KeySet:
-        """The issuer's keys; re-fetched when stale, or once when ``kid`` is not among them."""
+        """The issuer's keys: stale ones while a refresh runs, a refetch when ``kid`` is not
+        among them. ``SignInUnavailable`` when the keys that could hold ``kid`` are not known."""
+        cached = self._usable(issuer)
+        if cached is None:
+            await asyncio.shield(self._fetch_once(issuer))  # nothing to serve meanwhile
+            cached = self._usable(issuer)
+            if cached is None:
+                raise SignInUnavailable(
+                    "the sign-in provider's keys could not be fetched; try again"
+                )
+            return cached.key_set
+        if _has_kid(cached.key_set, kid):
+            stale = time.monotonic() - cached.fetched_at >= self._ttl
+            if stale and not self._held_off(issuer):
+                self._fetch_once(issuer)  # in the background; the held set serves meanwhile
+            return cached.key_set
+        # An unknown kid: a key published since the last fetch, or a key the issuer never had.
+        if not self._held_off(issuer):
+            await asyncio.wait({self._fetch_once(issuer)}, timeout=REFETCH_WAIT_SECONDS)
+        elif issuer in self._fetching:
+            await asyncio.wait({self._fetching[issuer]}, timeout=REFETCH_WAIT_SECONDS)
+        attempt = self._attempts.get(issuer)
+        if issuer in self._fetching or attempt is None or attempt.failed:
+            # Whether the issuer holds this kid could not be asked: an outage, not a bad token.
+            raise SignInUnavailable("the sign-in provider's keys could not be fetched; try again")
+        return self._keys[issuer].key_set
+
+    def _usable(self, issuer: str) -> _CachedKeys | None:
         cached = self._keys.get(issuer)
-        now = time.monotonic()
-        if (
-            cached is not None
-            and now - cached.fetched_at < self._ttl
-            and _has_kid(cached.key_set, kid)
-        ):
-            return cached.key_set
-        lock = self._locks.setdefault(issuer, asyncio.Lock())
-        async with lock:
-            cached = self._keys.get(issuer)
-            fresh_enough = cached is not None and (
-                time.monotonic() - cached.fetched_at < MINIMUM_REFETCH_INTERVAL_SECONDS
-            )
-            if cached is None or not fresh_enough:
-                try:
-                    cached = _CachedKeys(await self._fetch(issuer), time.monotonic())
-                except (httpx.HTTPError, ValueError, JoseError) as error:
-                    logger.warning("JWKS fetch for %s failed: %s", issuer, error)
-                    if cached is None:
-                        raise SignInUnavailable(
-                            "the sign-in provider's keys could not be fetched; try again"
-                        ) from error
-                else:
-                    self._keys[issuer] = cached
-            return cached.key_set
+        if cached is None or time.monotonic() - cached.fetched_at >= MAXIMUM_STALE_SECONDS:
+            return None
+        return cached
+
+    def _held_off(self, issuer: str) -> bool:
+        """A fetch runs, or the last one finished within the refetch interval."""
+        attempt = self._attempts.get(issuer)
+        recent = attempt is not None and (
+            time.monotonic() - attempt.finished_at < MINIMUM_REFETCH_INTERVAL_SECONDS
+        )
+        return recent or issuer in self._fetching
+
+    def _fetch_once(self, issuer: str) -> asyncio.Task[None]:
+        """The issuer's fetch in flight, started if none is (concurrent callers share it)."""
+        task = self._fetching.get(issuer)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._attempt(issuer))
+            self._fetching[issuer] = task
+        return task
+
+    async def _attempt(self, issuer: str) -> None:
+        try:
+            key_set = await self._fetch(issuer)
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, JoseError) as error:
+            logger.warning("JWKS fetch for %s failed: %s", issuer, error or type(error).__name__)
+            self._attempts[issuer] = _Attempt(finished_at=time.monotonic(), failed=True)
+        else:
+            now = time.monotonic()
+            self._keys[issuer] = _CachedKeys(key_set, now)
+            self._attempts[issuer] = _Attempt(finished_at=now, failed=False)
+        finally:
+            self._fetching.pop(issuer, None)
 
     def current(self, issuer: str) -> KeySet | None:
         """The key set held for ``issuer`` now (no fetch)."""
@@ -170,6 +223,12 @@ class AccessTokenValidator:
         self._jwks = jwks
         self._leeway = leeway_seconds
         self.verified = VerifiedTokens()
+
+    def usable_until(self, principal: Principal) -> int | float | None:
+        """When ``principal``'s token stops being accepted (epoch seconds; ``exp`` + leeway)."""
+        if principal.expires_at is None:
+            return None
+        return principal.expires_at + self._leeway
 
     async def validate(self, token: str) -> Principal:
         remembered = self.verified.get(token)
@@ -241,6 +300,7 @@ class AccessTokenValidator:
             client_id=_client_of(claims),
             scopes=_scopes(claims),
             admin_client_ids=trusted.admin_client_ids,
+            expires_at=claims["exp"],
         )
         # not float(): a JSON integer can be any size (10**400), and comparisons stay exact
         return principal, key_set, claims["exp"]

@@ -4,6 +4,7 @@ real discovery and JWKS documents over HTTP; the API fetches them as it would in
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import threading
@@ -39,6 +40,9 @@ class TestIssuer:
             2048, parameters={"kid": "test-key-1", "alg": "RS256"}
         )
         self.published_keys = [self.signing_key]
+        # While set, discovery and JWKS requests hang (a provider that is down without saying
+        # so) until it is cleared, then answer as usual.
+        self.hanging = False
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -80,11 +84,17 @@ class TestIssuer:
         token_header.update(header or {})
         return jwt.encode(token_header, self.claims(**claims), signing_key)
 
+    async def _while_hanging(self) -> None:
+        while self.hanging:  # noqa: ASYNC110 (a flag the test thread flips)
+            await asyncio.sleep(0.02)
+
     def start(self) -> None:
         async def discovery(_request: Request) -> JSONResponse:
+            await self._while_hanging()
             return JSONResponse({"issuer": self.issuer, "jwks_uri": f"{self.issuer}/jwks"})
 
         async def jwks(_request: Request) -> JSONResponse:
+            await self._while_hanging()
             return JSONResponse(self.jwks())
 
         app = Starlette(
@@ -105,6 +115,7 @@ class TestIssuer:
             time.sleep(0.02)
 
     def stop(self) -> None:
+        self.hanging = False
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:

@@ -1,0 +1,207 @@
+"""graphql-transport-ws as a client app speaks it, against the app served by uvicorn: each
+operation has its own context (the token checked again), only subscriptions run on the
+socket, the socket is closed with 4401 when the token expires, and the number of
+subscriptions one connection runs at once is limited."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import uvicorn
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+
+from api.container import Services
+from api.context import RequestContext
+from api.websocket import EXPIRED_CLOSE_CODE
+from tests.support.enrollment import ADD_DEVICE, SITE
+from tests.support.issuer import TestIssuer
+from tests.support.ports import free_port
+from tests.support.relayer_pause import relayer_paused
+from tests.support.rows import customers_with_subject
+from tests.support.transfers import quote, send
+from tests.support.wallets import Customer, FundedCustomer, fresh_address
+
+OVPP = 10**18
+USD = 10**6
+UPDATES = "subscription($id: ID!) { transactionUpdates(id: $id) { id status } }"
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A customer's transfer that stays QUEUED (the relayer is paused) so that subscriptions
+    to it stay open."""
+
+    customer: Customer
+    transaction_id: str
+
+
+@pytest.fixture
+async def ws_url(app) -> AsyncIterator[str]:  # type: ignore[no-untyped-def]
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:  # noqa: ASYNC110 (uvicorn exposes a flag, not an event)
+            await asyncio.sleep(0.02)
+        yield f"ws://127.0.0.1:{port}/graphql"
+    finally:
+        server.should_exit = True
+        await serving
+
+
+@pytest.fixture
+async def pending(
+    relayer, services: Services, client, funded_customer: FundedCustomer
+) -> AsyncIterator[Pending]:
+    async with relayer_paused(relayer, services):  # type: ignore[arg-type]
+        customer = await funded_customer(ovpp=5 * OVPP, stablecoin=5 * USD)
+        to = fresh_address()
+        fields = {"token": "OVPP", "to": to, "amount": "1", "feeToken": "STABLECOIN"}
+        made = await quote(client, customer.token, **fields)
+        sent = await send(client, customer.token, quote_id=made["id"], **fields)
+        assert sent["status"] == "QUEUED", sent
+        yield Pending(customer=customer, transaction_id=sent["id"])
+
+
+async def connect(url: str, token: str) -> ClientConnection:
+    socket = await websockets.connect(url, subprotocols=["graphql-transport-ws"])  # type: ignore[list-item]
+    await socket.send(
+        json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}})
+    )
+    assert json.loads(await socket.recv())["type"] == "connection_ack"
+    return socket
+
+
+async def subscribe(
+    socket: ClientConnection, operation_id: str, query: str, variables: dict[str, Any]
+) -> None:
+    payload = {"query": query, "variables": variables}
+    await socket.send(json.dumps({"id": operation_id, "type": "subscribe", "payload": payload}))
+
+
+async def receive(socket: ClientConnection, *, timeout: float = 15.0) -> dict[str, Any]:
+    return json.loads(await asyncio.wait_for(socket.recv(), timeout=timeout))
+
+
+async def test_the_socket_closes_with_4401_when_the_token_expires(
+    ws_url: str, pending: Pending, services: Services, test_issuer: TestIssuer
+) -> None:
+    """A subscription that runs on is cut when the token expires (``exp`` plus the allowed
+    clock skew), and the expired token opens nothing more."""
+    leeway = services.settings.jwt_leeway_seconds
+    subject = pending.customer.subject
+    short = test_issuer.mint(
+        sub=subject, email=f"{subject}@example.com", exp=int(time.time()) + 3 - leeway
+    )
+    socket = await connect(ws_url, short)
+    await subscribe(socket, "1", UPDATES, {"id": pending.transaction_id})
+    first = await receive(socket)
+    assert first["type"] == "next" and "errors" not in first["payload"], first
+    assert first["payload"]["data"]["transactionUpdates"]["status"] == "QUEUED"
+
+    started = time.monotonic()
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            message = await receive(socket, timeout=10.0)
+            assert message["type"] == "ping", message  # nothing else: the transfer waits
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == EXPIRED_CLOSE_CODE == 4401
+    assert time.monotonic() - started < 6.0
+
+    again = await connect(ws_url, short)
+    try:
+        await subscribe(again, "1", UPDATES, {"id": pending.transaction_id})
+        refused = await receive(again)
+        errors = refused["payload"] if refused["type"] == "error" else refused["payload"]["errors"]
+        assert [error["extensions"]["code"] for error in errors] == ["UNAUTHENTICATED"], refused
+    finally:
+        await again.close()
+
+
+async def test_queries_and_mutations_over_the_socket_are_refused_before_anything_runs(
+    ws_url: str, services: Services, test_issuer: TestIssuer
+) -> None:
+    subject = f"ws-mutation-{uuid.uuid4().hex[:12]}"
+    socket = await connect(ws_url, test_issuer.mint(sub=subject))
+    try:
+        device = {"make": "Acme", "model": "A1", "serial": "SN-WS-1", "siteAddress": SITE}
+        await subscribe(socket, "1", ADD_DEVICE, {"input": device})
+        await subscribe(socket, "2", "query { viewer { id } }", {})
+        answers = {}
+        for _ in range(2):
+            message = await receive(socket)
+            answers[message["id"]] = message
+    finally:
+        await socket.close()
+    for message in answers.values():
+        assert message["type"] == "error", message
+        [error] = message["payload"]
+        assert error["extensions"]["code"] == "BAD_REQUEST", error
+        assert "HTTP POST /graphql" in error["message"], error
+    # Nothing ran: not even the sign-in that provisions a customer.
+    assert await customers_with_subject(services.db, subject) == []
+
+
+async def test_operations_on_one_socket_each_have_a_context_of_their_own(
+    ws_url: str, pending: Pending, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two subscriptions on one socket: each resolves the caller (and would open its session)
+    in its own context, and the one that fails and ends leaves the other running."""
+    contexts: list[RequestContext] = []
+    account = RequestContext.account
+
+    async def recording(self: RequestContext, *args: Any, **kwargs: Any) -> Any:
+        contexts.append(self)
+        return await account(self, *args, **kwargs)
+
+    monkeypatch.setattr(RequestContext, "account", recording)
+    socket = await connect(ws_url, pending.customer.token)
+    try:
+        await subscribe(socket, "live", UPDATES, {"id": pending.transaction_id})
+        assert (await receive(socket))["id"] == "live"
+        await subscribe(socket, "gone", UPDATES, {"id": str(uuid.uuid4())})
+        failed = await receive(socket)
+        assert failed["id"] == "gone" and failed["type"] == "next", failed
+        assert [e["extensions"]["code"] for e in failed["payload"]["errors"]] == ["NOT_FOUND"]
+        assert (await receive(socket)) == {"id": "gone", "type": "complete"}
+        # The socket serves on; a subscription sent now has a context of its own too.
+        await socket.send(json.dumps({"id": "live", "type": "complete"}))
+        await subscribe(socket, "third", UPDATES, {"id": pending.transaction_id})
+        third = await receive(socket)
+        assert third["payload"]["data"]["transactionUpdates"]["status"] == "QUEUED", third
+    finally:
+        await socket.close()
+    assert len(contexts) == 3 and len({id(context) for context in contexts}) == 3, contexts
+
+
+async def test_one_subscription_beyond_the_connection_limit_is_refused(
+    ws_url: str, pending: Pending, services: Services
+) -> None:
+    limit = services.settings.graphql_ws_max_subscriptions
+    socket = await connect(ws_url, pending.customer.token)
+    try:
+        for number in range(limit):
+            await subscribe(socket, str(number), UPDATES, {"id": pending.transaction_id})
+            opened = await receive(socket)
+            assert (opened["id"], opened["type"]) == (str(number), "next"), opened
+        await subscribe(socket, "one-more", UPDATES, {"id": pending.transaction_id})
+        refused = await receive(socket)
+        assert (refused["id"], refused["type"]) == ("one-more", "error"), refused
+        assert refused["payload"][0]["message"] == "Subscription limit reached"
+
+        await socket.send(json.dumps({"id": "0", "type": "complete"}))
+        await subscribe(socket, "one-more", UPDATES, {"id": pending.transaction_id})
+        assert (await receive(socket))["id"] == "one-more"
+    finally:
+        await socket.close()
