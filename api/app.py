@@ -75,6 +75,27 @@ class WalletApp(Starlette):
         return app
 
 
+def _outer_middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
+    """Outermost first: every answer, a refusal for size included, is counted, carries a
+    request id and the security headers."""
+    return [
+        Middleware(MetricsMiddleware, metrics=metrics),
+        Middleware(RequestIdMiddleware),
+        Middleware(
+            SecurityHeadersMiddleware,
+            web_app_path="/app",
+            web_app_content_security_policy=web_app_content_security_policy(settings),
+        ),
+        Middleware(
+            BodySizeLimitMiddleware,
+            limits={
+                "/graphql": settings.graphql_max_body_bytes,
+                "/webhooks/stripe": settings.stripe_webhook_max_body_bytes,
+            },
+        ),
+    ]
+
+
 def create_app(
     settings: Settings,
     *,
@@ -127,22 +148,7 @@ def create_app(
         allow_queries_via_get=False,
     )
     app = WalletApp(
-        outer_middleware=[
-            Middleware(MetricsMiddleware, metrics=metrics),
-            Middleware(RequestIdMiddleware),
-            Middleware(
-                SecurityHeadersMiddleware,
-                web_app_path="/app",
-                web_app_content_security_policy=web_app_content_security_policy(settings),
-            ),
-            Middleware(
-                BodySizeLimitMiddleware,
-                limits={
-                    "/graphql": settings.graphql_max_body_bytes,
-                    "/webhooks/stripe": settings.stripe_webhook_max_body_bytes,
-                },
-            ),
-        ],
+        outer_middleware=_outer_middleware(settings, metrics),
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
