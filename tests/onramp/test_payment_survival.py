@@ -12,6 +12,7 @@ real processor:
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
 
@@ -25,6 +26,7 @@ from chain.deploy import Deployer
 from core.db import utc_now
 from onramp.models import OnrampPayment, StripeEvent
 from onramp.processor import RunningProcessor
+from tests.conftest import STRIPE_WEBHOOK_SECRET
 from tests.support.enrollment import add_device, program_id
 from tests.support.graphql import gql
 from tests.support.issuer import TestIssuer
@@ -41,6 +43,7 @@ from tests.support.onramp import (
     wait_payment,
     wait_processed,
 )
+from tests.support.stripe import signed_event
 from tests.support.wallets import ChainReader, Customer, new_customer
 
 # A field after the payment in the same document whose typed failure rolls the request's
@@ -228,8 +231,9 @@ async def test_a_payment_intent_that_is_not_ours_makes_no_row_and_says_why(
     deployer: Deployer,
     contracts: AddressBook,
 ) -> None:
-    """Another integration's PaymentIntent on the same account, and one whose metadata names
-    a wallet that is not its customer's: nothing is recreated or delivered."""
+    """Another integration's PaymentIntent on the same account (paid), and one whose metadata
+    names a wallet that is not its customer's (left unpaid: a succeeded one with our metadata
+    is, rightly, a mismatch for `reconcile`): nothing is recreated or delivered."""
     victim = await new_customer(client, test_issuer, deployer, contracts)
     real = await buy(client, victim, token_amount="5")
     metadata = (await live.stripe.payment_intent(real["paymentIntentId"]))["metadata"]
@@ -243,13 +247,22 @@ async def test_a_payment_intent_that_is_not_ours_makes_no_row_and_says_why(
         data = {"amount": "500", "currency": "usd", "payment_method_types[]": "card"}
         data.update({f"metadata[{k}]": v for k, v in meta.items()})
         intent = await live.stripe._post("/v1/payment_intents", data)
-        await live.stripe.pay(intent["id"])
-        delivery = await live.tap.wait_for("payment_intent.succeeded", intent["id"])
-        await wait_processed(services, [delivery.event_id])
+        if meta is forged:
+            body, signature = signed_event(
+                STRIPE_WEBHOOK_SECRET,
+                event_type="payment_intent.payment_failed",
+                obj={"id": intent["id"], "object": "payment_intent"},
+            )
+            assert (await live.post(body, signature)).status_code == 200
+            event_id = json.loads(body)["id"]
+        else:
+            await live.stripe.pay(intent["id"])
+            event_id = (await live.tap.wait_for("payment_intent.succeeded", intent["id"])).event_id
+        await wait_processed(services, [event_id])
         async with services.db.session() as session:
             event = (
                 await session.execute(
-                    select(StripeEvent).where(StripeEvent.stripe_event_id == delivery.event_id)
+                    select(StripeEvent).where(StripeEvent.stripe_event_id == event_id)
                 )
             ).scalar_one()
             assert reason in (event.last_error or ""), event.last_error
