@@ -88,10 +88,14 @@ class RequestContext:
 
     async def session(self) -> AsyncSession:
         """The request's one session, for mutations (which GraphQL runs one after another);
-        committed (or rolled back) once, when the operation ends. Except by ``transfer``,
-        which commits in its resolver: the commit makes a sponsored transfer's reservation
-        (PostgreSQL) and may refuse it, as a typed result; a later mutation of the same
-        operation that fails then leaves the transfer made."""
+        committed (or rolled back) once, when the operation ends. Except by the fields that
+        must outlive the rest of the document, which commit it themselves: ``transfer`` (the
+        commit makes a sponsored transfer's reservation on PostgreSQL and may refuse it, as a
+        typed result), and ``createOnrampPayment`` and a CARD ``enroll`` (the payment's row is
+        committed before its client secret is returned, so a later failing field cannot undo
+        a payment the customer can make). An operation carries at most one such value-moving
+        field (``extensions.OneValueMovingMutation``); what earlier fields wrote (a device, a
+        quote) is committed with it."""
         if self._session is None:
             self._session = self.services.db.sessionmaker()
         return self._session

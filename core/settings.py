@@ -314,6 +314,20 @@ class Settings(BaseSettings):
         description="How often the onramp processor looks for stored events and deliveries "
         "to advance (a webhook also wakes it at once).",
     )
+    onramp_reread_after_seconds: int = Field(
+        300,
+        ge=10,
+        description="A card payment still awaiting its card this long after it was made (or "
+        "last re-read) is re-read from Stripe by the onramp processor and moved as its webhook "
+        "would have moved it: a payment made behind a lost webhook is delivered anyway.",
+    )
+    onramp_reread_max_age_hours: int = Field(
+        72,
+        ge=1,
+        description="For how long after it was made an unpaid card payment keeps being re-read "
+        "(every `OVPP_ONRAMP_REREAD_AFTER_SECONDS`); an older one is left to `ovpp-wallet "
+        "onramp reconcile`.",
+    )
     onramp_treasury_stock_ovpp: str = Field(
         "1000000",
         description="Local chain only: OVPP minted once into the onramp treasury wallet, the "

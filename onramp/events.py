@@ -6,13 +6,15 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chain.tokens import format_units
 from core.db import utc_now
-from onramp import repository
+from onramp import recovery, repository
 from onramp.deps import OnrampServices
+from onramp.errors import PaymentProviderUnavailable
 from onramp.models import (
     AWAITING_PAYMENT,
     DELIVERY_STARTED,
@@ -55,6 +57,7 @@ async def record_event(session: AsyncSession, event: VerifiedEvent) -> bool:
 
 
 PAYMENT_INTENT_EVENTS = ("payment_intent.",)
+NO_PAYMENT = "no onramp payment for this PaymentIntent"
 MONEY_BACK_EVENTS = ("charge.refunded", "charge.refund.", "refund.", "charge.dispute.")
 
 
@@ -62,7 +65,8 @@ async def process_event(services: OnrampServices, event_id: str) -> str | None:
     """Act on one stored event in its own transaction; returns the payment it touched. Safe to
     run again, and from two processors at once: it only ever re-reads Stripe and applies what
     Stripe says now through guarded updates. Stripe is read before the first write, so no
-    lock is held during a network call."""
+    lock is held during a network call. A PaymentIntent no row has is given one from its
+    metadata (``recovery``), or the event says why not."""
     gateway = require_gateway(services.stripe)
     async with services.db.session() as session:
         event = await session.get(StripeEvent, event_id)
@@ -80,23 +84,25 @@ async def process_event(services: OnrampServices, event_id: str) -> str | None:
                 payment_intent_id = await gateway.payment_intent_of_charge(charge_id)
             except StripeObjectMissing:
                 payment_intent_id = None
-        payment = (
-            await repository.payment_by_intent(session, payment_intent_id)
-            if payment_intent_id
-            else None
-        )
-        if payment is None:
-            await repository.mark_event_processed(
-                session, event.id, note="no onramp payment for this PaymentIntent"
-            )
+        if payment_intent_id is None:
+            await repository.mark_event_processed(session, event.id, note=NO_PAYMENT)
             return None
         try:
-            state = await gateway.payment_intent(payment.stripe_payment_intent_id)
+            state = await gateway.payment_intent(payment_intent_id)
         except StripeObjectMissing:
             await repository.mark_event_processed(
                 session, event.id, note="Stripe no longer knows this PaymentIntent"
             )
             return None
+        payment = await repository.payment_by_intent(session, payment_intent_id)
+        if payment is None:
+            try:
+                payment = await recovery.recreate_payment(session, state)
+            except recovery.NotRecoverable as why:
+                await repository.mark_event_processed(
+                    session, event.id, note=f"{NO_PAYMENT}: {why}"[:500]
+                )
+                return None
         await apply_intent_state(
             session,
             payment_id=payment.id,
@@ -108,6 +114,48 @@ async def process_event(services: OnrampServices, event_id: str) -> str | None:
             session.add(event)
         await repository.mark_event_processed(session, event.id)
         return payment.id
+
+
+REREAD_BATCH = 20
+"""At most this many stale payments are re-read from Stripe per processor round."""
+
+
+async def reread_stale_payments(services: OnrampServices, *, limit: int = REREAD_BATCH) -> int:
+    """Re-read from Stripe the payments still awaiting a card ``onramp_reread_after_seconds``
+    after they were made or last looked at (up to ``onramp_reread_max_age_hours`` old), least
+    recently looked at first, and move each as its webhook would have: a payment made behind a
+    lost webhook (or one whose events were consumed before its row existed) is delivered
+    anyway. Each re-read marks the payment looked at, so an abandoned one costs one Stripe read
+    per interval. Stops at the first Stripe outage. Returns how many changed status."""
+    settings = services.settings
+    now = utc_now()
+    async with services.db.session() as session:
+        stale = await repository.stale_awaiting_payments(
+            session,
+            quiet_since=now - timedelta(seconds=settings.onramp_reread_after_seconds),
+            made_after=now - timedelta(hours=settings.onramp_reread_max_age_hours),
+            limit=limit,
+        )
+    if not stale:
+        return 0
+    gateway = require_gateway(services.stripe)
+    moved = 0
+    for payment_id, payment_intent_id in stale:
+        try:
+            state: IntentState | None = await gateway.payment_intent(payment_intent_id)
+        except StripeObjectMissing:
+            logger.warning(
+                "onramp payment %s: Stripe does not know %s", payment_id, payment_intent_id
+            )
+            state = None
+        except PaymentProviderUnavailable:
+            return moved  # said by the gateway; the next round tries again
+        async with services.db.session() as session:
+            if state is None:
+                await repository.touch_payment(session, payment_id)
+            elif await apply_intent_state(session, payment_id=payment_id, state=state):
+                moved += 1
+    return moved
 
 
 def _charge_of(event: StripeEvent) -> str | None:

@@ -93,7 +93,9 @@ async def create_payment(
         services,
         payment_id=payment_id,
         quote=row,
-        wallet_address=account.wallet.address,
+        account=account,
+        idempotency_key=idempotency_key,
+        request_fingerprint=request_fingerprint,
         purpose=PaymentPurpose.PURCHASE,
     )
     return await insert_payment(
@@ -114,20 +116,31 @@ async def create_intent(
     *,
     payment_id: str,
     quote: OnrampQuote,
-    wallet_address: str,
+    account: CustomerAccount,
+    idempotency_key: str,
+    request_fingerprint: str,
     purpose: PaymentPurpose,
     enrollment_id: str | None = None,
 ) -> CreatedIntent:
     """The card PaymentIntent, made before our row so no lock is held during the call. Its
-    Idempotency-Key and metadata derive from the (deterministic) payment id."""
+    Idempotency-Key and metadata derive from the (deterministic) payment id and the request."""
     gateway = require_gateway(services.stripe)
     metadata = {
         "ovpp_payment_id": payment_id,
         "ovpp_quote_id": quote.id,
-        "ovpp_wallet": wallet_address,
+        "ovpp_wallet": account.wallet.address,
         "ovpp_token": quote.token,
         "ovpp_token_amount": str(quote.token_amount),
         "ovpp_purpose": purpose.value,
+        # With the above, what the processor needs to recreate the payment's row (and its
+        # quote's) from the PaymentIntent alone, should the row ever be missing (recovery.py).
+        "ovpp_customer_id": account.customer.id,
+        "ovpp_wallet_id": account.wallet.id,
+        "ovpp_idempotency_key": idempotency_key,
+        "ovpp_request_fingerprint": request_fingerprint,
+        "ovpp_fiat_amount": str(quote.fiat_amount),
+        "ovpp_fee_amount": str(quote.fee_amount),
+        "ovpp_price": quote.price,
     }
     if enrollment_id:
         metadata["ovpp_enrollment_id"] = enrollment_id
@@ -152,8 +165,14 @@ async def insert_payment(
     purpose: PaymentPurpose,
     enrollment_id: str | None = None,
 ) -> OpenedPayment:
-    """Store the payment; a concurrent request with the same key or quote loses in SQL, and
-    then its PaymentIntent (which nobody can pay: its secret was never handed out) is canceled."""
+    """Store the payment and **commit** ``session``, so the row is on record before its client
+    secret leaves: whatever happens to the rest of the caller's transaction (a later field of
+    the GraphQL document failing rolls the request back), the payment the customer can now pay
+    is delivered when paid. The commit takes what ``session`` holds with it (a card
+    enrollment's row and its quote; an earlier field's rows, which a document with one
+    value-moving mutation may have). A concurrent request with the same key or quote loses in
+    SQL, and then its PaymentIntent (which nobody can pay: its secret was never handed out) is
+    canceled."""
     now = utc_now()
     inserted = await repository.insert_payment_if_absent(
         session,
@@ -185,6 +204,7 @@ async def insert_payment(
         session, customer_id=account.customer.id, idempotency_key=idempotency_key
     )
     if inserted and winner is not None:
+        await session.commit()
         return OpenedPayment(winner, intent.client_secret)
     gateway = require_gateway(services.stripe)
     if winner is None or winner.stripe_payment_intent_id != intent.id:

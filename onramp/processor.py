@@ -1,7 +1,8 @@
 """The onramp processor: the one place stored Stripe events and paid payments are acted on.
 
 Each tick, in separate transactions: process the stored events not yet processed (a failure
-is retried with backoff); deliver PAID payments from the treasury; settle deliveries whose
+is retried with backoff); re-read from Stripe the payments awaiting a card for a while (a lost
+webhook); deliver PAID payments from the treasury; settle deliveries whose
 relayed transfer is final; refund payments whose delivery failed; move card-paid enrollments
 on. Every step is idempotent and guarded in SQL, so a crash anywhere, a restart, or a second
 processor on the same PostgreSQL loses nothing and does nothing twice. It runs inside ``serve``
@@ -84,6 +85,7 @@ class OnrampProcessor:
     async def tick(self) -> bool:
         """One round of every step; ``True`` when something moved (run again at once)."""
         moved = await self.process_events()
+        moved = await self.reread_stale() or moved
         moved = await self.deliver_paid() or moved
         moved = bool(await delivery.settle_deliveries(self.services)) or moved
         moved = await self.refund_undelivered() or moved
@@ -100,6 +102,14 @@ class OnrampProcessor:
                 logger.warning("%s: event %s not processed yet: %r", self.name, event_id, error)
                 await self._retry_later(event_id, error)
         return bool(event_ids)
+
+    async def reread_stale(self) -> bool:
+        """Payments awaiting a card for a while are re-read from Stripe (a lost webhook)."""
+        try:
+            return bool(await events.reread_stale_payments(self.services))
+        except Exception:
+            logger.exception("%s: re-reading stale payments failed", self.name)
+            return False
 
     async def _retry_later(self, event_id: str, error: Exception) -> None:
         async with self.services.db.session() as session:

@@ -11,7 +11,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import insert_if_absent, utc_now
-from onramp.models import OnrampPayment, PaymentStatus, StripeEvent
+from onramp.models import AWAITING_PAYMENT, OnrampPayment, PaymentStatus, StripeEvent
 from relayer.models import JobKind, RelayTransaction
 
 
@@ -231,3 +231,42 @@ async def all_payments(
     if since is not None:
         statement = statement.where(OnrampPayment.created_at >= since)
     return list((await session.execute(statement)).scalars())
+
+
+# -- payments whose news was lost ----------------------------------------------------------------
+
+
+async def enrollment_exists(session: AsyncSession, enrollment_id: str) -> bool:
+    """Whether the enrollment a payment would name exists, read in the table ``enrollment_id``
+    refers to (the programs own it; the onramp knows it only through that foreign key)."""
+    (foreign_key,) = OnrampPayment.__table__.c.enrollment_id.foreign_keys  # type: ignore[attr-defined]
+    target = foreign_key.column
+    statement = select(target).where(target == enrollment_id)
+    return (await session.execute(statement)).first() is not None
+
+
+async def stale_awaiting_payments(
+    session: AsyncSession, *, quiet_since: datetime, made_after: datetime, limit: int
+) -> list[tuple[str, str]]:
+    """(payment id, PaymentIntent id) of payments still awaiting a card, made after
+    ``made_after`` and neither made nor looked at (``updated_at``) since ``quiet_since``, least
+    recently looked at first."""
+    statement = (
+        select(OnrampPayment.id, OnrampPayment.stripe_payment_intent_id)
+        .where(
+            OnrampPayment.status.in_([status.value for status in AWAITING_PAYMENT]),
+            OnrampPayment.created_at <= quiet_since,
+            OnrampPayment.created_at >= made_after,
+            OnrampPayment.updated_at <= quiet_since,
+        )
+        .order_by(OnrampPayment.updated_at, OnrampPayment.id)
+        .limit(limit)
+    )
+    return [(row[0], row[1]) for row in (await session.execute(statement)).all()]
+
+
+async def touch_payment(session: AsyncSession, payment_id: str) -> None:
+    """Mark the payment looked at now (``updated_at``), nothing else."""
+    await session.execute(
+        update(OnrampPayment).where(OnrampPayment.id == payment_id).values(updated_at=utc_now())
+    )

@@ -170,7 +170,8 @@ async def _open_fee_payment(
     idempotency_key: str,
     fingerprint: str,
 ) -> CardEnrollment:
-    """The card payment at Stripe, then the FEE_PENDING enrollment and the payment's row."""
+    """The card payment at Stripe, then the FEE_PENDING enrollment and the payment's row,
+    committed together (with the quote) by ``insert_payment`` before the secret is returned."""
     enrollment_id = str(
         uuid.uuid5(_ENROLLMENT_NAMESPACE, f"{account.customer.id}\x1f{idempotency_key}")
     )
@@ -182,7 +183,9 @@ async def _open_fee_payment(
         services,
         payment_id=payment_id,
         quote=quote,
-        wallet_address=account.wallet.address,
+        account=account,
+        idempotency_key=payment_key,
+        request_fingerprint=fingerprint,
         purpose=PaymentPurpose.ENROLLMENT_FEE,
         enrollment_id=enrollment_id,
     )

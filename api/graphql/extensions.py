@@ -1,11 +1,22 @@
-"""Schema-wide behaviour: one unit of work per operation, and error masking with logging."""
+"""Schema-wide behaviour: one unit of work per operation, at most one value-moving mutation
+per operation, and error masking with logging."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterator
 
-from graphql import GraphQLError
+from graphql import GraphQLError, ValidationRule
+from graphql.language import (
+    SKIP,
+    FieldNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    VisitorAction,
+)
 from strawberry.extensions import SchemaExtension
 
 from core.errors import DomainError
@@ -66,3 +77,69 @@ class UnitOfWork(SchemaExtension):
         result = self.execution_context.result
         succeeded = not (result is not None and getattr(result, "errors", None))
         await finish(succeeded=succeeded)
+
+
+VALUE_MOVING_MUTATIONS = frozenset(
+    {
+        "transfer",
+        "enroll",
+        "unenroll",
+        "createOnrampPayment",
+        "fundSponsorship",
+        "registerUtility",
+        "upsertProgram",
+    }
+)
+"""Mutation fields whose effect the request's rollback cannot undo: each one commits before
+it answers, moves value (tokens, sponsorship funds, a card payment at Stripe), or writes the
+chain (the registry). Two of them in one operation could leave one made and the other
+refused, or a client secret handed out for a payment the rest of the document undid. The
+others (``quoteTransfer``, ``quoteOnramp``, ``addDevice``) only write rows the rollback undoes."""
+
+TOO_MANY_VALUE_MUTATIONS = "TOO_MANY_VALUE_MUTATIONS"
+
+
+class OneValueMovingMutation(ValidationRule):
+    """Refuses, before anything runs, a mutation operation that selects more than one field of
+    ``VALUE_MOVING_MUTATIONS``, counted by response key (``a: transfer … b: transfer …`` is
+    two; the same key twice is one field, run once), through inline fragments and fragment
+    spreads. Counted whatever ``@skip``/``@include`` say: a client sends such fields apart."""
+
+    def enter_operation_definition(
+        self, node: OperationDefinitionNode, *_args: object
+    ) -> VisitorAction:
+        if node.operation != OperationType.MUTATION:
+            return SKIP
+        moving: dict[str, FieldNode] = {}
+        for field in self._root_fields(node.selection_set, seen=set()):
+            if field.name.value in VALUE_MOVING_MUTATIONS:
+                moving.setdefault((field.alias or field.name).value, field)
+        if len(moving) > 1:
+            fields = ", ".join(
+                key if key == field.name.value else f"{key}: {field.name.value}"
+                for key, field in moving.items()
+            )
+            self.report_error(
+                GraphQLError(
+                    "one request may carry at most one mutation that moves value or writes the "
+                    f"chain ({', '.join(sorted(VALUE_MOVING_MUTATIONS))}); this one has "
+                    f"{len(moving)} ({fields}): send them as separate requests",
+                    nodes=list(moving.values()),
+                    extensions={"code": TOO_MANY_VALUE_MUTATIONS},
+                )
+            )
+        return SKIP
+
+    def _root_fields(
+        self, selection_set: SelectionSetNode, *, seen: set[str]
+    ) -> Iterator[FieldNode]:
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                yield selection
+            elif isinstance(selection, InlineFragmentNode):
+                yield from self._root_fields(selection.selection_set, seen=seen)
+            elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
+                seen.add(selection.name.value)  # a cycle is NoFragmentCyclesRule's to report
+                fragment = self.context.get_fragment(selection.name.value)
+                if fragment is not None:
+                    yield from self._root_fields(fragment.selection_set, seen=seen)

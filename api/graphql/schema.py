@@ -29,6 +29,7 @@ from api.graphql.common import Chain, TokenType
 from api.graphql.devices import AddDeviceResult, DeviceModel
 from api.graphql.extensions import (
     MASKED_MESSAGE,
+    OneValueMovingMutation,
     SpecSelectionSets,
     UnitOfWork,
     is_expected,
@@ -192,7 +193,7 @@ def build_schema(
             lambda: ParserCache(maxsize=512),
             lambda: MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
             SpecSelectionSets,
-            lambda: AddValidationRules(limit_rules),
+            lambda: AddValidationRules([*limit_rules, OneValueMovingMutation]),
             lambda: ValidationCache(maxsize=512),
             lambda: MaskErrors(should_mask_error=should_mask, error_message=MASKED_MESSAGE),
             UnitOfWork,
