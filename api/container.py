@@ -17,9 +17,11 @@ from core.errors import ConfigurationError
 from core.settings import Settings
 from identity.service import AccountCache, sync_tenants, trusted_issuers
 from identity.tokens import AccessTokenValidator, IssuerDirectory, JwksCache
+from onramp.hold import card_hold
 from onramp.processor import PaymentFollower
 from onramp.stripe_gateway import StripeGateway
 from programs.card import advance_card_enrollments
+from relayer.deps import HeldFunds
 from relayer.forwarder import domain_separator
 from relayer.pricing import FixedPriceOracle, PriceOracle
 from wallet.kms import KeyRing, LocalKeyEncryptionKey
@@ -65,6 +67,7 @@ class Services:
     price_oracle: PriceOracle
     treasury_address: str
     forwarder_domain_separator: bytes
+    held_funds: HeldFunds  # what the onramp holds in a wallet (onramp.hold), for the relayer
     account_cache: AccountCache = field(default_factory=AccountCache)
     stripe: StripeGateway | None = None  # None: the card onramp is not configured
 
@@ -117,6 +120,7 @@ class Services:
             forwarder_domain_separator=domain_separator(
                 chain_id=profile.chain_id, forwarder=addresses.forwarder
             ),
+            held_funds=card_hold(settings),
             stripe=StripeGateway.from_settings(settings),
         )
 

@@ -301,6 +301,21 @@ class Settings(BaseSettings):
         "0.50", description="Smallest card payment, in fiat (Stripe's minimum for USD)."
     )
     onramp_max_fiat: str = Field("1000", description="Largest card payment, in fiat.")
+    onramp_hold_hours: int = Field(
+        72,
+        ge=0,
+        description="Tokens bought by card are held this long after delivery: they pay "
+        "enrollment and gas fees and go to this backend's wallets, but cannot be sent to any "
+        "other address until then (0: no hold). A chargeback then still finds them.",
+    )
+    onramp_customer_limit_day: str = Field(
+        "1000",
+        description="Most a customer may pay by card in any 24 hours, in fiat (payments "
+        "awaiting their card count; canceled or wholly refunded ones do not).",
+    )
+    onramp_customer_limit_30_days: str = Field(
+        "3000", description="Most a customer may pay by card in any 30 days, in fiat."
+    )
     onramp_quote_ttl_seconds: int = Field(
         600, description="How long an onramp quote (price and fee) can be paid at."
     )

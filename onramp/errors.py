@@ -40,3 +40,11 @@ class AlreadyResolved(DomainError):
     """The payment's case was resolved by an operator already; money moving again reopens it."""
 
     code = "ALREADY_RESOLVED"
+
+
+class CardLimitExceeded(OnrampUnavailable):
+    """The payment would take the customer's card purchases past a limit per 24 hours or per
+    30 days (``OVPP_ONRAMP_CUSTOMER_LIMIT_*``): refused before any PaymentIntent exists. On
+    the wire an ``OnrampUnavailable`` whose message names the limit and what is left of it."""
+
+    code = "CARD_LIMIT_EXCEEDED"

@@ -13,7 +13,7 @@ from core.errors import InvalidInput
 from core.idempotency import request_fingerprint as fingerprint_of
 from core.idempotency import require_idempotency_key
 from identity.service import CustomerAccount
-from onramp import repository
+from onramp import limits, repository
 from onramp.deps import OnrampServices
 from onramp.models import (
     AWAITING_PAYMENT,
@@ -56,9 +56,11 @@ async def create_payment(
     idempotency_key: str,
 ) -> OpenedPayment:
     """A card PaymentIntent for a quote, or the one this idempotency key already made (the
-    same key with other input is refused)."""
+    same key with other input is refused). The customer's card-payment lock is taken first, so
+    a retry racing its original replays it rather than counting against the limits."""
     require_onramp(services)
     _check_key(idempotency_key)
+    await repository.lock_customer_for_card_payment(session, account.customer.id)
     request_fingerprint = fingerprint_of(
         request.token.upper(),
         request.fiat_amount or "",
@@ -90,6 +92,7 @@ async def create_payment(
 
     payment_id = payment_id_for(account.customer.id, idempotency_key)
     intent = await create_intent(
+        session,
         services,
         payment_id=payment_id,
         quote=row,
@@ -112,6 +115,7 @@ async def create_payment(
 
 
 async def create_intent(
+    session: AsyncSession,
     services: OnrampServices,
     *,
     payment_id: str,
@@ -122,9 +126,16 @@ async def create_intent(
     purpose: PaymentPurpose,
     enrollment_id: str | None = None,
 ) -> CreatedIntent:
-    """The card PaymentIntent, made before our row so no lock is held during the call. Its
-    Idempotency-Key and metadata derive from the (deterministic) payment id and the request."""
+    """The card PaymentIntent, once the customer's card limits allow it (``limits``: their
+    lock is held from here until ``insert_payment`` commits). Its Idempotency-Key and metadata
+    derive from the (deterministic) payment id and the request."""
     gateway = require_gateway(services.stripe)
+    await limits.require_within_limits(
+        session,
+        settings=services.settings,
+        customer_id=account.customer.id,
+        fiat_amount=quote.fiat_amount,
+    )
     metadata = {
         "ovpp_payment_id": payment_id,
         "ovpp_quote_id": quote.id,

@@ -7,10 +7,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import insert_if_absent, utc_now
+from identity.models import Customer
 from onramp.models import AWAITING_PAYMENT, OnrampPayment, PaymentStatus, StripeEvent
 from relayer.models import JobKind, RelayTransaction
 
@@ -270,3 +271,57 @@ async def touch_payment(session: AsyncSession, payment_id: str) -> None:
     await session.execute(
         update(OnrampPayment).where(OnrampPayment.id == payment_id).values(updated_at=utc_now())
     )
+
+
+# -- the hold and the limits (onramp/hold.py, onramp/limits.py) ----------------------------------
+
+
+async def held_purchases(
+    session: AsyncSession, *, customer_id: str, wallet_id: str, delivered_since: datetime
+) -> list[tuple[str, int, datetime | None]]:
+    """(token, token amount, delivered at) of the card payments delivered to the wallet since
+    ``delivered_since``, and of those being delivered (``delivered_at`` still empty): whatever
+    their status since, a refund or dispute after delivery does not free the tokens."""
+    statement = select(
+        OnrampPayment.token, OnrampPayment.token_amount, OnrampPayment.delivered_at
+    ).where(
+        OnrampPayment.customer_id == customer_id,
+        OnrampPayment.wallet_id == wallet_id,
+        or_(
+            OnrampPayment.delivered_at >= delivered_since,
+            OnrampPayment.status == PaymentStatus.DELIVERING.value,
+        ),
+    )
+    return [(row[0], int(row[1]), row[2]) for row in (await session.execute(statement)).all()]
+
+
+async def lock_customer_for_card_payment(session: AsyncSession, customer_id: str) -> None:
+    """The customer's card payments, one at a time until commit: a no-op UPDATE of their
+    customer row (a row lock in PostgreSQL that foreign keys do not wait for, the write lock
+    in SQLite). Taken before the limits are read, held through the PaymentIntent's creation
+    until the payment's row is committed."""
+    await session.execute(
+        update(Customer).where(Customer.id == customer_id).values(email=Customer.email)
+    )
+
+
+async def card_totals(
+    session: AsyncSession,
+    *,
+    customer_id: str,
+    statuses: tuple[str, ...],
+    day_since: datetime,
+    month_since: datetime,
+) -> tuple[int, int]:
+    """What the customer's card payments in ``statuses`` made since ``day_since`` and since
+    ``month_since`` add up to, in fiat minor units (one statement, on the customer index)."""
+    recent = case((OnrampPayment.created_at >= day_since, OnrampPayment.fiat_amount), else_=0)
+    statement = select(
+        func.coalesce(func.sum(recent), 0), func.coalesce(func.sum(OnrampPayment.fiat_amount), 0)
+    ).where(
+        OnrampPayment.customer_id == customer_id,
+        OnrampPayment.created_at >= month_since,
+        OnrampPayment.status.in_(statuses),
+    )
+    day, month = (await session.execute(statement)).one()
+    return int(day), int(month)

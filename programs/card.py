@@ -177,9 +177,10 @@ async def _open_fee_payment(
     )
     payment_key = _payment_key(idempotency_key)
     payment_id = onramp.payment_id_for(account.customer.id, payment_key)
-    # Stripe first (no lock held during the call), then the rows; a concurrent twin of this
-    # request loses in SQL and gets the winner's enrollment.
+    # Stripe first, once the customer's card limits allow it, then the rows; a concurrent
+    # twin of this request loses in SQL and gets the winner's enrollment.
     intent = await onramp.create_intent(
+        session,
         services,
         payment_id=payment_id,
         quote=quote,

@@ -23,7 +23,7 @@ from core.db import insert_rows, utc_now
 from core.errors import InvalidInput
 from core.idempotency import request_fingerprint, require_idempotency_key
 from identity.service import CustomerAccount
-from relayer import sponsorship
+from relayer import hold, sponsorship
 from relayer.deps import RelayerServices
 from relayer.errors import InsufficientFunds, PolicyViolation, QuoteExpired
 from relayer.jobs import (
@@ -116,6 +116,12 @@ async def quote_transfer(
     raw: TransferInput,
 ) -> QuoteMade:
     transfer = validate_transfer(services, raw, sender=account.wallet.address)
+    held = await hold.binding_holds(
+        session, services=services, account=account, token=transfer.token, to=transfer.to
+    )
+    if held:  # the customer learns of the hold before asking to send
+        spendable = await spendable_balances(session, chain=services.chain, wallet=account.wallet)
+        hold.refuse_held(held, token=transfer.token, amount=transfer.amount, spendable=spendable)
     settings = services.settings
     max_fee_per_gas = await current_gas_price(services)
     sponsor, customer_day = await sponsorship.with_customer_day(
@@ -235,8 +241,9 @@ async def request_transfer(
     """Queue a relayed transfer, or return the one this idempotency key already made; the
     caller commits with ``commit_transfer``, which may still refuse a sponsored one.
 
-    For a new sponsored transfer on PostgreSQL, six statements (quote, nonces, the wallet's
-    recent jobs, the job, its charge, and the commit that reserves it) and one chain read."""
+    For a new sponsored transfer on PostgreSQL, seven statements (quote, nonces, the wallet's
+    recent jobs, its onramp holds, the job, its charge, and the reserving commit; one more when
+    something is held) and one chain read."""
     require_idempotency_key(idempotency_key)
     transfer = validate_transfer(services, raw, sender=account.wallet.address)
     wallet_id = account.wallet.id
@@ -270,7 +277,7 @@ async def request_transfer(
 
     quote = _usable_quote(quote, transfer=transfer, now=now, jobs=jobs)
     _enforce_policies(services, transfer=transfer, quote=quote, jobs=jobs, day_ago=day_ago)
-    await ensure_funds(
+    spendable = await ensure_funds(
         session,
         services=services,
         wallet=account.wallet,
@@ -278,6 +285,10 @@ async def request_transfer(
         fee=quote.fee_amount,
         debits=_debits(job for job in jobs if job.status in OPEN_STATUSES),
     )
+    held = await hold.binding_holds(
+        session, services=services, account=account, token=transfer.token, to=transfer.to
+    )
+    hold.refuse_held(held, token=transfer.token, amount=transfer.amount, spendable=spendable)
     return await queue_call(
         session,
         services=services,
@@ -416,9 +427,9 @@ async def ensure_funds(
     transfer: ValidatedTransfer,
     fee: int,
     debits: dict[str, int],
-) -> None:
+) -> dict[str, int]:
     """Refuse unless what the wallet can spend, given its open ``debits``, covers the transfer
-    and its fee."""
+    and its fee; returns what it can spend, per token kind."""
     spendable = await spendable_balances(
         session, chain=services.chain, wallet=wallet, debits=debits
     )
@@ -432,6 +443,7 @@ async def ensure_funds(
             raise InsufficientFunds(
                 token=token.symbol, required=amount, available=available, decimals=token.decimals
             )
+    return spendable
 
 
 def _enforce_policies(

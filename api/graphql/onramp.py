@@ -20,7 +20,7 @@ from api.graphql.failures import InvalidInput, OnrampUnavailable, QuoteExpired, 
 from api.graphql.relayer import Transaction
 from chain.tokens import TokenInfo, format_units
 from identity.principal import Scope
-from onramp import payments, quotes
+from onramp import limits, payments, quotes
 from onramp.models import OnrampPayment as PaymentRow
 from onramp.models import OnrampQuote as QuoteRow
 from onramp.models import PaymentPurpose, PaymentStatus
@@ -177,6 +177,39 @@ class OnrampPayment:
         )
 
 
+@strawberry.type(
+    description="Tokens bought by card that cannot yet leave for an address outside this "
+    "service (one entry per purchase): they pay fees and enrollments and go to this service's "
+    "wallets meanwhile."
+)
+class HeldBalance:
+    token: TokenType
+    amount: str = strawberry.field(description="Token units, as a decimal string.")
+    until: datetime = strawberry.field(description="When the hold on this amount ends.")
+
+
+@strawberry.type(
+    description="The customer's card limits (rolling windows, fee included) and what is left "
+    "of them: payments awaiting their card count."
+)
+class CardLimits:
+    currency: str
+    per_day: str = strawberry.field(description="Most that can be paid by card in 24 hours.")
+    per_day_left: str
+    per_30_days: str = strawberry.field(description="Most that can be paid by card in 30 days.")
+    per_30_days_left: str
+
+    @classmethod
+    def from_limits(cls, value: limits.CardLimits) -> CardLimits:
+        return cls(
+            currency=value.currency.upper(),
+            per_day=fiat(value.per_day),
+            per_day_left=fiat(value.left_day),
+            per_30_days=fiat(value.per_30_days),
+            per_30_days_left=fiat(value.left_30_days),
+        )
+
+
 OnrampQuoteResult = Annotated[
     OnrampQuote | InvalidInput | OnrampUnavailable, strawberry.union("OnrampQuoteResult")
 ]
@@ -233,3 +266,25 @@ async def viewer_onramp_payments(info: Info, customer_id: str, first: int) -> li
         rows = await payments.payments_of(session, customer_id=customer_id, limit=first)
     tokens = info.context.services.chain.tokens
     return [OnrampPayment.from_row(row, tokens=tokens, delivery=job) for row, job in rows]
+
+
+async def viewer_held(info: Info, *, customer_id: str, wallet_id: str) -> list[HeldBalance]:
+    services = info.context.services
+    async with info.context.read_session() as session:
+        held = await services.held_funds(session, customer_id=customer_id, wallet_id=wallet_id)
+    tokens = services.chain.tokens
+    return [
+        HeldBalance(
+            token=_token(tokens, item.token),
+            amount=_tokens(tokens, item.token, item.amount),
+            until=item.until,
+        )
+        for item in held
+    ]
+
+
+async def viewer_card_limits(info: Info, customer_id: str) -> CardLimits:
+    settings = info.context.services.settings
+    async with info.context.read_session() as session:
+        value = await limits.card_limits(session, settings=settings, customer_id=customer_id)
+    return CardLimits.from_limits(value)

@@ -8,7 +8,7 @@ from api.context import RequestContext
 from api.graphql import devices, onramp, programs, relayer
 from api.graphql.common import Balance
 from api.graphql.devices import Device
-from api.graphql.onramp import OnrampPayment
+from api.graphql.onramp import CardLimits, HeldBalance, OnrampPayment
 from api.graphql.programs import Enrollment
 from api.graphql.relayer import TransactionConnection
 from identity.service import CustomerAccount
@@ -20,6 +20,7 @@ Info = strawberry.Info[RequestContext, None]
 class Wallet:
     address: str
     wallet_id: strawberry.Private[str]
+    customer_id: strawberry.Private[str]
 
     @strawberry.field(description="Relayed transactions, newest first (cursor pagination).")
     async def transactions(
@@ -36,6 +37,20 @@ class Wallet:
     async def balances(self, info: Info) -> list[Balance]:
         readings = await info.context.services.chain.balances(self.address)
         return [Balance.from_chain(token, raw) for token, raw in readings]
+
+    @strawberry.field(
+        description="Tokens bought by card and still held, soonest free first: they cannot be "
+        "sent to an address outside this service before `until` (fees, enrollments and "
+        "transfers to this service's wallets are not limited). Empty when nothing is held."
+    )
+    async def held(self, info: Info) -> list[HeldBalance]:
+        return await onramp.viewer_held(
+            info, customer_id=self.customer_id, wallet_id=self.wallet_id
+        )
+
+    @strawberry.field(description="The customer's card limits and what is left of them.")
+    async def card_limits(self, info: Info) -> CardLimits:
+        return await onramp.viewer_card_limits(info, self.customer_id)
 
 
 @strawberry.type(description="The signed-in customer.")
@@ -66,5 +81,9 @@ class Viewer:
         return cls(
             id=strawberry.ID(account.customer.id),
             email=account.customer.email,
-            wallet=Wallet(address=account.wallet.address, wallet_id=account.wallet.id),
+            wallet=Wallet(
+                address=account.wallet.address,
+                wallet_id=account.wallet.id,
+                customer_id=account.customer.id,
+            ),
         )

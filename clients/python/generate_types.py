@@ -130,8 +130,19 @@ TYPES = [
     ),
     client_type("Balance", "token amount:decimal raw:int"),
     client_type(
+        "HeldBalance",
+        "token amount:decimal until",
+        comments={"until": "before then it cannot go to an address outside this service"},
+    ),
+    client_type(
+        "CardLimits",
+        "currency per_day:decimal per_day_left:decimal per_30_days:decimal "
+        "per_30_days_left:decimal",
+    ),
+    client_type(
         "Viewer",
-        "id email address=wallet.address balances=wallet.balances",
+        "id email address=wallet.address balances=wallet.balances held=wallet.held "
+        "card_limits=wallet.cardLimits",
         behaviour="ViewerBehaviour",
     ),
     client_type("Chain", "chain_id name"),

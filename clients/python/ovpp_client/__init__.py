@@ -4,6 +4,7 @@ from ovpp_client.client import WalletApiError, WalletClient
 from ovpp_client.types import (
     Balance,
     CapabilityCheck,
+    CardLimits,
     Chain,
     Device,
     DeviceModel,
@@ -11,6 +12,7 @@ from ovpp_client.types import (
     Enrollment,
     EnrollmentCheck,
     FeeQuote,
+    HeldBalance,
     InsufficientFunds,
     InvalidInput,
     NotEligible,
@@ -32,6 +34,7 @@ from ovpp_client.types import (
 __all__ = [
     "Balance",
     "CapabilityCheck",
+    "CardLimits",
     "Chain",
     "Device",
     "DeviceModel",
@@ -39,6 +42,7 @@ __all__ = [
     "Enrollment",
     "EnrollmentCheck",
     "FeeQuote",
+    "HeldBalance",
     "InsufficientFunds",
     "InvalidInput",
     "NotEligible",

@@ -94,11 +94,47 @@ class Balance:
 
 
 @dataclass(frozen=True, slots=True)
+class HeldBalance:
+    token: Token
+    amount: Decimal
+    until: datetime  # before then it cannot go to an address outside this service
+
+    @classmethod
+    def from_wire(cls, wire: Wire) -> HeldBalance:
+        return cls(
+            token=Token.from_wire(wire["token"]),
+            amount=Decimal(wire["amount"]),
+            until=datetime.fromisoformat(wire["until"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CardLimits:
+    currency: str
+    per_day: Decimal
+    per_day_left: Decimal
+    per_30_days: Decimal
+    per_30_days_left: Decimal
+
+    @classmethod
+    def from_wire(cls, wire: Wire) -> CardLimits:
+        return cls(
+            currency=wire["currency"],
+            per_day=Decimal(wire["perDay"]),
+            per_day_left=Decimal(wire["perDayLeft"]),
+            per_30_days=Decimal(wire["per30Days"]),
+            per_30_days_left=Decimal(wire["per30DaysLeft"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Viewer(ViewerBehaviour):
     id: str
     email: str | None
     address: str
     balances: list[Balance]
+    held: list[HeldBalance]
+    card_limits: CardLimits
 
     @classmethod
     def from_wire(cls, wire: Wire) -> Viewer:
@@ -107,6 +143,8 @@ class Viewer(ViewerBehaviour):
             email=wire["email"],
             address=wire["wallet"]["address"],
             balances=[Balance.from_wire(item) for item in wire["wallet"]["balances"]],
+            held=[HeldBalance.from_wire(item) for item in wire["wallet"]["held"]],
+            card_limits=CardLimits.from_wire(wire["wallet"]["cardLimits"]),
         )
 
 
