@@ -12,19 +12,32 @@ from identity.repository import upsert_tenant
 from relayer.sponsorship import configure_sponsor
 from tests.support.issuer import TestIssuer
 
+ADMIN_CLIENT = "test-client"  # the client id of TestIssuer's tokens (conftest's TEST_ADMIN_CLIENT)
+
 
 @asynccontextmanager
 async def fresh_utility(
-    services: Services, *, audience: str, sponsor_funds_wei: int | None = None, **caps: int
+    services: Services,
+    *,
+    audience: str,
+    sponsor_funds_wei: int | None = None,
+    admin_client_ids: tuple[str, ...] = (ADMIN_CLIENT,),
+    **caps: int,
 ) -> AsyncIterator[tuple[TestIssuer, str]]:
-    """Yields (issuer, tenant_id). With ``sponsor_funds_wei`` the utility sponsors gas."""
+    """Yields (issuer, tenant_id). With ``sponsor_funds_wei`` the utility sponsors gas. Its
+    administrators sign in through ``admin_client_ids`` (the issuer's default client)."""
     issuer = TestIssuer(audience=audience)
     issuer.start()
     slug = f"utility-{uuid.uuid4().hex[:10]}"
     try:
         async with services.db.session() as session:
             tenant = await upsert_tenant(
-                session, slug=slug, name=f"Utility {slug}", issuer=issuer.issuer, audience=audience
+                session,
+                slug=slug,
+                name=f"Utility {slug}",
+                issuer=issuer.issuer,
+                audience=audience,
+                admin_client_ids=admin_client_ids,
             )
             if sponsor_funds_wei is not None:
                 await configure_sponsor(
