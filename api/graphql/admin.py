@@ -39,13 +39,22 @@ class ControlEndpointInput:
     endpoint: str
 
 
-@strawberry.input
+@strawberry.input(
+    description="The utility's registry record. Sent again, it updates the record on chain "
+    "(territory, endpoints, fee recipient); an identical one sends nothing."
+)
 class RegisterUtilityInput:
     country: str
     region: str = strawberry.field(description='ISO 3166-2, e.g. "US-CA".')
     postal_codes: list[str] = strawberry.field(description='Codes or ranges, e.g. "94102-94110".')
-    control_endpoints: list[ControlEndpointInput]
-    fee_recipient: str | None = None
+    control_endpoints: list[ControlEndpointInput] = strawberry.field(
+        description="All of them: a protocol left out has its endpoint cleared."
+    )
+    fee_recipient: str | None = strawberry.field(
+        default=None,
+        description="Receives the connection fees. Omitted: unchanged (at the first "
+        "registration, the utility's own wallet).",
+    )
 
 
 @strawberry.input
