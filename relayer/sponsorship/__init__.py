@@ -3,6 +3,8 @@ typed and names its reason, and never falls back to charging the customer.
 
 A sponsored job's charge is its reservation: its worst case when queued (``reservation``),
 grown before a fee bump, and settled to the real cost once the job ends (``settlement``).
+Its funds grow only with value received (``funding``): the utility's tokens moved on chain,
+credited once their job is confirmed, or an operator's recorded credit.
 The rules are in ``rules``, the SQL in ``repository``; this module is the package's API."""
 
 from relayer.sponsorship.funding import (
