@@ -26,6 +26,7 @@ from registry_client.service import AwarenessCount
 from registry_client.types import PROTOCOLS, DeviceType, UtilityRecord, protocol_id
 from relayer import sponsorship
 from relayer.direct import send_from_operator, submit_as_wallet
+from relayer.models import FundingStatus, RelayStatus, SponsorFunding
 from wallet.models import Wallet
 
 # What a utility's wallet lets the registry take for the fees of the programs it sponsors.
@@ -408,6 +409,14 @@ async def awareness(services: ProgramServices, tenant_id: str) -> list[Awareness
 
 
 @dataclass(frozen=True)
+class FundingView:
+    """One funding of the sponsorship, as its administrator sees it."""
+
+    row: SponsorFunding
+    status: str  # PENDING, CREDITED, or FAILED (its job failed: nothing moved or credited)
+
+
+@dataclass(frozen=True)
 class SponsorBudget:
     """The utility's gas sponsorship in wei of the native token (all zero without one)."""
 
@@ -417,6 +426,11 @@ class SponsorBudget:
     remaining_wei: int
     sponsors_customer_transfers: bool
     sponsor_wallet: str | None  # the utility's wallet, which pays sponsored programs' fees
+    pending_wei: int = 0  # on-chain fundings whose jobs are not confirmed yet
+    fundings: list[FundingView] = field(default_factory=list)  # the newest first
+
+
+SHOWN_FUNDINGS = 20
 
 
 async def sponsor_budget(session: AsyncSession, tenant_id: str) -> SponsorBudget:
@@ -434,6 +448,7 @@ async def sponsor_budget(session: AsyncSession, tenant_id: str) -> SponsorBudget
             sponsor_wallet=sponsor_wallet,
         )
     spent = await sponsorship.spent_wei(session, sponsor.id)
+    fundings = await sponsorship.fundings_of_sponsor(session, sponsor.id, first=SHOWN_FUNDINGS)
     return SponsorBudget(
         active=sponsor.active,
         funds_wei=sponsor.funds_wei,
@@ -441,4 +456,14 @@ async def sponsor_budget(session: AsyncSession, tenant_id: str) -> SponsorBudget
         remaining_wei=max(sponsor.funds_wei - spent, 0),
         sponsors_customer_transfers=sponsor.sponsors_transfers,
         sponsor_wallet=sponsor_wallet,
+        pending_wei=await sponsorship.pending_funding_wei(session, sponsor.id),
+        fundings=[
+            FundingView(
+                row,
+                "FAILED"
+                if row.status == FundingStatus.PENDING and job_status == RelayStatus.FAILED
+                else row.status,
+            )
+            for row, job_status in fundings
+        ],
     )
