@@ -121,9 +121,9 @@ def create_app(
 
                 app.state.relayer = await start_relayer(app.state.services)
             else:
-                from relayer.keys import ensure_relayer_keys
+                from relayer.keys import ensure_a_relayer_key
 
-                await ensure_relayer_keys(app.state.services, count=settings.relayer_keys)
+                await ensure_a_relayer_key(app.state.services, count=settings.relayer_keys)
             if run_onramp_processor and app.state.services.stripe is not None:
                 from onramp.processor import start_onramp_processor
 

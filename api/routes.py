@@ -25,11 +25,13 @@ async def readyz(request: Request) -> JSONResponse:
     body: dict[str, object] = {"status": "ready" if ready else "not ready", "checks": checks}
     relayer = getattr(request.app.state, "relayer", None)
     if relayer is not None:
+        # How many keys need attention, not which: this route is public. The worker's log names
+        # each key's address once, and /metrics (behind its token) has every key's balance.
         worker = relayer.worker
         body["relayer"] = {
             "running": not relayer.task.done(),
-            "lowBalanceKeys": sorted(worker.low_balance_keys),
-            "unauthorizedKeys": sorted(worker.unauthorized_keys),
+            "lowBalanceKeys": len(worker.low_balance_keys),
+            "unauthorizedKeys": len(worker.unauthorized_keys),
         }
         if relayer.task.done():
             body["status"], ready = "not ready", False

@@ -17,7 +17,6 @@ def sponsor() -> None:
 @sponsor.command("set")
 @click.option("--tenant", "tenant_slug", required=True, help="The utility's slug.")
 @click.option("--name", help="Shown to customers (default: the utility's name).")
-@click.option("--add-funds", default="0", show_default=True, help="Native tokens to add, e.g. 0.5")
 @click.option("--per-transaction-cap", help="Native tokens of gas at most per transaction.")
 @click.option("--per-customer-daily-cap", help="Native tokens per customer per day.")
 @click.option("--period-cap", help="Native tokens per period.")
@@ -26,14 +25,14 @@ def sponsor() -> None:
 def sponsor_set(
     tenant_slug: str,
     name: str | None,
-    add_funds: str,
     per_transaction_cap: str | None,
     per_customer_daily_cap: str | None,
     period_cap: str | None,
     period_days: int | None,
     active: bool | None,
 ) -> None:
-    """Create or update a utility's gas sponsorship and top up its funds."""
+    """Create or update a utility's gas sponsorship (its funds: ``sponsor credit``, or the
+    utility's ``fundSponsorship``)."""
     from sqlmodel import select
 
     from chain.tokens import parse_units
@@ -59,7 +58,6 @@ def sponsor_set(
                     session,
                     tenant_id=tenant.id,
                     name=name or tenant.name,
-                    add_funds_wei=wei(add_funds) or 0,
                     per_transaction_cap_wei=wei(per_transaction_cap),
                     per_customer_daily_cap_wei=wei(per_customer_daily_cap),
                     period_cap_wei=wei(period_cap),
@@ -70,6 +68,62 @@ def sponsor_set(
                 click.echo(
                     f"{row.name}: funds {row.funds_wei} wei, spent {spent} wei, "
                     f"{'active' if row.active else 'inactive'}"
+                )
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
+
+
+@sponsor.command("credit")
+@click.option("--utility", "utility_slug", required=True, help="The utility's slug.")
+@click.option("--amount", required=True, help="Native tokens of gas funds to add, e.g. 0.5")
+@click.option("--operator", required=True, help="Who credits it (recorded).")
+@click.option(
+    "--reference", required=True, help="The payment's reference (recorded; credited once)."
+)
+def sponsor_credit(utility_slug: str, amount: str, operator: str, reference: str) -> None:
+    """Credit a utility's gas sponsorship for a payment received outside the chain: the
+    funding records who credited it and the payment's reference, which is credited once."""
+    from sqlmodel import select
+
+    from chain.tokens import AmountError, parse_units
+    from core.db import Database
+    from core.errors import InvalidInput
+    from identity.models import Tenant
+    from relayer.sponsorship import credit_by_operator, spent_wei
+
+    settings = cli_settings()
+    try:
+        amount_wei = parse_units(amount, 18)
+    except AmountError as error:
+        raise click.BadParameter(str(error), param_hint="--amount") from error
+
+    async def run() -> None:
+        db = Database(settings.resolved_database_url)
+        try:
+            async with db.session() as session:
+                tenant = (
+                    await session.execute(select(Tenant).where(Tenant.slug == utility_slug))
+                ).scalar_one_or_none()
+                if tenant is None:
+                    raise click.ClickException(f"no utility with slug {utility_slug!r}")
+                try:
+                    row = await credit_by_operator(
+                        session,
+                        tenant_id=tenant.id,
+                        name=tenant.name,
+                        amount_wei=amount_wei,
+                        operator=operator,
+                        reference=reference,
+                    )
+                except InvalidInput as error:
+                    raise click.ClickException(error.message) from error
+                spent = await spent_wei(session, row.id)
+                click.echo(
+                    f"{row.name}: credited {amount_wei} wei by {operator.strip()} "
+                    f"(reference {reference.strip()}); funds {row.funds_wei} wei, "
+                    f"spent {spent} wei"
                 )
         finally:
             await db.dispose()

@@ -10,6 +10,7 @@ from eth_account import Account
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chain.addresses import client_address
+from chain.calls import Call
 from core.db import utc_now
 from core.errors import Forbidden, InvalidInput, NotFound
 from identity.models import Tenant
@@ -18,14 +19,18 @@ from programs import repository
 from programs.deps import ProgramServices
 from programs.models import Enrollment, FeePayer, Program, UtilityAccount
 from programs.payment import approve_call
-from programs.registry import registry_of, routing_of
-from registry_client.onchain import program_id_of, utility_id_of
+from programs.registry import ovpp_token, registry_of, routing_of
+from registry_client.onchain import OnChainRegistry, program_id_of, utility_id_of
 from registry_client.routing import model_id_of
 from registry_client.service import AwarenessCount
-from registry_client.types import DeviceType, protocol_id
+from registry_client.types import PROTOCOLS, DeviceType, UtilityRecord, protocol_id
 from relayer import sponsorship
 from relayer.direct import send_from_operator, submit_as_wallet
+from relayer.models import FundingStatus, RelayStatus, SponsorFunding
 from wallet.models import Wallet
+
+# What a utility's wallet lets the registry take for the fees of the programs it sponsors.
+FEE_ALLOWANCE = 2**256 - 1
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,8 @@ class UtilitySpec:
     postal_codes: list[str]
     control_endpoints: dict[str, str]
     fee_recipient: str | None = None
-    ca_cert_fingerprint: bytes = b"\x00" * 32
+    # None: the registry's (zero on a first registration)
+    ca_cert_fingerprint: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -89,67 +95,147 @@ async def utility_wallet(services: ProgramServices, tenant: Tenant) -> Wallet:
 async def onboard_utility(
     services: ProgramServices, *, tenant: Tenant, spec: UtilitySpec, operator_key: str
 ) -> UtilityAccount:
-    """Register the utility in the registry (idempotent) with its endpoints, and approve the
-    registry to take the fees of the programs it sponsors from its wallet."""
-    if len(spec.country) != 2:
-        raise InvalidInput("country is an ISO 3166-1 alpha-2 code", field="country")
-    if not spec.postal_codes or len(spec.postal_codes) > 128:
-        raise InvalidInput("give 1 to 128 postal codes or ranges", field="postalCodes")
-    fee_recipient = spec.fee_recipient
-    if fee_recipient is not None:
-        fee_recipient = client_address(fee_recipient, field="feeRecipient")
-    spec = replace(
-        spec, country=spec.country.upper(), region=spec.region.upper(), fee_recipient=fee_recipient
-    )
+    """Register the utility in the registry, or bring its record there up to ``spec``
+    (territory, control endpoints, fee recipient: ``updateUtility`` and ``setControlEndpoint``
+    as the utility's admin), and approve the registry to take the fees of the programs it
+    sponsors from its wallet. The catalog is then written from the record read back from the
+    chain. Nothing is sent when the chain already matches."""
+    spec = _checked_spec(spec)
     registry = registry_of(services.chain)
     wallet = await utility_wallet(services, tenant)
     utility_id = utility_id_of(tenant.slug)
     record = await registry.utility(utility_id)
     if record is None:
-        data = registry.contract.encode_abi(
-            "registerUtility",
-            args=[
-                utility_id,
-                wallet.address,
-                tenant.name,
-                spec.country,
-                spec.region,
-                spec.postal_codes,
-                spec.fee_recipient or wallet.address,
-                spec.ca_cert_fingerprint,
-            ],
-        )
-        await send_from_operator(
-            services,
-            operator_key=operator_key,
-            to=registry.address,
-            data=bytes.fromhex(data[2:]),
-            gas=1_500_000,
+        await _register(
+            services, tenant=tenant, spec=spec, wallet=wallet, operator_key=operator_key
         )
         record = await registry.utility(utility_id)
-    calls = [
-        registry.set_control_endpoint(utility_id=utility_id, protocol=protocol, endpoint=endpoint)
-        for protocol, endpoint in spec.control_endpoints.items()
-        if record is None or record.control_endpoints.get(protocol) != endpoint
-    ]
-    calls.append(approve_call(services, spender=registry.address, amount=2**256 - 1))
-    await submit_as_wallet(services, wallet_id=wallet.id, calls=calls, operator_key=operator_key)
+        assert record is not None
+    if record.admin != wallet.address:
+        raise Forbidden("the registry's admin of this utility is not its wallet")
+    calls = _utility_changes(registry, record, name=tenant.name, spec=spec)
+    token = ovpp_token(services.chain).address or ""
+    allowance = (
+        await services.chain.erc20(token)
+        .functions.allowance(wallet.address, registry.address)
+        .call()
+    )
+    if allowance < FEE_ALLOWANCE // 2:
+        calls.append(approve_call(services, spender=registry.address, amount=FEE_ALLOWANCE))
+    if calls:
+        await submit_as_wallet(
+            services, wallet_id=wallet.id, calls=calls, operator_key=operator_key
+        )
+        record = await registry.utility(utility_id)
+        assert record is not None
+    return await _mirror_utility(services, tenant=tenant, wallet=wallet, record=record)
+
+
+def _checked_spec(spec: UtilitySpec) -> UtilitySpec:
+    if len(spec.country) != 2:
+        raise InvalidInput("country is an ISO 3166-1 alpha-2 code", field="country")
+    if len(spec.region) > 10:
+        raise InvalidInput("region is an ISO 3166-2 code, e.g. US-CA", field="region")
+    if not spec.postal_codes or len(spec.postal_codes) > 128:
+        raise InvalidInput("give 1 to 128 postal codes or ranges", field="postalCodes")
+    fee_recipient = spec.fee_recipient
+    if fee_recipient is not None:
+        fee_recipient = client_address(fee_recipient, field="feeRecipient")
+    return replace(
+        spec, country=spec.country.upper(), region=spec.region.upper(), fee_recipient=fee_recipient
+    )
+
+
+async def _register(
+    services: ProgramServices,
+    *,
+    tenant: Tenant,
+    spec: UtilitySpec,
+    wallet: Wallet,
+    operator_key: str,
+) -> None:
+    """``registerUtility``: the registrar's (operator's) call, the one step the utility's
+    wallet cannot take itself."""
+    registry = registry_of(services.chain)
+    data = registry.contract.encode_abi(
+        "registerUtility",
+        args=[
+            utility_id_of(tenant.slug),
+            wallet.address,
+            tenant.name,
+            spec.country,
+            spec.region,
+            spec.postal_codes,
+            spec.fee_recipient or wallet.address,
+            spec.ca_cert_fingerprint or bytes(32),
+        ],
+    )
+    await send_from_operator(
+        services,
+        operator_key=operator_key,
+        to=registry.address,
+        data=bytes.fromhex(data[2:]),
+        gas=1_500_000,
+    )
+
+
+def _utility_changes(
+    registry: OnChainRegistry, record: UtilityRecord, *, name: str, spec: UtilitySpec
+) -> list[Call]:
+    """The admin calls that bring ``record`` up to ``spec``: ``updateUtility`` when a detail
+    differs (an omitted fee recipient or certificate fingerprint stays as it is), and
+    ``setControlEndpoint`` for each endpoint that differs, clearing those ``spec`` omits."""
+    calls: list[Call] = []
+    fee_recipient = spec.fee_recipient or record.fee_recipient
+    fingerprint = spec.ca_cert_fingerprint or record.ca_cert_fingerprint
+    wanted = (name, spec.country, spec.region, tuple(spec.postal_codes), fee_recipient, fingerprint)
+    landed = (
+        record.name,
+        record.country,
+        record.region,
+        record.postal_codes,
+        record.fee_recipient,
+        record.ca_cert_fingerprint,
+    )
+    if wanted != landed:
+        calls.append(
+            registry.update_utility(
+                utility_id=record.utility_id,
+                name=name,
+                country=spec.country,
+                region=spec.region,
+                postal_codes=list(spec.postal_codes),
+                fee_recipient=fee_recipient,
+                ca_cert_fingerprint=fingerprint,
+            )
+        )
+    endpoints = dict.fromkeys((p for p in record.control_endpoints if p in PROTOCOLS), "") | dict(
+        spec.control_endpoints
+    )
+    calls.extend(
+        registry.set_control_endpoint(utility_id=record.utility_id, protocol=p, endpoint=e)
+        for p, e in endpoints.items()
+        if record.control_endpoints.get(p, "") != e
+    )
+    return calls
+
+
+async def _mirror_utility(
+    services: ProgramServices, *, tenant: Tenant, wallet: Wallet, record: UtilityRecord
+) -> UtilityAccount:
+    """The catalog's copy of the utility's territory, as it landed on chain."""
     async with services.db.session() as session:
         row = await repository.utility_of_tenant(session, tenant.id)
         if row is None:
             row = UtilityAccount(
                 tenant_id=tenant.id,
-                utility_id="0x" + utility_id.hex(),
+                utility_id="0x" + record.utility_id.hex(),
                 wallet_id=wallet.id,
-                country=spec.country,
-                region=spec.region,
-                postal_codes=spec.postal_codes,
+                country=record.country,
+                region=record.region,
             )
-        row.country, row.region, row.postal_codes = (
-            spec.country,
-            spec.region,
-            list(spec.postal_codes),
-        )
+        row.country, row.region = record.country, record.region
+        row.postal_codes = list(record.postal_codes)
         session.add(row)
     return row
 
@@ -323,6 +409,14 @@ async def awareness(services: ProgramServices, tenant_id: str) -> list[Awareness
 
 
 @dataclass(frozen=True)
+class FundingView:
+    """One funding of the sponsorship, as its administrator sees it."""
+
+    row: SponsorFunding
+    status: str  # PENDING, CREDITED, or FAILED (its job failed: nothing moved or credited)
+
+
+@dataclass(frozen=True)
 class SponsorBudget:
     """The utility's gas sponsorship in wei of the native token (all zero without one)."""
 
@@ -332,6 +426,11 @@ class SponsorBudget:
     remaining_wei: int
     sponsors_customer_transfers: bool
     sponsor_wallet: str | None  # the utility's wallet, which pays sponsored programs' fees
+    pending_wei: int = 0  # on-chain fundings whose jobs are not confirmed yet
+    fundings: list[FundingView] = field(default_factory=list)  # the newest first
+
+
+SHOWN_FUNDINGS = 20
 
 
 async def sponsor_budget(session: AsyncSession, tenant_id: str) -> SponsorBudget:
@@ -349,6 +448,7 @@ async def sponsor_budget(session: AsyncSession, tenant_id: str) -> SponsorBudget
             sponsor_wallet=sponsor_wallet,
         )
     spent = await sponsorship.spent_wei(session, sponsor.id)
+    fundings = await sponsorship.fundings_of_sponsor(session, sponsor.id, first=SHOWN_FUNDINGS)
     return SponsorBudget(
         active=sponsor.active,
         funds_wei=sponsor.funds_wei,
@@ -356,4 +456,14 @@ async def sponsor_budget(session: AsyncSession, tenant_id: str) -> SponsorBudget
         remaining_wei=max(sponsor.funds_wei - spent, 0),
         sponsors_customer_transfers=sponsor.sponsors_transfers,
         sponsor_wallet=sponsor_wallet,
+        pending_wei=await sponsorship.pending_funding_wei(session, sponsor.id),
+        fundings=[
+            FundingView(
+                row,
+                "FAILED"
+                if row.status == FundingStatus.PENDING and job_status == RelayStatus.FAILED
+                else row.status,
+            )
+            for row, job_status in fundings
+        ],
     )

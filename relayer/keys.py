@@ -28,30 +28,49 @@ async def enabled_keys(session: AsyncSession) -> list[RelayerKey]:
 
 async def ensure_relayer_keys(services: RelayerServices, *, count: int) -> list[RelayerKey]:
     """Slots 0..count-1 exist (racing creators settle on the unique slot); later slots are
-    disabled, never deleted, so their transactions still finish."""
+    disabled, never deleted, so their transactions still finish.
+
+    Which keys are enabled is the relayer's to say: only the relayer (``ovpp-wallet relayer``,
+    ``serve`` running it) and ``relayer-authorize`` call this, with their ``OVPP_RELAYER_KEYS``.
+    An API process without the relayer calls ``ensure_a_relayer_key``."""
     async with services.db.session() as session:
-        for slot in range(count):
-            sealed = generate_sealed_key(services.keyring.current)
-            await insert_if_absent(
-                session,
-                RelayerKey.__table__,
-                {
-                    "id": new_id(),
-                    "slot": slot,
-                    "address": sealed.address,
-                    "encrypted_private_key": sealed.encrypted_private_key,
-                    "wrapped_data_key": sealed.wrapped_data_key,
-                    "kek_id": sealed.kek_id,
-                    "next_nonce": 0,
-                    "enabled": True,
-                    "created_at": utc_now(),
-                },
-            )
+        await _create_slots(session, services, count=count)
         for key in (await session.execute(select(RelayerKey))).scalars():
             key.enabled = key.slot < count
             session.add(key)
     async with services.db.session() as session:
         return await enabled_keys(session)
+
+
+async def ensure_a_relayer_key(services: RelayerServices, *, count: int) -> None:
+    """For an API process that does not run the relayer: creates slots 0..count-1 only in a
+    database that holds no relayer key yet (so a first transfer finds one before the relayer's
+    first start), and never changes which keys are enabled. Were it to, an API process with
+    another ``OVPP_RELAYER_KEYS`` than the relayer's would disable the relayer's keys at each
+    start, and move wallets to other keys while their transactions are in flight."""
+    async with services.db.session() as session:
+        if (await session.execute(select(RelayerKey.id).limit(1))).first() is None:
+            await _create_slots(session, services, count=count)
+
+
+async def _create_slots(session: AsyncSession, services: RelayerServices, *, count: int) -> None:
+    for slot in range(count):
+        sealed = generate_sealed_key(services.keyring.current)
+        await insert_if_absent(
+            session,
+            RelayerKey.__table__,
+            {
+                "id": new_id(),
+                "slot": slot,
+                "address": sealed.address,
+                "encrypted_private_key": sealed.encrypted_private_key,
+                "wrapped_data_key": sealed.wrapped_data_key,
+                "kek_id": sealed.kek_id,
+                "next_nonce": 0,
+                "enabled": True,
+                "created_at": utc_now(),
+            },
+        )
 
 
 async def fund_local_keys(

@@ -52,6 +52,7 @@ class JobKind(StrEnum):
     UNENROLL = "UNENROLL"
     ONRAMP_DELIVERY = "ONRAMP_DELIVERY"
     NONCE_FILL = "NONCE_FILL"  # a zero-value transaction taking a refused job's relayer nonce
+    SPONSOR_FUNDING = "SPONSOR_FUNDING"  # a utility's tokens to the fee treasury, for gas funds
 
 
 OPEN_STATUSES = (RelayStatus.QUEUED, RelayStatus.SIGNED, RelayStatus.SUBMITTED)
@@ -248,19 +249,47 @@ class WalletPolicy(SQLModel, table=True):
     allowed_destinations: list | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
+class FundingSource(StrEnum):
+    """Where a sponsor's funds came from."""
+
+    ON_CHAIN = "ON_CHAIN"  # the utility's tokens moved to the fee treasury by a relayed job
+    OPERATOR = "OPERATOR"  # credited by the operator (``ovpp-wallet sponsor credit``)
+    LEGACY = "LEGACY"  # an administrator's unpaid credit, from before migration 0016
+
+
+class FundingStatus(StrEnum):
+    PENDING = "PENDING"  # its job is not confirmed yet: nothing credited
+    CREDITED = "CREDITED"  # added to the sponsor's funds, once
+
+
 class SponsorFunding(SQLModel, table=True):
-    """A top-up of a sponsor's funds; idempotent per key."""
+    """A top-up of a sponsor's funds (``amount_wei``, native-token wei), idempotent per key.
+    An ``ON_CHAIN`` one is ``PENDING`` until its job (``relay_transaction_id``, moving
+    ``token_amount`` of ``token`` to the fee treasury) is confirmed, then credited once; an
+    ``OPERATOR`` one is credited at once and names who (``operator``) and the payment
+    (``reference``)."""
 
     __tablename__ = "sponsor_fundings"
     __table_args__ = (
         UniqueConstraint("sponsor_id", "idempotency_key", name="uq_sponsor_funding_key"),
+        UniqueConstraint("relay_transaction_id", name="uq_sponsor_funding_job"),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
     sponsor_id: str = Field(foreign_key="sponsors.id", max_length=36, index=True)
     idempotency_key: str = Field(max_length=255)
     amount_wei: int = Field(sa_column=Column(TokenAmount, nullable=False))
+    source: str = Field(max_length=16)
+    status: str = Field(max_length=16)
+    token: str | None = Field(default=None, max_length=16)
+    token_amount: int | None = Field(default=None, sa_column=Column(TokenAmount, nullable=True))
+    relay_transaction_id: str | None = Field(
+        default=None, foreign_key="relay_transactions.id", max_length=36
+    )
+    operator: str | None = Field(default=None, max_length=200)
+    reference: str | None = Field(default=None, max_length=255)
     created_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp())
+    credited_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
 
 
 class SponsorCustomerDay(SQLModel, table=True):

@@ -29,10 +29,11 @@ from devsupport.anvil import LocalChain
 from devsupport.databases import create_postgres_database, drop_postgres_database, fresh_database
 from devsupport.local_stripe import LocalStripe
 from devsupport.oidc_provider import DevOpenIDProvider
+from identity.service import sync_tenants
 from onramp.processor import RunningProcessor, start_onramp_processor
 from relayer.runner import prepare_relayer_keys
 from tests.support.databases import DATABASE_PREFIX, POSTGRES_ADMIN_URL
-from tests.support.issuer import TestIssuer
+from tests.support.issuer import TEST_CLIENT_ID, TestIssuer
 from tests.support.own_stack import RELAYER_KEYS, OwnStack
 from tests.support.ports import free_port
 from tests.support.wallets import ChainReader, Customer, FundedCustomer, new_customer
@@ -42,7 +43,7 @@ AUDIENCE = "https://wallet.ovpp.test"
 STRIPE_API_KEY = "sk_test_ovpp_tests"
 STRIPE_WEBHOOK_SECRET = "whsec_ovpp_tests_0123456789abcdef"
 BACKENDS = ["sqlite", "postgresql"]
-TEST_ADMIN_CLIENT = "test-client"
+TEST_ADMIN_CLIENT = TEST_CLIENT_ID
 """The client of the test issuers' tokens (``TestIssuer.claims``), allowed to administer."""
 
 
@@ -345,3 +346,12 @@ def funded_customer(
         )
 
     return make
+
+
+@pytest.fixture
+async def trust_restored(services: Services, settings: Settings) -> AsyncIterator[None]:
+    """For a test that runs a production ``ovpp-wallet`` on the session's database: at its
+    start that process trusts only its configured utilities (the development one is disabled,
+    as in production it must be); afterwards the session's own trust is synced back."""
+    yield
+    await sync_tenants(services.db, settings)

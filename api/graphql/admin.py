@@ -5,24 +5,27 @@ are refused."""
 from __future__ import annotations
 
 from datetime import datetime
+from enum import Enum
+from typing import Annotated
 
 import strawberry
 
 from api.context import RequestContext
-from api.graphql.common import RESERVED_KEYS
+from api.graphql.common import RESERVED_KEYS, TokenKind, TokenType, token_of_kind, wire_enum
 from api.graphql.devices import DeviceType, Protocol
+from api.graphql.failures import InsufficientFunds, InvalidInput, typed_failures
 from api.graphql.programs import EnrollmentStatus, FeePayer, PaymentMethod
 from chain.profiles import deployer_key
-from chain.tokens import AmountError, format_units, parse_units
-from core.errors import InvalidInput
-from core.idempotency import require_idempotency_key
+from chain.tokens import AmountError, TokenInfo, format_units, parse_units
+from core.errors import InvalidInput as InvalidInputError
 from identity.models import Tenant
 from identity.principal import Principal, Scope
 from programs import admin as program_admin
+from programs import funding
 from programs.models import FeePayer as FeePayerValue
 from programs.models import Program as ProgramRow
 from registry_client.types import DeviceType as DeviceTypeValue
-from relayer import sponsorship
+from relayer.models import FundingSource
 
 Info = strawberry.Info[RequestContext, None]
 
@@ -39,13 +42,22 @@ class ControlEndpointInput:
     endpoint: str
 
 
-@strawberry.input
+@strawberry.input(
+    description="The utility's registry record. Sent again, it updates the record on chain "
+    "(territory, endpoints, fee recipient); an identical one sends nothing."
+)
 class RegisterUtilityInput:
     country: str
     region: str = strawberry.field(description='ISO 3166-2, e.g. "US-CA".')
     postal_codes: list[str] = strawberry.field(description='Codes or ranges, e.g. "94102-94110".')
-    control_endpoints: list[ControlEndpointInput]
-    fee_recipient: str | None = None
+    control_endpoints: list[ControlEndpointInput] = strawberry.field(
+        description="All of them: a protocol left out has its endpoint cleared."
+    )
+    fee_recipient: str | None = strawberry.field(
+        default=None,
+        description="Receives the connection fees. Omitted: unchanged (at the first "
+        "registration, the utility's own wallet).",
+    )
 
 
 @strawberry.input
@@ -67,7 +79,13 @@ class UpsertProgramInput:
 
 @strawberry.input
 class FundSponsorshipInput:
-    amount: str = strawberry.field(description="Native-token equivalent of gas to add, decimal.")
+    amount: str = strawberry.field(
+        description="Tokens the utility's wallet sends to the fee treasury, decimal."
+    )
+    token: TokenKind = strawberry.field(
+        default=TokenKind.OVPP,
+        description="OVPP or STABLECOIN; the transfer's gas fee is paid in it too.",
+    )
     idempotency_key: str = strawberry.field(description="Client-chosen. " + RESERVED_KEYS)
 
 
@@ -107,25 +125,96 @@ class AdminEnrollment:
     created_at: datetime
 
 
+SponsorFundingSource = wire_enum(
+    FundingSource,
+    name="SponsorFundingSource",
+    description="Where a sponsorship's funds came from.",
+    value_descriptions={
+        "ON_CHAIN": "The utility's tokens, moved to the fee treasury by `fundSponsorship`.",
+        "OPERATOR": "Credited by the operator for a payment (`reference`).",
+        "LEGACY": "An administrator's unpaid credit, from before fundings moved value.",
+    },
+)
+
+
+@strawberry.enum(description="A funding is credited once, when its transfer is confirmed.")
+class SponsorFundingStatus(Enum):
+    PENDING = "PENDING"
+    CREDITED = "CREDITED"
+    FAILED = "FAILED"
+
+
+@strawberry.type(description="One top-up of the sponsorship's funds.")
+class SponsorFunding:
+    id: strawberry.ID
+    source: SponsorFundingSource  # type: ignore[valid-type]
+    status: SponsorFundingStatus
+    credit: str = strawberry.field(description="Gas funds it adds: native-token equivalent.")
+    token: TokenType | None = strawberry.field(description="What moved on chain (ON_CHAIN).")
+    token_amount: str | None
+    transaction_id: strawberry.ID | None = strawberry.field(
+        description="The transfer to the fee treasury (ON_CHAIN)."
+    )
+    operator: str | None = strawberry.field(description="Who credited it (OPERATOR).")
+    reference: str | None = strawberry.field(description="The payment's reference (OPERATOR).")
+    created_at: datetime
+    credited_at: datetime | None
+
+    @classmethod
+    def from_view(cls, view: program_admin.FundingView, tokens: list[TokenInfo]) -> SponsorFunding:
+        row = view.row
+        token = next((t for t in tokens if t.kind.value == row.token), None)
+        return cls(
+            id=strawberry.ID(row.id),
+            source=SponsorFundingSource(row.source),
+            status=SponsorFundingStatus(view.status),
+            credit=format_units(row.amount_wei, 18),
+            token=token_of_kind(tokens, row.token),
+            token_amount=format_units(row.token_amount, token.decimals)
+            if token is not None and row.token_amount is not None
+            else None,
+            transaction_id=strawberry.ID(row.relay_transaction_id)
+            if row.relay_transaction_id
+            else None,
+            operator=row.operator,
+            reference=row.reference,
+            created_at=row.created_at,
+            credited_at=row.credited_at,
+        )
+
+
 @strawberry.type
 class SponsorBudget:
     active: bool
     funds: str = strawberry.field(description="Native-token equivalent, decimal.")
     spent: str
     remaining: str
+    pending: str = strawberry.field(
+        description="Funds on their way: fundings whose transfer is not confirmed yet."
+    )
+    fundings: list[SponsorFunding] = strawberry.field(description="The newest 20, newest first.")
     sponsors_customer_transfers: bool
     sponsor_wallet: str | None = strawberry.field(description="Pays sponsored programs' OVPP fees.")
 
     @classmethod
-    def from_view(cls, budget: program_admin.SponsorBudget) -> SponsorBudget:
+    def from_view(
+        cls, budget: program_admin.SponsorBudget, tokens: list[TokenInfo]
+    ) -> SponsorBudget:
         return cls(
             active=budget.active,
             funds=format_units(budget.funds_wei, 18),
             spent=format_units(budget.spent_wei, 18),
             remaining=format_units(budget.remaining_wei, 18),
+            pending=format_units(budget.pending_wei, 18),
+            fundings=[SponsorFunding.from_view(view, tokens) for view in budget.fundings],
             sponsors_customer_transfers=budget.sponsors_customer_transfers,
             sponsor_wallet=budget.sponsor_wallet,
         )
+
+
+FundSponsorshipResult = Annotated[
+    SponsorBudget | InsufficientFunds | InvalidInput, strawberry.union("FundSponsorshipResult")
+]
 
 
 @strawberry.type(description="Grid-level device awareness: active connections.")
@@ -196,7 +285,7 @@ class UtilityAdmin:
     async def sponsor_budget(self, info: Info) -> SponsorBudget:
         async with info.context.read_session() as session:
             budget = await program_admin.sponsor_budget(session, self.tenant_id)
-        return SponsorBudget.from_view(budget)
+        return SponsorBudget.from_view(budget, info.context.services.chain.tokens)
 
 
 async def _admin(info: Info) -> tuple[Principal, Tenant]:
@@ -261,7 +350,7 @@ async def upsert_program(info: Info, input: UpsertProgramInput) -> AdminProgram:
         bonus = parse_units(input.enrollment_bonus, 18)
         reward = parse_units(input.per_event_reward, 18)
     except AmountError as error:
-        raise InvalidInput(str(error), field="connectionFee") from error
+        raise InvalidInputError(str(error), field="connectionFee") from error
     row = await program_admin.publish_program(
         info.context.services,
         tenant=tenant,
@@ -285,21 +374,25 @@ async def upsert_program(info: Info, input: UpsertProgramInput) -> AdminProgram:
     return AdminProgram.from_row(row, 0)
 
 
-async def fund_sponsorship(info: Info, input: FundSponsorshipInput) -> SponsorBudget:
+@typed_failures(FundSponsorshipResult)
+async def fund_sponsorship(info: Info, input: FundSponsorshipInput) -> FundSponsorshipResult:  # type: ignore[valid-type]
+    """The utility's wallet moves real tokens to the fee treasury; the funds grow once that
+    transfer is confirmed (``pending`` until then). No other API call adds funds."""
     _principal, tenant = await _admin(info)
+    services = info.context.services
+    token = funding.funding_token(services, input.token.value)
     try:
-        amount = parse_units(input.amount, 18)
+        amount = parse_units(input.amount, token.decimals)
     except AmountError as error:
-        raise InvalidInput(str(error), field="amount") from error
-    if amount <= 0:
-        raise InvalidInput("the amount must be more than zero", field="amount")
-    require_idempotency_key(input.idempotency_key)
+        raise InvalidInputError(str(error), field="amount") from error
     session = await info.context.session()
-    await sponsorship.fund_sponsor(
+    await funding.fund_sponsorship(
         session,
-        tenant_id=tenant.id,
-        name=tenant.name,
-        amount_wei=amount,
+        services=services,
+        tenant=tenant,
+        token_kind=token.kind.value,
+        amount=amount,
         idempotency_key=input.idempotency_key,
     )
-    return SponsorBudget.from_view(await program_admin.sponsor_budget(session, tenant.id))
+    budget = await program_admin.sponsor_budget(session, tenant.id)
+    return SponsorBudget.from_view(budget, services.chain.tokens)

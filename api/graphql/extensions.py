@@ -19,7 +19,7 @@ from graphql.language import (
 )
 from strawberry.extensions import SchemaExtension
 
-from core.errors import DomainError
+from core.errors import ConfigurationError, DomainError
 
 logger = logging.getLogger("api.graphql")
 
@@ -28,8 +28,11 @@ MASKED_MESSAGE = "Unexpected error. It has been logged; quote the request id to 
 
 def is_expected(error: GraphQLError) -> bool:
     """Parse/validation errors and domain errors reach clients as they are; anything else is a
-    bug or an outage and is masked."""
+    bug or an outage and is masked. A ``ConfigurationError`` is the operator's, not the
+    client's: its message names settings and key ids, so it is masked (and logged) too."""
     original = error.original_error
+    if isinstance(original, ConfigurationError):
+        return False
     return original is None or isinstance(original, DomainError | GraphQLError)
 
 

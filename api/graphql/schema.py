@@ -24,7 +24,7 @@ from strawberry.types import ExecutionContext, ExecutionResult
 from api.context import RequestContext
 from api.graphql import admin, devices, onramp, relayer
 from api.graphql import programs as enrollment
-from api.graphql.admin import AdminProgram, SponsorBudget, UtilityAdmin
+from api.graphql.admin import AdminProgram, FundSponsorshipResult, UtilityAdmin
 from api.graphql.common import Chain, TokenType
 from api.graphql.devices import AddDeviceResult, DeviceModel
 from api.graphql.extensions import (
@@ -103,9 +103,11 @@ class Mutation:
         resolver=admin.upsert_program,
         description="Utility admin: publish or change a program (on chain, then the catalog).",
     )
-    fund_sponsorship: SponsorBudget = strawberry.field(
+    fund_sponsorship: FundSponsorshipResult = strawberry.field(  # type: ignore[valid-type]
         resolver=admin.fund_sponsorship,
-        description="Utility admin: add to the gas sponsorship funds. Idempotent per key.",
+        description="Utility admin: fund the gas sponsorship with the utility wallet's OVPP or "
+        "stablecoin, sent to the fee treasury; the funds grow once that transfer is confirmed. "
+        "Idempotent per key.",
     )
     add_device: AddDeviceResult = strawberry.field(  # type: ignore[valid-type]
         resolver=devices.add_device, description="Register a device at a site."

@@ -1,7 +1,8 @@
 """SUBMITTED → MINED → CONFIRMED: receipts of every hash sent for each submitted job at its
 current relayer nonce (one batch), then the outcome in one transaction: mined, confirmed once
 deep enough, bumped when stuck, reverted (FAILED), or queued again when it could not have
-executed. A sponsor's charge is settled by the transaction that ends its job."""
+executed. A sponsor's charge is settled by the transaction that ends its job, and a sponsor
+funding is credited by the transaction that confirms its job."""
 
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ class _Outcome:
     charges: list[dict[str, Any]] = field(default_factory=list)
     confirmed: list[str] = field(default_factory=list)
     stuck: list[str] = field(default_factory=list)
+    # SPONSOR_FUNDING jobs this round confirms: their pending fundings are credited.
+    fundings: list[str] = field(default_factory=list)
     reverted_wallets: set[str] = field(default_factory=set)
 
     def __bool__(self) -> bool:
@@ -134,6 +137,8 @@ def _judge(
             head, job.block_number, confirmations
         ):
             outcome.confirmed.append(job.id)
+            if job.kind == JobKind.SPONSOR_FUNDING:
+                outcome.fundings.append(job.id)
         elif job.status == RelayStatus.SUBMITTED and job.submitted_at is not None:
             if now - job.submitted_at > stuck_after:
                 outcome.stuck.append(job.id)
@@ -207,6 +212,8 @@ def _judge_receipt(
             "b_confirmed_at": outcome.now if final else None,
         }
     )
+    if final and job.kind == JobKind.SPONSOR_FUNDING:
+        outcome.fundings.append(job.id)
     if job.sponsor_id is not None:
         outcome.charges.append(
             {"b_job_id": job.id, "b_tx_hash": tx_hash, "b_amount_wei": gas_used * gas_price}
@@ -247,11 +254,15 @@ async def _record(
         ]
         # Sponsors last, in one sorted pass: those whose charges this round settles and those
         # of the jobs it bumps (a bump may grow a reservation). docs/relayer.md, "Locks".
-        sponsored_bumps = [job.sponsor_id for job in bumping if job.sponsor_id is not None]
+        # With the sponsors of the fundings it confirms, credited after the pass.
+        lock_also = [job.sponsor_id for job in bumping if job.sponsor_id is not None]
+        lock_also += await sponsorship.pending_funding_sponsors(session, outcome.fundings)
         if outcome.charges:
-            await _settle(session, outcome.charges, lock_also=sponsored_bumps)
+            await _settle(session, outcome.charges, lock_also=lock_also)
         else:
-            await sponsorship.lock_in_order(session, sponsored_bumps)
+            await sponsorship.lock_in_order(session, lock_also)
+        if outcome.fundings:
+            await sponsorship.credit_confirmed_fundings(session, outcome.fundings)
         for job in bumping:
             # A bump its sponsor cannot fund leaves the job as it is: it was accepted, and
             # that copy may still be mined.

@@ -3,12 +3,25 @@ typed and names its reason, and never falls back to charging the customer.
 
 A sponsored job's charge is its reservation: its worst case when queued (``reservation``),
 grown before a fee bump, and settled to the real cost once the job ends (``settlement``).
+Its funds grow only with value received (``funding``): the utility's tokens moved on chain,
+credited once their job is confirmed, or an operator's recorded credit.
 The rules are in ``rules``, the SQL in ``repository``; this module is the package's API."""
 
-from relayer.sponsorship.funding import configure_sponsor, fund_sponsor
+from relayer.sponsorship.funding import (
+    configure_sponsor,
+    credit_by_operator,
+    credit_confirmed_fundings,
+    gas_funds_of,
+    pending_funding_sponsors,
+    record_on_chain_funding,
+    sponsor_to_fund,
+)
 from relayer.sponsorship.repository import (
+    funding_of,
+    fundings_of_sponsor,
     lock,
     lock_in_order,
+    pending_funding_wei,
     spent_wei,
     sponsor_of_tenant,
     with_customer_day,
@@ -33,11 +46,18 @@ __all__ = [
     "check_budget",
     "commit_reserving",
     "configure_sponsor",
-    "fund_sponsor",
+    "credit_by_operator",
+    "credit_confirmed_fundings",
+    "funding_of",
+    "fundings_of_sponsor",
+    "gas_funds_of",
     "lock",
     "lock_in_order",
     "pays_customers_gas",
+    "pending_funding_sponsors",
+    "pending_funding_wei",
     "period_ended",
+    "record_on_chain_funding",
     "require_budget",
     "reserve",
     "reserve_fee_bump",
@@ -45,5 +65,6 @@ __all__ = [
     "settle_charges",
     "spent_wei",
     "sponsor_of_tenant",
+    "sponsor_to_fund",
     "with_customer_day",
 ]

@@ -1,15 +1,24 @@
 """The sponsorship's SQL: sponsors (read, locked in order), their charges and customers' days,
-and fundings."""
+and fundings (pending until their job is confirmed, credited once)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, select, tuple_
+from sqlalchemy import and_, bindparam, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relayer.models import Sponsor, SponsorCharge, SponsorCustomerDay, SponsorFunding
+from relayer.models import (
+    FundingStatus,
+    RelayStatus,
+    RelayTransaction,
+    Sponsor,
+    SponsorCharge,
+    SponsorCustomerDay,
+    SponsorFunding,
+)
 from relayer.sponsorship.rules import CustomerDay, today
 
 
@@ -185,3 +194,71 @@ async def funding_of(
         SponsorFunding.idempotency_key == idempotency_key,
     )
     return (await session.execute(statement)).scalar_one_or_none()
+
+
+FUNDINGS = SponsorFunding.__table__
+_JOBS = RelayTransaction.__table__
+
+
+async def sponsors_of_pending_fundings(session: AsyncSession, job_ids: list[str]) -> set[str]:
+    statement = select(FUNDINGS.c.sponsor_id).where(
+        FUNDINGS.c.relay_transaction_id.in_(job_ids),
+        FUNDINGS.c.status == FundingStatus.PENDING.value,
+    )
+    return set((await session.execute(statement)).scalars())
+
+
+async def mark_confirmed_fundings_credited(
+    session: AsyncSession, job_ids: list[str], *, now: datetime
+) -> list[tuple[str, int]]:
+    """PENDING fundings of these jobs whose job is CONFIRMED become CREDITED, in one guarded
+    UPDATE: (sponsor id, credit) of each row it moved. A second writer (another worker, a
+    retried round) finds them CREDITED and moves none."""
+    confirmed = select(_JOBS.c.id).where(
+        _JOBS.c.id.in_(job_ids), _JOBS.c.status == RelayStatus.CONFIRMED.value
+    )
+    statement = (
+        update(FUNDINGS)
+        .where(
+            FUNDINGS.c.relay_transaction_id.in_(confirmed),
+            FUNDINGS.c.status == FundingStatus.PENDING.value,
+        )
+        .values(status=FundingStatus.CREDITED.value, credited_at=now)
+        .returning(FUNDINGS.c.sponsor_id, FUNDINGS.c.amount_wei)
+        .execution_options(synchronize_session=False)
+    )
+    return [(row[0], int(row[1])) for row in (await session.execute(statement)).all()]
+
+
+def _with_job_status() -> Any:
+    return select(SponsorFunding, _JOBS.c.status).outerjoin(
+        _JOBS, _JOBS.c.id == SponsorFunding.relay_transaction_id
+    )
+
+
+async def fundings_of_sponsor(
+    session: AsyncSession, sponsor_id: str, *, first: int
+) -> list[tuple[SponsorFunding, str | None]]:
+    """The sponsor's newest fundings, each with its job's status (``None``: no job)."""
+    statement = (
+        _with_job_status()
+        .where(SponsorFunding.sponsor_id == sponsor_id)
+        .order_by(SponsorFunding.created_at.desc(), SponsorFunding.id.desc())
+        .limit(first)
+    )
+    return [(row[0], row[1]) for row in (await session.execute(statement)).all()]
+
+
+async def pending_funding_wei(session: AsyncSession, sponsor_id: str) -> int:
+    """What the sponsor's pending fundings will add once their jobs are confirmed (a failed
+    job's adds nothing)."""
+    statement = (
+        select(SponsorFunding.amount_wei)
+        .join(_JOBS, _JOBS.c.id == SponsorFunding.relay_transaction_id)
+        .where(
+            SponsorFunding.sponsor_id == sponsor_id,
+            SponsorFunding.status == FundingStatus.PENDING.value,
+            _JOBS.c.status != RelayStatus.FAILED.value,
+        )
+    )
+    return sum(int(amount) for amount in (await session.execute(statement)).scalars())

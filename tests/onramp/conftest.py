@@ -51,7 +51,9 @@ async def live(app, localstripe: LocalStripe, treasury_stock: str) -> AsyncItera
 
 
 @pytest.fixture
-def cli_env(settings: Settings, kek: str, anvil: LocalChain, tmp_path: Path) -> dict[str, str]:
+def cli_env(
+    settings: Settings, kek: str, anvil: LocalChain, tmp_path: Path, trust_restored: None
+) -> dict[str, str]:
     """The environment an operator's ``ovpp-wallet`` command (``ovpp_wallet``) runs in against this
     test session's chain, database and local Stripe."""
     return serve_env(settings, kek=kek, anvil=anvil, data_dir=tmp_path, port=free_port())

@@ -678,6 +678,7 @@ async def wait_delivered(services: Services, payment_id: str, *, timeout: float 
 
 async def test_serve_killed_between_receiving_and_delivering_still_delivers_exactly_once(
     client,
+    trust_restored: None,
     live: Live,
     relayer: object,
     settings: Settings,

@@ -149,11 +149,11 @@ async def test_a_card_enrollment_whose_document_fails_afterwards_still_connects_
     processor: RunningProcessor,
     registry_demo: object,
     services: Services,
-    test_issuer: TestIssuer,
+    demo_issuer: TestIssuer,
     deployer: Deployer,
     contracts: AddressBook,
 ) -> None:
-    customer = await new_customer(client, test_issuer, deployer, contracts)
+    customer = await new_customer(client, demo_issuer, deployer, contracts)  # the program's
     device = await add_device(client, customer.token, "Voltstack", "VS-13.5")
     variables = {
         "input": {

@@ -65,7 +65,9 @@ RESOLVED_LOG = "money moved after an operator resolved its"
 
 
 @pytest.fixture
-def operator_env(settings: Settings, kek: str, anvil: LocalChain, tmp_path: Path) -> dict[str, str]:
+def operator_env(
+    settings: Settings, kek: str, anvil: LocalChain, tmp_path: Path, trust_restored: None
+) -> dict[str, str]:
     """The environment of an operator's `ovpp-wallet` on this session's database and Stripe."""
     return serve_env(settings, kek=kek, anvil=anvil, data_dir=tmp_path, port=free_port())
 

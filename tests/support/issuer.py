@@ -29,6 +29,10 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+TEST_CLIENT_ID = "test-client"
+"""The client the test issuers' tokens come from (allowed to administer the test utilities)."""
+
+
 class TestIssuer:
     __test__ = False
 
@@ -67,7 +71,7 @@ class TestIssuer:
             "aud": self.audience,
             "sub": f"test-{uuid.uuid4().hex[:12]}",
             "email": "tester@example.com",
-            "client_id": "test-client",
+            "client_id": TEST_CLIENT_ID,
             "scope": "wallet:read wallet:sign",
             "iat": now,
             "exp": now + 600,
