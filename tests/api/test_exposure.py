@@ -13,7 +13,6 @@ import pytest
 from sqlmodel import select
 
 from api.app import create_app
-from api.container import Services
 from api.graphql.extensions import MASKED_MESSAGE
 from chain.address_book import AddressBook
 from chain.artifacts import artifact
@@ -34,18 +33,19 @@ OVPP = 10**18
 RECIPIENT = "0x000000000000000000000000000000000000dEaD"
 
 
+@pytest.mark.parametrize("own_stack", ["sqlite", "postgresql"], indirect=True)
 async def test_a_configuration_error_reaches_the_client_masked_and_the_operator_logged(
-    client: httpx.AsyncClient,
-    services: Services,
+    own_stack: OwnStack,
     test_issuer: TestIssuer,
     deployer: Deployer,
     contracts: AddressBook,
-    relayer: object,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A wallet sealed under a key-encryption key this server no longer holds (a KEK rotated
     without OVPP_PREVIOUS_KEKS): the customer sees the masked error, not the KEK's id or the
-    setting to change; the operator finds both in the log; nothing is queued."""
+    setting to change; the operator finds both in the log; nothing is queued. On a stack of the
+    test's own: the wallet under the retired KEK must not stay in the session's database."""
+    client, services = own_stack.client, own_stack.services
     retired = LocalKeyEncryptionKey(bytes(range(32)))
     subject = f"customer-{uuid.uuid4().hex[:12]}"
     async with services.db.session() as session:
