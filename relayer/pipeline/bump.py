@@ -28,6 +28,7 @@ async def bump(
     job: RelayTransaction,
     *,
     gas_price: tuple[int, int] | None = None,
+    resend_at_cap: bool = False,
 ) -> SponsorRefused | None:
     """Replace a stuck transaction: same nonce, fees up by the bump percentage (capped), stored
     SIGNED for the next round to broadcast. ``gas_price`` read beforehand keeps the network
@@ -40,6 +41,12 @@ async def bump(
     current_max, current_tip = gas_price or await worker.read_gas_price()
     max_fee = min(max(job.max_fee_per_gas * percent // 100 + 1, current_max), cap)
     if max_fee <= job.max_fee_per_gas:
+        if resend_at_cap and job.raw_transaction is not None:
+            # Maybe never reached a node (an unrecognised send error): the same bytes again;
+            # a node that has them answers "already known".
+            job.status = RelayStatus.SIGNED
+            logger.warning("%s: job %s at the fee cap: sending it again", worker.name, job.id)
+            return None
         logger.error("%s: job %s is stuck at the fee cap", worker.name, job.id)
         return None
     if job.sponsor_id is not None:

@@ -266,7 +266,7 @@ async def _record(
         for job in bumping:
             # A bump its sponsor cannot fund leaves the job as it is: it was accepted, and
             # that copy may still be mined.
-            await bump(worker, session, job, gas_price=gas_price)
+            await bump(worker, session, job, gas_price=gas_price, resend_at_cap=True)
             session.add(job)
 
 

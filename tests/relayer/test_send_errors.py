@@ -124,15 +124,51 @@ async def test_an_unknown_error_for_a_transaction_never_sent_is_bumped_once_stuc
     assert len(attempts) == 2  # the one never sent, then its bump
 
 
+@pytest.mark.parametrize("own_stack", ["sqlite", "postgresql"], indirect=True)
+async def test_a_transaction_never_sent_at_the_fee_cap_is_sent_again_once_stuck(
+    own_stack: OwnStack,
+    rpc_proxy: FaultyRpcProxy,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    """As above, but signed at the fee cap, so no bump can replace it: once stuck the same
+    transaction is sent again (no new attempt), and the key does not stall behind it."""
+    chain = ChainReader(deployer, contracts)
+    sender, _ = await two_senders_on_one_key(own_stack, test_issuer, deployer, contracts)
+    transfers = await queue_transfers(own_stack, [sender], count=1)
+    rpc_proxy.answer_broadcasts_with_error(UNKNOWN_ERROR, forward=False, times=1)
+
+    seen = await work_through(
+        own_stack, rpc_proxy, transfers, stuck_seconds=1.0, fees_at_the_cap=True
+    )
+
+    assert rpc_proxy.answered_with_error == 1
+    await assert_confirmed_once_without_filler(own_stack, chain, transfers, seen)
+    async with own_stack.services.db.session() as session:
+        attempts = list(
+            (
+                await session.execute(
+                    select(RelayAttempt.tx_hash).where(
+                        RelayAttempt.relay_transaction_id == transfers[0].job_id
+                    )
+                )
+            ).scalars()
+        )
+    assert len(attempts) == 1  # the same transaction, sent again: nothing re-signed
+
+
 async def work_through(
     stack: OwnStack,
     proxy: FaultyRpcProxy,
     transfers: list[QueuedTransfer],
     *,
     stuck_seconds: float | None = None,
+    fees_at_the_cap: bool = False,
 ) -> dict[str, list[str]]:
     """An in-process worker talking to the chain through ``proxy`` runs until no job is open.
-    Returns each transfer's statuses in the order seen between rounds."""
+    With ``fees_at_the_cap`` the network's price is the configured cap all along, so no bump
+    can raise it. Returns each transfer's statuses in the order seen between rounds."""
     worker = RelayerWorker(stack.services, name="test-relayer")
     await worker.rpc.close()
     worker.rpc = JsonRpc(proxy.url)
@@ -140,6 +176,17 @@ async def work_through(
         worker.settings = worker.settings.model_copy(
             update={"relayer_stuck_seconds": stuck_seconds}
         )
+    if fees_at_the_cap:
+        max_fee, tip = await worker.read_gas_price()
+        capped = (2 * max_fee, tip)  # well above the base fee: mined when it is sent
+        worker.settings = worker.settings.model_copy(
+            update={"relayer_max_fee_per_gas_wei": capped[0]}
+        )
+
+        async def at_the_cap() -> tuple[int, int]:
+            return capped
+
+        worker.read_gas_price = at_the_cap  # type: ignore[method-assign]
     seen: dict[str, list[str]] = {t.job_id: [] for t in transfers}
     deadline = time.monotonic() + PHASE_TIMEOUT_SECONDS
     try:
