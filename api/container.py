@@ -72,7 +72,10 @@ class Services:
     stripe: StripeGateway | None = None  # None: the card onramp is not configured
 
     @classmethod
-    async def start(cls, settings: Settings) -> Services:
+    async def start(cls, settings: Settings, *, writes_trust: bool = True) -> Services:
+        """The services of one process. Only the API (``serve``) ``writes_trust``: it makes the
+        database's trusted utilities those of its ``OVPP_TENANTS``; the relayer and the
+        operator's commands read trust and never change it, whatever their environment holds."""
         db = Database(settings.resolved_database_url, pool_size=settings.database_pool_size)
         profile = profile_from_settings(settings)
         chain = ChainClient(
@@ -88,7 +91,8 @@ class Services:
                 "OVPP_OVPP_TOKEN_ADDRESS, OVPP_STABLECOIN_ADDRESS and OVPP_FORWARDER_ADDRESS"
             )
         await chain.connect(addresses)
-        await sync_tenants(db, settings)
+        if writes_trust:
+            await sync_tenants(db, settings)
         http = httpx.AsyncClient(timeout=10.0)
         validator = AccessTokenValidator(
             issuers=IssuerDirectory(lambda: trusted_issuers(db)),

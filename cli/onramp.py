@@ -42,7 +42,7 @@ def onramp_reconcile(days: int | None) -> None:
     since = utc_now() - timedelta(days=days) if days is not None else None
 
     async def run() -> Reconciliation:
-        services = await Services.start(settings)
+        services = await Services.start(settings, writes_trust=False)
         try:
             return await reconcile(services, since=since)
         finally:
@@ -150,7 +150,7 @@ def onramp_process() -> None:
     configure_logging(settings)
 
     async def run() -> None:
-        services = await Services.start(settings)
+        services = await Services.start(settings, writes_trust=False)
         if services.stripe is None:
             await services.close()
             raise click.ClickException("the onramp is not configured (OVPP_STRIPE_API_KEY …)")
@@ -182,7 +182,7 @@ def onramp_treasury() -> None:
     settings = cli_settings()
 
     async def run() -> None:
-        services = await Services.start(settings)
+        services = await Services.start(settings, writes_trust=False)
         try:
             account = await treasury_account(services)
             click.echo(f"treasury wallet {account.wallet.address}")

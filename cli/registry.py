@@ -77,7 +77,7 @@ def registry_add_model(
     )
 
     async def run() -> bytes:
-        services = await Services.start(settings)
+        services = await Services.start(settings, writes_trust=False)
         try:
             key = vendor_key(settings, services.chain.profile)
             if services.chain.profile.is_local:  # the local registrar onboards the demo vendor

@@ -32,7 +32,7 @@ def relayer() -> None:
     configure_logging(settings)
 
     async def run() -> None:
-        services = await Services.start(settings)
+        services = await Services.start(settings, writes_trust=False)
         try:
             if stop_requested.is_set():
                 return
@@ -62,7 +62,7 @@ def relayer_authorize() -> None:
     settings = cli_settings()
 
     async def run() -> tuple[list[str], list[str]]:
-        services = await Services.start(settings)
+        services = await Services.start(settings, writes_trust=False)
         try:
             keys = await ensure_relayer_keys(services, count=settings.relayer_keys)
             addresses = [key.address for key in keys]

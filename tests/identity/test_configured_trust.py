@@ -150,3 +150,32 @@ async def test_a_development_database_started_in_production_does_not_trust_the_d
 
     tenants, _ = await rows(*where)
     assert tenants == {"utility-a": True, DEV_TENANT_SLUG: False}
+
+
+async def test_only_the_api_writes_trust_a_relayer_or_an_operator_command_reads_it(
+    database: str,
+    anvil: LocalChain,
+    address_book: Path,
+    tmp_path: Path,
+    issuers: dict[str, TestIssuer],
+) -> None:
+    """A relayer or an operator's command started without ``OVPP_TENANTS`` (it has no use for
+    it) must not disable every utility, nor bring back one the API no longer trusts."""
+    a, b = tenant("a", issuers["a"]), tenant("b", issuers["b"])
+    where = (database, anvil, address_book, tmp_path)
+    async with started(*where, environment="production", tenants=[a]):
+        pass
+    for tenants in ([], [a, b]):
+        settings = load_settings(
+            _env_file=None,
+            environment="production",
+            data_dir=tmp_path / "data",
+            database_url=database,
+            rpc_url=anvil.rpc_url,
+            address_book=address_book,
+            kek=KEK,
+            tenants=tenants,
+        )
+        other_process = await Services.start(settings, writes_trust=False)
+        await other_process.close()
+        assert (await rows(*where))[0] == {"utility-a": True}
