@@ -6,8 +6,9 @@ names the clients that may administer it
 never found by a sign-in). Uniqueness becomes (tenant, kind, subject): a token whose subject
 equals a system wallet's name gets a customer wallet of its own, never the system one. Existing
 rows are marked ``SYSTEM`` when they are a utility's wallet (in ``utility_accounts``, or named
-``utility-account:<their tenant's slug>`` as ``utility_wallet`` named them, onboarded or not)
-or a customer of a system tenant (a ``urn:`` issuer: the onramp treasury).
+``utility-account:<their tenant's slug>`` with no email, as ``utility_wallet`` made them before
+an onboarding that did not finish; a person's token with that subject usually carries an email
+and keeps its wallet) or a customer of a system tenant (a ``urn:`` issuer: the onramp treasury).
 
 ``tenants.enabled``: set from the configuration at every start (``sync_tenants``); the issuer
 directory loads only enabled tenants. Existing rows start enabled; the next start disables
@@ -40,8 +41,11 @@ WHERE id IN (
         SELECT w.customer_id FROM wallets w JOIN utility_accounts u ON u.wallet_id = w.id
     )
     OR tenant_id IN (SELECT t.id FROM tenants t WHERE t.issuer LIKE 'urn:%')
-    OR subject = (
-        SELECT 'utility-account:' || t.slug FROM tenants t WHERE t.id = customers.tenant_id
+    OR (
+        email IS NULL
+        AND subject = (
+            SELECT 'utility-account:' || t.slug FROM tenants t WHERE t.id = customers.tenant_id
+        )
     )
 """
 

@@ -76,7 +76,14 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("DELETE FROM sponsor_fundings WHERE status = 'PENDING'")
+    pending = op.get_bind().execute(
+        sa.text("SELECT count(*) FROM sponsor_fundings WHERE status = 'PENDING'")
+    )
+    if pending.scalar_one():
+        # Their transfers may still confirm: the tokens would move and never be credited.
+        raise RuntimeError(
+            "sponsor fundings are still PENDING: let the relayer confirm or fail them first"
+        )
     with op.batch_alter_table("sponsor_fundings", schema=None) as batch_op:
         batch_op.drop_constraint("fk_sponsor_fundings_relay_transaction_id", type_="foreignkey")
         batch_op.drop_constraint("uq_sponsor_funding_job", type_="unique")

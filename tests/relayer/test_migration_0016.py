@@ -98,6 +98,10 @@ async def test_existing_fundings_become_legacy_credits_and_the_downgrade_keeps_t
         "INSERT INTO sponsor_fundings (id, sponsor_id, idempotency_key, amount_wei, source, "
         f"status, created_at) VALUES ('p', 's', 'pending', 7, 'ON_CHAIN', 'PENDING', '{NOW}')",
     )
+    with pytest.raises(RuntimeError, match="still PENDING"):  # its transfer may yet confirm
+        await migrate(url, "0015", down=True)
+    await execute(url, "UPDATE sponsor_fundings SET status = 'FAILED' WHERE id = 'p'")
+    await execute(url, "DELETE FROM sponsor_fundings WHERE id = 'p'")
     await migrate(url, "0015", down=True)
     assert await fundings(url) == [("free", 500)]
     await migrate(url, "0016")
