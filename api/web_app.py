@@ -20,7 +20,8 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from core.settings import DEV_OIDC_CLIENT_ID, LOCAL_STRIPE_CARD_JS_PATH, Settings
+from core.defaults import DEV_OIDC_CLIENT_ID, LOCAL_STRIPE_CARD_JS_PATH
+from core.settings import Settings
 
 CLIENTS_DIRECTORY = Path(__file__).resolve().parent.parent / "clients"
 WEB_APP_DIRECTORY = CLIENTS_DIRECTORY / "web"

@@ -69,7 +69,8 @@ from bench.throughput.report import figures_of, jsonable, print_summary
 from bench.throughput.verify import verify
 from chain.profiles import ANVIL_DEV_PRIVATE_KEY
 from chain.rpc import JsonRpc
-from core.settings import REPO_ROOT, Settings, TenantConfig, load_settings
+from core.settings import REPO_ROOT, Settings, load_settings
+from core.tenant_config import TenantConfig
 from devsupport.databases import fresh_database
 from identity.models import Tenant
 from relayer.runner import RunningRelayer, prepare_relayer_keys, start_relayer

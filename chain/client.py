@@ -21,7 +21,7 @@ from chain.profiles import ChainProfile
 from chain.rpc import JsonRpc, RpcUnavailable
 from chain.tokens import TokenInfo, TokenKind
 from core.errors import ChainUnavailable, ConfigurationError
-from core.settings import rpc_url_shown
+from core.urls import rpc_url_shown
 
 logger = logging.getLogger(__name__)
 

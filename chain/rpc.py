@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from core.settings import rpc_url_shown
+from core.urls import rpc_url_shown
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ def serve() -> None:
     from api.app import create_app
     from api.container import load_keyring
     from cli.startup import started, startup_steps
+    from core.production import require_production_ready
     from core.progress import Progress
-    from core.settings import require_production_ready
 
     # A service manager stops with SIGTERM. Its default action ends the process at once, and
     # uvicorn re-raises the signal after its graceful shutdown: anvil, the provider and

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from cli.common import cli_settings
-from core.settings import Settings, rpc_url_shown, without_credentials
+from core.settings import Settings
+from core.urls import rpc_url_shown, without_credentials
 
 
 @click.command("schema")

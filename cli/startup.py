@@ -14,7 +14,8 @@ from chain.deploy import Deployer
 from chain.profiles import deployer_key, profile_from_settings
 from core.migrate import upgrade_to_head
 from core.progress import Progress
-from core.settings import Settings, rpc_url_shown, without_credentials
+from core.settings import Settings
+from core.urls import rpc_url_shown, without_credentials
 
 
 def startup_steps(settings: Settings) -> int:

@@ -8,14 +8,11 @@ The README's configuration table is generated from the field descriptions here
 from __future__ import annotations
 
 import json
-import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
-    BaseModel,
     Field,
     SecretStr,
     ValidationError,
@@ -24,69 +21,11 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.defaults import LOCAL_STRIPE_API_KEY, LOCAL_STRIPE_WEBHOOK_SECRET
 from core.errors import ConfigurationError
+from core.tenant_config import TenantConfig, is_origin
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# Development stand-ins for the embedded localstripe (which accepts any `sk_…` key). Public, and
-# used only when OVPP_ENVIRONMENT=development.
-LOCAL_STRIPE_API_KEY = "sk_test_ovpp_localstripe"
-LOCAL_STRIPE_WEBHOOK_SECRET = "whsec_ovpp_localstripe_development"  # noqa: S105
-LOCAL_STRIPE_CARD_JS_PATH = "/js.stripe.com/v3/ovpp-card.js"
-"""Where the embedded localstripe serves its stand-in Stripe.js, which the web app loads."""
-DEV_OIDC_CLIENT_ID = "ovpp-dev"
-"""The embedded development provider's one public client (the web app and dev-token use it)."""
-DEV_TENANT_SLUG = "demo-utility"
-"""The embedded development provider's utility: trusted in development only."""
-PLATFORM_TENANT_SLUG = "ovpp-platform"
-"""The system tenant of the onramp treasury (onramp/treasury.py): no configured utility's."""
-SYSTEM_ISSUER_PREFIX = "urn:"
-"""The issuer of a system tenant (the onramp's platform tenant) is a URN: no token is ever
-validated against one, and configuration never names one (an issuer there is a URL)."""
-
-
-_ORIGIN_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$")
-"""A host (name, IPv4 or [IPv6]) and an optional port: what follows ``scheme://`` in an origin."""
-
-
-def _is_origin(value: str) -> bool:
-    """``http(s)://host[:port]`` and nothing more (a trailing ``/`` aside)."""
-    parts = urlsplit(value)
-    return (
-        parts.scheme in ("http", "https")
-        and bool(_ORIGIN_HOST.match(parts.netloc))
-        and parts.path in ("", "/")
-        and not parts.query
-        and not parts.fragment
-    )
-
-
-class TenantConfig(BaseModel):
-    """A utility whose OpenID Provider the API trusts."""
-
-    slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
-    name: str
-    issuer: str
-    audience: str
-    admin_client_ids: list[str] = Field(
-        default_factory=list,
-        description="OAuth client ids (the token's `client_id`, or `azp`) whose tokens may use "
-        "`utility:admin`. Empty: nobody administers this utility through the API.",
-    )
-
-    @field_validator("slug")
-    @classmethod
-    def _not_a_system_tenant(cls, value: str) -> str:
-        if value == PLATFORM_TENANT_SLUG:
-            raise ValueError(f"{value!r} is the system tenant's slug (the onramp treasury's)")
-        return value
-
-    @field_validator("issuer")
-    @classmethod
-    def _issuer_is_a_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("an issuer is an https:// URL")
-        return value
 
 
 class Settings(BaseSettings):
@@ -433,7 +372,7 @@ class Settings(BaseSettings):
     def _origins_only(cls, values: list[str]) -> list[str]:
         # Each becomes a word of a header: nothing but an origin may get there.
         for value in values:
-            if not _is_origin(value):
+            if not is_origin(value):
                 raise ValueError(f"{value!r} is not an origin like https://login.example.com")
         return [value.rstrip("/") for value in values]
 
@@ -443,7 +382,7 @@ class Settings(BaseSettings):
         # Only an origin: the web app appends its own paths to it.
         if value is None:
             return None
-        if not _is_origin(value):
+        if not is_origin(value):
             raise ValueError(f"{value!r} is not an origin like https://wallet.example.com")
         return value.rstrip("/")
 
@@ -535,24 +474,6 @@ class Settings(BaseSettings):
         return bool(self.resolved_stripe_api_key and self.resolved_stripe_webhook_secret)
 
 
-def without_credentials(url: str) -> str:
-    """``url`` with its user and password replaced by ``***``: safe to print or log."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
-
-
-def rpc_url_shown(url: str) -> str:
-    """An RPC URL safe to print: no credentials, and no path or query either, where hosted
-    RPC providers put their API keys (``https://…/v3/<key>``)."""
-    parts = urlsplit(url)
-    user = "***@" if parts.username or parts.password else ""
-    port = f":{parts.port}" if parts.port else ""
-    rest = "/…" if parts.path.strip("/") or parts.query else ""
-    return f"{parts.scheme}://{user}{parts.hostname or ''}{port}{rest}"
-
-
 def load_settings(**overrides: object) -> Settings:
     """Read the settings once; ``overrides`` win over the environment (tests use this). A bad
     value is a ``ConfigurationError`` naming each variable, never echoing what was given:
@@ -576,38 +497,3 @@ def load_settings(**overrides: object) -> Settings:
 MISSING_HINTS = {
     "environment": " (development or production; there is no default, `make run` sets development)",
 }
-
-
-def production_problems(settings: Settings) -> list[str]:
-    """What a production ``serve`` lacks, each by its variable: empty when it may start."""
-    if settings.is_development:
-        return []
-    problems = []
-    if settings.kek is None:
-        problems.append("OVPP_KEK is required in production (32 random bytes, base64)")
-    if settings.metrics_token is None:
-        problems.append("OVPP_METRICS_TOKEN is required in production (/metrics stays closed)")
-    demo = [
-        t.slug
-        for t in settings.tenants
-        if t.slug == DEV_TENANT_SLUG or t.issuer.rstrip("/") == settings.dev_issuer
-    ]
-    if demo:
-        problems.append(
-            "OVPP_TENANTS names the development provider's utility, demo data: " + ", ".join(demo)
-        )
-    stand_ins = {
-        "OVPP_STRIPE_API_KEY": (settings.stripe_api_key, LOCAL_STRIPE_API_KEY),
-        "OVPP_STRIPE_WEBHOOK_SECRET": (settings.stripe_webhook_secret, LOCAL_STRIPE_WEBHOOK_SECRET),
-    }
-    for name, (value, stand_in) in stand_ins.items():
-        if value is not None and value.get_secret_value() == stand_in:
-            problems.append(f"{name} is the public development stand-in")
-    return problems
-
-
-def require_production_ready(settings: Settings) -> None:
-    """Refuse to serve production with a development stand-in, naming everything missing."""
-    problems = production_problems(settings)
-    if problems:
-        raise ConfigurationError("production needs: " + "; ".join(problems))

@@ -27,7 +27,8 @@ from typing import Any
 
 import httpx
 
-from core.settings import LOCAL_STRIPE_CARD_JS_PATH, REPO_ROOT
+from core.defaults import LOCAL_STRIPE_CARD_JS_PATH
+from core.settings import REPO_ROOT
 from devsupport.child_process import ChildProcess
 
 logger = logging.getLogger(__name__)

@@ -33,7 +33,7 @@ import httpx
 from authlib.common.security import generate_token
 from authlib.deprecate import AuthlibDeprecationWarning  # installs authlib's "always" filter
 
-from core.settings import DEV_OIDC_CLIENT_ID
+from core.defaults import DEV_OIDC_CLIENT_ID
 
 with warnings.catch_warnings():
     # authlib 1.9 nudges toward its httpx2 integration; httpx is the client this project pins.

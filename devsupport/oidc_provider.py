@@ -30,7 +30,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from core.settings import DEV_OIDC_CLIENT_ID, REPO_ROOT
+from core.defaults import DEV_OIDC_CLIENT_ID
+from core.settings import REPO_ROOT
 from devsupport.child_process import ChildProcess
 
 logger = logging.getLogger(__name__)

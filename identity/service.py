@@ -7,13 +7,9 @@ from dataclasses import dataclass
 from cachetools import TTLCache
 
 from core.db import Database
-from core.settings import (
-    DEV_OIDC_CLIENT_ID,
-    DEV_TENANT_SLUG,
-    SYSTEM_ISSUER_PREFIX,
-    Settings,
-    TenantConfig,
-)
+from core.defaults import DEV_OIDC_CLIENT_ID, DEV_TENANT_SLUG, SYSTEM_ISSUER_PREFIX
+from core.settings import Settings
+from core.tenant_config import TenantConfig
 from identity import repository
 from identity.models import Customer, CustomerKind
 from identity.principal import Principal

@@ -3,7 +3,7 @@ by card."""
 
 from __future__ import annotations
 
-from core.settings import PLATFORM_TENANT_SLUG
+from core.tenant_config import PLATFORM_TENANT_SLUG
 from identity import repository as identity_repository
 from identity.service import CustomerAccount, system_account
 from onramp.deps import OnrampServices

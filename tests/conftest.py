@@ -24,7 +24,8 @@ from chain.address_book import AddressBook
 from chain.deploy import Deployer
 from chain.profiles import ANVIL_DEV_PRIVATE_KEY
 from core.migrate import upgrade_to_head
-from core.settings import Settings, TenantConfig, load_settings
+from core.settings import Settings, load_settings
+from core.tenant_config import TenantConfig
 from devsupport.anvil import LocalChain
 from devsupport.databases import create_postgres_database, drop_postgres_database, fresh_database
 from devsupport.local_stripe import LocalStripe

@@ -18,14 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from core.defaults import DEV_TENANT_SLUG, LOCAL_STRIPE_WEBHOOK_SECRET
 from core.errors import ConfigurationError
-from core.settings import (
-    DEV_TENANT_SLUG,
-    LOCAL_STRIPE_WEBHOOK_SECRET,
-    REPO_ROOT,
-    load_settings,
-    require_production_ready,
-)
+from core.production import require_production_ready
+from core.settings import REPO_ROOT, load_settings
 from tests.support.ports import free_port
 from wallet.kms import LocalKeyEncryptionKey
 

@@ -19,7 +19,9 @@ from sqlmodel import select
 from api.app import create_app
 from api.container import Services
 from core.db import Database
-from core.settings import DEV_TENANT_SLUG, TenantConfig, load_settings
+from core.defaults import DEV_TENANT_SLUG
+from core.settings import load_settings
+from core.tenant_config import TenantConfig
 from devsupport.anvil import LocalChain
 from devsupport.databases import fresh_database
 from identity.models import Customer, Tenant
