@@ -356,3 +356,16 @@ async def trust_restored(services: Services, settings: Settings) -> AsyncIterato
     as in production it must be); afterwards the session's own trust is synced back."""
     yield
     await sync_tenants(services.db, settings)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A database with no tables yet, on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+        return
+    url = await create_postgres_database(POSTGRES_ADMIN_URL, prefix=DATABASE_PREFIX)
+    try:
+        yield url
+    finally:
+        await drop_postgres_database(POSTGRES_ADMIN_URL, url)

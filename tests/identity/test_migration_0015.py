@@ -7,59 +7,11 @@ of the same name apart under the old (tenant, subject) uniqueness."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
-from alembic import command
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+from core.migrate import migrate_to
+from tests.support.migrations import NOW, execute
 
-from core.migrate import alembic_config
-from devsupport.databases import create_postgres_database, drop_postgres_database
-from tests.support.databases import DATABASE_PREFIX, POSTGRES_ADMIN_URL
-
-NOW = "2026-12-01 00:00:00+00:00"
 BLOB = "''"  # an empty BLOB (SQLite) or bytea (PostgreSQL): the keys are never read here
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
-        return
-    url = await create_postgres_database(POSTGRES_ADMIN_URL, prefix=DATABASE_PREFIX)
-    try:
-        yield url
-    finally:
-        await drop_postgres_database(POSTGRES_ADMIN_URL, url)
-
-
-async def migrate(url: str, revision: str, *, down: bool = False) -> None:
-    config = alembic_config(url)
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as connection:
-
-            def run(sync_connection: object) -> None:
-                config.attributes["connection"] = sync_connection
-                (command.downgrade if down else command.upgrade)(config, revision)
-
-            await connection.run_sync(run)
-    finally:
-        await engine.dispose()
-
-
-async def execute(url: str, *statements: str) -> list[tuple]:
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as connection:
-            result = None
-            for statement in statements:
-                result = await connection.execute(text(statement))
-            return list(result.all()) if result is not None and result.returns_rows else []
-    finally:
-        await engine.dispose()
 
 
 def customer(tenant: str, subject: str) -> tuple[str, str]:
@@ -86,7 +38,7 @@ async def test_existing_system_wallets_become_system_and_tenants_stay_trusted(
     empty_database: str,
 ) -> None:
     url = empty_database
-    await migrate(url, "0014")
+    await migrate_to(url, "0014")
     onboarded, onboarded_wallet = customer("acme", "utility-account:acme")
     statements = [
         tenant("acme", "https://login.acme.example"),
@@ -103,7 +55,7 @@ async def test_existing_system_wallets_become_system_and_tenants_stay_trusted(
     ]
     await execute(url, *statements)
 
-    await migrate(url, "0015")
+    await migrate_to(url, "0015")
 
     kinds = await execute(url, "SELECT tenant_id, subject, kind FROM customers")
     assert sorted(kinds) == [
@@ -122,7 +74,7 @@ async def test_existing_system_wallets_become_system_and_tenants_stay_trusted(
 
     # after 0015 a person may share a system wallet's name; going back renames the person
     await execute(url, *customer("acme", "utility-account:acme")[0].split(";"))
-    await migrate(url, "0014", down=True)
+    await migrate_to(url, "0014", down=True)
     subjects = await execute(url, "SELECT subject FROM customers WHERE tenant_id = 'acme'")
     names = sorted(subject for (subject,) in subjects)
     assert names[:2] == ["alice", "utility-account:acme"]  # the system wallet keeps its name

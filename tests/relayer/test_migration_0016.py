@@ -5,58 +5,10 @@ pending funding) and keeps the rest."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
-from alembic import command
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from core.migrate import alembic_config
-from devsupport.databases import create_postgres_database, drop_postgres_database
-from tests.support.databases import DATABASE_PREFIX, POSTGRES_ADMIN_URL
-
-NOW = "2026-12-01 00:00:00+00:00"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
-        return
-    url = await create_postgres_database(POSTGRES_ADMIN_URL, prefix=DATABASE_PREFIX)
-    try:
-        yield url
-    finally:
-        await drop_postgres_database(POSTGRES_ADMIN_URL, url)
-
-
-async def migrate(url: str, revision: str, *, down: bool = False) -> None:
-    config = alembic_config(url)
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as connection:
-
-            def run(sync_connection: object) -> None:
-                config.attributes["connection"] = sync_connection
-                (command.downgrade if down else command.upgrade)(config, revision)
-
-            await connection.run_sync(run)
-    finally:
-        await engine.dispose()
-
-
-async def execute(url: str, *statements: str) -> list[tuple]:
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as connection:
-            result = None
-            for statement in statements:
-                result = await connection.execute(text(statement))
-            return list(result.all()) if result is not None and result.returns_rows else []
-    finally:
-        await engine.dispose()
+from core.migrate import migrate_to
+from tests.support.migrations import NOW, execute
 
 
 async def fundings(url: str) -> list[tuple[str, int]]:
@@ -70,7 +22,7 @@ async def test_existing_fundings_become_legacy_credits_and_the_downgrade_keeps_t
     empty_database: str,
 ) -> None:
     url = empty_database
-    await migrate(url, "0015")
+    await migrate_to(url, "0015")
     await execute(
         url,
         "INSERT INTO tenants (id, slug, name, issuer, audience, created_at) "
@@ -83,7 +35,7 @@ async def test_existing_fundings_become_legacy_credits_and_the_downgrade_keeps_t
         f"VALUES ('f', 's', 'free', 500, '{NOW}')",
     )
 
-    await migrate(url, "0016")
+    await migrate_to(url, "0016")
     [row] = await execute(
         url,
         "SELECT source, status, credited_at IS NOT NULL, relay_transaction_id, operator "
@@ -99,10 +51,10 @@ async def test_existing_fundings_become_legacy_credits_and_the_downgrade_keeps_t
         f"status, created_at) VALUES ('p', 's', 'pending', 7, 'ON_CHAIN', 'PENDING', '{NOW}')",
     )
     with pytest.raises(RuntimeError, match="still PENDING"):  # its transfer may yet confirm
-        await migrate(url, "0015", down=True)
+        await migrate_to(url, "0015", down=True)
     await execute(url, "UPDATE sponsor_fundings SET status = 'FAILED' WHERE id = 'p'")
     await execute(url, "DELETE FROM sponsor_fundings WHERE id = 'p'")
-    await migrate(url, "0015", down=True)
+    await migrate_to(url, "0015", down=True)
     assert await fundings(url) == [("free", 500)]
-    await migrate(url, "0016")
+    await migrate_to(url, "0016")
     assert await fundings(url) == [("free", 500)]
