@@ -1,4 +1,4 @@
-"""``registry``: the OpenVPP registry's device models."""
+"""``registry``: the OpenVPP registry's device models and its registrar."""
 
 from __future__ import annotations
 
@@ -11,7 +11,34 @@ from cli.common import cli_settings
 
 @click.group()
 def registry() -> None:
-    """The OpenVPP registry: vendors' device models."""
+    """The OpenVPP registry: vendors' device models, the registrar wallet."""
+
+
+@registry.command("grant-registrar")
+def registry_grant_registrar() -> None:
+    """Let the registrar wallet (a system wallet of this backend) register utilities: grants it
+    the registry's REGISTRAR_ROLE, signed by the registry's admin (OVPP_DEPLOYER_PRIVATE_KEY).
+    Once per deployment; administrators' registerUtility is refused until then. The API never
+    holds the operator's key: this command is where it is used."""
+    from api.container import Services
+    from chain.profiles import deployer_key
+    from programs.operator import grant_registrar
+    from programs.registry_changes import registrar_wallet
+
+    settings = cli_settings()
+
+    async def run() -> tuple[str, bool]:
+        services = await Services.start(settings, writes_trust=False)
+        try:
+            registrar = (await registrar_wallet(services)).address
+            key = deployer_key(settings, services.chain.profile)
+            return registrar, await grant_registrar(services, registrar=registrar, operator_key=key)
+        finally:
+            await services.close()
+
+    address, granted = asyncio.run(run())
+    state = "granted REGISTRAR_ROLE now" if granted else "already holds REGISTRAR_ROLE"
+    click.echo(f"registrar wallet {address}: {state}")
 
 
 @registry.command("add-model")
@@ -56,7 +83,12 @@ def registry_add_model(
     from api.container import Services
     from chain.profiles import deployer_key, vendor_key
     from chain.tokens import parse_units
-    from programs.admin import DeviceModelSpec, address_of, register_device_model, register_vendor
+    from programs.operator import (
+        DeviceModelSpec,
+        address_of,
+        register_device_model,
+        register_vendor,
+    )
     from registry_client.types import DeviceType
 
     settings = cli_settings()

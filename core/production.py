@@ -26,6 +26,12 @@ def production_problems(settings: Settings) -> list[str]:
         problems.append(
             "OVPP_TENANTS names the development provider's utility, demo data: " + ", ".join(demo)
         )
+    if settings.deployer_private_key is not None:
+        problems.append(
+            "OVPP_DEPLOYER_PRIVATE_KEY must not be set: the operator's key (registry admin, "
+            "forwarder owner, token minter) is for the operator's commands (deploy, "
+            "relayer-authorize, registry grant-registrar), never a serving process"
+        )
     stand_ins = {
         "OVPP_STRIPE_API_KEY": (settings.stripe_api_key, LOCAL_STRIPE_API_KEY),
         "OVPP_STRIPE_WEBHOOK_SECRET": (settings.stripe_webhook_secret, LOCAL_STRIPE_WEBHOOK_SECRET),

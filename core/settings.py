@@ -292,6 +292,12 @@ class Settings(BaseSettings):
         description="Local chain only: stablecoin minted once into the onramp treasury wallet.",
     )
 
+    admin_registry_changes_per_hour: int = Field(
+        30,
+        ge=1,
+        description="Registry changes (registerUtility, upsertProgram) one utility may ask in "
+        "any hour; the operator pays their gas, so more are refused as RATE_LIMITED.",
+    )
     graphql_max_depth: int = Field(12, description="Maximum query depth.")
     graphql_max_tokens: int = Field(2000, description="Maximum tokens in one GraphQL document.")
     graphql_max_aliases: int = Field(20, description="Maximum aliases in one GraphQL document.")

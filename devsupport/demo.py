@@ -6,21 +6,21 @@ from __future__ import annotations
 
 from chain.profiles import deployer_key, vendor_key
 from identity.service import DEV_TENANT_SLUG
-from programs.admin import (
+from programs.admin import tenant_by_slug, utility_wallet
+from programs.deps import ProgramServices
+from programs.models import FeePayer
+from programs.operator import (
     DeviceModelSpec,
-    ProgramSpec,
-    UtilitySpec,
     address_of,
+    grant_registrar,
     onboard_utility,
     publish_program,
     register_device_model,
     register_vendor,
-    tenant_by_slug,
-    utility_wallet,
 )
-from programs.deps import ProgramServices
-from programs.models import FeePayer
+from programs.publishing import ProgramSpec, UtilitySpec
 from programs.registry import registry_of
+from programs.registry_changes import registrar_wallet
 from registry_client.onchain import program_id_of, utility_id_of
 from registry_client.routing import model_id_of
 from registry_client.types import DeviceType
@@ -92,6 +92,8 @@ async def seed_registry_demo(services: ProgramServices, *, progress=print) -> No
     vendor = vendor_key(settings, profile)
     registry = registry_of(services.chain)
     await register_vendor(services, vendor=address_of(vendor), operator_key=operator)
+    registrar = await registrar_wallet(services)
+    await grant_registrar(services, registrar=registrar.address, operator_key=operator)
     for spec in DEMO_MODELS:
         if await registry.device_model(model_id_of(spec.make, spec.model)) is None:
             await register_device_model(services, spec=spec, vendor_key=vendor)

@@ -9,7 +9,7 @@ from cachetools import TTLCache
 from core.db import Database
 from core.defaults import DEV_OIDC_CLIENT_ID, DEV_TENANT_SLUG, SYSTEM_ISSUER_PREFIX
 from core.settings import Settings
-from core.tenant_config import TenantConfig
+from core.tenant_config import PLATFORM_TENANT_SLUG, TenantConfig
 from identity import repository
 from identity.models import Customer, CustomerKind
 from identity.principal import Principal
@@ -74,6 +74,27 @@ async def system_account(
     return await _account(
         db, tenant_id=tenant_id, subject=name, email=None, kind=CustomerKind.SYSTEM, keyring=keyring
     )
+
+
+PLATFORM_ISSUER = "urn:ovpp:platform"
+"""The system tenant's issuer: a URN, which no access token can ever be validated against (the
+issuer directory skips it, and there is no discovery document behind it)."""
+
+
+async def platform_account(db: Database, *, name: str, keyring: KeyRing) -> CustomerAccount:
+    """A system wallet of the platform's own tenant (the onramp treasury, the registry's
+    registrar), known by ``name``, created once."""
+    async with db.session() as session:
+        tenant = await repository.tenant_by_issuer(session, PLATFORM_ISSUER)
+        if tenant is None:
+            tenant = await repository.upsert_tenant(
+                session,
+                slug=PLATFORM_TENANT_SLUG,
+                name="OpenVPP platform (system)",
+                issuer=PLATFORM_ISSUER,
+                audience=PLATFORM_ISSUER,
+            )
+    return await system_account(db, tenant_id=tenant.id, name=name, keyring=keyring)
 
 
 async def _account(

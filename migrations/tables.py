@@ -6,7 +6,7 @@ from sqlmodel import SQLModel
 
 from identity.models import Customer, Tenant
 from onramp.models import OnrampPayment, OnrampQuote, StripeEvent
-from programs.models import Device, Enrollment, Program, UtilityAccount
+from programs.models import Device, Enrollment, Program, RegistryChange, UtilityAccount
 from relayer.models import (
     FeeQuote,
     RelayAttempt,
@@ -30,6 +30,7 @@ __all__ = [
     "OnrampPayment",
     "OnrampQuote",
     "Program",
+    "RegistryChange",
     "RelayAttempt",
     "RelayTransaction",
     "RelayerKey",

@@ -26,3 +26,25 @@ class OtherUtility(InvalidInput):
 class AlreadyEnrolled(InvalidInput):
     """The device already has an enrollment in this program that is awaiting its fee,
     connecting, active or unenrolling: a second one would only revert on chain."""
+
+
+class RegistryChangeUnderWay(DomainError):
+    """Another change of this utility's registry record or programs has not landed yet:
+    changes land one at a time, in order. Ask again once it is CONFIRMED or FAILED."""
+
+    code = "REGISTRY_CHANGE_UNDER_WAY"
+
+
+class RegistryChangesLimited(DomainError):
+    """The utility asked for more registry changes in the last hour than its limit allows
+    (``OVPP_ADMIN_REGISTRY_CHANGES_PER_HOUR``); the operator pays their gas."""
+
+    code = "RATE_LIMITED"
+
+    def __init__(self, message: str, *, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+    @property
+    def extensions(self) -> dict[str, object]:
+        return {"code": self.code, "retryAfterSeconds": self.retry_after_seconds}

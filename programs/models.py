@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from core.db import TokenAmount, UTCDateTime, new_id, utc_now
@@ -133,6 +133,55 @@ class Enrollment(SQLModel, table=True):
     connection_id: str | None = Field(default=None, max_length=66)
     routing: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     connection_parameters: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    error: str | None = Field(default=None, max_length=ERROR_LENGTH)
+    created_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp())
+    updated_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp())
+
+
+class RegistryChangeStatus(StrEnum):
+    """REGISTERING (the registrar's ``registerUtility`` job) → SENDING (the utility wallet's
+    job) → CONFIRMED (the catalog written from what landed) | FAILED."""
+
+    REGISTERING = "REGISTERING"
+    SENDING = "SENDING"
+    CONFIRMED = "CONFIRMED"
+    FAILED = "FAILED"
+
+
+OPEN_REGISTRY_CHANGES = (RegistryChangeStatus.REGISTERING, RegistryChangeStatus.SENDING)
+
+
+class RegistryChangeTarget(StrEnum):
+    UTILITY = "UTILITY"
+    PROGRAM = "PROGRAM"
+
+
+class RegistryChange(SQLModel, table=True):
+    """An administrator's change of its utility's registry record or of one of its programs,
+    sent as relayed jobs; the catalog follows once it lands. One open change per utility (a
+    partial unique index): changes land in the order they were asked."""
+
+    __tablename__ = "registry_changes"
+    __table_args__ = (
+        Index(
+            "uq_registry_change_open",
+            "tenant_id",
+            unique=True,
+            sqlite_where=text("status IN ('REGISTERING', 'SENDING')"),
+            postgresql_where=text("status IN ('REGISTERING', 'SENDING')"),
+        ),
+        Index("ix_registry_changes_tenant_created", "tenant_id", "created_at"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    tenant_id: str = Field(foreign_key="tenants.id", max_length=36)
+    target: str = Field(max_length=16)
+    external_id: str | None = Field(default=None, max_length=100)  # a program's
+    spec: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    status: str = Field(max_length=16, index=True)
+    relay_transaction_id: str | None = Field(
+        default=None, foreign_key="relay_transactions.id", max_length=36
+    )
     error: str | None = Field(default=None, max_length=ERROR_LENGTH)
     created_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp())
     updated_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -10,12 +12,15 @@ from identity.models import Tenant
 from onramp.models import OnrampPayment, PaymentStatus
 from programs.models import (
     ERROR_LENGTH,
+    OPEN_REGISTRY_CHANGES,
     Device,
     Enrollment,
     EnrollmentStatus,
     Program,
+    RegistryChange,
     UtilityAccount,
 )
+from relayer.models import RelayStatus, RelayTransaction
 
 # -- utilities and the catalog -------------------------------------------------------------------
 
@@ -246,3 +251,72 @@ async def live_enrollments(
         Enrollment.status.in_(LIVE_STATUSES),
     )
     return list((await session.execute(statement)).scalars())
+
+
+# -- registry changes ----------------------------------------------------------------------------
+
+_OPEN = [status.value for status in OPEN_REGISTRY_CHANGES]
+_ENDED_JOB = [RelayStatus.CONFIRMED, RelayStatus.FAILED, RelayStatus.REPLACED]
+
+
+async def open_registry_change(session: AsyncSession, tenant_id: str) -> RegistryChange | None:
+    statement = select(RegistryChange).where(
+        RegistryChange.tenant_id == tenant_id, RegistryChange.status.in_(_OPEN)
+    )
+    return (await session.execute(statement)).scalars().first()
+
+
+async def registry_changes_since(
+    session: AsyncSession, tenant_id: str, *, since: datetime
+) -> list[datetime]:
+    """When the utility asked its changes since ``since`` (indexed by tenant and time)."""
+    statement = select(RegistryChange.created_at).where(
+        RegistryChange.tenant_id == tenant_id, RegistryChange.created_at >= since
+    )
+    return list((await session.execute(statement)).scalars())
+
+
+async def registry_changes_with_ended_jobs(session: AsyncSession) -> list[str]:
+    """The open changes whose current job has ended, oldest first."""
+    statement = (
+        select(RegistryChange.id)
+        .join(RelayTransaction, RelayTransaction.id == RegistryChange.relay_transaction_id)
+        .where(RegistryChange.status.in_(_OPEN), RelayTransaction.status.in_(_ENDED_JOB))
+        .order_by(RegistryChange.created_at)
+        .limit(100)
+    )
+    return list((await session.execute(statement)).scalars())
+
+
+async def lock_registry_change(
+    session: AsyncSession, change_id: str, *, job_id: str
+) -> RegistryChange | None:
+    """The change, locked, if it is still open at the job ``job_id`` (else another process
+    moved it on)."""
+    statement = (
+        select(RegistryChange)
+        .where(
+            RegistryChange.id == change_id,
+            RegistryChange.status.in_(_OPEN),
+            RegistryChange.relay_transaction_id == job_id,
+        )
+        .with_for_update()
+    )
+    return (await session.execute(statement)).scalars().first()
+
+
+async def registry_changes_of_tenant(
+    session: AsyncSession, tenant_id: str, *, first: int, external_id: str | None = None
+) -> list[tuple[RegistryChange, str | None]]:
+    """The utility's newest changes (of one program when ``external_id``), each with its
+    current job's transaction hash."""
+    statement = (
+        select(RegistryChange, RelayTransaction.tx_hash)
+        .outerjoin(RelayTransaction, RelayTransaction.id == RegistryChange.relay_transaction_id)
+        .where(RegistryChange.tenant_id == tenant_id)
+        .order_by(RegistryChange.created_at.desc())
+        .limit(first)
+    )
+    if external_id is not None:
+        statement = statement.where(RegistryChange.external_id == external_id)
+    return [(change, tx_hash) for change, tx_hash in (await session.execute(statement)).all()]

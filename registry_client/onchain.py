@@ -25,6 +25,7 @@ CONNECT_CALL_GAS = 450_000  # measured 258k–368k (helper run, 16 protocols: 36
 APPROVE_CALL_GAS = 60_000
 DISCONNECT_CALL_GAS = 120_000
 ADMIN_CALL_GAS = 600_000
+REGISTER_UTILITY_CALL_GAS = 1_400_000  # a new record, its territory and fee recipient
 
 
 def utility_id_of(slug: str) -> bytes:
@@ -81,6 +82,11 @@ class OnChainRegistry:
             ca_cert_fingerprint=bytes(raw.caCertFingerprint),
             control_endpoints=endpoints,
         )
+
+    async def is_registrar(self, address: str) -> bool:
+        """Whether ``address`` holds ``REGISTRAR_ROLE`` (may register utilities)."""
+        role = await self.contract.functions.REGISTRAR_ROLE().call()
+        return bool(await self.contract.functions.hasRole(role, address).call())
 
     async def program(self, program_id: bytes) -> ProgramRecord | None:
         raw = await self.contract.functions.getProgram(program_id).call()
@@ -174,6 +180,32 @@ class OnChainRegistry:
 
     def disconnect(self, connection_id: bytes) -> Call:
         return self._call("disconnect", connection_id, gas=DISCONNECT_CALL_GAS)
+
+    def register_utility(
+        self,
+        *,
+        utility_id: bytes,
+        admin: str,
+        name: str,
+        country: str,
+        region: str,
+        postal_codes: list[str],
+        fee_recipient: str,
+        ca_cert_fingerprint: bytes,
+    ) -> Call:
+        """The registrar's call (``REGISTRAR_ROLE``): a new utility with ``admin`` as its admin."""
+        return self._call(
+            "registerUtility",
+            utility_id,
+            admin,
+            name,
+            country,
+            region,
+            postal_codes,
+            fee_recipient,
+            ca_cert_fingerprint,
+            gas=REGISTER_UTILITY_CALL_GAS,
+        )
 
     def update_utility(
         self,

@@ -53,6 +53,7 @@ class JobKind(StrEnum):
     ONRAMP_DELIVERY = "ONRAMP_DELIVERY"
     NONCE_FILL = "NONCE_FILL"  # a zero-value transaction taking a refused job's relayer nonce
     SPONSOR_FUNDING = "SPONSOR_FUNDING"  # a utility's tokens to the fee treasury, for gas funds
+    REGISTRY = "REGISTRY"  # a utility's registry change: its registration, territory, programs
 
 
 OPEN_STATUSES = (RelayStatus.QUEUED, RelayStatus.SIGNED, RelayStatus.SUBMITTED)

@@ -251,7 +251,23 @@ async def relayer(services: Services) -> AsyncIterator[object]:
 
 
 @pytest.fixture(scope="session")
-async def registry_demo(services: Services, relayer: object, deployer: Deployer) -> object:
+async def registrar(services: Services, deployer: Deployer) -> str:
+    """The registrar wallet holds REGISTRAR_ROLE (``ovpp-wallet registry grant-registrar``):
+    administrators' registrations of new utilities can land."""
+    from chain.profiles import deployer_key
+    from programs.operator import grant_registrar
+    from programs.registry_changes import registrar_wallet
+
+    address = (await registrar_wallet(services)).address
+    operator = deployer_key(services.settings, services.chain.profile)
+    await grant_registrar(services, registrar=address, operator_key=operator)
+    return address
+
+
+@pytest.fixture(scope="session")
+async def registry_demo(
+    services: Services, relayer: object, deployer: Deployer, registrar: str
+) -> object:
     """The demo vendor's models, the demo utility (US-CA, 94102–94110) and its two programs,
     on chain and in the catalog; the utility's wallet holds OVPP for sponsored fees."""
     from devsupport.demo import seed_registry_demo

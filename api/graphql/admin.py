@@ -15,15 +15,15 @@ from api.graphql.common import RESERVED_KEYS, TokenKind, TokenType, token_of_kin
 from api.graphql.devices import DeviceType, Protocol
 from api.graphql.failures import InsufficientFunds, InvalidInput, typed_failures
 from api.graphql.programs import EnrollmentStatus, FeePayer, PaymentMethod
-from chain.profiles import deployer_key
 from chain.tokens import AmountError, TokenInfo, format_units, parse_units
 from core.errors import InvalidInput as InvalidInputError
 from identity.models import Tenant
 from identity.principal import Principal, Scope
 from programs import admin as program_admin
-from programs import funding
+from programs import funding, publishing, registry_changes
 from programs.models import FeePayer as FeePayerValue
 from programs.models import Program as ProgramRow
+from programs.models import RegistryChange as RegistryChangeRow
 from registry_client.types import DeviceType as DeviceTypeValue
 from relayer.models import FundingSource
 
@@ -89,6 +89,44 @@ class FundSponsorshipInput:
     idempotency_key: str = strawberry.field(description="Client-chosen. " + RESERVED_KEYS)
 
 
+RegistryChangeStatus = strawberry.enum(
+    Enum(
+        "RegistryChangeStatus",
+        {name: name for name in ("REGISTERING", "SENDING", "CONFIRMED", "FAILED")},
+    ),
+    description="REGISTERING (the registrar's registration) → SENDING (the utility wallet's "
+    "calls) → CONFIRMED (landed on chain; the catalog follows it) or FAILED.",
+)
+
+
+@strawberry.type(
+    description="An administrator's change of the utility or of a program in the registry, "
+    "sent as relayed transactions: the catalog follows once it is CONFIRMED."
+)
+class RegistryChange:
+    id: strawberry.ID
+    target: str = strawberry.field(description="UTILITY or PROGRAM.")
+    external_id: str | None = strawberry.field(description="The program's, for a PROGRAM.")
+    status: RegistryChangeStatus  # type: ignore[valid-type]
+    error: str | None
+    tx_hash: str | None = strawberry.field(description="Its current transaction, once sent.")
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: RegistryChangeRow, tx_hash: str | None) -> RegistryChange:
+        return cls(
+            id=strawberry.ID(row.id),
+            target=row.target,
+            external_id=row.external_id,
+            status=RegistryChangeStatus[row.status],
+            error=row.error,
+            tx_hash=tx_hash,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+
 @strawberry.type
 class AdminProgram:
     id: strawberry.ID
@@ -97,8 +135,19 @@ class AdminProgram:
     fee_payer: FeePayer
     connection_fee: str
     protocols: list[Protocol]
-    active: bool
+    active: bool = strawberry.field(
+        description="Offered to customers. A new program is not until its change is CONFIRMED."
+    )
     active_enrollments: int
+    tenant_id: strawberry.Private[str]
+
+    @strawberry.field(description="The newest registry change of this program.")
+    async def last_change(self, info: Info) -> RegistryChange | None:
+        async with info.context.read_session() as session:
+            rows = await program_admin.registry_changes(
+                session, self.tenant_id, first=1, external_id=self.external_id
+            )
+        return RegistryChange.from_row(*rows[0]) if rows else None
 
     @classmethod
     def from_row(cls, row: ProgramRow, active_enrollments: int) -> AdminProgram:
@@ -111,6 +160,7 @@ class AdminProgram:
             protocols=[Protocol(p) for p in row.protocols],
             active=row.active,
             active_enrollments=active_enrollments,
+            tenant_id=row.tenant_id,
         )
 
 
@@ -287,6 +337,14 @@ class UtilityAdmin:
             budget = await program_admin.sponsor_budget(session, self.tenant_id)
         return SponsorBudget.from_view(budget, info.context.services.chain.tokens)
 
+    @strawberry.field(description="The utility's registry changes, newest first.")
+    async def registry_changes(self, info: Info, first: int = 20) -> list[RegistryChange]:
+        if not 1 <= first <= 100:
+            raise InvalidInputError("first must be between 1 and 100", field="first")
+        async with info.context.read_session() as session:
+            rows = await program_admin.registry_changes(session, self.tenant_id, first=first)
+        return [RegistryChange.from_row(row, tx_hash) for row, tx_hash in rows]
+
 
 async def _admin(info: Info) -> tuple[Principal, Tenant]:
     principal = await info.context.principal()
@@ -298,6 +356,7 @@ async def _admin(info: Info) -> tuple[Principal, Tenant]:
 
 
 async def _view(info: Info, tenant: Tenant) -> UtilityAdmin:
+    await registry_changes.advance_changes_of(info.context.services, tenant.id)
     profile = await program_admin.utility_profile(info.context.services, tenant.id)
     utility = profile.account
     return UtilityAdmin(
@@ -321,24 +380,18 @@ async def utility_admin(info: Info) -> UtilityAdmin:
     return await _view(info, tenant)
 
 
-def _operator_key(info: Info) -> str:
-    services = info.context.services
-    return deployer_key(services.settings, services.chain.profile)
-
-
 async def register_utility(info: Info, input: RegisterUtilityInput) -> UtilityAdmin:
     _principal, tenant = await _admin(info)
-    await program_admin.onboard_utility(
+    await registry_changes.request_utility_change(
         info.context.services,
         tenant=tenant,
-        spec=program_admin.UtilitySpec(
+        spec=publishing.UtilitySpec(
             country=input.country,
             region=input.region,
             postal_codes=list(input.postal_codes),
             control_endpoints={e.protocol.value: e.endpoint for e in input.control_endpoints},
             fee_recipient=input.fee_recipient,
         ),
-        operator_key=_operator_key(info),
     )
     return await _view(info, tenant)
 
@@ -351,10 +404,10 @@ async def upsert_program(info: Info, input: UpsertProgramInput) -> AdminProgram:
         reward = parse_units(input.per_event_reward, 18)
     except AmountError as error:
         raise InvalidInputError(str(error), field="connectionFee") from error
-    row = await program_admin.publish_program(
+    row, _change = await registry_changes.request_program_change(
         info.context.services,
         tenant=tenant,
-        spec=program_admin.ProgramSpec(
+        spec=publishing.ProgramSpec(
             external_id=input.external_id,
             name=input.name,
             description=input.description,
@@ -369,7 +422,6 @@ async def upsert_program(info: Info, input: UpsertProgramInput) -> AdminProgram:
             per_event_reward=reward,
             active=input.active,
         ),
-        operator_key=_operator_key(info),
     )
     return AdminProgram.from_row(row, 0)
 

@@ -97,11 +97,15 @@ class Mutation:
     )
     register_utility: UtilityAdmin = strawberry.field(
         resolver=admin.register_utility,
-        description="Utility admin: register or update the utility in the registry.",
+        description="Utility admin: register or update the utility in the registry, as "
+        "relayed transactions (no key of the API's): `registryChanges` follows the change to "
+        "CONFIRMED, when the catalog shows it. An identical record sends nothing.",
     )
     upsert_program: AdminProgram = strawberry.field(
         resolver=admin.upsert_program,
-        description="Utility admin: publish or change a program (on chain, then the catalog).",
+        description="Utility admin: publish or change a program, as a relayed transaction of "
+        "the utility's wallet; the catalog follows once its `lastChange` is CONFIRMED (a new "
+        "program is not offered until then).",
     )
     fund_sponsorship: FundSponsorshipResult = strawberry.field(  # type: ignore[valid-type]
         resolver=admin.fund_sponsorship,

@@ -115,6 +115,20 @@ def test_production_with_what_it_needs_is_ready() -> None:
 
 
 @pytest.mark.usefixtures("no_outside_settings")
+def test_production_refuses_to_serve_with_the_operators_key() -> None:
+    """The registry admin, forwarder owner and token minter key is the operator commands'
+    alone: a serving process that holds it is refused, naming the variable, not the key."""
+    key = "0x" + "11" * 32
+    settings = load_settings(
+        environment="production", chain="odyssey", deployer_private_key=key, **READY
+    )
+
+    with pytest.raises(ConfigurationError, match="OVPP_DEPLOYER_PRIVATE_KEY must not be set") as e:
+        require_production_ready(settings)
+    assert key.removeprefix("0x") not in str(e.value)
+
+
+@pytest.mark.usefixtures("no_outside_settings")
 @pytest.mark.parametrize("chain", ["odyssey", "odyssey-testnet", "custom"])
 def test_production_refuses_a_plain_http_issuer(chain: str) -> None:
     plain = {**HTTPS_UTILITY, "slug": "plain-power", "issuer": "http://login.plain.example"}

@@ -34,6 +34,12 @@ def differences(connection: Connection) -> list[Any]:
     return compare_metadata(context, metadata)
 
 
+def _plain(index: Any) -> dict[str, Any]:
+    """An index as comparable text: a partial index's WHERE clause by its SQL, not its object."""
+    options = {key: str(value) for key, value in index.get("dialect_options", {}).items()}
+    return {**index, "dialect_options": options}
+
+
 def snapshot(connection: Connection) -> dict[str, Any]:
     """Every table's columns, indexes and constraints, and the Alembic revision."""
     inspector = inspect(connection)
@@ -44,7 +50,7 @@ def snapshot(connection: Connection) -> dict[str, Any]:
                 (column["name"], str(column["type"]), column["nullable"])
                 for column in inspector.get_columns(table)
             ],
-            "indexes": sorted(str(index) for index in inspector.get_indexes(table)),
+            "indexes": sorted(str(_plain(index)) for index in inspector.get_indexes(table)),
             "unique": sorted(str(unique) for unique in inspector.get_unique_constraints(table)),
             "foreign_keys": sorted(str(key) for key in inspector.get_foreign_keys(table)),
         }

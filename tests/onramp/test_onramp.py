@@ -39,9 +39,9 @@ from devsupport.demo import DEMO_PROGRAMS
 from onramp.models import PaymentStatus, StripeEvent
 from onramp.processor import RunningProcessor
 from programs import card
-from programs.admin import publish_program
 from programs.catalog import program_by_id
 from programs.models import Device
+from programs.operator import publish_program
 from programs.registry import registry_of
 from programs.status import BOUGHT_FEE_KEPT
 from relayer import sponsorship

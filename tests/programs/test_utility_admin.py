@@ -11,14 +11,14 @@ from programs.registry import registry_of
 from registry_client.onchain import program_id_of, utility_id_of
 from tests.support.graphql import error_codes, gql
 from tests.support.issuer import TestIssuer
+from tests.support.registry_changes import admin_change
 
-REGISTER = """
-mutation($input: RegisterUtilityInput!) {
-  registerUtility(input: $input) {
-    slug registered country region postalCodes controlEndpoints { protocol endpoint }
-  }
-}
-"""
+REGISTERED = "slug registered country region postalCodes controlEndpoints { protocol endpoint }"
+REGISTER = (
+    "mutation($input: RegisterUtilityInput!) { registerUtility(input: $input) { "
+    + REGISTERED
+    + " } }"
+)
 UPSERT = """
 mutation($input: UpsertProgramInput!) {
   upsertProgram(input: $input) { id externalId name connectionFee feePayer active }
@@ -50,7 +50,7 @@ def program_input(external_id: str, name: str, fee: str) -> dict:
 
 
 async def register(client, token: str, region: str, postal: str) -> dict:
-    body = await gql(
+    await admin_change(
         client,
         REGISTER,
         {
@@ -65,8 +65,8 @@ async def register(client, token: str, region: str, postal: str) -> dict:
         },
         token=token,
     )
-    assert "errors" not in body, body
-    return body["data"]["registerUtility"]
+    view = await gql(client, "query { utilityAdmin { " + REGISTERED + " } }", token=token)
+    return view["data"]["utilityAdmin"]
 
 
 async def test_one_utility_cannot_read_or_change_another_utilitys_programs_enrollments_or_budget(
@@ -88,11 +88,11 @@ async def test_one_utility_cannot_read_or_change_another_utilitys_programs_enrol
 
     external = f"dr-{uuid.uuid4().hex[:6]}"
     program_a = (
-        await gql(
+        await admin_change(
             client, UPSERT, {"input": program_input(external, "A's program", "2")}, token=admin_a
         )
     )["data"]["upsertProgram"]
-    body = await gql(
+    body = await admin_change(
         client, UPSERT, {"input": program_input(external, "B's program", "9")}, token=admin_b
     )
     program_b = body["data"]["upsertProgram"]
