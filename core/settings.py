@@ -392,6 +392,15 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not an origin like https://wallet.example.com")
         return value.rstrip("/")
 
+    @field_validator("chain")
+    @classmethod
+    def _no_development_on_mainnet(cls, value: str, info: ValidationInfo) -> str:
+        # development trusts the embedded provider (whose users anyone can create) and http://
+        # issuers, and seeds demo data: never with real value.
+        if value == "odyssey" and info.data.get("environment") == "development":
+            raise ValueError("development never runs on odyssey (mainnet): use production")
+        return value
+
     @field_validator("tenants", mode="before")
     @classmethod
     def _parse_tenants(cls, value: object) -> object:

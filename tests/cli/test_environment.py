@@ -129,6 +129,14 @@ def test_production_refuses_to_serve_with_the_operators_key() -> None:
 
 
 @pytest.mark.usefixtures("no_outside_settings")
+def test_development_never_runs_on_mainnet() -> None:
+    """Development trusts the embedded provider and plain-http issuers: never with real value."""
+    with pytest.raises(ConfigurationError, match="development never runs on odyssey"):
+        load_settings(environment="development", chain="odyssey", rpc_url="https://rpc.example")
+    load_settings(environment="development", chain="odyssey-testnet", rpc_url="https://rpc.example")
+
+
+@pytest.mark.usefixtures("no_outside_settings")
 @pytest.mark.parametrize("chain", ["odyssey", "odyssey-testnet", "custom"])
 def test_production_refuses_a_plain_http_issuer(chain: str) -> None:
     plain = {**HTTPS_UTILITY, "slug": "plain-power", "issuer": "http://login.plain.example"}
@@ -138,7 +146,8 @@ def test_production_refuses_a_plain_http_issuer(chain: str) -> None:
 
     # development (a local provider), and the local chain (the tests' and benchmarks' test
     # bed, where nothing is of value), accept one
-    load_settings(environment="development", chain=chain, tenants=[plain])
+    if chain != "odyssey":  # development never runs on mainnet
+        load_settings(environment="development", chain=chain, tenants=[plain])
     load_settings(environment="production", chain="local", **{**READY, "tenants": [plain]})
 
 
