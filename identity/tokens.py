@@ -92,6 +92,19 @@ class IssuerDirectory:
         return found
 
 
+# What a fetch may raise on a provider's answer: httpx.InvalidURL is no httpx.HTTPError, and a
+# JSON document of the wrong shape (a list) raises AttributeError on ``.get``.
+_FETCH_FAILURES = (
+    httpx.HTTPError,
+    httpx.InvalidURL,
+    ValueError,
+    KeyError,
+    TypeError,
+    AttributeError,
+    JoseError,
+)
+
+
 class JwksCache:
     """Each trusted issuer's key set, fetched by one attempt at a time per issuer.
 
@@ -160,9 +173,11 @@ class JwksCache:
         return task
 
     async def _attempt(self, issuer: str) -> None:
+        """One fetch, its outcome recorded: whatever the provider answers (down, a ``jwks_uri``
+        that is no URL, a document of the wrong shape) is a failed fetch, never raised."""
         try:
             key_set = await self._fetch(issuer)
-        except (httpx.HTTPError, ValueError, KeyError, TypeError, JoseError) as error:
+        except _FETCH_FAILURES as error:
             logger.warning("JWKS fetch for %s failed: %s", issuer, error or type(error).__name__)
             self._attempts[issuer] = _Attempt(finished_at=time.monotonic(), failed=True)
         else:
