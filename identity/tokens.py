@@ -339,12 +339,17 @@ def _storable_email(email: object) -> str | None:
 
 
 def _client_of(claims: dict[str, Any]) -> str | None:
-    """The OAuth client the token was issued to: ``client_id`` (RFC 9068), else ``azp``."""
-    for claim in ("client_id", "azp"):
-        value = claims.get(claim)
-        if isinstance(value, str) and value:
-            return value
-    return None
+    """The OAuth client the token was issued to: ``client_id`` (RFC 9068), else ``azp``; None
+    when the two name different clients (which one holds the token cannot be told, so it is
+    no administration client)."""
+    named = [
+        value
+        for value in (claims.get("client_id"), claims.get("azp"))
+        if isinstance(value, str) and value
+    ]
+    if len(set(named)) > 1:
+        return None
+    return named[0] if named else None
 
 
 def _scopes(claims: dict[str, Any]) -> frozenset[str]:
