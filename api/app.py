@@ -32,7 +32,7 @@ from api.middleware import (
 from api.routes import healthz, readyz
 from api.stripe_webhook import stripe_webhook
 from api.web_app import web_app_content_security_policy, web_app_routes
-from api.websocket import WalletTransportWSHandler
+from api.websocket import SizedWebSocketAdapter, WalletTransportWSHandler
 from core.settings import Settings
 
 
@@ -40,6 +40,7 @@ class WalletGraphQL(GraphQL[RequestContext, None]):
     # Over graphql-transport-ws the context built here is the connection's: each operation
     # runs with one of its own (``api.websocket``).
     graphql_transport_ws_handler_class = WalletTransportWSHandler
+    websocket_adapter_class = SizedWebSocketAdapter  # type: ignore[assignment]
 
     async def get_context(self, request: Any, response: Response | None = None) -> RequestContext:
         return RequestContext(

@@ -24,6 +24,7 @@ from programs.card import advance_card_enrollments
 from programs.registry_changes import advance_registry_changes
 from relayer.deps import HeldFunds
 from relayer.forwarder import domain_separator
+from relayer.hold import following_tokens
 from relayer.pricing import FixedPriceOracle, PriceOracle
 from wallet.kms import KeyRing, LocalKeyEncryptionKey
 
@@ -70,7 +71,7 @@ class Services:
     price_oracle: PriceOracle
     treasury_address: str
     forwarder_domain_separator: bytes
-    held_funds: HeldFunds  # what the onramp holds in a wallet (onramp.hold), for the relayer
+    held_funds: HeldFunds  # the onramp's card holds (onramp.hold) and those moved with tokens
     account_cache: AccountCache = field(default_factory=AccountCache)
     stripe: StripeGateway | None = None  # None: the card onramp is not configured
 
@@ -127,7 +128,7 @@ class Services:
             forwarder_domain_separator=domain_separator(
                 chain_id=profile.chain_id, forwarder=addresses.forwarder
             ),
-            held_funds=card_hold(settings),
+            held_funds=following_tokens(card_hold(settings)),
             stripe=StripeGateway.from_settings(settings),
         )
 

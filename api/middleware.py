@@ -13,6 +13,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
+def route_path(scope: Scope) -> str:
+    """The path the app's routes see: ``path`` without the ``root_path`` the app is mounted
+    under (ASGI servers include it in ``path``), as Starlette's router takes it."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if root_path and path.startswith(root_path):
+        rest = path[len(root_path) :]
+        if rest == "" or rest.startswith("/"):
+            return rest
+    return path
+
+
 class RequestIdMiddleware:
     """Gives every request an id (the caller's ``X-Request-ID`` if sane) for logs and support."""
 
@@ -60,7 +72,7 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
+        path = route_path(scope)
         in_web_app = path == self.web_app_path or path.startswith(self.web_app_path + "/")
         added = self.web_app_responses if in_web_app else self.every_response
 
@@ -75,7 +87,8 @@ class SecurityHeadersMiddleware:
 
 
 class BodySizeLimitMiddleware:
-    """Refuses with 413 a request body larger than its path's limit before the app reads it:
+    """Refuses with 413 a request body larger than its path's limit (the path under the app's
+    ``root_path``) before the app reads it:
     at once when ``Content-Length`` says so, else as soon as the chunks that arrive (a chunked
     body has no length) add up to more. A body within the limit is handed on whole; the app
     would have read it whole anyway. Paths without a limit pass through untouched."""
@@ -85,7 +98,7 @@ class BodySizeLimitMiddleware:
         self.limits = dict(limits)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limit = self.limits.get(scope["path"]) if scope["type"] == "http" else None
+        limit = self.limits.get(route_path(scope)) if scope["type"] == "http" else None
         if limit is None:
             await self.app(scope, receive, send)
             return

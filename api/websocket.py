@@ -7,16 +7,22 @@ operations never share a database session, an account or loaders. Only subscript
 the socket: a query or mutation is refused before anything runs (apps send those over HTTP,
 where a document's mutations run one after another in one unit of work). When the caller's
 token expires (``exp`` plus the allowed clock skew), the socket is closed with 4401; the app
-signs in again and reconnects.
+signs in again and reconnects. A message longer than ``OVPP_GRAPHQL_MAX_BODY_BYTES`` (the
+limit of a ``POST /graphql`` body) closes the socket with 1009 before it is parsed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncGenerator
 from contextlib import suppress
+from json import JSONDecodeError
 
 from graphql import GraphQLError, OperationType, get_operation_ast, parse
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+from strawberry.asgi import ASGIWebSocketAdapter
+from strawberry.http.exceptions import NonJsonMessageReceived, NonTextMessageReceived
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
@@ -34,6 +40,33 @@ ONLY_SUBSCRIPTIONS = (
     "only subscriptions run over the WebSocket: send queries and mutations as HTTP POST /graphql"
 )
 LONGEST_SLEEP_SECONDS = 3600.0  # an expiry timer wakes at least this often (exp may be huge)
+TOO_BIG_CLOSE_CODE = 1009  # RFC 6455: a message too big to process
+
+
+class SizedWebSocketAdapter(ASGIWebSocketAdapter):
+    """strawberry's ASGI WebSocket adapter, but a text message over the GraphQL body limit
+    closes the socket with ``TOO_BIG_CLOSE_CODE`` before it is decoded."""
+
+    async def iter_json(
+        self, *, ignore_parsing_errors: bool = False
+    ) -> AsyncGenerator[object, None]:
+        limit = self.ws.app.state.services.settings.graphql_max_body_bytes
+        try:
+            while self.ws.application_state != WebSocketState.DISCONNECTED:
+                text = await self.ws.receive_text()
+                if len(text) > limit or len(text.encode()) > limit:
+                    reason = f"message over {limit} bytes: send at most that much at once"
+                    await self.ws.close(code=TOO_BIG_CLOSE_CODE, reason=reason)
+                    return
+                try:
+                    yield self.view.decode_json(text)
+                except JSONDecodeError as error:
+                    if not ignore_parsing_errors:
+                        raise NonJsonMessageReceived from error
+        except KeyError as error:  # a binary message
+            raise NonTextMessageReceived from error
+        except WebSocketDisconnect:
+            pass
 
 
 class WalletTransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):

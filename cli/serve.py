@@ -56,6 +56,9 @@ def serve() -> None:
                     port=settings.port,
                     log_level=settings.log_level.lower(),
                     proxy_headers=False,
+                    # The server refuses a larger WebSocket message before buffering it whole
+                    # (the app checks too: api.websocket.SizedWebSocketAdapter).
+                    ws_max_size=settings.graphql_max_body_bytes,
                 )
             )
             server.run()

@@ -310,7 +310,8 @@ class Settings(BaseSettings):
         1_048_576,
         gt=0,
         description="Largest `POST /graphql` body, in bytes: a larger one is refused with 413 "
-        "as its `Content-Length` says so, or as soon as its chunks add up to more.",
+        "as its `Content-Length` says so, or as soon as its chunks add up to more. Also the "
+        "largest graphql-transport-ws message: a larger one closes the socket with 1009.",
     )
     stripe_webhook_max_body_bytes: int = Field(
         524_288,

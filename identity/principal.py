@@ -21,7 +21,7 @@ class Principal:
     issuer: str
     subject: str
     email: str | None
-    client_id: str | None  # the token's client_id (RFC 9068), else its azp
+    client_id: str | None  # the token's client_id (RFC 9068), else its azp; None if they differ
     scopes: frozenset[str]
     admin_client_ids: frozenset[str] = frozenset()
     """The clients the utility allows to administer it (``TenantConfig.admin_client_ids``)."""

@@ -92,6 +92,19 @@ class IssuerDirectory:
         return found
 
 
+# What a fetch may raise on a provider's answer: httpx.InvalidURL is no httpx.HTTPError, and a
+# JSON document of the wrong shape (a list) raises AttributeError on ``.get``.
+_FETCH_FAILURES = (
+    httpx.HTTPError,
+    httpx.InvalidURL,
+    ValueError,
+    KeyError,
+    TypeError,
+    AttributeError,
+    JoseError,
+)
+
+
 class JwksCache:
     """Each trusted issuer's key set, fetched by one attempt at a time per issuer.
 
@@ -160,9 +173,11 @@ class JwksCache:
         return task
 
     async def _attempt(self, issuer: str) -> None:
+        """One fetch, its outcome recorded: whatever the provider answers (down, a ``jwks_uri``
+        that is no URL, a document of the wrong shape) is a failed fetch, never raised."""
         try:
             key_set = await self._fetch(issuer)
-        except (httpx.HTTPError, ValueError, KeyError, TypeError, JoseError) as error:
+        except _FETCH_FAILURES as error:
             logger.warning("JWKS fetch for %s failed: %s", issuer, error or type(error).__name__)
             self._attempts[issuer] = _Attempt(finished_at=time.monotonic(), failed=True)
         else:
@@ -324,12 +339,17 @@ def _storable_email(email: object) -> str | None:
 
 
 def _client_of(claims: dict[str, Any]) -> str | None:
-    """The OAuth client the token was issued to: ``client_id`` (RFC 9068), else ``azp``."""
-    for claim in ("client_id", "azp"):
-        value = claims.get(claim)
-        if isinstance(value, str) and value:
-            return value
-    return None
+    """The OAuth client the token was issued to: ``client_id`` (RFC 9068), else ``azp``; None
+    when the two name different clients (which one holds the token cannot be told, so it is
+    no administration client)."""
+    named = [
+        value
+        for value in (claims.get("client_id"), claims.get("azp"))
+        if isinstance(value, str) and value
+    ]
+    if len(set(named)) > 1:
+        return None
+    return named[0] if named else None
 
 
 def _scopes(claims: dict[str, Any]) -> frozenset[str]:

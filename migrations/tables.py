@@ -9,6 +9,7 @@ from onramp.models import OnrampPayment, OnrampQuote, StripeEvent
 from programs.models import Device, Enrollment, Program, RegistryChange, UtilityAccount
 from relayer.models import (
     FeeQuote,
+    MovedHold,
     RelayAttempt,
     RelayerKey,
     RelayTransaction,
@@ -27,6 +28,7 @@ __all__ = [
     "Device",
     "Enrollment",
     "FeeQuote",
+    "MovedHold",
     "OnrampPayment",
     "OnrampQuote",
     "Program",

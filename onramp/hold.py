@@ -4,9 +4,10 @@ For ``OVPP_ONRAMP_HOLD_HOURS`` after a card purchase is delivered, its tokens ma
 go to this backend's own wallets, but not to any other address: a chargeback that comes days
 later still finds them. The rule is the simplest that is never short: what a wallet holds of a
 token is the sum of its card purchases delivered within the window (and of those being
-delivered), minus nothing: spending some on fees does not shorten the hold on the rest. The
-relayer enforces it (``relayer.hold``) through ``services.held_funds``, which
-``api.container`` fills with ``card_hold``."""
+delivered): spending some on fees does not shorten the hold on the rest. The relayer
+enforces it (``relayer.hold``) through ``services.held_funds``, which ``api.container`` fills
+with ``card_hold`` wrapped in ``relayer.hold.following_tokens``: a hold moves with held tokens
+to another of this backend's wallets."""
 
 from __future__ import annotations
 

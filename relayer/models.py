@@ -302,3 +302,26 @@ class SponsorCustomerDay(SQLModel, table=True):
     customer_id: str = Field(foreign_key="customers.id", primary_key=True, max_length=36)
     day: str = Field(primary_key=True, max_length=10)
     spent_wei: int = Field(sa_column=Column(TokenAmount, nullable=False))
+
+
+class MovedHold(SQLModel, table=True):
+    """A hold that followed held tokens (bought by card, review H6) from one of this backend's
+    wallets to another (``relayer.hold``): ``amount`` of ``token`` is held in ``to_wallet_id``
+    until ``until``, and as much less in ``from_wallet_id``. Written in the transaction that
+    queues the transfer (``relay_transaction_id``); not counted once that job has FAILED (its
+    tokens never moved)."""
+
+    __tablename__ = "moved_holds"
+    __table_args__ = (
+        Index("ix_moved_holds_to_wallet_until", "to_wallet_id", "until"),
+        Index("ix_moved_holds_from_wallet_until", "from_wallet_id", "until"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    relay_transaction_id: str = Field(foreign_key="relay_transactions.id", max_length=36)
+    from_wallet_id: str = Field(foreign_key="wallets.id", max_length=36)
+    to_wallet_id: str = Field(foreign_key="wallets.id", max_length=36)
+    token: str = Field(max_length=16)
+    amount: int = Field(sa_column=Column(TokenAmount, nullable=False))
+    until: datetime = Field(sa_column=_timestamp())
+    created_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp())

@@ -14,6 +14,7 @@ from core.idempotency import NONCE_FILL_KEY_PREFIX
 from relayer.models import (
     PIPELINE_STATUSES,
     JobKind,
+    MovedHold,
     RelayAttempt,
     RelayerKey,
     RelayStatus,
@@ -313,6 +314,27 @@ async def tx_hash_of_ended(session: AsyncSession, job_ids: Sequence[str]) -> dic
 async def wallet_addresses(session: AsyncSession, wallet_ids: Iterable[str]) -> dict[str, str]:
     statement = select(Wallet.id, Wallet.address).where(Wallet.id.in_(sorted(set(wallet_ids))))
     return {wallet_id: address for wallet_id, address in (await session.execute(statement)).all()}
+
+
+async def moved_holds_of(session: AsyncSession, wallet_id: str, *, now: datetime) -> list[Row[Any]]:
+    """The holds moved into or out of the wallet that have not ended (``MovedHold``: from,
+    to, token, amount, until), except those of a FAILED job (its tokens never moved)."""
+    statement = (
+        select(
+            MovedHold.from_wallet_id,
+            MovedHold.to_wallet_id,
+            MovedHold.token,
+            MovedHold.amount,
+            MovedHold.until,
+        )
+        .join(RelayTransaction, RelayTransaction.id == MovedHold.relay_transaction_id)
+        .where(
+            or_(MovedHold.to_wallet_id == wallet_id, MovedHold.from_wallet_id == wallet_id),
+            MovedHold.until > now,
+            RelayTransaction.status != RelayStatus.FAILED,
+        )
+    )
+    return list((await session.execute(statement)).all())
 
 
 async def lock_wallet(session: AsyncSession, wallet_id: str) -> None:

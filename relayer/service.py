@@ -116,12 +116,14 @@ async def quote_transfer(
     raw: TransferInput,
 ) -> QuoteMade:
     transfer = validate_transfer(services, raw, sender=account.wallet.address)
-    held = await hold.binding_holds(
+    holds = await hold.transfer_holds(
         session, services=services, account=account, token=transfer.token, to=transfer.to
     )
-    if held:  # the customer learns of the hold before asking to send
+    if holds.binding:  # the customer learns of the hold before asking to send
         spendable = await spendable_balances(session, chain=services.chain, wallet=account.wallet)
-        hold.refuse_held(held, token=transfer.token, amount=transfer.amount, spendable=spendable)
+        hold.refuse_held(
+            holds.held, token=transfer.token, amount=transfer.amount, spendable=spendable
+        )
     settings = services.settings
     max_fee_per_gas = await current_gas_price(services)
     sponsor, customer_day = await sponsorship.with_customer_day(
@@ -241,9 +243,10 @@ async def request_transfer(
     """Queue a relayed transfer, or return the one this idempotency key already made; the
     caller commits with ``commit_transfer``, which may still refuse a sponsored one.
 
-    For a new sponsored transfer on PostgreSQL, seven statements (quote, nonces, the wallet's
-    recent jobs, its onramp holds, the job, its charge, and the reserving commit; one more when
-    something is held) and one chain read."""
+    For a new sponsored transfer on PostgreSQL, eight statements (quote, nonces, the wallet's
+    recent jobs, its onramp holds and its moved holds, the job, its charge, and the reserving
+    commit; two more when something is held and the recipient is a wallet of this backend:
+    the holds move with the tokens) and one chain read."""
     require_idempotency_key(idempotency_key)
     transfer = validate_transfer(services, raw, sender=account.wallet.address)
     wallet_id = account.wallet.id
@@ -285,11 +288,14 @@ async def request_transfer(
         fee=quote.fee_amount,
         debits=_debits(job for job in jobs if job.status in OPEN_STATUSES),
     )
-    held = await hold.binding_holds(
+    holds = await hold.transfer_holds(
         session, services=services, account=account, token=transfer.token, to=transfer.to
     )
-    hold.refuse_held(held, token=transfer.token, amount=transfer.amount, spendable=spendable)
-    return await queue_call(
+    if holds.binding:
+        hold.refuse_held(
+            holds.held, token=transfer.token, amount=transfer.amount, spendable=spendable
+        )
+    job = await queue_call(
         session,
         services=services,
         wallet=account.wallet,
@@ -309,6 +315,8 @@ async def request_transfer(
         quote_id=quote.id,
         first_nonce=first_nonce,
     )
+    await hold.move_with_transfer(session, holds, job=job, spendable=spendable)
+    return job
 
 
 async def _quote_with_policy(

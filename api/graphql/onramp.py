@@ -179,8 +179,8 @@ class OnrampPayment:
 
 @strawberry.type(
     description="Tokens bought by card that cannot yet leave for an address outside this "
-    "service (one entry per purchase): they pay fees and enrollments and go to this service's "
-    "wallets meanwhile."
+    "service (one entry per purchase, or per transfer that brought held tokens here): they pay "
+    "fees and enrollments and go to this service's wallets meanwhile, still held there."
 )
 class HeldBalance:
     token: TokenType

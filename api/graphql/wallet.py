@@ -39,9 +39,10 @@ class Wallet:
         return [Balance.from_chain(token, raw) for token, raw in readings]
 
     @strawberry.field(
-        description="Tokens bought by card and still held, soonest free first: they cannot be "
-        "sent to an address outside this service before `until` (fees, enrollments and "
-        "transfers to this service's wallets are not limited). Empty when nothing is held."
+        description="Tokens bought by card (here, or in a wallet of this service that sent them "
+        "here) and still held, soonest free first: they cannot be sent to an address outside "
+        "this service before `until` (fees, enrollments and transfers to this service's wallets "
+        "are not limited; the hold goes with them). Empty when nothing is held."
     )
     async def held(self, info: Info) -> list[HeldBalance]:
         return await onramp.viewer_held(

@@ -104,7 +104,9 @@ class Upload:
         return next(m["status"] for m in self.responses if m["type"] == "http.response.start")
 
 
-async def post_raw(app: Starlette, path: str, upload: Upload, *, declare_length: bool) -> None:
+async def post_raw(
+    app: Starlette, path: str, upload: Upload, *, declare_length: bool, root_path: str = ""
+) -> None:
     headers = [(b"content-type", b"application/json"), (b"host", b"testserver")]
     if declare_length:
         headers.append((b"content-length", str(upload.total).encode()))
@@ -116,9 +118,9 @@ async def post_raw(app: Starlette, path: str, upload: Upload, *, declare_length:
         "http_version": "1.1",
         "method": "POST",
         "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
+        "path": root_path + path,
+        "raw_path": (root_path + path).encode(),
+        "root_path": root_path,
         "query_string": b"",
         "headers": headers,
         "client": ("127.0.0.1", 50000),
@@ -150,6 +152,26 @@ async def test_a_chunked_body_is_refused_once_its_chunks_pass_the_limit(
 
     assert upload.status == 413
     assert upload.taken <= LIMIT + CHUNK  # read no further than the chunk that crossed it
+
+
+@pytest.mark.parametrize("path", ["/graphql", "/webhooks/stripe"])
+async def test_the_limits_hold_when_the_app_is_mounted_under_a_root_path(
+    small_limits_app: Starlette, path: str
+) -> None:
+    """Behind a proxy that serves the app under a prefix (``uvicorn --root-path /wallet``), the
+    server puts the prefix in ``path``: the limits still apply, declared or chunked."""
+    transport = httpx.ASGITransport(app=small_limits_app, root_path="/wallet")
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        served = await client.post("/wallet/graphql", json={"query": "{ chain { name } }"})
+    assert served.status_code == 200, served.text  # the app's routes answer under the prefix
+
+    for declare_length in (True, False):
+        upload = Upload(total=TEN_MB)
+        await post_raw(
+            small_limits_app, path, upload, declare_length=declare_length, root_path="/wallet"
+        )
+        assert upload.status == 413
+        assert upload.taken <= (0 if declare_length else LIMIT + CHUNK)
 
 
 async def test_a_body_within_the_limit_is_served_whole_declared_or_chunked(

@@ -151,6 +151,18 @@ async def test_every_response_is_nosniff_and_no_referrer_and_only_the_app_has_th
         assert response.headers.get("x-frame-options") == ("DENY" if in_app else None), path
 
 
+async def test_the_app_keeps_its_policy_when_served_under_a_root_path() -> None:
+    """Behind a proxy that mounts the backend under a prefix (``uvicorn --root-path``), the
+    server puts the prefix in ``path``: the web app's pages still carry its policy."""
+    settings = Settings(_env_file=None, environment="production", tenants=[UTILITY])
+    transport = httpx.ASGITransport(app=create_app(settings), root_path="/wallet")
+    async with httpx.AsyncClient(transport=transport, base_url="https://w.example") as client:
+        page = await client.get("/wallet/app/")
+    assert page.status_code == 200
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"
+
+
 async def test_the_api_answers_nosniff_and_no_referrer_and_graphiql_is_not_under_the_apps_policy(
     client: httpx.AsyncClient,
 ) -> None:

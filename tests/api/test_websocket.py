@@ -1,7 +1,7 @@
 """graphql-transport-ws as a client app speaks it, against the app served by uvicorn: each
 operation has its own context (the token checked again), only subscriptions run on the
-socket, the socket is closed with 4401 when the token expires, and the number of
-subscriptions one connection runs at once is limited."""
+socket, the socket is closed with 4401 when the token expires, the number of subscriptions
+one connection runs at once is limited, and so is the size of a message (1009 beyond)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 
 from api.container import Services
 from api.context import RequestContext
-from api.websocket import EXPIRED_CLOSE_CODE
+from api.websocket import EXPIRED_CLOSE_CODE, TOO_BIG_CLOSE_CODE
 from tests.support.enrollment import ADD_DEVICE, SITE
 from tests.support.issuer import TestIssuer
 from tests.support.ports import free_port
@@ -205,3 +205,43 @@ async def test_one_subscription_beyond_the_connection_limit_is_refused(
         assert (await receive(socket))["id"] == "one-more"
     finally:
         await socket.close()
+
+
+def sized(message: dict[str, Any], size: int) -> str:
+    """``message`` as JSON padded with trailing whitespace to ``size`` UTF-8 bytes."""
+    text = json.dumps(message, ensure_ascii=False)
+    return text + " " * (size - len(text.encode()))
+
+
+async def test_a_message_over_the_body_limit_closes_the_socket_with_1009(
+    ws_url: str, services: Services, test_issuer: TestIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A graphql-transport-ws message is capped like a ``POST /graphql`` body: one byte more,
+    counted in UTF-8, closes the socket with 1009 before it is parsed or run."""
+    limit = 4096
+    update = {"graphql_max_body_bytes": limit}
+    monkeypatch.setattr(services, "settings", services.settings.model_copy(update=update))
+    token = test_issuer.mint(sub=f"ws-size-{uuid.uuid4().hex[:12]}")
+    payload = {"query": UPDATES, "variables": {"id": str(uuid.uuid4())}}
+
+    socket = await connect(ws_url, token)
+    try:  # at the limit: served (the transaction is not found, as the subscription says)
+        await socket.send(sized({"id": "fits", "type": "subscribe", "payload": payload}, limit))
+        served = await receive(socket)
+        assert (served["id"], served["type"]) == ("fits", "next"), served
+    finally:
+        await socket.close()
+
+    wide = {**payload, "extensions": {"pad": "é" * (limit // 2)}}  # fewer characters than bytes
+    for message in (
+        sized({"id": "over", "type": "subscribe", "payload": payload}, limit + 1),
+        json.dumps({"id": "wide", "type": "subscribe", "payload": wide}, ensure_ascii=False),
+    ):
+        assert len(message) <= limit < len(message.encode()) or len(message) == limit + 1
+        socket = await connect(ws_url, token)
+        await socket.send(message)
+        with pytest.raises(ConnectionClosed) as closed:
+            await receive(socket)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == TOO_BIG_CLOSE_CODE == 1009
+        assert f"message over {limit} bytes" in closed.value.rcvd.reason

@@ -31,8 +31,11 @@ def admin_token(issuer: TestIssuer, **client: str | None) -> str:
         {"client_id": "customer-mobile-app"},
         {"client_id": None, "azp": "customer-mobile-app"},
         {"client_id": None},  # no client named at all
+        # Two different clients named: which one holds the token cannot be told.
+        {"client_id": TEST_ADMIN_CLIENT, "azp": "customer-mobile-app"},
+        {"client_id": "customer-mobile-app", "azp": TEST_ADMIN_CLIENT},
     ],
-    ids=["client_id", "azp", "none"],
+    ids=["client_id", "azp", "none", "admin-client_id-other-azp", "other-client_id-admin-azp"],
 )
 async def test_the_admin_scope_from_a_customer_client_is_refused(
     client, test_issuer: TestIssuer, client_claims: dict[str, str | None]
@@ -52,11 +55,11 @@ async def test_the_admin_scope_from_a_customer_client_is_refused(
     assert "administration clients" in view["errors"][0]["message"]
 
 
-@pytest.mark.parametrize("claim", ["client_id", "azp"])
+@pytest.mark.parametrize("naming", [("client_id",), ("azp",), ("client_id", "azp")])
 async def test_the_admin_scope_from_an_administration_client_is_accepted(
-    client, test_issuer: TestIssuer, other_issuer: TestIssuer, claim: str
+    client, test_issuer: TestIssuer, other_issuer: TestIssuer, naming: tuple[str, ...]
 ) -> None:
-    claims = {"client_id": None, claim: TEST_ADMIN_CLIENT}
+    claims = {"client_id": None} | dict.fromkeys(naming, TEST_ADMIN_CLIENT)
 
     mine = await gql(client, ADMIN_VIEW, token=admin_token(test_issuer, **claims))
     theirs = await gql(client, ADMIN_VIEW, token=admin_token(other_issuer, **claims))

@@ -1,6 +1,8 @@
 """A sign-in provider whose discovery and JWKS endpoints hang: verifications are answered from
 the last good key set at once, an unknown ``kid`` is an outage (``AUTH_UNAVAILABLE``) within
-about a second, and the refresh is retried in the background, not once per request.
+about a second, and the refresh is retried in the background, not once per request. A provider
+whose discovery document is malformed (a ``jwks_uri`` that is no URL, not an object) is a failed
+fetch like any other: the last good set serves, nothing escapes as an unexpected error.
 
 The validator is built here around an issuer of the test's own (no database), with a short
 key-set TTL and refetch interval, so the test does not wait minutes for a key set to age."""
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -135,3 +138,38 @@ async def test_an_unknown_kid_while_the_provider_hangs_is_an_outage_within_a_sec
     # Meanwhile a token signed by the known key is verified at once from the held set.
     principal, seconds = await timed(checker, issuer.mint())
     assert isinstance(principal, Principal) and seconds < PROMPT_SECONDS
+
+
+MALFORMED = [
+    pytest.param(lambda issuer: {"issuer": issuer, "jwks_uri": "http://[::1"}, id="invalid-url"),
+    pytest.param(lambda issuer: [issuer], id="not-an-object"),
+]
+
+
+@pytest.mark.parametrize("document", MALFORMED)
+async def test_a_malformed_discovery_document_is_a_failed_fetch_not_an_unexpected_error(
+    issuer: TestIssuer, validator: tuple[AccessTokenValidator, Fetches], document: Any
+) -> None:
+    checker, fetches = validator
+    assert isinstance(await checker.validate(issuer.mint()), Principal)
+    await asyncio.sleep(max(TTL_SECONDS, REFETCH_INTERVAL_SECONDS))  # the set is past its TTL
+
+    issuer.discovery_document = document(issuer.issuer)
+    for _ in range(3):  # the held set serves; the failed refresh holds off the next ones
+        assert isinstance(await checker.validate(issuer.mint()), Principal)
+        await asyncio.sleep(0.05)
+    assert fetches.count == 2
+    await asyncio.sleep(REFETCH_INTERVAL_SECONDS)
+    unknown = RSAKey.generate_key(2048, parameters={"kid": "never-fetched", "alg": "RS256"})
+    error, _ = await timed(checker, issuer.mint(key=unknown))
+    assert isinstance(error, DomainError) and error.code == "AUTH_UNAVAILABLE", error
+
+
+@pytest.mark.parametrize("document", MALFORMED)
+async def test_a_malformed_discovery_document_on_the_first_fetch_is_auth_unavailable(
+    issuer: TestIssuer, validator: tuple[AccessTokenValidator, Fetches], document: Any
+) -> None:
+    checker, _ = validator
+    issuer.discovery_document = document(issuer.issuer)
+    error, _ = await timed(checker, issuer.mint())
+    assert isinstance(error, DomainError) and error.code == "AUTH_UNAVAILABLE", error

@@ -1,7 +1,8 @@
 """Review H6, on both databases: tokens bought by card are held (they pay fees and enrollments
 and go to this backend's wallets, but cannot leave for an outside address before the hold
 ends), and each customer's card payments stay within a limit per 24 hours and per 30 days,
-refused before any PaymentIntent exists. The customer sees both in ``viewer.wallet``."""
+refused before any PaymentIntent exists. The customer sees both in ``viewer.wallet``. The
+hold follows the tokens to another wallet of this backend: a second account is no way out."""
 
 from __future__ import annotations
 
@@ -17,12 +18,16 @@ from sqlmodel import func, select
 from api.container import Services
 from chain.address_book import AddressBook
 from chain.deploy import Deployer
+from core.db import utc_now
 from onramp.models import OnrampPayment
 from onramp.processor import RunningProcessor
+from relayer import repository
+from relayer.runner import RunningRelayer
 from tests.support.enrollment import add_device, enroll, program_id, wait_enrollment
 from tests.support.graphql import error_codes, gql
 from tests.support.issuer import TestIssuer
 from tests.support.onramp import CREATE, OVPP, QUOTE, USDC, Live, buy, payment_row, wait_payment
+from tests.support.relayer_pause import relayer_paused
 from tests.support.transfers import QUOTE as QUOTE_TRANSFER
 from tests.support.transfers import jobs_of, quote, send
 from tests.support.wallets import (
@@ -184,6 +189,103 @@ async def test_only_the_part_not_bought_by_card_may_leave_while_the_hold_lasts(
     assert sent["__typename"] == "Transaction", sent
     assert (await wait_for_status(client, customer.token, sent["id"]))["status"] == "CONFIRMED"
     assert chain.usd_of(outside) == 3 * USDC
+
+
+def held_of(view: dict[str, Any]) -> list[tuple[str, str, datetime]]:
+    return [
+        (h["token"]["symbol"], h["amount"], datetime.fromisoformat(h["until"]))
+        for h in view["held"]
+    ]
+
+
+async def test_the_hold_follows_card_bought_tokens_to_another_wallet_of_this_backend(
+    client,
+    live: Live,
+    processor: RunningProcessor,
+    services: Services,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    """A buyer moves held tokens to a second account (allowed: one of this backend's wallets);
+    from there they still cannot leave before the hold ends, while the second account's own
+    tokens can."""
+    chain = ChainReader(deployer, contracts)
+    buyer = await new_customer(client, test_issuer, deployer, contracts)
+    second = await new_customer(client, test_issuer, deployer, contracts, stablecoin=3 * USDC)
+    outside = fresh_address()
+    fee = {"token": "STABLECOIN", "feeToken": "STABLECOIN"}
+    early = await quote(client, second.token, to=outside, amount="4", **fee)
+
+    payment = await bought_and_delivered(client, live, buyer, token="STABLECOIN", fiat_amount="20")
+    until = (await payment_row(services, payment["id"])).delivered_at + timedelta(
+        hours=services.settings.onramp_hold_hours
+    )
+    inside = await quote(client, buyer.token, to=second.address, amount="10", **fee)
+    sent = await send(
+        client, buyer.token, quote_id=inside["id"], to=second.address, amount="10", **fee
+    )
+    assert sent["__typename"] == "Transaction", sent
+    assert (await wait_for_status(client, buyer.token, sent["id"]))["status"] == "CONFIRMED"
+    assert chain.usd_of(second.address) == 13 * USDC
+
+    # The hold moved with the 10 USDC: the second account sees it, the buyer's is that much less.
+    assert held_of(await wallet_view(client, second)) == [("USDC", "10", until)]
+    assert held_of(await wallet_view(client, buyer)) == [("USDC", "9.1", until)]
+
+    # From the second account the held tokens cannot leave, by quote or transfer; nothing queued.
+    refused = await gql(
+        client,
+        QUOTE_TRANSFER,
+        {"input": {"to": outside, "amount": "3.01", **fee}},
+        token=second.token,
+    )
+    assert error_codes(refused) == ["POLICY_VIOLATION"], refused
+    assert shown(until) in refused["errors"][0]["message"], refused
+    assert "at most 3 USDC can go to an address outside" in refused["errors"][0]["message"]
+    sent = await send(client, second.token, quote_id=early["id"], to=outside, amount="4", **fee)
+    assert (sent["__typename"], sent["rule"]) == ("PolicyViolation", "ONRAMP_HOLD"), sent
+    assert shown(until) in sent["message"], sent
+    assert await jobs_of(services, second.address) == []
+
+    # Its own 3 USDC are not held: they leave (the fee out of the held ones).
+    own = await quote(client, second.token, to=outside, amount="3", **fee)
+    sent = await send(client, second.token, quote_id=own["id"], to=outside, amount="3", **fee)
+    assert sent["__typename"] == "Transaction", sent
+    assert (await wait_for_status(client, second.token, sent["id"]))["status"] == "CONFIRMED"
+    assert chain.usd_of(outside) == 3 * USDC
+
+
+async def test_a_hold_moved_by_a_transfer_that_failed_goes_back_to_the_sender(
+    client,
+    live: Live,
+    processor: RunningProcessor,
+    relayer: RunningRelayer,
+    services: Services,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
+) -> None:
+    """The hold moves in the transaction that queues the transfer; if that job fails, its
+    tokens never moved: the recipient's own funds are not held, the sender's hold is whole."""
+    buyer = await new_customer(client, test_issuer, deployer, contracts)
+    second = await new_customer(client, test_issuer, deployer, contracts)
+    fee = {"token": "STABLECOIN", "feeToken": "STABLECOIN", "amount": "5"}
+    payment = await bought_and_delivered(client, live, buyer, token="STABLECOIN", fiat_amount="20")
+    until = (await payment_row(services, payment["id"])).delivered_at + timedelta(
+        hours=services.settings.onramp_hold_hours
+    )
+    async with relayer_paused(relayer, services):
+        made = await quote(client, buyer.token, to=second.address, **fee)
+        sent = await send(client, buyer.token, quote_id=made["id"], to=second.address, **fee)
+        assert sent["__typename"] == "Transaction", sent
+        assert held_of(await wallet_view(client, second)) == [("USDC", "5", until)]
+        assert held_of(await wallet_view(client, buyer)) == [("USDC", "14.1", until)]
+        async with services.db.session() as session:
+            await repository.fail_job(session, sent["id"], error="test: never sent", now=utc_now())
+    assert (await wait_for_status(client, buyer.token, sent["id"]))["status"] == "FAILED"
+    assert held_of(await wallet_view(client, second)) == []
+    assert held_of(await wallet_view(client, buyer)) == [("USDC", "19.1", until)]
 
 
 async def test_card_bought_ovpp_still_pays_an_enrollment_fee_while_held(

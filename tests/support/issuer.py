@@ -47,6 +47,8 @@ class TestIssuer:
         # While set, discovery and JWKS requests hang (a provider that is down without saying
         # so) until it is cleared, then answer as usual.
         self.hanging = False
+        # While set, the discovery document served instead of the real one (a broken provider).
+        self.discovery_document: Any = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -95,6 +97,8 @@ class TestIssuer:
     def start(self) -> None:
         async def discovery(_request: Request) -> JSONResponse:
             await self._while_hanging()
+            if self.discovery_document is not None:
+                return JSONResponse(self.discovery_document)
             return JSONResponse({"issuer": self.issuer, "jwks_uri": f"{self.issuer}/jwks"})
 
         async def jwks(_request: Request) -> JSONResponse:

@@ -9,8 +9,8 @@ partial unique index on SQLite and PostgreSQL).
 Downgrade drops the table: an open change's jobs still land, and the catalog then lags until
 the administrator asks again (identical changes send nothing).
 
-Revision ID: 0020
-Revises: 0016
+Revision ID: 0018
+Revises: 0017
 Create Date: 2026-12-07 23:40:00.000000
 """
 
@@ -20,8 +20,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = "0020"
-down_revision = "0016"
+revision = "0018"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
