@@ -26,6 +26,7 @@ import asyncio
 import json
 import os
 import pstats
+import shutil
 import signal
 import sys
 import time
@@ -88,6 +89,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="N",
         help="run the API under cProfile and print its N functions with the most own time",
     )
+    parser.add_argument(
+        "--profile-file", type=Path, default=None, help="with --profile: keep the raw stats here"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     return parser.parse_args(argv)
 
@@ -129,7 +133,8 @@ async def run(args: argparse.Namespace) -> int:
                 issuer.stop()
     _print_figures(args, figures)
     if args.json is not None:
-        args.json.write_text(json.dumps({"arguments": vars(args) | {"json": None}, **figures}))
+        arguments = {name: str(value) for name, value in vars(args).items()}
+        args.json.write_text(json.dumps({"arguments": arguments, **figures}))
     return 0 if all(not row["failures"] for row in figures["wallets"]) else 1
 
 
@@ -175,6 +180,8 @@ async def _bench(
         stop_process(relayer_process)
         stop_process(api_process)
     profile = _profile_top(profile_path, args.profile) if profile_path else {}
+    if profile_path is not None and args.profile_file is not None:
+        shutil.copyfile(profile_path, args.profile_file)
     return {"wallets": rows, "profile": profile, "load_average": os.getloadavg()}
 
 

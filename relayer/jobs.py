@@ -63,12 +63,13 @@ class Display:
 
 
 # Prebuilt: the transfer hot path runs it once per request.
+# Of the table, not the model: SQLAlchemy's Core path, not the ORM's.
+_WALLETS = Wallet.__table__
 _TAKE_FORWARDER_NONCES = (
-    update(Wallet)
-    .where(Wallet.id == bindparam("wallet_id"))
-    .values(next_forwarder_nonce=Wallet.next_forwarder_nonce + bindparam("count"))
-    .returning(Wallet.next_forwarder_nonce)
-    .execution_options(synchronize_session=False)
+    update(_WALLETS)
+    .where(_WALLETS.c.id == bindparam("wallet_id"))
+    .values(next_forwarder_nonce=_WALLETS.c.next_forwarder_nonce + bindparam("count"))
+    .returning(_WALLETS.c.next_forwarder_nonce)
 )
 
 

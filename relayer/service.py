@@ -14,7 +14,7 @@ from eth_utils import to_checksum_address
 from sqlalchemy import Row, and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from chain.addresses import client_address
+from chain.addresses import checksummed, client_address
 from chain.calls import Call
 from chain.client import ChainClient
 from chain.erc20 import erc20_transfer_data
@@ -76,7 +76,7 @@ def validate_transfer(
     token = _token(services, raw.token, field="token")
     fee_token = _token(services, raw.fee_token, field="feeToken")
     to = client_address(raw.to, field="to")
-    if to == to_checksum_address(sender):
+    if to == checksummed(sender):
         raise InvalidInput("this is your own wallet's address: send to someone else", field="to")
     try:
         amount = parse_units(raw.amount, token.decimals)
@@ -178,30 +178,21 @@ def fingerprint(transfer: ValidatedTransfer, quote_id: str) -> str:
     )
 
 
-# A fee quote with the wallet's policy for its token, in one statement.
+# A fee quote with the wallet's policy for its token, in one statement; of the tables, not the
+# models, so that running it takes SQLAlchemy's Core path, not the ORM's.
+_QUOTES, _POLICIES = FeeQuote.__table__, WalletPolicy.__table__
 _QUOTE_WITH_POLICY = (
-    select(
-        FeeQuote.id,
-        FeeQuote.wallet_id,
-        FeeQuote.token,
-        FeeQuote.to_address,
-        FeeQuote.amount,
-        FeeQuote.fee_token,
-        FeeQuote.fee_amount,
-        FeeQuote.gas_limit,
-        FeeQuote.max_fee_per_gas,
-        FeeQuote.sponsored,
-        FeeQuote.sponsor_id,
-        FeeQuote.expires_at,
-        FeeQuote.created_at,
-        WalletPolicy.daily_limit,
-        WalletPolicy.allowed_destinations,
+    select(*_QUOTES.c, _POLICIES.c.daily_limit, _POLICIES.c.allowed_destinations)
+    .select_from(
+        _QUOTES.outerjoin(
+            _POLICIES,
+            and_(
+                _POLICIES.c.wallet_id == _QUOTES.c.wallet_id,
+                _POLICIES.c.token == _QUOTES.c.token,
+            ),
+        )
     )
-    .outerjoin(
-        WalletPolicy,
-        and_(WalletPolicy.wallet_id == FeeQuote.wallet_id, WalletPolicy.token == FeeQuote.token),
-    )
-    .where(FeeQuote.id == bindparam("quote_id"), FeeQuote.wallet_id == bindparam("wallet_id"))
+    .where(_QUOTES.c.id == bindparam("quote_id"), _QUOTES.c.wallet_id == bindparam("wallet_id"))
 )
 
 

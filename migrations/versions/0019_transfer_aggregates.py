@@ -5,7 +5,8 @@ job carries ``running_total``, its wallet's running total of its token, this job
 what a wallet sent in the daily window is the difference of two totals found by index probes
 (``ix_relay_tx_wallet_token_created``), less its failed jobs of the window
 (``ix_relay_tx_wallet_status_created``, which replaces ``ix_relay_tx_wallet_status`` and still
-serves its open jobs); whether a quote was used is one probe of ``ix_relay_tx_quote``.
+serves its open jobs); whether a quote was used is one probe of ``ix_relay_tx_quote``; a
+wallet's card purchases still held are a range of ``ix_onramp_payments_wallet_delivered``.
 
 Existing jobs get their totals here, in the order they were created.
 
@@ -52,6 +53,8 @@ def upgrade() -> None:
             "ix_relay_tx_wallet_token_created", ["wallet_id", "token", "created_at"]
         )
         batch_op.create_index("ix_relay_tx_quote", ["quote_id"])
+    with op.batch_alter_table("onramp_payments", schema=None) as batch_op:
+        batch_op.create_index("ix_onramp_payments_wallet_delivered", ["wallet_id", "delivered_at"])
     connection = op.get_bind()
     if connection.dialect.name == "postgresql":
         connection.execute(sa.text(_POSTGRES_BACKFILL))
@@ -81,6 +84,8 @@ def _backfill_in_python(connection: sa.Connection) -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("onramp_payments", schema=None) as batch_op:
+        batch_op.drop_index("ix_onramp_payments_wallet_delivered")
     with op.batch_alter_table("relay_transactions", schema=None) as batch_op:
         batch_op.drop_index("ix_relay_tx_quote")
         batch_op.drop_index("ix_relay_tx_wallet_token_created")
