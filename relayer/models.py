@@ -93,7 +93,7 @@ class RelayTransaction(SQLModel, table=True):
         Index("ix_relay_tx_wallet_created", "wallet_id", "created_at"),
         # A wallet's open jobs (its pending debits), whatever their age, and its failed ones
         # of the last day (taken off its running totals for the daily limit).
-        Index("ix_relay_tx_wallet_status_created", "wallet_id", "status", "created_at"),
+        Index("ix_relay_tx_wallet_status_token", "wallet_id", "status", "token", "created_at"),
         # A wallet's running total of a token as of a moment (the daily limit's window).
         Index("ix_relay_tx_wallet_token_created", "wallet_id", "token", "created_at"),
         # Whether a fee quote was used already.

@@ -128,7 +128,7 @@ _OPEN_AND_RECENTLY_FAILED = union_all(
 # One statement, one row per job it needs (at least one): the summary above (the job this
 # idempotency key made, whether the quote was used, two running totals) beside the wallet's
 # open jobs (their amounts are not on chain yet) and its failed jobs of the token since the
-# window began. Every part is an index probe or range (``ix_relay_tx_wallet_status_created``
+# window began. Every part is an index probe or range (``ix_relay_tx_wallet_status_token``
 # for the jobs): nothing it reads grows with the wallet's history.
 _TRANSFER_CONTEXT = select(_SUMMARY, _OPEN_AND_RECENTLY_FAILED).select_from(
     _SUMMARY.outerjoin(_OPEN_AND_RECENTLY_FAILED, true())

@@ -4,7 +4,7 @@ Issue 17: ``request_transfer`` loaded every job of the wallet from the last 24 h
 job carries ``running_total``, its wallet's running total of its token, this job included, so
 what a wallet sent in the daily window is the difference of two totals found by index probes
 (``ix_relay_tx_wallet_token_created``), less its failed jobs of the window
-(``ix_relay_tx_wallet_status_created``, which replaces ``ix_relay_tx_wallet_status`` and still
+(``ix_relay_tx_wallet_status_token``, which replaces ``ix_relay_tx_wallet_status`` and still
 serves its open jobs); whether a quote was used is one probe of ``ix_relay_tx_quote``; a
 wallet's card purchases still held are a range of ``ix_onramp_payments_wallet_delivered``.
 
@@ -47,7 +47,7 @@ def upgrade() -> None:
         )
         batch_op.drop_index("ix_relay_tx_wallet_status")
         batch_op.create_index(
-            "ix_relay_tx_wallet_status_created", ["wallet_id", "status", "created_at"]
+            "ix_relay_tx_wallet_status_token", ["wallet_id", "status", "token", "created_at"]
         )
         batch_op.create_index(
             "ix_relay_tx_wallet_token_created", ["wallet_id", "token", "created_at"]
@@ -89,6 +89,6 @@ def downgrade() -> None:
     with op.batch_alter_table("relay_transactions", schema=None) as batch_op:
         batch_op.drop_index("ix_relay_tx_quote")
         batch_op.drop_index("ix_relay_tx_wallet_token_created")
-        batch_op.drop_index("ix_relay_tx_wallet_status_created")
+        batch_op.drop_index("ix_relay_tx_wallet_status_token")
         batch_op.create_index("ix_relay_tx_wallet_status", ["wallet_id", "status"])
         batch_op.drop_column("running_total")

@@ -56,6 +56,9 @@ async def seed_transfers(
             )
         for start in range(0, len(rows), CHUNK):
             await session.execute(insert(RelayTransaction.__table__), rows[start : start + CHUNK])
+    if not db.is_sqlite:  # the statistics autovacuum would gather after such an insert
+        async with db.engine.connect() as connection:
+            await connection.exec_driver_sql("ANALYZE relay_transactions")
     return sent
 
 
