@@ -116,6 +116,8 @@ class OnrampPayment(SQLModel, table=True):
         Index("ix_onramp_payments_customer_created", "customer_id", "created_at"),
         # Payments awaiting an operator's clawback decision, counted by /metrics.
         Index("ix_onramp_payments_clawback", "clawback_required"),
+        # A wallet's card purchases still held, read by every quote and transfer.
+        Index("ix_onramp_payments_wallet_delivered", "wallet_id", "delivered_at"),
     )
 
     id: str = Field(primary_key=True, max_length=36)

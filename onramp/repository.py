@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import bindparam, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import insert_if_absent, utc_now
@@ -276,23 +276,33 @@ async def touch_payment(session: AsyncSession, payment_id: str) -> None:
 # -- the hold and the limits (onramp/hold.py, onramp/limits.py) ----------------------------------
 
 
+_PAYMENTS = OnrampPayment.__table__
+# Built once, of the table (SQLAlchemy's Core path): every quote and transfer runs it.
+_HELD_PURCHASES = select(
+    _PAYMENTS.c.token, _PAYMENTS.c.token_amount, _PAYMENTS.c.delivered_at
+).where(
+    _PAYMENTS.c.customer_id == bindparam("customer_id"),
+    _PAYMENTS.c.wallet_id == bindparam("wallet_id"),
+    or_(
+        _PAYMENTS.c.delivered_at >= bindparam("delivered_since"),
+        _PAYMENTS.c.status == PaymentStatus.DELIVERING.value,
+    ),
+)
+
+
 async def held_purchases(
     session: AsyncSession, *, customer_id: str, wallet_id: str, delivered_since: datetime
 ) -> list[tuple[str, int, datetime | None]]:
     """(token, token amount, delivered at) of the card payments delivered to the wallet since
     ``delivered_since``, and of those being delivered (``delivered_at`` still empty): whatever
     their status since, a refund or dispute after delivery does not free the tokens."""
-    statement = select(
-        OnrampPayment.token, OnrampPayment.token_amount, OnrampPayment.delivered_at
-    ).where(
-        OnrampPayment.customer_id == customer_id,
-        OnrampPayment.wallet_id == wallet_id,
-        or_(
-            OnrampPayment.delivered_at >= delivered_since,
-            OnrampPayment.status == PaymentStatus.DELIVERING.value,
-        ),
-    )
-    return [(row[0], int(row[1]), row[2]) for row in (await session.execute(statement)).all()]
+    parameters = {
+        "customer_id": customer_id,
+        "wallet_id": wallet_id,
+        "delivered_since": delivered_since,
+    }
+    rows = (await session.execute(_HELD_PURCHASES, parameters)).all()
+    return [(row[0], int(row[1]), row[2]) for row in rows]
 
 
 async def lock_customer_for_card_payment(session: AsyncSession, customer_id: str) -> None:

@@ -18,7 +18,7 @@ from chain.calls import Call
 from chain.erc20 import erc20_transfer_data
 from chain.tokens import TokenInfo
 from core.db import insert_rows
-from relayer import sponsorship
+from relayer import repository, sponsorship
 from relayer.deps import RelayerServices
 from relayer.forwarder import ForwardRequest, sign_request
 from relayer.keys import relayer_key_for
@@ -63,12 +63,13 @@ class Display:
 
 
 # Prebuilt: the transfer hot path runs it once per request.
+# Of the table, not the model: SQLAlchemy's Core path, not the ORM's.
+_WALLETS = Wallet.__table__
 _TAKE_FORWARDER_NONCES = (
-    update(Wallet)
-    .where(Wallet.id == bindparam("wallet_id"))
-    .values(next_forwarder_nonce=Wallet.next_forwarder_nonce + bindparam("count"))
-    .returning(Wallet.next_forwarder_nonce)
-    .execution_options(synchronize_session=False)
+    update(_WALLETS)
+    .where(_WALLETS.c.id == bindparam("wallet_id"))
+    .values(next_forwarder_nonce=_WALLETS.c.next_forwarder_nonce + bindparam("count"))
+    .returning(_WALLETS.c.next_forwarder_nonce)
 )
 
 
@@ -151,13 +152,20 @@ async def queue_call(
     display: Display,
     quote_id: str | None = None,
     first_nonce: int | None = None,
+    running_total: int | None = None,
 ) -> RelayTransaction:
     """Sign ``calls`` (and the fee transfer) as ``wallet`` and queue them as one atomic job on
     the wallet's sticky relayer key, reserving the sponsor's charge if the sponsor pays. Takes
-    the forwarder nonces unless ``first_nonce`` says they were reserved already."""
+    the forwarder nonces unless ``first_nonce`` says they were reserved already, and reads the
+    wallet's running total of the job's token unless the caller read it (``running_total``)
+    under that lock."""
     if first_nonce is None:
         first_nonce = await reserve_nonces(
             session, wallet_id=wallet.id, calls=calls, payment=payment
+        )
+    if running_total is None:
+        running_total = await repository.running_total(
+            session, wallet_id=wallet.id, token=display.token
         )
     return await _enqueue_calls(
         session,
@@ -174,6 +182,7 @@ async def queue_call(
         display=display,
         relayer_key_id=await relayer_key_for(session, wallet.id),
         quote_id=quote_id,
+        running_total=running_total + display.amount,
     )
 
 
@@ -192,10 +201,12 @@ async def _enqueue_calls(
     request_fingerprint: str,
     display: Display,
     relayer_key_id: str,
+    running_total: int,
     quote_id: str | None = None,
 ) -> RelayTransaction:
     """Sign ``calls`` (plus the fee transfer) with the wallet's key at the reserved nonces and
-    insert them as one atomic relayed transaction; the returned row is not in the session."""
+    insert them as one atomic relayed transaction, ``running_total`` its wallet's total of its
+    token with it; the returned row is not in the session."""
     fee_token = payment.fee_token if payment.collects_fee else None
     if fee_token is not None:
         calls = [
@@ -230,6 +241,7 @@ async def _enqueue_calls(
         sponsored=payment.sponsored,
         sponsor_id=sponsor_id,
         quote_id=quote_id,
+        running_total=running_total,
         forwarder_nonce=first_nonce,
         forward_requests=[r.to_json() for r in signed],
         gas_limit=gas_limit,

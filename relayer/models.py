@@ -92,8 +92,13 @@ class RelayTransaction(SQLModel, table=True):
         UniqueConstraint("relayer_key_id", "relayer_nonce", name="uq_relay_tx_key_nonce"),
         Index("ix_relay_tx_key_status", "relayer_key_id", "status"),
         Index("ix_relay_tx_wallet_created", "wallet_id", "created_at"),
-        # A wallet's open jobs (its pending debits), whatever their age.
-        Index("ix_relay_tx_wallet_status", "wallet_id", "status"),
+        # A wallet's open jobs (its pending debits), whatever their age, and its failed ones
+        # of the last day (taken off its running totals for the daily limit).
+        Index("ix_relay_tx_wallet_status_token", "wallet_id", "status", "token", "created_at"),
+        # A wallet's running total of a token as of a moment (the daily limit's window).
+        Index("ix_relay_tx_wallet_token_created", "wallet_id", "token", "created_at"),
+        # Whether a fee quote was used already.
+        Index("ix_relay_tx_quote", "quote_id"),
         # The last hour's failures, counted by /metrics at every scrape.
         Index("ix_relay_tx_status_updated", "status", "updated_at"),
     )
@@ -117,6 +122,12 @@ class RelayTransaction(SQLModel, table=True):
     # of the transaction, which then waited for that row outside its queue (migration 0014).
     sponsor_id: str | None = Field(default=None, max_length=36)
     quote_id: str | None = Field(default=None, max_length=36)
+    # The wallet's running total of ``token`` over its jobs, this one included (failed ones
+    # too): what it sent in a window is the difference of two totals (docs/relayer.md,
+    # "Daily limits"). Kept by ``relayer.jobs`` under the wallet's lock.
+    running_total: int = Field(
+        default=0, sa_column=Column(TokenAmount, nullable=False, server_default="0")
+    )
 
     forwarder_nonce: int = Field(sa_column=Column(BigInteger, nullable=False))
     forward_requests: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))

@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, bindparam, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    and_,
+    bindparam,
+    exists,
+    insert,
+    or_,
+    select,
+    true,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import new_id
 from core.idempotency import NONCE_FILL_KEY_PREFIX
 from relayer.models import (
+    OPEN_STATUSES,
     PIPELINE_STATUSES,
     JobKind,
     MovedHold,
@@ -72,6 +86,101 @@ async def transactions_page(
         RelayTransaction.created_at.desc(), RelayTransaction.id.desc()
     ).limit(first + 1)
     return list((await session.execute(statement)).scalars())
+
+
+# -- what a new transfer must know of its wallet's jobs ------------------------------------------
+
+
+def _running_total(*, before_window: bool) -> Any:
+    """The wallet's running total of the token as of its newest job (or its newest job created
+    before the window): one index probe (``ix_relay_tx_wallet_token_created``)."""
+    statement = select(JOBS.c.running_total).where(
+        JOBS.c.wallet_id == bindparam("wallet_id"), JOBS.c.token == bindparam("token")
+    )
+    if before_window:
+        statement = statement.where(JOBS.c.created_at < bindparam("since"))
+    return statement.order_by(JOBS.c.created_at.desc()).limit(1).scalar_subquery()
+
+
+def _same_key(column: Any) -> Any:
+    key = JOBS.c.idempotency_key == bindparam("idempotency_key")
+    return select(column).where(JOBS.c.wallet_id == bindparam("wallet_id"), key).scalar_subquery()
+
+
+_SUMMARY = select(
+    _same_key(JOBS.c.id).label("existing_id"),
+    _same_key(JOBS.c.request_fingerprint).label("existing_fingerprint"),
+    exists().where(JOBS.c.quote_id == bindparam("quote_id")).label("quote_used"),
+    _running_total(before_window=False).label("total_now"),
+    _running_total(before_window=True).label("total_before"),
+).subquery("summary")
+_JOB_DEBITS = (JOBS.c.token, JOBS.c.amount, JOBS.c.fee_token, JOBS.c.fee_amount, JOBS.c.status)
+_OPEN_AND_RECENTLY_FAILED = union_all(
+    select(*_JOB_DEBITS).where(
+        JOBS.c.wallet_id == bindparam("wallet_id"), JOBS.c.status.in_(OPEN_STATUSES)
+    ),
+    select(*_JOB_DEBITS).where(
+        JOBS.c.wallet_id == bindparam("wallet_id"),
+        JOBS.c.status == RelayStatus.FAILED,
+        JOBS.c.created_at >= bindparam("since"),
+        JOBS.c.token == bindparam("token"),
+    ),
+).subquery("jobs")
+# One statement, one row per job it needs (at least one): the summary above (the job this
+# idempotency key made, whether the quote was used, two running totals) beside the wallet's
+# open jobs (their amounts are not on chain yet) and its failed jobs of the token since the
+# window began. Every part is an index probe or range (``ix_relay_tx_wallet_status_token``
+# for the jobs): nothing it reads grows with the wallet's history.
+_TRANSFER_CONTEXT = select(_SUMMARY, _OPEN_AND_RECENTLY_FAILED).select_from(
+    _SUMMARY.outerjoin(_OPEN_AND_RECENTLY_FAILED, true())
+)
+
+
+@dataclass(frozen=True)
+class TransferContext:
+    """What a new transfer of ``token`` must know of its wallet's jobs."""
+
+    existing_id: str | None  # the job its idempotency key made
+    existing_fingerprint: str | None
+    quote_used: bool
+    total_now: int  # the wallet's running total of the token
+    sent_since: int  # of the token, by jobs created since the window began and not failed
+    open_jobs: list[Row[Any]]  # (token, amount, fee_token, fee_amount) of each open job
+
+
+async def transfer_context(
+    session: AsyncSession,
+    *,
+    wallet_id: str,
+    token: str,
+    idempotency_key: str,
+    quote_id: str,
+    since: datetime,
+) -> TransferContext:
+    """The wallet's jobs as a new transfer sees them, in one statement (``_TRANSFER_CONTEXT``).
+    The caller holds the wallet's lock, so the running totals are current."""
+    keys = {"wallet_id": wallet_id, "token": token, "idempotency_key": idempotency_key}
+    rows = (
+        await session.execute(_TRANSFER_CONTEXT, {**keys, "quote_id": quote_id, "since": since})
+    ).all()
+    first = rows[0]
+    total_now, total_before = int(first.total_now or 0), int(first.total_before or 0)
+    failed = sum(int(row.amount) for row in rows if row.status == RelayStatus.FAILED)
+    return TransferContext(
+        existing_id=first.existing_id,
+        existing_fingerprint=first.existing_fingerprint,
+        quote_used=bool(first.quote_used),
+        total_now=total_now,
+        sent_since=total_now - total_before - failed,
+        open_jobs=[row for row in rows if row.status in OPEN_STATUSES],
+    )
+
+
+async def running_total(session: AsyncSession, *, wallet_id: str, token: str) -> int:
+    """The wallet's running total of ``token`` (the caller holds the wallet's lock)."""
+    statement = select(_running_total(before_window=False))
+    parameters = {"wallet_id": wallet_id, "token": token}
+    return int((await session.execute(statement, parameters)).scalar() or 0)
 
 
 # -- keys and scheduling -----------------------------------------------------------------------

@@ -5,16 +5,16 @@ in PostgreSQL, the write lock in SQLite) and concurrent transfers can never over
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from eth_utils import to_checksum_address
-from sqlalchemy import Row, and_, bindparam, or_, select
+from sqlalchemy import Row, and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from chain.addresses import client_address
+from chain.addresses import checksummed, client_address
 from chain.calls import Call
 from chain.client import ChainClient
 from chain.erc20 import erc20_transfer_data
@@ -23,7 +23,7 @@ from core.db import insert_rows, utc_now
 from core.errors import InvalidInput
 from core.idempotency import request_fingerprint, require_idempotency_key
 from identity.service import CustomerAccount
-from relayer import hold, sponsorship
+from relayer import hold, repository, sponsorship
 from relayer.deps import RelayerServices
 from relayer.errors import InsufficientFunds, PolicyViolation, QuoteExpired
 from relayer.jobs import (
@@ -37,7 +37,6 @@ from relayer.models import (
     OPEN_STATUSES,
     FeeQuote,
     JobKind,
-    RelayStatus,
     RelayTransaction,
     WalletPolicy,
 )
@@ -77,7 +76,7 @@ def validate_transfer(
     token = _token(services, raw.token, field="token")
     fee_token = _token(services, raw.fee_token, field="feeToken")
     to = client_address(raw.to, field="to")
-    if to == to_checksum_address(sender):
+    if to == checksummed(sender):
         raise InvalidInput("this is your own wallet's address: send to someone else", field="to")
     try:
         amount = parse_units(raw.amount, token.decimals)
@@ -181,53 +180,21 @@ def fingerprint(transfer: ValidatedTransfer, quote_id: str) -> str:
     )
 
 
-# A fee quote with the wallet's policy for its token, in one statement.
+# A fee quote with the wallet's policy for its token, in one statement; of the tables, not the
+# models, so that running it takes SQLAlchemy's Core path, not the ORM's.
+_QUOTES, _POLICIES = FeeQuote.__table__, WalletPolicy.__table__
 _QUOTE_WITH_POLICY = (
-    select(
-        FeeQuote.id,
-        FeeQuote.wallet_id,
-        FeeQuote.token,
-        FeeQuote.to_address,
-        FeeQuote.amount,
-        FeeQuote.fee_token,
-        FeeQuote.fee_amount,
-        FeeQuote.gas_limit,
-        FeeQuote.max_fee_per_gas,
-        FeeQuote.sponsored,
-        FeeQuote.sponsor_id,
-        FeeQuote.expires_at,
-        FeeQuote.created_at,
-        WalletPolicy.daily_limit,
-        WalletPolicy.allowed_destinations,
+    select(*_QUOTES.c, _POLICIES.c.daily_limit, _POLICIES.c.allowed_destinations)
+    .select_from(
+        _QUOTES.outerjoin(
+            _POLICIES,
+            and_(
+                _POLICIES.c.wallet_id == _QUOTES.c.wallet_id,
+                _POLICIES.c.token == _QUOTES.c.token,
+            ),
+        )
     )
-    .outerjoin(
-        WalletPolicy,
-        and_(WalletPolicy.wallet_id == FeeQuote.wallet_id, WalletPolicy.token == FeeQuote.token),
-    )
-    .where(FeeQuote.id == bindparam("quote_id"), FeeQuote.wallet_id == bindparam("wallet_id"))
-)
-
-# The wallet's jobs a new transfer must know about, in one statement: the one this idempotency
-# key made, every open one (their amounts are not on chain yet) and the last day's (the daily
-# limit; a quote is used only by a transfer made after it). Served by three indexes.
-_RECENT_JOBS = select(
-    RelayTransaction.id,
-    RelayTransaction.idempotency_key,
-    RelayTransaction.request_fingerprint,
-    RelayTransaction.quote_id,
-    RelayTransaction.token,
-    RelayTransaction.amount,
-    RelayTransaction.fee_token,
-    RelayTransaction.fee_amount,
-    RelayTransaction.status,
-    RelayTransaction.created_at,
-).where(
-    RelayTransaction.wallet_id == bindparam("wallet_id"),
-    or_(
-        RelayTransaction.idempotency_key == bindparam("idempotency_key"),
-        RelayTransaction.created_at >= bindparam("since"),
-        RelayTransaction.status.in_(OPEN_STATUSES),
-    ),
+    .where(_QUOTES.c.id == bindparam("quote_id"), _QUOTES.c.wallet_id == bindparam("wallet_id"))
 )
 
 
@@ -243,8 +210,9 @@ async def request_transfer(
     """Queue a relayed transfer, or return the one this idempotency key already made; the
     caller commits with ``commit_transfer``, which may still refuse a sponsored one.
 
-    For a new sponsored transfer on PostgreSQL, eight statements (quote, nonces, the wallet's
-    recent jobs, its onramp holds and its moved holds, the job, its charge, and the reserving
+    For a new sponsored transfer on PostgreSQL, eight statements (quote, nonces, what the
+    wallet's jobs tell a transfer (``repository.transfer_context``: as many rows whatever its
+    history), its onramp holds and its moved holds, the job, its charge, and the reserving
     commit; two more when something is held and the recipient is a wallet of this backend:
     the holds move with the tokens) and one chain read."""
     require_idempotency_key(idempotency_key)
@@ -261,32 +229,33 @@ async def request_transfer(
     # and balance checks below see every earlier transfer of this wallet.
     first_nonce = await reserve_nonces(session, wallet_id=wallet_id, calls=calls, payment=payment)
 
-    day_ago = now - timedelta(days=1)
-    since = min(day_ago, quote.created_at) if quote is not None else day_ago
-    jobs = await _recent_jobs(
-        session, wallet_id=wallet_id, idempotency_key=idempotency_key, since=since
+    known = await repository.transfer_context(
+        session,
+        wallet_id=wallet_id,
+        token=transfer.token.kind.value,
+        idempotency_key=idempotency_key,
+        quote_id=quote_id,
+        since=now - timedelta(days=1),
     )
-
     request_fingerprint = fingerprint(transfer, quote_id)
-    existing = next((job for job in jobs if job.idempotency_key == idempotency_key), None)
-    if existing is not None:
-        if existing.request_fingerprint != request_fingerprint:
+    if known.existing_id is not None:
+        if known.existing_fingerprint != request_fingerprint:
             raise InvalidInput(
                 "this idempotency key was already used for a different transfer",
                 field="idempotencyKey",
             )
         await release_nonces(session, wallet_id=wallet_id, calls=calls, payment=payment)
-        return await session.get_one(RelayTransaction, existing.id)
+        return await session.get_one(RelayTransaction, known.existing_id)
 
-    quote = _usable_quote(quote, transfer=transfer, now=now, jobs=jobs)
-    _enforce_policies(services, transfer=transfer, quote=quote, jobs=jobs, day_ago=day_ago)
+    quote = _usable_quote(quote, transfer=transfer, now=now, used=known.quote_used)
+    _enforce_policies(services, transfer=transfer, quote=quote, sent=known.sent_since)
     spendable = await ensure_funds(
         session,
         services=services,
         wallet=account.wallet,
         transfer=transfer,
         fee=quote.fee_amount,
-        debits=_debits(job for job in jobs if job.status in OPEN_STATUSES),
+        debits=_debits(known.open_jobs),
     )
     holds = await hold.transfer_holds(
         session, services=services, account=account, token=transfer.token, to=transfer.to
@@ -314,6 +283,7 @@ async def request_transfer(
         ),
         quote_id=quote.id,
         first_nonce=first_nonce,
+        running_total=known.total_now,
     )
     await hold.move_with_transfer(session, holds, job=job, spendable=spendable)
     return job
@@ -326,13 +296,6 @@ async def _quote_with_policy(
         return None
     params = {"quote_id": quote_id, "wallet_id": wallet_id}
     return (await session.execute(_QUOTE_WITH_POLICY, params)).first()
-
-
-async def _recent_jobs(
-    session: AsyncSession, *, wallet_id: str, idempotency_key: str, since: datetime
-) -> Sequence[Row[Any]]:
-    params = {"wallet_id": wallet_id, "idempotency_key": idempotency_key, "since": since}
-    return (await session.execute(_RECENT_JOBS, params)).all()
 
 
 def _transfer_call(transfer: ValidatedTransfer) -> Call:
@@ -358,7 +321,7 @@ def _gas_payment(transfer: ValidatedTransfer, quote: Row[Any] | None) -> GasPaym
 
 
 def _usable_quote(
-    quote: Row[Any] | None, *, transfer: ValidatedTransfer, now: datetime, jobs: Sequence[Row[Any]]
+    quote: Row[Any] | None, *, transfer: ValidatedTransfer, now: datetime, used: bool
 ) -> Row[Any]:
     """``quote`` if it was made for this transfer, is still valid and no job used it."""
     if quote is None:
@@ -372,7 +335,7 @@ def _usable_quote(
         raise InvalidInput("the quote was made for a different transfer", field="quoteId")
     if quote.expires_at <= now:
         raise QuoteExpired("the fee quote has expired: ask for a new one")
-    if any(job.quote_id == quote.id for job in jobs):
+    if used:
         raise InvalidInput("this quote was already used by another transfer", field="quoteId")
     return quote
 
@@ -459,19 +422,11 @@ def _enforce_policies(
     *,
     transfer: ValidatedTransfer,
     quote: Row[Any],
-    jobs: Sequence[Row[Any]],
-    day_ago: datetime,
+    sent: int,
 ) -> None:
     """The wallet's policy for the token (the quote's row carries it) or the default daily
-    limit, given what its ``jobs`` sent of that token since ``day_ago``."""
+    limit, given what it ``sent`` of that token in the last 24 hours."""
     daily_limit, allowed_destinations = quote.daily_limit, quote.allowed_destinations
-    spent = sum(
-        int(job.amount)
-        for job in jobs
-        if job.token == transfer.token.kind.value
-        and job.status != RelayStatus.FAILED
-        and job.created_at >= day_ago
-    )
     if allowed_destinations is not None:
         allowed = {to_checksum_address(a) for a in allowed_destinations}
         if transfer.to not in allowed:
@@ -479,11 +434,11 @@ def _enforce_policies(
                 "this wallet may only send to its allowed destinations", rule="ALLOWED_DESTINATIONS"
             )
     limit = daily_limit if daily_limit is not None else _default_limit(services, transfer.token)
-    if spent + transfer.amount > limit:
+    if sent + transfer.amount > limit:
         raise PolicyViolation(
             f"the daily limit of {format_units(limit, transfer.token.decimals)} "
             f"{transfer.token.symbol} would be exceeded "
-            f"({format_units(spent, transfer.token.decimals)} sent in the last 24 hours)",
+            f"({format_units(sent, transfer.token.decimals)} sent in the last 24 hours)",
             rule="DAILY_LIMIT",
         )
 

@@ -58,10 +58,16 @@ def start_relayer_process(settings: Settings, workdir: Path) -> subprocess.Popen
 
 
 def start_api_processes(
-    settings: Settings, workdir: Path, count: int
+    settings: Settings, workdir: Path, count: int, *, profile_to: Path | None = None
 ) -> list[tuple[subprocess.Popen[bytes], str]]:
     """``count`` × ``ovpp-wallet serve`` (production mode, no relayer inside), each on its own
-    port, as behind a load balancer; returns them with their GraphQL URLs once they answer."""
+    port, as behind a load balancer; returns them with their GraphQL URLs once they answer.
+    ``profile_to``: one server with a profiler (``bench.profiled_serve``), which writes its
+    profile there."""
+    command = [str(Path(sys.executable).parent / "ovpp-wallet"), "serve"]
+    if profile_to is not None:
+        assert count == 1, "one profiled server at a time"
+        command = [sys.executable, "-m", "bench.profiled_serve", str(profile_to)]
     started = []
     for index in range(count):
         port = free_port()
@@ -73,7 +79,7 @@ def start_api_processes(
             "OVPP_ONRAMP_PROCESSOR_IN_SERVE": "false",
         }
         process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "ovpp-wallet"), "serve"],
+            command,
             env=environment,
             cwd=workdir,
             stdout=open(log_path, "wb"),  # the child process owns it

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
-from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from api.container import Services
 from chain.address_book import AddressBook
@@ -24,34 +19,13 @@ from relayer.models import JobKind, RelayStatus, RelayTransaction
 from tests.support.graphql import gql
 from tests.support.issuer import TestIssuer
 from tests.support.own_stack import OwnStack, Sender, new_sender
+from tests.support.query_count import counting_statements
 from tests.support.wallets import new_customer
 
 VIEWER_LISTS = """{ viewer {
   enrollments { id status fee device { id serial } program { id name utility feePayer } }
   devices { id serial siteAddress { city } }
 } }"""
-
-_statements: ContextVar[list[str] | None] = ContextVar("statements", default=None)
-
-
-@contextmanager
-def counting_statements(db: Database) -> Iterator[list[str]]:
-    """The SQL statements this task (and the tasks it starts) sends while the block runs; other
-    users of the engine (a relayer polling in the background) are not counted."""
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        bucket = _statements.get()
-        if bucket is not None:
-            bucket.append(statement)
-
-    statements: list[str] = []
-    token = _statements.set(statements)
-    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
-        _statements.reset(token)
 
 
 async def add_enrollments(
@@ -154,7 +128,10 @@ async def test_viewer_lists_cost_the_same_statements_for_1_and_50_rows(
         assert lists["enrollments"][0]["program"]["utility"] == "Test Utility"
         statements[total] = sent
 
-    assert len(statements[50]) == len(statements[1]), (statements[1], statements[50])
+    assert len(statements[50]) == len(statements[1]), (
+        statements[1].statements,
+        statements[50].statements,
+    )
 
 
 @pytest.mark.parametrize("own_stack", ["sqlite", "postgresql"], indirect=True)
@@ -177,4 +154,7 @@ async def test_enrollments_in_flight_cost_the_same_statements_for_1_and_50_rows(
         assert [e["status"] for e in enrollments] == ["CONNECTING"] * total
         statements[total] = sent
 
-    assert len(statements[50]) == len(statements[1]), (statements[1], statements[50])
+    assert len(statements[50]) == len(statements[1]), (
+        statements[1].statements,
+        statements[50].statements,
+    )
