@@ -27,8 +27,9 @@ USD = 10**6
 MILLI = OVPP // 1000
 # A transfer with its fee in the stablecoin: the quote with the wallet's policy (1 row), the
 # forwarder nonces (1), what the wallet's jobs tell it (one statement, 1 row: the summary, plus
-# one per open job or failed one of the last day), its onramp holds (none), the job.
-STATEMENT_CEILING = 5
+# one per open job or failed one of the last day), its onramp holds (none), the holds moved
+# to it by other wallets' transfers (none), the job.
+STATEMENT_CEILING = 6
 ROW_CEILING = 3
 
 
