@@ -34,8 +34,6 @@ UNENROLLED_UNPAID = (
 )
 EXPIRY_BATCH = 20
 """At most this many unpaid enrollments are canceled per processor round."""
-EXPIRY_RETRY_SECONDS = 60
-"""A payment the round could not cancel (Stripe unreachable, or paying it) waits this long."""
 
 
 def unpaid_in_time(minutes: int) -> str:
@@ -95,23 +93,21 @@ async def unenroll_unpaid(
 
 async def cancel_unpaid_in_time(services: ProgramServices) -> bool:
     """The follower's step: cancel the card-paid enrollments whose fee is still unpaid
-    ``card_enrollment_payment_minutes`` after its payment was opened. Stops at the first Stripe
-    outage. Returns whether any ended."""
+    ``card_enrollment_payment_minutes`` after its payment was opened, least recently looked at
+    first. The first payment Stripe does not cancel (unreachable, or it does not know it) is
+    marked looked at and ends the round: at most one failing Stripe call a round, and the
+    next round starts with another payment. Returns whether any ended."""
     minutes = services.settings.card_enrollment_payment_minutes
-    now = utc_now()
     async with services.db.session() as session:
         enrollment_ids = await repository.unpaid_card_enrollments(
-            session,
-            opened_before=now - timedelta(minutes=minutes),
-            quiet_since=now - timedelta(seconds=EXPIRY_RETRY_SECONDS),
-            limit=EXPIRY_BATCH,
+            session, opened_before=utc_now() - timedelta(minutes=minutes), limit=EXPIRY_BATCH
         )
     ended = False
     for enrollment_id in enrollment_ids:
         try:
             ended = await _cancel_one(services, enrollment_id, minutes=minutes) or ended
         except PaymentProviderUnavailable:
-            return ended  # said by the gateway; tried again after EXPIRY_RETRY_SECONDS
+            return ended  # said by the gateway; the next round tries again
         except Exception:
             logger.exception("unpaid card enrollment %s was not canceled", enrollment_id)
     return ended

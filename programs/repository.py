@@ -200,10 +200,10 @@ async def end_fee_pending(
 
 
 async def unpaid_card_enrollments(
-    session: AsyncSession, *, opened_before: datetime, quiet_since: datetime, limit: int
+    session: AsyncSession, *, opened_before: datetime, limit: int
 ) -> list[str]:
-    """FEE_PENDING enrollments whose card payment, still awaiting a card, was opened before
-    ``opened_before`` and not looked at (``updated_at``) since ``quiet_since``; oldest first."""
+    """FEE_PENDING enrollments whose card payment, opened before ``opened_before``, still
+    awaits a card; the payment least recently looked at (``updated_at``) first."""
     statement = (
         select(Enrollment.id)
         .join(OnrampPayment, OnrampPayment.enrollment_id == Enrollment.id)
@@ -211,9 +211,8 @@ async def unpaid_card_enrollments(
             Enrollment.status == EnrollmentStatus.FEE_PENDING,
             OnrampPayment.status.in_([status.value for status in AWAITING_PAYMENT]),
             OnrampPayment.created_at <= opened_before,
-            OnrampPayment.updated_at <= quiet_since,
         )
-        .order_by(OnrampPayment.created_at, Enrollment.id)
+        .order_by(OnrampPayment.updated_at, Enrollment.id)
         .limit(limit)
     )
     return list((await session.execute(statement)).scalars())
