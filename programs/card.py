@@ -10,7 +10,8 @@ customer's custodial wallet. The enrollment then goes CONNECTING → ACTIVE with
 from the customer. Money back before the OVPP was sent (refund, dispute, cancel), or a refund of
 it that failed, fails the enrollment; nothing is ever connected without a paid fee. An
 enrollment that fails after the OVPP arrived leaves it in the wallet (the payment is not
-refunded) and its error says so.
+refunded) and its error says so. A fee never paid is canceled (``card_cancel``): by the
+customer's ``unenroll``, or here once its payment window has passed.
 """
 
 from __future__ import annotations
