@@ -282,6 +282,13 @@ class Settings(BaseSettings):
         "(every `OVPP_ONRAMP_REREAD_AFTER_SECONDS`); an older one is left to `ovpp-wallet "
         "onramp reconcile`.",
     )
+    card_enrollment_payment_minutes: int = Field(
+        60,
+        ge=1,
+        description="A card-paid enrollment whose fee is still unpaid this long after its card "
+        "payment was opened is canceled by the onramp processor (the PaymentIntent at Stripe, "
+        "then the enrollment FAILED), so its device is free to enroll again.",
+    )
     onramp_treasury_stock_ovpp: str = Field(
         "1000000",
         description="Local chain only: OVPP minted once into the onramp treasury wallet, the "

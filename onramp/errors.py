@@ -48,3 +48,10 @@ class CardLimitExceeded(OnrampUnavailable):
     the wire an ``OnrampUnavailable`` whose message names the limit and what is left of it."""
 
     code = "CARD_LIMIT_EXCEEDED"
+
+
+class PaymentUnderWay(DomainError):
+    """A card payment that can no longer be canceled: Stripe is processing it or has taken it
+    (or its row is paid or later). Nothing was canceled; the payment goes through as usual."""
+
+    code = "PAYMENT_UNDER_WAY"

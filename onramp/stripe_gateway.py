@@ -208,6 +208,22 @@ class StripeGateway:
         except stripe.StripeError as error:
             logger.warning("could not cancel %s: %s", payment_intent_id, error)
 
+    async def cancel_unpaid(self, payment_intent_id: str) -> IntentState:
+        """Cancel a PaymentIntent nobody has paid, and say what it is now: ``canceled``, or
+        what kept it from being canceled. Stripe cancels only one still awaiting a card; it
+        refuses one it is ``processing``, has ``succeeded`` or already ``canceled``, and then
+        the answer is the PaymentIntent re-read. Stripe settles a cancel racing a payment: one
+        of the two wins."""
+        try:
+            intent = await self._client.v1.payment_intents.cancel_async(payment_intent_id)
+        except stripe.InvalidRequestError as error:
+            if error.http_status == 404:
+                raise StripeObjectMissing(payment_intent_id) from error
+            return await self.payment_intent(payment_intent_id)
+        except stripe.StripeError as error:
+            raise _unavailable("cancel the payment", error) from error
+        return _intent_state(intent.to_dict())
+
     async def refund(
         self, payment_intent_id: str, *, amount: int, idempotency_key: str, reason: str
     ) -> None:

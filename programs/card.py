@@ -10,7 +10,8 @@ customer's custodial wallet. The enrollment then goes CONNECTING → ACTIVE with
 from the customer. Money back before the OVPP was sent (refund, dispute, cancel), or a refund of
 it that failed, fails the enrollment; nothing is ever connected without a paid fee. An
 enrollment that fails after the OVPP arrived leaves it in the wallet (the payment is not
-refunded) and its error says so.
+refunded) and its error says so. A fee never paid is canceled (``card_cancel``): by the
+customer's ``unenroll``, or here once its payment window has passed.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from onramp.models import OnrampPayment, OnrampQuote, PaymentPurpose, PaymentSta
 from onramp.quotes import quote_tokens
 from onramp.stripe_gateway import require_gateway
 from programs import repository
+from programs.card_cancel import cancel_unpaid_in_time
 from programs.deps import ProgramServices
 from programs.enrollment import (
     EnrollmentCheck,
@@ -247,11 +249,12 @@ async def _replay(
 
 
 async def advance_card_enrollments(services: ProgramServices) -> bool:
-    """The onramp processor's follower: move every card-paid enrollment that can move.
-    Returns whether any did."""
+    """The onramp processor's follower: cancel the enrollments whose fee went unpaid too long
+    (``card_cancel``), then move every card-paid enrollment that can move. Returns whether any
+    did."""
+    moved = await cancel_unpaid_in_time(services)
     async with services.db.session() as session:
         rows = await repository.card_enrollments_to_advance(session)
-    moved = False
     for enrollment_id, _status, _payment_status in rows:
         try:
             moved = bool(await advance(services, enrollment_id)) or moved
@@ -416,5 +419,5 @@ async def _fail(
     arrived and stays in the customer's wallet, and the reason says so."""
     if bought_kept:
         reason = with_bought_fee_kept(reason)
-    failed = await repository.fail_fee_pending(session, enrollment_id=enrollment_id, reason=reason)
+    failed = await repository.end_fee_pending(session, enrollment_id=enrollment_id, reason=reason)
     return EnrollmentStatus.FAILED.value if failed else None

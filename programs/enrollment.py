@@ -27,6 +27,7 @@ from core.idempotency import (
 )
 from identity.service import CustomerAccount
 from programs import repository
+from programs.card_cancel import ended_unpaid, unenroll_unpaid
 from programs.deps import ProgramServices
 from programs.devices import device_of_customer, site_of
 from programs.errors import CardPaymentUnavailable, NotEligible
@@ -410,6 +411,10 @@ async def unenroll(
         raise InvalidInput("no such enrollment", field="enrollmentId")
     require_own_utility(account, enrollment.tenant_id, field="enrollmentId")
     enrollment = await refresh_status(session, services=services, enrollment=enrollment)
+    if enrollment.status == EnrollmentStatus.FEE_PENDING or await ended_unpaid(session, enrollment):
+        return await unenroll_unpaid(
+            session, services=services, enrollment=enrollment, idempotency_key=idempotency_key
+        )
     if enrollment.unenroll_idempotency_key is not None:
         if enrollment.unenroll_idempotency_key != idempotency_key:
             raise InvalidInput(

@@ -28,6 +28,14 @@ class AlreadyEnrolled(InvalidInput):
     connecting, active or unenrolling: a second one would only revert on chain."""
 
 
+class FeePaymentUnderWay(InvalidInput):
+    """``unenroll`` of a card-paid enrollment whose fee payment Stripe is processing or has
+    taken: it can no longer be canceled, so nothing changed; the enrollment connects once the
+    OVPP it bought arrives, and can be unenrolled once ACTIVE."""
+
+    code = "FEE_PAYMENT_UNDER_WAY"
+
+
 class RegistryChangeUnderWay(DomainError):
     """Another change of this utility's registry record or programs has not landed yet:
     changes land one at a time, in order. Ask again once it is CONFIRMED or FAILED."""

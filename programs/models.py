@@ -109,7 +109,9 @@ ERROR_LENGTH = 500
 
 
 class Enrollment(SQLModel, table=True):
-    """REQUESTED → ROUTED → FEE_PENDING → CONNECTING → ACTIVE | FAILED, then UNENROLLED."""
+    """REQUESTED → ROUTED → FEE_PENDING → CONNECTING → ACTIVE | FAILED, then UNENROLLED. A
+    card-paid FEE_PENDING one whose fee is never paid ends UNENROLLED (unenrolled) or FAILED
+    (its payment window passed): ``programs.card_cancel``."""
 
     __tablename__ = "enrollments"
     __table_args__ = (

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import insert_if_absent, utc_now
 from identity.models import Tenant
-from onramp.models import OnrampPayment, PaymentStatus
+from onramp.models import AWAITING_PAYMENT, OnrampPayment, PaymentStatus
 from programs.models import (
     ERROR_LENGTH,
     OPEN_REGISTRY_CHANGES,
@@ -176,16 +176,46 @@ async def set_connect_job(
     )
 
 
-async def fail_fee_pending(session: AsyncSession, *, enrollment_id: str, reason: str) -> bool:
-    """FEE_PENDING → FAILED with ``reason``; false when the enrollment had moved on."""
+async def end_fee_pending(
+    session: AsyncSession,
+    *,
+    enrollment_id: str,
+    reason: str,
+    status: EnrollmentStatus = EnrollmentStatus.FAILED,
+    unenroll_idempotency_key: str | None = None,
+) -> bool:
+    """FEE_PENDING → ``status`` (FAILED, or UNENROLLED at the customer's ``unenroll``) with
+    ``reason``; false when the enrollment had moved on."""
     result = await session.execute(
         update(Enrollment)
         .where(Enrollment.id == enrollment_id, Enrollment.status == EnrollmentStatus.FEE_PENDING)
         .values(
-            status=EnrollmentStatus.FAILED.value, error=reason[:ERROR_LENGTH], updated_at=utc_now()
+            status=status.value,
+            error=reason[:ERROR_LENGTH],
+            unenroll_idempotency_key=unenroll_idempotency_key,
+            updated_at=utc_now(),
         )
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def unpaid_card_enrollments(
+    session: AsyncSession, *, opened_before: datetime, limit: int
+) -> list[str]:
+    """FEE_PENDING enrollments whose card payment, opened before ``opened_before``, still
+    awaits a card; the payment least recently looked at (``updated_at``) first."""
+    statement = (
+        select(Enrollment.id)
+        .join(OnrampPayment, OnrampPayment.enrollment_id == Enrollment.id)
+        .where(
+            Enrollment.status == EnrollmentStatus.FEE_PENDING,
+            OnrampPayment.status.in_([status.value for status in AWAITING_PAYMENT]),
+            OnrampPayment.created_at <= opened_before,
+        )
+        .order_by(OnrampPayment.updated_at, Enrollment.id)
+        .limit(limit)
+    )
+    return list((await session.execute(statement)).scalars())
 
 
 async def card_enrollments_to_advance(

@@ -5,8 +5,9 @@
   (``require_own_utility``, ``OtherUtility``).
 - A device has at most one enrollment in a program awaiting its fee, connecting, active or
   unenrolling: a second would only revert on chain at the operator's or sponsor's cost
-  (``refuse_second_enrollment``, ``AlreadyEnrolled``). The device's row lock settles two
-  concurrent enrollments of it: the second waits, then sees the first.
+  (``refuse_second_enrollment``, ``AlreadyEnrolled``, which says what the customer can do
+  about the first). The device's row lock settles two concurrent enrollments of it: the
+  second waits, then sees the first.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from programs import repository
 from programs.catalog import program_by_id
 from programs.deps import ProgramServices
 from programs.errors import AlreadyEnrolled, OtherUtility
-from programs.models import Program
+from programs.models import EnrollmentStatus, Program
 from programs.status import refresh_status
 
 
@@ -71,6 +72,22 @@ async def refuse_second_enrollment(
         if row.status in repository.LIVE_STATUSES:
             raise AlreadyEnrolled(
                 f"this device already has an enrollment in this program ({row.status}): "
-                "unenroll it first",
+                + _what_to_do(row.status, services=services),
                 field="deviceId",
             )
+
+
+def _what_to_do(status: str, *, services: ProgramServices) -> str:
+    """What the customer can do about their live enrollment, by its status."""
+    if status == EnrollmentStatus.FEE_PENDING:
+        minutes = services.settings.card_enrollment_payment_minutes
+        return (
+            "pay its fee with the card payment it opened (it then connects by itself), or "
+            "unenroll it to cancel that payment; unpaid, it is canceled by itself "
+            f"{minutes} minutes after it was opened"
+        )
+    if status == EnrollmentStatus.CONNECTING:
+        return "it is connecting: wait until it is ACTIVE (or FAILED), then unenroll it to leave"
+    if status == EnrollmentStatus.UNENROLLING:
+        return "it is being unenrolled: enroll again once it is UNENROLLED"
+    return "unenroll it first"
