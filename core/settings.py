@@ -8,7 +8,6 @@ The README's configuration table is generated from the field descriptions here
 from __future__ import annotations
 
 import json
-from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -21,14 +20,14 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from core.defaults import LOCAL_STRIPE_API_KEY, LOCAL_STRIPE_WEBHOOK_SECRET
 from core.errors import ConfigurationError
+from core.settings_derived import DerivedSettings
 from core.tenant_config import TenantConfig, is_origin
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-class Settings(BaseSettings):
+class Settings(DerivedSettings, BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="OVPP_", env_file=".env", extra="ignore", frozen=True
     )
@@ -161,6 +160,40 @@ class Settings(BaseSettings):
     )
     relayer_fund_wei: int = Field(
         100 * 10**18, description="Local chain only: native funds given to each new relayer key."
+    )
+    indexer_in_serve: bool = Field(
+        True, description="Run the chain indexer inside `serve` (else run `ovpp-wallet indexer`)."
+    )
+    indexer_start_block: int = Field(
+        0,
+        ge=0,
+        description="The first block the indexer reads, when it has no cursor yet (later it "
+        "resumes from its cursor and this has no effect). On a real chain: the block the tokens "
+        "were deployed in.",
+    )
+    indexer_block_range: int = Field(
+        2000,
+        ge=1,
+        description="Most blocks one `eth_getLogs` reads; halved while the node refuses a range "
+        "(too many results), grown back after.",
+    )
+    indexer_poll_seconds: float = Field(
+        1.0, gt=0, description="How often a caught-up indexer asks the node for new blocks."
+    )
+    indexer_reorg_window: int = Field(
+        128,
+        ge=1,
+        description="Recent blocks whose hashes the indexer keeps to find the fork point of a "
+        "reorganisation; a deeper one is rolled back this far (and logged as an error).",
+    )
+    indexer_lease_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Indexers sharing a database take turns by a lease: one reads, the others "
+        "wait; a lease not renewed this long (its process was killed) passes to another.",
+    )
+    indexer_backoff_max_seconds: float = Field(
+        30.0, gt=0, description="Longest wait between the indexer's retries while the node fails."
     )
     quote_ttl_seconds: int = Field(120, description="How long a fee quote can be used.")
     fee_markup_bps: int = Field(1000, description="Markup on the gas cost, in basis points.")
@@ -412,66 +445,6 @@ class Settings(BaseSettings):
         if len(set(slugs)) != len(slugs):
             raise ValueError("each utility's slug appears once")
         return values
-
-    @property
-    def is_development(self) -> bool:
-        return self.environment == "development"
-
-    @cached_property
-    def resolved_database_url(self) -> str:
-        if self.database_url:
-            return self.database_url
-        return f"sqlite+aiosqlite:///{self.data_dir / 'ovpp.db'}"
-
-    @cached_property
-    def resolved_rpc_url(self) -> str:
-        if self.rpc_url:
-            return self.rpc_url
-        if self.chain == "local":
-            return f"http://127.0.0.1:{self.anvil_port}"
-        raise ValueError(f"OVPP_RPC_URL is required for the {self.chain!r} chain profile")
-
-    @property
-    def resolved_graphql_introspection(self) -> bool:
-        if self.graphql_introspection is not None:
-            return self.graphql_introspection
-        return self.is_development
-
-    @property
-    def resolved_public_url(self) -> str | None:
-        """Where customers reach this backend; ``None`` outside development until it is set."""
-        if self.public_url:
-            return self.public_url
-        return f"http://127.0.0.1:{self.port}" if self.is_development else None
-
-    @property
-    def dev_issuer(self) -> str:
-        return f"http://127.0.0.1:{self.dev_oidc_port}"
-
-    @property
-    def resolved_stripe_api_base(self) -> str:
-        if self.stripe_api_base:
-            return self.stripe_api_base.rstrip("/")
-        if self.is_development:
-            return f"http://127.0.0.1:{self.localstripe_port}"
-        return "https://api.stripe.com"
-
-    @property
-    def resolved_stripe_api_key(self) -> str | None:
-        if self.stripe_api_key is not None:
-            return self.stripe_api_key.get_secret_value()
-        return LOCAL_STRIPE_API_KEY if self.is_development else None
-
-    @property
-    def resolved_stripe_webhook_secret(self) -> str | None:
-        if self.stripe_webhook_secret is not None:
-            return self.stripe_webhook_secret.get_secret_value()
-        return LOCAL_STRIPE_WEBHOOK_SECRET if self.is_development else None
-
-    @property
-    def onramp_enabled(self) -> bool:
-        """Card payments need both a Stripe key and the webhook's signing secret."""
-        return bool(self.resolved_stripe_api_key and self.resolved_stripe_webhook_secret)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlmodel import SQLModel
 
 from identity.models import Customer, Tenant
+from indexer.models import IndexedBlock, IndexerCursor, TokenTransfer
 from onramp.models import OnrampPayment, OnrampQuote, StripeEvent
 from programs.models import Device, Enrollment, Program, UtilityAccount
 from relayer.models import (
@@ -27,6 +28,8 @@ __all__ = [
     "Device",
     "Enrollment",
     "FeeQuote",
+    "IndexedBlock",
+    "IndexerCursor",
     "OnrampPayment",
     "OnrampQuote",
     "Program",
@@ -39,6 +42,7 @@ __all__ = [
     "SponsorFunding",
     "StripeEvent",
     "Tenant",
+    "TokenTransfer",
     "UtilityAccount",
     "Wallet",
     "WalletPolicy",
