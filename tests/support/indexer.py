@@ -94,7 +94,7 @@ class IndexerStack:
     def mint(self, to: str, amount: int) -> str:
         """Mints OVPP to ``to`` (a Transfer from the zero address); returns the tx hash."""
         self.deployer.mint(token=self.ovpp, to=to, amount=amount)
-        return self.web3.eth.get_block("latest")["transactions"][-1].hex()
+        return "0x" + self.web3.eth.get_block("latest")["transactions"][-1].hex()
 
     def signed_transfer(self, sender_key: str, to: str, amount: int) -> str:
         """A raw, signed OVPP transfer from ``sender_key``'s account (not sent): ``0x…``."""
