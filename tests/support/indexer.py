@@ -13,13 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from eth_account import Account
+from eth_hash.auto import keccak
 from sqlalchemy import select
 from web3 import Web3
 
 from api.container import Services
+from chain.abi_words import address_word, uint_word
 from chain.artifacts import artifact
 from chain.deploy import Deployer
 from chain.logs import TRANSFER_TOPIC, parse_transfer_log
+from chain.rpc import JsonRpc
 from core.settings import Settings
 from devsupport.anvil import LocalChain
 from identity.models import Tenant
@@ -36,6 +39,7 @@ OUTSIDERS = (
     "0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e",
 )
 TOKEN_ABI = artifact("OVPPToken").abi
+MINT_SELECTOR = keccak(b"mint(address,uint256)")[:4]
 CAUGHT_UP_TIMEOUT_SECONDS = 60.0
 
 
@@ -95,6 +99,41 @@ class IndexerStack:
         """Mints OVPP to ``to`` (a Transfer from the zero address); returns the tx hash."""
         self.deployer.mint(token=self.ovpp, to=to, amount=amount)
         return "0x" + self.web3.eth.get_block("latest")["transactions"][-1].hex()
+
+    async def mint_many(self, recipients: list[str], amount: int, *, per_block: int = 3) -> None:
+        """Mints ``amount`` OVPP to each recipient, about ``per_block`` transactions a block,
+        sent in JSON-RPC batches from the deployer (an unlocked anvil account), each batch mined
+        before the next is sent."""
+        rpc = JsonRpc(self.chain.rpc_url)
+        sender = self.deployer.account.address
+        try:
+            nonce = int(await rpc.call("eth_getTransactionCount", sender, "pending"), 16)
+            for start in range(0, len(recipients), per_block):
+                calls = [
+                    (
+                        "eth_sendTransaction",
+                        [self._mint_call(sender, nonce + start + offset, to, amount)],
+                    )
+                    for offset, to in enumerate(recipients[start : start + per_block])
+                ]
+                hashes = await rpc.batch(calls)
+                assert all(isinstance(tx_hash, str) for tx_hash in hashes), hashes
+                while True:  # the last one mined, all are (one sender, nonces in order)
+                    if await rpc.call("eth_getTransactionReceipt", hashes[-1]) is not None:
+                        break
+                    await asyncio.sleep(0.005)
+        finally:
+            await rpc.close()
+
+    def _mint_call(self, sender: str, nonce: int, to: str, amount: int) -> dict[str, str]:
+        data = MINT_SELECTOR + address_word(to) + uint_word(amount)
+        return {
+            "from": sender,
+            "nonce": hex(nonce),
+            "to": self.ovpp,
+            "data": "0x" + data.hex(),
+            "gas": hex(100_000),
+        }
 
     def signed_transfer(self, sender_key: str, to: str, amount: int) -> str:
         """A raw, signed OVPP transfer from ``sender_key``'s account (not sent): ``0x…``."""
