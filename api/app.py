@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -134,8 +135,6 @@ def create_app(
                     app.state.services, followers=ONRAMP_FOLLOWERS
                 )
             if run_indexer:
-                import os
-
                 from indexer.runner import start_indexer
 
                 app.state.indexer = await start_indexer(

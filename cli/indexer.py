@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
 
 import click
 
 from cli.common import cli_settings, configure_logging
+
+if TYPE_CHECKING:
+    from indexer.follow import CommittedRange
 
 PROGRESS_EVERY_SECONDS = 2.0
 
@@ -21,10 +25,7 @@ class _ProgressLine:
         self.logs_read = self.stored = 0
         self.caught_up = False
 
-    def __call__(self, committed: object) -> None:
-        from indexer.follow import CommittedRange
-
-        assert isinstance(committed, CommittedRange)
+    def __call__(self, committed: CommittedRange) -> None:
         self.logs_read += committed.logs_read
         self.stored += committed.transfers_stored
         now = time.monotonic()
