@@ -31,6 +31,11 @@ from wallet.repository import wallet_addresses_among
 
 logger = logging.getLogger(__name__)
 
+GROW_RANGE_AFTER = 16
+"""Ranges read since the node last refused one, before the range is doubled again (towards
+``OVPP_INDEXER_BLOCK_RANGE``): a node's cap is usually steady, so probing it after every range
+would have every other request refused."""
+
 
 @dataclass(frozen=True)
 class CommittedRange:
@@ -64,6 +69,7 @@ class Indexer:
             self.settings.resolved_rpc_url, timeout_seconds=self.settings.rpc_timeout_seconds
         )
         self.block_range = self.settings.indexer_block_range
+        self.ranges_since_refusal = 0
         self.failures = 0
         self.head: int | None = None
         self.last_block: int | None = None
@@ -104,6 +110,7 @@ class Indexer:
             logger.info("%s: %s", self.name, error)
             return self.settings.indexer_poll_seconds
         except RangeRefused as error:
+            self.ranges_since_refusal = 0
             if self.block_range > 1:
                 self.block_range = max(1, self.block_range // 2)
                 logger.info("%s: %s; ranges of %d now", self.name, error, self.block_range)
@@ -164,7 +171,9 @@ class Indexer:
             parent_hash=known_hash,
         )
         await self.commit_range(read, head=tip.head)
-        self.block_range = min(self.settings.indexer_block_range, self.block_range * 2)
+        self.ranges_since_refusal += 1
+        if self.ranges_since_refusal % GROW_RANGE_AFTER == 0:
+            self.block_range = min(self.settings.indexer_block_range, self.block_range * 2)
         return read.last < tip.head
 
     async def commit_range(self, read: RangeRead, *, head: int) -> None:

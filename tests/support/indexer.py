@@ -23,7 +23,7 @@ from chain.artifacts import artifact
 from chain.deploy import Deployer
 from chain.logs import TRANSFER_TOPIC, parse_transfer_log
 from chain.rpc import JsonRpc
-from core.settings import Settings
+from core.settings import Settings, load_settings
 from devsupport.anvil import LocalChain
 from identity.models import Tenant
 from identity.service import DEV_TENANT_SLUG, system_account
@@ -78,10 +78,10 @@ class IndexerStack:
         on_commit: Callable[[CommittedRange], None] | None = None,
         **settings: Any,
     ) -> Indexer:
-        """An indexer on this stack, with ``settings`` overriding the stack's."""
-        services = dataclasses.replace(
-            self.services, settings=self.settings.model_copy(update=settings)
-        )
+        """An indexer on this stack, with ``settings`` overriding the stack's (read anew: a copy
+        would keep the values the stack's settings already resolved, such as the RPC URL)."""
+        overridden = load_settings(**{**self.settings.model_dump(), **settings})
+        services = dataclasses.replace(self.services, settings=overridden)
         return Indexer(services, name=name, on_commit=on_commit)
 
     async def new_wallet(self, name: str) -> str:
