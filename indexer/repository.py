@@ -22,12 +22,21 @@ async def take_lease(
 ) -> IndexerCursor | None:
     """The chain's cursor, leased to ``owner`` until ``until``; ``None`` while another holds an
     unexpired lease. The first caller creates the cursor just below ``start_block``."""
-    now = utc_now()
+    if await _lease(session, chain_id=chain_id, owner=owner, until=until):
+        return await cursor_of(session, chain_id)
+    if await cursor_of(session, chain_id) is not None:
+        return None
     await insert_if_absent(
         session,
         CURSORS,
-        {"chain_id": chain_id, "last_block": start_block - 1, "updated_at": now},
+        {"chain_id": chain_id, "last_block": start_block - 1, "updated_at": utc_now()},
     )
+    if await _lease(session, chain_id=chain_id, owner=owner, until=until):
+        return await cursor_of(session, chain_id)
+    return None
+
+
+async def _lease(session: AsyncSession, *, chain_id: int, owner: str, until: datetime) -> bool:
     taken = await session.execute(
         update(CURSORS)
         .where(
@@ -35,14 +44,12 @@ async def take_lease(
             or_(
                 CURSORS.c.lease_owner.is_(None),
                 CURSORS.c.lease_owner == owner,
-                CURSORS.c.lease_until < now,
+                CURSORS.c.lease_until < utc_now(),
             ),
         )
         .values(lease_owner=owner, lease_until=until)
     )
-    if taken.rowcount != 1:
-        return None
-    return await cursor_of(session, chain_id)
+    return taken.rowcount == 1
 
 
 async def cursor_of(session: AsyncSession, chain_id: int) -> IndexerCursor | None:
