@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -103,12 +104,14 @@ def create_app(
     services: Services | None = None,
     run_relayer: bool = False,
     run_onramp_processor: bool = False,
+    run_indexer: bool = False,
 ) -> Starlette:
     """The app. ``services`` may be given (tests share one); otherwise the lifespan builds them.
     With ``run_relayer`` the lifespan also runs the relayer worker beside the API, and with
     ``run_onramp_processor`` the onramp processor (Stripe events → token deliveries), which the
-    webhook route wakes. Tests run the processor themselves and set
-    ``app.state.onramp_processor`` (``onramp.processor.start_onramp_processor``)."""
+    webhook route wakes, and with ``run_indexer`` the chain indexer. Tests run the processor
+    themselves and set ``app.state.onramp_processor``
+    (``onramp.processor.start_onramp_processor``)."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -116,6 +119,7 @@ def create_app(
         app.state.services = services if services is not None else await Services.start(settings)
         app.state.relayer = None
         app.state.onramp_processor = None
+        app.state.indexer = None
         try:
             if run_relayer:
                 from relayer.runner import start_relayer
@@ -131,8 +135,16 @@ def create_app(
                 app.state.onramp_processor = await start_onramp_processor(
                     app.state.services, followers=ONRAMP_FOLLOWERS
                 )
+            if run_indexer:
+                from indexer.runner import start_indexer
+
+                app.state.indexer = await start_indexer(
+                    app.state.services, name=f"indexer-{os.getpid()}"
+                )
             yield
         finally:
+            if app.state.indexer is not None:
+                await app.state.indexer.shutdown()
             if app.state.onramp_processor is not None:
                 await app.state.onramp_processor.shutdown()
             if app.state.relayer is not None:
@@ -165,4 +177,5 @@ def create_app(
         app.state.services = services
         app.state.relayer = None
         app.state.onramp_processor = None
+        app.state.indexer = None
     return app

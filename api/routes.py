@@ -40,6 +40,15 @@ async def readyz(request: Request) -> JSONResponse:
         body["onrampProcessor"] = {"running": not onramp.task.done()}
         if onramp.task.done():
             body["status"], ready = "not ready", False
+    indexer = getattr(request.app.state, "indexer", None)
+    if indexer is not None:
+        # The lag is reported, not judged: a backfill after a first start lags by design.
+        body["indexer"] = {
+            "running": not indexer.task.done(),
+            "lagBlocks": indexer.indexer.lag_blocks,
+        }
+        if indexer.task.done():
+            body["status"], ready = "not ready", False
     return JSONResponse(body, status_code=200 if ready else 503)
 
 

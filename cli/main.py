@@ -7,6 +7,7 @@ import click
 
 from cli.deploy import deploy, migrate
 from cli.dev import balances, dev_token
+from cli.indexer import indexer
 from cli.keys import keys
 from cli.onramp import onramp
 from cli.registry import registry
@@ -37,6 +38,7 @@ for command in (
     serve,
     relayer,
     relayer_authorize,
+    indexer,
     migrate,
     deploy,
     dev_token,

@@ -139,11 +139,16 @@ _UPSERTS: dict[tuple[str, Any, tuple[str, ...]], Any] = {}
 
 
 async def upsert(
-    session: AsyncSession, table: Any, values: dict[str, Any], *, update: tuple[str, ...]
+    session: AsyncSession,
+    table: Any,
+    values: dict[str, Any] | Sequence[dict[str, Any]],
+    *,
+    update: tuple[str, ...],
 ) -> None:
     """``INSERT … ON CONFLICT (primary key) DO UPDATE SET`` the ``update`` columns to these
-    values: one statement whether or not the row exists (the caller holds whatever lock makes
-    the values current). The statement is built once per dialect, table and columns."""
+    values (one row, or many in one execution): one statement whether or not the row exists
+    (the caller holds whatever lock makes the values current). The statement is built once per
+    dialect, table and columns."""
     dialect = _dialect(session)
     statement = _UPSERTS.get((dialect, table, update))
     if statement is None:
@@ -182,6 +187,16 @@ async def insert_if_absent(session: AsyncSession, table: Any, values: dict[str, 
     statement = _dialect_insert(_dialect(session))(table).values(**values).on_conflict_do_nothing()
     result = await session.execute(statement)
     return bool(result.rowcount)
+
+
+async def insert_many_if_absent(
+    session: AsyncSession, table: Any, rows: Sequence[dict[str, Any]]
+) -> None:
+    """``INSERT … ON CONFLICT DO NOTHING`` of many rows in one execution: a row that would
+    break a unique key is skipped, the others go in."""
+    if rows:
+        statement = _dialect_insert(_dialect(session))(table).on_conflict_do_nothing()
+        await session.execute(statement, list(rows))
 
 
 async def rows_by_id(session: AsyncSession, model: Any, ids: Sequence[str]) -> list[Any]:

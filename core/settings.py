@@ -106,6 +106,40 @@ class Settings(BaseFields):
         description="Local chain only: stablecoin minted once into the onramp treasury wallet.",
     )
 
+    indexer_in_serve: bool = Field(
+        True, description="Run the chain indexer inside `serve` (else run `ovpp-wallet indexer`)."
+    )
+    indexer_start_block: int = Field(
+        0,
+        ge=0,
+        description="The first block the indexer reads, when it has no cursor yet (later it "
+        "resumes from its cursor and this has no effect). On a real chain: the block the tokens "
+        "were deployed in.",
+    )
+    indexer_block_range: int = Field(
+        2000,
+        ge=1,
+        description="Most blocks one `eth_getLogs` reads; halved while the node refuses a range "
+        "(too many results), grown back after.",
+    )
+    indexer_poll_seconds: float = Field(
+        1.0, gt=0, description="How often a caught-up indexer asks the node for new blocks."
+    )
+    indexer_reorg_window: int = Field(
+        128,
+        ge=1,
+        description="Recent blocks whose hashes the indexer keeps to find the fork point of a "
+        "reorganisation; a deeper one is rolled back this far (and logged as an error).",
+    )
+    indexer_lease_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Indexers sharing a database take turns by a lease: one reads, the others "
+        "wait; a lease not renewed this long (its process was killed) passes to another.",
+    )
+    indexer_backoff_max_seconds: float = Field(
+        30.0, gt=0, description="Longest wait between the indexer's retries while the node fails."
+    )
     admin_registry_changes_per_hour: int = Field(
         30,
         ge=1,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlmodel import SQLModel
 
 from identity.models import Customer, Tenant
+from indexer.models import IndexedBlock, IndexerCursor, TokenTransfer
 from onramp.models import OnrampPayment, OnrampQuote, StripeEvent
 from programs.models import Device, Enrollment, Program, RegistryChange, UtilityAccount
 from relayer.models import (
@@ -28,6 +29,8 @@ __all__ = [
     "Device",
     "Enrollment",
     "FeeQuote",
+    "IndexedBlock",
+    "IndexerCursor",
     "MovedHold",
     "OnrampPayment",
     "OnrampQuote",
@@ -42,6 +45,7 @@ __all__ = [
     "SponsorFunding",
     "StripeEvent",
     "Tenant",
+    "TokenTransfer",
     "UtilityAccount",
     "Wallet",
     "WalletPolicy",

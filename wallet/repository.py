@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
@@ -47,3 +49,18 @@ async def count_sealed_rows_not_under_kek(session: AsyncSession, model: type, ke
 
     statement = select(func.count()).select_from(model).where(model.kek_id != kek_id)
     return int((await session.execute(statement)).scalar_one())
+
+
+WALLET_LOOKUP_CHUNK = 500
+
+
+async def wallet_addresses_among(session: AsyncSession, addresses: Iterable[str]) -> set[str]:
+    """Which of these (checksummed) addresses are custodial wallets here: one indexed query per
+    ``WALLET_LOOKUP_CHUNK`` addresses, however many there are."""
+    candidates = sorted(set(addresses))
+    found: set[str] = set()
+    for start in range(0, len(candidates), WALLET_LOOKUP_CHUNK):
+        chunk = candidates[start : start + WALLET_LOOKUP_CHUNK]
+        rows = await session.execute(select(Wallet.address).where(Wallet.address.in_(chunk)))
+        found.update(rows.scalars())
+    return found

@@ -1,5 +1,6 @@
-"""``ovpp-wallet relayer`` as real worker processes, each in its own session so a test can
-SIGKILL it (and anything it started) without touching pytest's own process group."""
+"""``ovpp-wallet relayer`` (or another long-running command: ``indexer``) as real worker
+processes, each in its own session so a test can SIGKILL it (and anything it started) without
+touching pytest's own process group."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ class RelayerProcess:
     name: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    started_line: str = "relayer worker running"
 
     @property
     def running(self) -> bool:
@@ -47,7 +49,7 @@ class RelayerProcess:
     def wait_until_running(self, timeout: float = 60.0) -> None:
         """Until the worker says it runs (start-up can take seconds on a loaded machine)."""
         deadline = time.monotonic() + timeout
-        while "relayer worker running" not in (
+        while self.started_line not in (
             self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         ):
             if not self.running or time.monotonic() > deadline:
@@ -67,19 +69,23 @@ class RelayerProcesses:
     env: dict[str, str]
     logs_dir: Path
     started: list[RelayerProcess] = field(default_factory=list)
+    command: str = "relayer"
+    started_line: str = "relayer worker running"
 
     def start(self, name: str) -> RelayerProcess:
-        log_path = self.logs_dir / f"relayer-{name}.log"
+        log_path = self.logs_dir / f"{self.command}-{name}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [str(CLI), "relayer"],
+                [str(CLI), self.command],
                 env=self.env,
                 cwd=self.logs_dir,  # outside the repository: no developer .env leaks in
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        worker = RelayerProcess(name=name, process=process, log_path=log_path)
+        worker = RelayerProcess(
+            name=name, process=process, log_path=log_path, started_line=self.started_line
+        )
         self.started.append(worker)
         return worker
 

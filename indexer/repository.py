@@ -1,0 +1,152 @@
+"""The indexer's SQL: the cursor and its lease, the range's rows, rollbacks, confirmations."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.db import insert_if_absent, insert_many_if_absent, upsert, utc_now
+from indexer.models import IndexedBlock, IndexerCursor, TokenTransfer, TransferStatus
+
+CURSORS = IndexerCursor.__table__
+TRANSFERS = TokenTransfer.__table__
+BLOCKS = IndexedBlock.__table__
+
+
+async def take_lease(
+    session: AsyncSession, *, chain_id: int, owner: str, until: datetime, start_block: int
+) -> IndexerCursor | None:
+    """The chain's cursor, leased to ``owner`` until ``until``; ``None`` while another holds an
+    unexpired lease. The first caller creates the cursor just below ``start_block``."""
+    if await _lease(session, chain_id=chain_id, owner=owner, until=until):
+        return await cursor_of(session, chain_id)
+    if await cursor_of(session, chain_id) is not None:
+        return None
+    await insert_if_absent(
+        session,
+        CURSORS,
+        {"chain_id": chain_id, "last_block": start_block - 1, "updated_at": utc_now()},
+    )
+    if await _lease(session, chain_id=chain_id, owner=owner, until=until):
+        return await cursor_of(session, chain_id)
+    return None
+
+
+async def _lease(session: AsyncSession, *, chain_id: int, owner: str, until: datetime) -> bool:
+    taken = await session.execute(
+        update(CURSORS)
+        .where(
+            CURSORS.c.chain_id == chain_id,
+            or_(
+                CURSORS.c.lease_owner.is_(None),
+                CURSORS.c.lease_owner == owner,
+                CURSORS.c.lease_until < utc_now(),
+            ),
+        )
+        .values(lease_owner=owner, lease_until=until)
+    )
+    return taken.rowcount == 1
+
+
+async def cursor_of(session: AsyncSession, chain_id: int) -> IndexerCursor | None:
+    row = (await session.execute(select(CURSORS).where(CURSORS.c.chain_id == chain_id))).first()
+    return IndexerCursor(**row._mapping) if row is not None else None
+
+
+async def release_lease(session: AsyncSession, *, chain_id: int, owner: str) -> None:
+    await session.execute(
+        update(CURSORS)
+        .where(CURSORS.c.chain_id == chain_id, CURSORS.c.lease_owner == owner)
+        .values(lease_owner=None, lease_until=None)
+    )
+
+
+async def move_cursor(
+    session: AsyncSession,
+    *,
+    chain_id: int,
+    owner: str,
+    expected_block: int,
+    block: int,
+    block_hash: str | None,
+    lease_until: datetime,
+) -> bool:
+    """Compare-and-set: the cursor moves from ``expected_block`` to ``block`` only while
+    ``owner`` holds the lease and nobody moved it since it was read. The first statement of a
+    range's transaction, so it also takes the row's lock: writers of a chain go one at a time.
+    Returns whether it moved (if not, the caller rolls back)."""
+    moved = await session.execute(
+        update(CURSORS)
+        .where(
+            CURSORS.c.chain_id == chain_id,
+            CURSORS.c.lease_owner == owner,
+            CURSORS.c.last_block == expected_block,
+        )
+        .values(
+            last_block=block,
+            last_block_hash=block_hash,
+            lease_until=lease_until,
+            updated_at=utc_now(),
+        )
+    )
+    return moved.rowcount == 1
+
+
+async def insert_transfers(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """New rows; one already there (same chain, transaction and log index) is left as it is."""
+    await insert_many_if_absent(session, TRANSFERS, rows)
+
+
+async def store_blocks(session: AsyncSession, blocks: Sequence[dict[str, Any]]) -> None:
+    """Remember these blocks' hashes (replacing what a number held before a reorganisation)."""
+    if blocks:
+        await upsert(session, BLOCKS, blocks, update=("hash", "parent_hash"))
+
+
+async def forget_blocks_below(session: AsyncSession, *, chain_id: int, number: int) -> None:
+    await session.execute(
+        delete(BLOCKS).where(BLOCKS.c.chain_id == chain_id, BLOCKS.c.number < number)
+    )
+
+
+async def recent_blocks(
+    session: AsyncSession, *, chain_id: int, up_to: int, limit: int
+) -> list[tuple[int, str]]:
+    """(number, hash) of the remembered blocks at or below ``up_to``, highest first."""
+    rows = await session.execute(
+        select(BLOCKS.c.number, BLOCKS.c.hash)
+        .where(BLOCKS.c.chain_id == chain_id, BLOCKS.c.number <= up_to)
+        .order_by(BLOCKS.c.number.desc())
+        .limit(limit)
+    )
+    return [(int(number), str(block_hash)) for number, block_hash in rows.all()]
+
+
+async def forget_above(session: AsyncSession, *, chain_id: int, number: int) -> int:
+    """Delete what was indexed above block ``number`` (a reorganisation dropped it). Returns how
+    many transfers went."""
+    removed = await session.execute(
+        delete(TRANSFERS).where(TRANSFERS.c.chain_id == chain_id, TRANSFERS.c.block_number > number)
+    )
+    await session.execute(
+        delete(BLOCKS).where(BLOCKS.c.chain_id == chain_id, BLOCKS.c.number > number)
+    )
+    return int(removed.rowcount or 0)
+
+
+async def confirm_up_to(session: AsyncSession, *, chain_id: int, number: int) -> int:
+    """PENDING transfers in blocks up to ``number`` become CONFIRMED. Returns how many."""
+    confirmed = await session.execute(
+        update(TRANSFERS)
+        .where(
+            TRANSFERS.c.status == TransferStatus.PENDING,
+            TRANSFERS.c.block_number <= number,
+            TRANSFERS.c.chain_id == chain_id,
+        )
+        .values(status=TransferStatus.CONFIRMED)
+    )
+    return int(confirmed.rowcount or 0)
