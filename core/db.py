@@ -17,6 +17,7 @@ from sqlalchemy import DateTime, Numeric, String, event, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -87,6 +88,8 @@ class Database:
         else:
             event.listen(self.engine.sync_engine, "checkout", _refuse_closed_connection)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        # The same pool; its connections go back to the default isolation when returned.
+        self._autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -98,6 +101,14 @@ class Database:
             except BaseException:
                 await session.rollback()
                 raise
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection without a transaction: each statement commits by itself, with
+        no ``BEGIN``/``COMMIT`` round trips around it. Only for a unit of work that is one
+        statement (a webhook's insert); anything that needs two atomic uses ``session()``."""
+        async with self._autocommit_engine.connect() as connection:
+            yield connection
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -123,8 +134,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _dialect(session: AsyncSession) -> str:
-    return session.bind.dialect.name if session.bind is not None else "sqlite"
+def _dialect(executor: AsyncSession | AsyncConnection) -> str:
+    if isinstance(executor, AsyncConnection):
+        return executor.dialect.name
+    return executor.bind.dialect.name if executor.bind is not None else "sqlite"
 
 
 def _dialect_insert(dialect: str) -> Any:
@@ -173,14 +186,25 @@ async def insert_rows(session: AsyncSession, *rows: Any) -> None:
         )
 
 
-async def insert_if_absent(session: AsyncSession, table: Any, values: dict[str, Any]) -> bool:
+_INSERTS_IF_ABSENT: dict[tuple[str, Any], Any] = {}
+
+
+async def insert_if_absent(
+    executor: AsyncSession | AsyncConnection, table: Any, values: dict[str, Any]
+) -> bool:
     """``INSERT … ON CONFLICT DO NOTHING``: settles a creation race in SQL.
 
     Returns whether this call inserted the row; the loser of a race sees ``False`` and reads
-    the winner's row instead.
+    the winner's row instead. The statement is built once per dialect and table (the values
+    are its parameters), so its compiled form is cached too. ``executor`` is a session, or a
+    connection (``Database.autocommit``).
     """
-    statement = _dialect_insert(_dialect(session))(table).values(**values).on_conflict_do_nothing()
-    result = await session.execute(statement)
+    dialect = _dialect(executor)
+    statement = _INSERTS_IF_ABSENT.get((dialect, table))
+    if statement is None:
+        statement = _dialect_insert(dialect)(table).on_conflict_do_nothing()
+        _INSERTS_IF_ABSENT[(dialect, table)] = statement
+    result = await executor.execute(statement, values)
     return bool(result.rowcount)
 
 

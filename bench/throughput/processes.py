@@ -34,6 +34,17 @@ def _environment(settings: Settings) -> dict[str, str]:
         "OVPP_LOG_LEVEL": "WARNING",
         "OVPP_DATABASE_POOL_SIZE": str(settings.database_pool_size),
         "OVPP_RELAYER_ROUND_PAUSE_SECONDS": str(settings.relayer_round_pause_seconds),
+        **_stripe_environment(settings),
+    }
+
+
+def _stripe_environment(settings: Settings) -> dict[str, str]:
+    if settings.stripe_api_key is None or settings.stripe_webhook_secret is None:
+        return {}
+    return {
+        "OVPP_STRIPE_API_KEY": settings.stripe_api_key.get_secret_value(),
+        "OVPP_STRIPE_WEBHOOK_SECRET": settings.stripe_webhook_secret.get_secret_value(),
+        "OVPP_STRIPE_API_BASE": settings.resolved_stripe_api_base,
     }
 
 
@@ -58,10 +69,17 @@ def start_relayer_process(settings: Settings, workdir: Path) -> subprocess.Popen
 
 
 def start_api_processes(
-    settings: Settings, workdir: Path, count: int
+    settings: Settings,
+    workdir: Path,
+    count: int,
+    *,
+    path: str = "/graphql",
+    profile_to: Path | None = None,
 ) -> list[tuple[subprocess.Popen[bytes], str]]:
-    """``count`` × ``ovpp-wallet serve`` (production mode, no relayer inside), each on its own
-    port, as behind a load balancer; returns them with their GraphQL URLs once they answer."""
+    """``count`` × ``ovpp-wallet serve`` (production mode, no relayer or onramp processor
+    inside), each on its own port, as behind a load balancer; returns them with their URLs of
+    ``path`` once they answer. With ``profile_to``, the first one runs under cProfile
+    (``bench.webhooks.profiled``) and writes its profile there when stopped."""
     started = []
     for index in range(count):
         port = free_port()
@@ -72,8 +90,11 @@ def start_api_processes(
             "OVPP_RELAYER_IN_SERVE": "false",
             "OVPP_ONRAMP_PROCESSOR_IN_SERVE": "false",
         }
+        command = [str(Path(sys.executable).parent / "ovpp-wallet"), "serve"]
+        if profile_to is not None and index == 0:
+            command = [sys.executable, "-m", "bench.webhooks.profiled", str(profile_to), "serve"]
         process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "ovpp-wallet"), "serve"],
+            command,
             env=environment,
             cwd=workdir,
             stdout=open(log_path, "wb"),  # the child process owns it
@@ -93,7 +114,7 @@ def start_api_processes(
                 raise RuntimeError(f"an API process did not start:\n{log_path.read_text()}")
             time.sleep(0.2)
         say(f"API process {process.pid} answering at {url}")
-    return [(process, url + "/graphql") for process, url, _log in started]
+    return [(process, url + path) for process, url, _log in started]
 
 
 def stop_process(process: subprocess.Popen[bytes]) -> None:
