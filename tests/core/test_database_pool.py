@@ -77,7 +77,6 @@ async def test_checking_out_a_live_connection_sends_nothing(tmp_path: Path) -> N
             await database.dispose()
 
 
-
 async def test_bursts_beyond_the_pool_wait_for_its_connections_and_open_no_more(
     tmp_path: Path,
 ) -> None:
