@@ -294,11 +294,13 @@ def _age(now: datetime, then: datetime | None) -> float:
 
 class MetricsMiddleware:
     """Counts and times each HTTP request by route, method and status (pure ASGI: the body
-    streams through untouched)."""
+    streams through untouched). A label set's children are looked up once (the label sets are
+    bounded: see ``route_label`` and ``METHODS``)."""
 
     def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -316,11 +318,21 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            route = route_label(scope.get("path", ""))
-            method = scope.get("method", "")
-            method = method if method in METHODS else "other"
-            self.metrics.http_requests.labels(route, method, str(status)).inc()
-            self.metrics.http_duration.labels(route).observe(time.perf_counter() - started)
+            requests, duration = self._children_of(scope, status)
+            requests.inc()
+            duration.observe(time.perf_counter() - started)
+
+    def _children_of(self, scope: Scope, status: int) -> tuple[Any, Any]:
+        method = scope.get("method", "")
+        key = (route_label(scope.get("path", "")), method if method in METHODS else "other", status)
+        children = self._children.get(key)
+        if children is None:
+            route, method_label, _status = key
+            children = self._children[key] = (
+                self.metrics.http_requests.labels(route, method_label, str(status)),
+                self.metrics.http_duration.labels(route),
+            )
+        return children
 
 
 def graphql_operations_extension(metrics: Metrics) -> type[SchemaExtension]:

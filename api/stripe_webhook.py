@@ -6,9 +6,10 @@ nothing. A body over ``OVPP_STRIPE_WEBHOOK_MAX_BODY_BYTES`` never gets here (413
 read: ``api.middleware.BodySizeLimitMiddleware``).
 
 A verified event is stored once (a redelivery answers 200 again and stores nothing) and
-committed before the answer; acting on it is the onramp processor's job, which
-this route wakes. So Stripe hears 2xx only for an event that is safely stored, and a crash
-after that point loses nothing.
+committed before the answer, by one ``INSERT … ON CONFLICT DO NOTHING`` on an autocommit
+connection (no transaction around it: one round trip); acting on it is the onramp
+processor's job, which this route wakes. So Stripe hears 2xx only for an event that is safely
+stored, and a crash after that point loses nothing.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ async def stripe_webhook(request: Request) -> JSONResponse:
     except InvalidWebhook as error:
         logger.warning("refused a Stripe webhook: %s", error.message)
         return JSONResponse({"error": error.message}, status_code=400)
-    async with services.db.session() as session:
-        stored = await record_event(session, event)
+    async with services.db.autocommit() as connection:
+        stored = await record_event(connection, event)
     running = getattr(request.app.state, "onramp_processor", None)
     if running is not None:  # the processor of this process acts on it now, not at its next poll
         running.processor.wake()

@@ -17,6 +17,7 @@ from sqlalchemy import DateTime, Numeric, String, event, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -72,21 +73,26 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(self, url: str, *, pool_size: int = 20, echo: bool = False) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": 30}
         else:
+            # Every connection opened is kept: an overflow above a kept core is closed as it
+            # comes back and opened again by the next burst, so under steady concurrency above
+            # the core a share of requests pays a new connection (client and server side).
             kwargs["pool_size"] = pool_size
-            kwargs["max_overflow"] = pool_size
+            kwargs["max_overflow"] = 0
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         else:
             event.listen(self.engine.sync_engine, "checkout", _refuse_closed_connection)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        # The same pool; its connections go back to the default isolation when returned.
+        self._autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -98,6 +104,14 @@ class Database:
             except BaseException:
                 await session.rollback()
                 raise
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection without a transaction: each statement commits by itself, with
+        no ``BEGIN``/``COMMIT`` round trips around it. Only for a unit of work that is one
+        statement (a webhook's insert); anything that needs two atomic uses ``session()``."""
+        async with self._autocommit_engine.connect() as connection:
+            yield connection
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -123,8 +137,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _dialect(session: AsyncSession) -> str:
-    return session.bind.dialect.name if session.bind is not None else "sqlite"
+def _dialect(executor: AsyncSession | AsyncConnection) -> str:
+    if isinstance(executor, AsyncConnection):
+        return executor.dialect.name
+    return executor.bind.dialect.name if executor.bind is not None else "sqlite"
 
 
 def _dialect_insert(dialect: str) -> Any:
@@ -178,14 +194,25 @@ async def insert_rows(session: AsyncSession, *rows: Any) -> None:
         )
 
 
-async def insert_if_absent(session: AsyncSession, table: Any, values: dict[str, Any]) -> bool:
+_INSERTS_IF_ABSENT: dict[tuple[str, Any], Any] = {}
+
+
+async def insert_if_absent(
+    executor: AsyncSession | AsyncConnection, table: Any, values: dict[str, Any]
+) -> bool:
     """``INSERT … ON CONFLICT DO NOTHING``: settles a creation race in SQL.
 
     Returns whether this call inserted the row; the loser of a race sees ``False`` and reads
-    the winner's row instead.
+    the winner's row instead. The statement is built once per dialect and table (the values
+    are its parameters), so its compiled form is cached too. ``executor`` is a session, or a
+    connection (``Database.autocommit``).
     """
-    statement = _dialect_insert(_dialect(session))(table).values(**values).on_conflict_do_nothing()
-    result = await session.execute(statement)
+    dialect = _dialect(executor)
+    statement = _INSERTS_IF_ABSENT.get((dialect, table))
+    if statement is None:
+        statement = _dialect_insert(dialect)(table).on_conflict_do_nothing()
+        _INSERTS_IF_ABSENT[(dialect, table)] = statement
+    result = await executor.execute(statement, values)
     return bool(result.rowcount)
 
 

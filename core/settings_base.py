@@ -40,7 +40,11 @@ class BaseFields(BaseSettings):
         description="SQLAlchemy async URL. Default: SQLite file `<data_dir>/ovpp.db`. "
         "PostgreSQL: `postgresql+asyncpg://user@host:5432/db`.",
     )
-    database_pool_size: int = Field(10, description="PostgreSQL connection pool size.")
+    database_pool_size: int = Field(
+        20,
+        description="PostgreSQL connections each process keeps open at most (opened as needed, "
+        "then kept; a request waits for one when all are busy).",
+    )
 
     chain: Literal["local", "odyssey-testnet", "odyssey", "custom"] = Field(
         "local",

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from chain.tokens import format_units
 from core.db import utc_now
@@ -38,10 +38,12 @@ from onramp.stripe_gateway import (
 logger = logging.getLogger(__name__)
 
 
-async def record_event(session: AsyncSession, event: VerifiedEvent) -> bool:
-    """Store a verified event once; ``False`` when it was stored before (a redelivery)."""
+async def record_event(connection: AsyncConnection, event: VerifiedEvent) -> bool:
+    """Store a verified event once; ``False`` when it was stored before (a redelivery). One
+    ``INSERT … ON CONFLICT DO NOTHING`` on an autocommit connection (``Database.autocommit``):
+    stored for good when this returns, in one round trip."""
     return await repository.insert_event_if_absent(
-        session,
+        connection,
         {
             "id": str(uuid.uuid4()),
             "stripe_event_id": event.id,

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, case, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core.db import insert_if_absent, utc_now
 from identity.models import Customer
@@ -164,8 +164,9 @@ async def deliveries_to_settle(
 # -- stored Stripe events ------------------------------------------------------------------------
 
 
-async def insert_event_if_absent(session: AsyncSession, values: dict[str, Any]) -> bool:
-    return await insert_if_absent(session, StripeEvent.__table__, values)
+async def insert_event_if_absent(connection: AsyncConnection, values: dict[str, Any]) -> bool:
+    """One statement, deduplicated by the unique ``stripe_event_id``."""
+    return await insert_if_absent(connection, StripeEvent.__table__, values)
 
 
 async def events_to_process(session: AsyncSession, *, limit: int = 50) -> list[str]:

@@ -34,6 +34,17 @@ def _environment(settings: Settings) -> dict[str, str]:
         "OVPP_LOG_LEVEL": "WARNING",
         "OVPP_DATABASE_POOL_SIZE": str(settings.database_pool_size),
         "OVPP_RELAYER_ROUND_PAUSE_SECONDS": str(settings.relayer_round_pause_seconds),
+        **_stripe_environment(settings),
+    }
+
+
+def _stripe_environment(settings: Settings) -> dict[str, str]:
+    if settings.stripe_api_key is None or settings.stripe_webhook_secret is None:
+        return {}
+    return {
+        "OVPP_STRIPE_API_KEY": settings.stripe_api_key.get_secret_value(),
+        "OVPP_STRIPE_WEBHOOK_SECRET": settings.stripe_webhook_secret.get_secret_value(),
+        "OVPP_STRIPE_API_BASE": settings.resolved_stripe_api_base,
     }
 
 
@@ -58,16 +69,17 @@ def start_relayer_process(settings: Settings, workdir: Path) -> subprocess.Popen
 
 
 def start_api_processes(
-    settings: Settings, workdir: Path, count: int, *, profile_to: Path | None = None
+    settings: Settings,
+    workdir: Path,
+    count: int,
+    *,
+    path: str = "/graphql",
+    profile_to: Path | None = None,
 ) -> list[tuple[subprocess.Popen[bytes], str]]:
-    """``count`` × ``ovpp-wallet serve`` (production mode, no relayer inside), each on its own
-    port, as behind a load balancer; returns them with their GraphQL URLs once they answer.
-    ``profile_to``: one server with a profiler (``bench.profiled_serve``), which writes its
-    profile there."""
-    command = [str(Path(sys.executable).parent / "ovpp-wallet"), "serve"]
-    if profile_to is not None:
-        assert count == 1, "one profiled server at a time"
-        command = [sys.executable, "-m", "bench.profiled_serve", str(profile_to)]
+    """``count`` × ``ovpp-wallet serve`` (production mode, no relayer or onramp processor
+    inside), each on its own port, as behind a load balancer; returns them with their URLs of
+    ``path`` once they answer. With ``profile_to``, the first one runs under cProfile
+    (``bench.profiled_serve``: SIGUSR1 starts it, SIGUSR2 writes the profile there)."""
     started = []
     for index in range(count):
         port = free_port()
@@ -78,6 +90,9 @@ def start_api_processes(
             "OVPP_RELAYER_IN_SERVE": "false",
             "OVPP_ONRAMP_PROCESSOR_IN_SERVE": "false",
         }
+        command = [str(Path(sys.executable).parent / "ovpp-wallet"), "serve"]
+        if profile_to is not None and index == 0:
+            command = [sys.executable, "-m", "bench.profiled_serve", str(profile_to)]
         process = subprocess.Popen(
             command,
             env=environment,
@@ -99,7 +114,7 @@ def start_api_processes(
                 raise RuntimeError(f"an API process did not start:\n{log_path.read_text()}")
             time.sleep(0.2)
         say(f"API process {process.pid} answering at {url}")
-    return [(process, url + "/graphql") for process, url, _log in started]
+    return [(process, url + path) for process, url, _log in started]
 
 
 def stop_process(process: subprocess.Popen[bytes]) -> None:

@@ -75,3 +75,28 @@ async def test_checking_out_a_live_connection_sends_nothing(tmp_path: Path) -> N
             assert sent == ["BEGIN;", "COMMIT;"] * 3
         finally:
             await database.dispose()
+
+
+async def test_bursts_beyond_the_pool_wait_for_its_connections_and_open_no_more(
+    tmp_path: Path,
+) -> None:
+    """Every connection opened is kept and there are never more than ``pool_size``: bursts
+    of twice as many sessions share the same few backends (an overflow would be closed as it
+    came back, and the next burst would open new ones)."""
+    async with fresh_database(
+        "postgresql", directory=tmp_path, admin_url=POSTGRES_ADMIN_URL, prefix=DATABASE_PREFIX
+    ) as url:
+        database = Database(url, pool_size=4)
+        backends: set[int] = set()
+
+        async def briefly() -> None:
+            async with database.session() as session:
+                statement = text("SELECT pg_backend_pid(), pg_sleep(0.05)")
+                backends.add((await session.execute(statement)).first()[0])
+
+        try:
+            for _ in range(3):
+                await asyncio.gather(*(briefly() for _ in range(8)))
+            assert len(backends) == 4
+        finally:
+            await database.dispose()

@@ -1,0 +1,2 @@
+"""The parts of ``bench.webhook_intake``: the signed load. (Its profiled ``serve`` is
+``bench.profiled_serve``.)"""
