@@ -102,12 +102,14 @@ def create_app(
     services: Services | None = None,
     run_relayer: bool = False,
     run_onramp_processor: bool = False,
+    run_program_server: bool = False,
 ) -> Starlette:
     """The app. ``services`` may be given (tests share one); otherwise the lifespan builds them.
     With ``run_relayer`` the lifespan also runs the relayer worker beside the API, and with
     ``run_onramp_processor`` the onramp processor (Stripe events → token deliveries), which the
     webhook route wakes. Tests run the processor themselves and set
-    ``app.state.onramp_processor`` (``onramp.processor.start_onramp_processor``)."""
+    ``app.state.onramp_processor`` (``onramp.processor.start_onramp_processor``). With
+    ``run_program_server``, the program server (OpenADR 2.0b VTN) listens on its own port."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -115,6 +117,7 @@ def create_app(
         app.state.services = services if services is not None else await Services.start(settings)
         app.state.relayer = None
         app.state.onramp_processor = None
+        app.state.program_server = None
         try:
             if run_relayer:
                 from relayer.runner import start_relayer
@@ -130,8 +133,16 @@ def create_app(
                 app.state.onramp_processor = await start_onramp_processor(
                     app.state.services, followers=ONRAMP_FOLLOWERS
                 )
+            if run_program_server:
+                from programs.vtn.server import start_program_server
+
+                app.state.program_server = await start_program_server(
+                    db=app.state.services.db, settings=settings
+                )
             yield
         finally:
+            if app.state.program_server is not None:
+                await app.state.program_server.shutdown()
             if app.state.onramp_processor is not None:
                 await app.state.onramp_processor.shutdown()
             if app.state.relayer is not None:

@@ -9,6 +9,7 @@ from cli.deploy import deploy, migrate
 from cli.dev import balances, dev_token
 from cli.keys import keys
 from cli.onramp import onramp
+from cli.program_server import program_server
 from cli.registry import registry
 from cli.relayer import relayer, relayer_authorize
 from cli.serve import serve
@@ -45,6 +46,7 @@ for command in (
     registry,
     sponsor,
     onramp,
+    program_server,
     show_schema,
     show_config,
 ):

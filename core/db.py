@@ -184,6 +184,16 @@ async def insert_if_absent(session: AsyncSession, table: Any, values: dict[str, 
     return bool(result.rowcount)
 
 
+async def insert_many_if_absent(
+    session: AsyncSession, table: Any, rows: Sequence[dict[str, Any]]
+) -> None:
+    """``INSERT … ON CONFLICT DO NOTHING`` for a batch, in one executemany: rows that exist
+    already (a client's retry) are kept once."""
+    if rows:
+        statement = _dialect_insert(_dialect(session))(table).on_conflict_do_nothing()
+        await session.execute(statement, list(rows))
+
+
 async def rows_by_id(session: AsyncSession, model: Any, ids: Sequence[str]) -> list[Any]:
     """The rows of ``model`` with these ids, in the order asked, ``None`` where absent: one
     query for a whole batch (the API's DataLoaders)."""

@@ -23,12 +23,13 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.defaults import LOCAL_STRIPE_API_KEY, LOCAL_STRIPE_WEBHOOK_SECRET
 from core.errors import ConfigurationError
+from core.program_server_settings import ProgramServerSettings
 from core.tenant_config import TenantConfig, is_origin
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-class Settings(BaseSettings):
+class Settings(ProgramServerSettings, BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="OVPP_", env_file=".env", extra="ignore", frozen=True
     )

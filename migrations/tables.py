@@ -7,6 +7,7 @@ from sqlmodel import SQLModel
 from identity.models import Customer, Tenant
 from onramp.models import OnrampPayment, OnrampQuote, StripeEvent
 from programs.models import Device, Enrollment, Program, RegistryChange, UtilityAccount
+from programs.vtn.models import DeviceReading, DrEvent, EventDelivery, ReportStream, Ven
 from relayer.models import (
     FeeQuote,
     RelayAttempt,
@@ -25,7 +26,10 @@ metadata = SQLModel.metadata
 __all__ = [
     "Customer",
     "Device",
+    "DeviceReading",
+    "DrEvent",
     "Enrollment",
+    "EventDelivery",
     "FeeQuote",
     "OnrampPayment",
     "OnrampQuote",
@@ -34,6 +38,7 @@ __all__ = [
     "RelayAttempt",
     "RelayTransaction",
     "RelayerKey",
+    "ReportStream",
     "Sponsor",
     "SponsorCharge",
     "SponsorCustomerDay",
@@ -41,6 +46,7 @@ __all__ = [
     "StripeEvent",
     "Tenant",
     "UtilityAccount",
+    "Ven",
     "Wallet",
     "WalletPolicy",
     "metadata",

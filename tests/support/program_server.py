@@ -1,0 +1,239 @@
+"""The program server in a test's event loop, a real OpenLEADR VEN built from nothing but an
+enrollment's ``connectionParameters``, and the certificates of the TLS path (``cryptography``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import ipaddress
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from openleadr import OpenADRClient
+from openleadr.utils import certificate_fingerprint
+
+from core.db import Database
+from core.settings import Settings
+from programs.vtn.server import RunningProgramServer, start_program_server
+
+logging.getLogger("openleadr").setLevel(logging.CRITICAL)  # refusals are expected here
+
+
+@contextlib.asynccontextmanager
+async def program_server(db: Database, settings: Settings) -> AsyncIterator[RunningProgramServer]:
+    running = await start_program_server(db=db, settings=settings)
+    try:
+        yield running
+    finally:
+        await running.shutdown()
+
+
+@dataclass(frozen=True)
+class VenCredentials:
+    cert: Path
+    key: Path
+    ca_file: Path  # the CA the program server's certificate chains to
+
+    @property
+    def fingerprint(self) -> str:
+        return certificate_fingerprint(self.cert.read_text())
+
+
+@dataclass
+class SimulatedVen:
+    """An OpenLEADR VEN that reports real power and state of charge every second and answers
+    every event with ``answer``; ``events`` holds each event (and each change) it received."""
+
+    client: OpenADRClient
+    answer: str = "optIn"
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    async def _on_event(self, event: dict[str, Any]) -> str:
+        self.events.append(event)
+        return self.answer
+
+    async def start(self) -> None:
+        self.client.add_handler("on_event", self._on_event)
+        self.client.add_handler("on_update_event", self._on_event)
+        await self.client.run()
+
+    async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.client.stop()
+
+    @property
+    def registered(self) -> bool:
+        return self.client.registration_id is not None
+
+
+def ven_of(
+    parameters: dict[str, str],
+    *,
+    credentials: VenCredentials | None = None,
+    answer: str = "optIn",
+    power_kw: Callable[[], float] = lambda: -2.5,
+) -> SimulatedVen:
+    """The VEN of an ACTIVE enrollment: its name and the VTN's URL come from the enrollment's
+    connection parameters, nothing else."""
+    client = OpenADRClient(
+        ven_name=parameters["venName"],
+        vtn_url=parameters["vtnUrl"],
+        cert=str(credentials.cert) if credentials else None,
+        key=str(credentials.key) if credentials else None,
+        ca_file=str(credentials.ca_file) if credentials else None,
+        show_fingerprint=False,
+        allow_jitter=False,
+    )
+    every_second = dt.timedelta(seconds=1)
+    client.add_report(
+        callback=power_kw,
+        resource_id="battery-1",
+        measurement="power_real",
+        unit="W",
+        scale="k",
+        sampling_rate=every_second,
+        report_duration=dt.timedelta(hours=1),
+    )
+    client.add_report(
+        callback=lambda: 64.0,
+        resource_id="battery-1",
+        measurement="state_of_charge",
+        unit="%",
+        sampling_rate=every_second,
+        report_duration=dt.timedelta(hours=1),
+    )
+    return SimulatedVen(client=client, answer=answer)
+
+
+@contextlib.asynccontextmanager
+async def running_ven(ven: SimulatedVen) -> AsyncIterator[SimulatedVen]:
+    await ven.start()
+    try:
+        yield ven
+    finally:
+        await ven.stop()
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]], *, timeout: float, interval: float = 0.1
+) -> tuple[Any, float]:
+    """Wait until ``check()`` returns something truthy; that and how long it took."""
+    started = time.monotonic()
+    while True:
+        result = await check()
+        if result:
+            return result, time.monotonic() - started
+        assert time.monotonic() - started < timeout, "timed out"
+        await asyncio.sleep(interval)
+
+
+# Certificates
+
+
+def _key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _write(
+    directory: Path, name: str, certificate: x509.Certificate, key: Any
+) -> tuple[Path, Path]:
+    cert_path, key_path = directory / f"{name}.pem", directory / f"{name}.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@dataclass(frozen=True)
+class Authority:
+    name: str
+    certificate: x509.Certificate
+    key: rsa.RSAPrivateKey
+
+    @classmethod
+    def create(cls, name: str) -> Authority:
+        key = _key()
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        now = dt.datetime.now(dt.UTC)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        return cls(name=name, certificate=certificate, key=key)
+
+    def write(self, directory: Path) -> Path:
+        return _write(directory, self.name, self.certificate, self.key)[0]
+
+    def issue(self, directory: Path, name: str, *, server: bool = False) -> tuple[Path, Path]:
+        key = _key()
+        now = dt.datetime.now(dt.UTC)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(self.certificate.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+        )
+        if server:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                ),
+                critical=False,
+            )
+        return _write(directory, name, builder.sign(self.key, hashes.SHA256()), key)
+
+
+@dataclass(frozen=True)
+class Pki:
+    """A utility CA that issued the program server's certificate, and a device CA that issues
+    VEN certificates (the program server's client CA)."""
+
+    directory: Path
+    utility_ca: Path
+    device_authority: Authority
+    device_ca: Path
+    server_cert: Path
+    server_key: Path
+
+    @classmethod
+    def create(cls, directory: Path) -> Pki:
+        utility = Authority.create("utility-ca")
+        devices = Authority.create("device-ca")
+        server_cert, server_key = utility.issue(directory, "program-server", server=True)
+        return cls(
+            directory=directory,
+            utility_ca=utility.write(directory),
+            device_authority=devices,
+            device_ca=devices.write(directory),
+            server_cert=server_cert,
+            server_key=server_key,
+        )
+
+    def device(self, name: str, *, authority: Authority | None = None) -> VenCredentials:
+        cert, key = (authority or self.device_authority).issue(self.directory, name)
+        return VenCredentials(cert=cert, key=key, ca_file=self.utility_ca)
