@@ -10,6 +10,7 @@ import datetime as dt
 import ipaddress
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +22,18 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from openleadr import OpenADRClient
 from openleadr.utils import certificate_fingerprint
+from sqlmodel import select
 
+from api.container import Services
 from core.db import Database
+from core.defaults import DEV_OIDC_CLIENT_ID
 from core.settings import Settings
+from programs.vtn.models import DeviceReading
 from programs.vtn.server import RunningProgramServer, start_program_server
+from tests.support.enrollment import UNENROLL, add_device, enroll, program_id, wait_enrollment
+from tests.support.graphql import gql
+from tests.support.issuer import TestIssuer
+from tests.support.wallets import new_customer
 
 logging.getLogger("openleadr").setLevel(logging.CRITICAL)  # refusals are expected here
 
@@ -135,6 +144,101 @@ async def eventually(
             return result, time.monotonic() - started
         assert time.monotonic() - started < timeout, "timed out"
         await asyncio.sleep(interval)
+
+
+# The journey: an ACTIVE OpenADR 2.0b enrollment, events, readings
+
+OVPP = 10**18
+
+EVENTS = """
+query($program: ID!) { utilityAdmin { events(programId: $program) {
+  id status start end durationMinutes signal { type level targetKw }
+  responses { enrollmentId venName response respondedAt deliveredAt } } } }
+"""
+CREATE_EVENT = """
+mutation($input: CreateEventInput!) { createEvent(input: $input) {
+  __typename ... on DemandResponseEvent { id status signal { type level targetKw }
+    responses { venName response } }
+  ... on InvalidInput { message field } } }
+"""
+CANCEL_EVENT = """
+mutation($id: ID!) { cancelEvent(eventId: $id) {
+  __typename ... on DemandResponseEvent { id status } ... on InvalidInput { message field } } }
+"""
+
+
+def demo_admin(demo_issuer: TestIssuer) -> str:
+    return demo_issuer.mint(
+        sub=f"admin-{uuid.uuid4().hex[:6]}", scope="utility:admin", client_id=DEV_OIDC_CLIENT_ID
+    )
+
+
+async def active_openadr_enrollment(client, demo_issuer, deployer, contracts, services) -> tuple:
+    customer = await new_customer(client, demo_issuer, deployer, contracts, ovpp=100 * OVPP)
+    device = await add_device(client, customer.token, "Voltstack", "VS-13.5")
+    program = await program_id(services, "dr-battery-2026")
+    started = await enroll(
+        client,
+        customer.token,
+        deviceId=device,
+        programId=program,
+        protocol="OPENADR_2_0B",
+        paymentMethod="WALLET",
+    )
+    assert started["__typename"] == "Enrollment", started
+    active = await wait_enrollment(client, customer.token, started["id"])
+    assert active["status"] == "ACTIVE", active
+    return customer, program, active
+
+
+async def event_starting_soon(client, admin: str, program: str, *, key: str) -> dict:
+    body = await gql(
+        client,
+        CREATE_EVENT,
+        {
+            "input": {
+                "programId": program,
+                "start": (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)).isoformat(),
+                "durationMinutes": 30,
+                "signal": {"level": 2, "targetKw": 3.5},
+                "idempotencyKey": key,
+            }
+        },
+        token=admin,
+    )
+    assert "errors" not in body, body
+    return body["data"]["createEvent"]
+
+
+async def readings(services: Services, enrollment_id: str) -> list[DeviceReading]:
+    async with services.db.session() as session:
+        statement = select(DeviceReading).where(DeviceReading.enrollment_id == enrollment_id)
+        return list((await session.execute(statement)).scalars())
+
+
+async def both_measurements(services: Services, enrollment_id: str) -> list[DeviceReading]:
+    rows = await readings(services, enrollment_id)
+    return rows if {r.measurement for r in rows} == {"power_real", "state_of_charge"} else []
+
+
+async def more_readings(services: Services, enrollment_id: str, before: int) -> bool:
+    return len(await readings(services, enrollment_id)) > before
+
+
+async def cancelled_seen(ven) -> bool:
+    return any(e["event_descriptor"]["event_status"] == "cancelled" for e in ven.events)
+
+
+async def unenroll(client, token: str, enrollment_id: str) -> None:
+    body = await gql(
+        client,
+        UNENROLL,
+        {"input": {"enrollmentId": enrollment_id, "idempotencyKey": f"leave-{enrollment_id}"}},
+        token=token,
+    )
+    assert body["data"]["unenroll"]["status"] == "UNENROLLING", body
+    done = await wait_enrollment(client, token, enrollment_id)
+    assert done["status"] == "UNENROLLED"
 
 
 # Certificates

@@ -6,86 +6,28 @@ refused; another utility's administrator cannot reach the program's events."""
 
 from __future__ import annotations
 
-import datetime as dt
-import uuid
-
 from sqlmodel import select
 
 from api.container import Services
-from core.defaults import DEV_OIDC_CLIENT_ID
-from programs.vtn.models import DeviceReading, Ven, VenStatus
-from tests.support.enrollment import UNENROLL, add_device, enroll, program_id, wait_enrollment
+from programs.vtn.models import Ven, VenStatus
 from tests.support.graphql import gql
 from tests.support.issuer import TestIssuer
-from tests.support.program_server import eventually, program_server, running_ven, ven_of
-from tests.support.wallets import new_customer
-
-OVPP = 10**18
-
-EVENTS = """
-query($program: ID!) { utilityAdmin { events(programId: $program) {
-  id status start end durationMinutes signal { type level targetKw }
-  responses { enrollmentId venName response respondedAt deliveredAt } } } }
-"""
-CREATE_EVENT = """
-mutation($input: CreateEventInput!) { createEvent(input: $input) {
-  __typename ... on DemandResponseEvent { id status signal { type level targetKw }
-    responses { venName response } }
-  ... on InvalidInput { message field } } }
-"""
-CANCEL_EVENT = """
-mutation($id: ID!) { cancelEvent(eventId: $id) {
-  __typename ... on DemandResponseEvent { id status } ... on InvalidInput { message field } } }
-"""
-
-
-def demo_admin(demo_issuer: TestIssuer) -> str:
-    return demo_issuer.mint(
-        sub=f"admin-{uuid.uuid4().hex[:6]}", scope="utility:admin", client_id=DEV_OIDC_CLIENT_ID
-    )
-
-
-async def active_openadr_enrollment(client, demo_issuer, deployer, contracts, services) -> tuple:
-    customer = await new_customer(client, demo_issuer, deployer, contracts, ovpp=100 * OVPP)
-    device = await add_device(client, customer.token, "Voltstack", "VS-13.5")
-    program = await program_id(services, "dr-battery-2026")
-    started = await enroll(
-        client,
-        customer.token,
-        deviceId=device,
-        programId=program,
-        protocol="OPENADR_2_0B",
-        paymentMethod="WALLET",
-    )
-    assert started["__typename"] == "Enrollment", started
-    active = await wait_enrollment(client, customer.token, started["id"])
-    assert active["status"] == "ACTIVE", active
-    return customer, program, active
-
-
-async def event_starting_soon(client, admin: str, program: str, *, key: str) -> dict:
-    body = await gql(
-        client,
-        CREATE_EVENT,
-        {
-            "input": {
-                "programId": program,
-                "start": (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)).isoformat(),
-                "durationMinutes": 30,
-                "signal": {"level": 2, "targetKw": 3.5},
-                "idempotencyKey": key,
-            }
-        },
-        token=admin,
-    )
-    assert "errors" not in body, body
-    return body["data"]["createEvent"]
-
-
-async def readings(services: Services, enrollment_id: str) -> list[DeviceReading]:
-    async with services.db.session() as session:
-        statement = select(DeviceReading).where(DeviceReading.enrollment_id == enrollment_id)
-        return list((await session.execute(statement)).scalars())
+from tests.support.program_server import (
+    CANCEL_EVENT,
+    EVENTS,
+    active_openadr_enrollment,
+    both_measurements,
+    cancelled_seen,
+    demo_admin,
+    event_starting_soon,
+    eventually,
+    more_readings,
+    program_server,
+    readings,
+    running_ven,
+    unenroll,
+    ven_of,
+)
 
 
 async def test_a_ven_from_an_active_enrollment_registers_answers_events_and_reports(
@@ -143,7 +85,7 @@ async def test_a_ven_from_an_active_enrollment_registers_answers_events_and_repo
             assert event["responses"][0]["respondedAt"] is not None
 
             stored, _ = await eventually(
-                lambda: _both_measurements(services, active["id"]), timeout=15
+                lambda: both_measurements(services, active["id"]), timeout=15
             )
             power = [r for r in stored if r.measurement == "power_real"]
             assert power[0].value == -2.5 and power[0].unit == "W" and power[0].scale == "k"
@@ -152,12 +94,12 @@ async def test_a_ven_from_an_active_enrollment_registers_answers_events_and_repo
             await running.shutdown()
             async with program_server(services.db, settings):
                 before = len(await readings(services, active["id"]))
-                await eventually(lambda: _more_readings(services, active["id"], before), timeout=10)
+                await eventually(lambda: more_readings(services, active["id"], before), timeout=10)
                 cancelled = await gql(client, CANCEL_EVENT, {"id": created["id"]}, token=admin)
                 assert cancelled["data"]["cancelEvent"]["status"] == "CANCELLED", cancelled
-                await eventually(lambda: _cancelled_seen(ven), timeout=5)
+                await eventually(lambda: cancelled_seen(ven), timeout=5)
 
-                await _unenroll(client, customer.token, active["id"])
+                await unenroll(client, customer.token, active["id"])
                 async with services.db.session() as session:
                     row = await session.get(Ven, row.id)
                 assert row.status == VenStatus.DEPROVISIONED
@@ -170,28 +112,3 @@ async def test_a_ven_from_an_active_enrollment_registers_answers_events_and_repo
     assert refused["__typename"] == "InvalidInput" and refused["field"] == "programId", refused
     body = await gql(client, EVENTS, {"program": program}, token=other_admin)
     assert body["data"] is None and "another utility" in body["errors"][0]["message"], body
-
-
-async def _both_measurements(services: Services, enrollment_id: str) -> list[DeviceReading]:
-    rows = await readings(services, enrollment_id)
-    return rows if {r.measurement for r in rows} == {"power_real", "state_of_charge"} else []
-
-
-async def _more_readings(services: Services, enrollment_id: str, before: int) -> bool:
-    return len(await readings(services, enrollment_id)) > before
-
-
-async def _cancelled_seen(ven) -> bool:
-    return any(e["event_descriptor"]["event_status"] == "cancelled" for e in ven.events)
-
-
-async def _unenroll(client, token: str, enrollment_id: str) -> None:
-    body = await gql(
-        client,
-        UNENROLL,
-        {"input": {"enrollmentId": enrollment_id, "idempotencyKey": f"leave-{enrollment_id}"}},
-        token=token,
-    )
-    assert body["data"]["unenroll"]["status"] == "UNENROLLING", body
-    done = await wait_enrollment(client, token, enrollment_id)
-    assert done["status"] == "UNENROLLED"
