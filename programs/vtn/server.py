@@ -302,6 +302,7 @@ async def start_program_server(*, db: Database, settings: Settings) -> RunningPr
                     await asyncio.wait_for(stop.wait(), timeout=HOUSEKEEPING_SECONDS)
         finally:
             await server.stop()
+            logger.info("program server: stopped")
 
     task = asyncio.get_running_loop().create_task(housekeeping(), name="program-server")
     return RunningProgramServer(stop=stop, task=task, server=server)
