@@ -6,10 +6,14 @@ refused; another utility's administrator cannot reach the program's events."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlmodel import select
 
 from api.container import Services
-from programs.vtn.models import Ven, VenStatus
+from core.db import utc_now
+from programs.vtn.models import DeviceReading, Ven, VenStatus
+from programs.vtn.telemetry import purge_readings
 from tests.support.graphql import gql
 from tests.support.issuer import TestIssuer
 from tests.support.program_server import (
@@ -89,6 +93,8 @@ async def test_a_ven_from_an_active_enrollment_registers_answers_events_and_repo
             )
             power = [r for r in stored if r.measurement == "power_real"]
             assert power[0].value == -2.5 and power[0].unit == "W" and power[0].scale == "k"
+            assert power[0].quality == "Direct Read"
+            await retention_keeps_only_recent_samples(services, power[0])
 
             # A restart keeps the registration, the event and the report streams.
             await running.shutdown()
@@ -112,3 +118,16 @@ async def test_a_ven_from_an_active_enrollment_registers_answers_events_and_repo
     assert refused["__typename"] == "InvalidInput" and refused["field"] == "programId", refused
     body = await gql(client, EVENTS, {"program": program}, token=other_admin)
     assert body["data"] is None and "another utility" in body["errors"][0]["message"], body
+
+
+async def retention_keeps_only_recent_samples(services: Services, sample: DeviceReading) -> None:
+    old = DeviceReading(
+        **{**sample.model_dump(exclude={"id"}), "timestamp": utc_now() - dt.timedelta(days=91)}
+    )
+    async with services.db.session() as session:
+        session.add(old)
+    async with services.db.session() as session:
+        assert await purge_readings(session, retention_days=90) == 1
+    async with services.db.session() as session:
+        assert await session.get(DeviceReading, old.id) is None
+        assert await session.get(DeviceReading, sample.id) is not None
