@@ -26,7 +26,7 @@ SIGNAL_TYPES = {"SIMPLE": ("SIMPLE", "level"), "LOAD_DISPATCH": ("LOAD_DISPATCH"
 """Our signal type → OpenADR's (signalName, signalType): SIMPLE is a level 0–3; LOAD_DISPATCH
 a setpoint in kW (``targetKw``)."""
 
-MAX_DURATION_MINUTES = 24 * 60
+MAX_DURATION_MINUTES = repository.MAX_EVENT_MINUTES
 MAX_START_AGE = timedelta(minutes=5)
 OPT_TYPES = {"optIn": OptResponse.OPT_IN, "optOut": OptResponse.OPT_OUT}
 

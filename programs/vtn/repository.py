@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db import insert_many_if_absent
+from core.db import insert_many_if_absent, new_id
 from programs.models import Enrollment
 from programs.vtn.models import (
     DeviceReading,
@@ -20,6 +20,9 @@ from programs.vtn.models import (
     Ven,
     VenStatus,
 )
+
+MAX_EVENT_MINUTES = 24 * 60
+"""The longest event (``programs.vtn.events``): bounds the scan for events not ended."""
 
 
 async def ven_by_name(session: AsyncSession, ven_name: str) -> Ven | None:
@@ -61,6 +64,20 @@ async def events_of_program(
         .limit(first)
     )
     return (await session.execute(statement)).scalars().all()
+
+
+async def events_not_ended(
+    session: AsyncSession, program_row_id: str, *, now: datetime
+) -> list[DrEvent]:
+    """The program's ACTIVE events that have not ended (their end computed in Python, as in
+    ``deliveries_of_ven``)."""
+    statement = select(DrEvent).where(
+        DrEvent.program_row_id == program_row_id,
+        DrEvent.status == EventStatus.ACTIVE,
+        DrEvent.start > now - timedelta(minutes=MAX_EVENT_MINUTES),
+    )
+    events = (await session.execute(statement)).scalars()
+    return [e for e in events if e.start + timedelta(minutes=e.duration_minutes) > now]
 
 
 async def deliveries_of_events(
@@ -129,6 +146,18 @@ async def replace_report_streams(
     await session.execute(delete(ReportStream).where(ReportStream.ven_row_id == ven_row_id))
     session.add_all(streams)
     await session.flush()
+
+
+async def add_deliveries(session: AsyncSession, ven_row_id: str, event_ids: Sequence[str]) -> None:
+    """Deliveries of these events to the VEN, unless it has them already."""
+    await insert_many_if_absent(
+        session,
+        EventDelivery.__table__,
+        [
+            {"id": new_id(), "event_id": e, "ven_row_id": ven_row_id, "delivered_modification": -1}
+            for e in event_ids
+        ],
+    )
 
 
 async def report_streams(

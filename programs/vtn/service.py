@@ -1,7 +1,8 @@
 """Provisioning follows enrollment, and registration follows provisioning.
 
 An enrollment that becomes ACTIVE with OpenADR 2.0b connection parameters provisions its VEN
-(the ``venName`` of those parameters) for its program; UNENROLLED de-provisions it. Only a
+(the ``venName`` of those parameters) for its program, with the program's events that have not
+ended; UNENROLLED de-provisions it. Only a
 provisioned VEN may register (oadrCreatePartyRegistration); its ``ven_id`` stays the same
 across registrations and restarts, and over TLS its client certificate's fingerprint is pinned
 at the first registration and required afterwards.
@@ -61,6 +62,9 @@ async def provision(session: AsyncSession, enrollment: Enrollment) -> Ven | None
     ven.deprovisioned_at = None
     session.add(ven)
     await session.flush()
+    # A device that joins while an event is announced or running gets it too.
+    current = await repository.events_not_ended(session, ven.program_row_id, now=utc_now())
+    await repository.add_deliveries(session, ven.id, [event.id for event in current])
     return ven
 
 

@@ -210,6 +210,11 @@ async def event_starting_soon(client, admin: str, program: str, *, key: str) -> 
     return body["data"]["createEvent"]
 
 
+def response_of(event: dict, ven_name: str) -> dict:
+    """The answer of one VEN in an event of ``EVENTS`` (other tests' VENs may be there too)."""
+    return next(r for r in event["responses"] if r["venName"] == ven_name)
+
+
 async def readings(services: Services, enrollment_id: str) -> list[DeviceReading]:
     async with services.db.session() as session:
         statement = select(DeviceReading).where(DeviceReading.enrollment_id == enrollment_id)

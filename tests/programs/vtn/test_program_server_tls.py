@@ -28,6 +28,7 @@ from tests.support.program_server import (
     event_starting_soon,
     eventually,
     program_server,
+    response_of,
     running_ven,
     unenroll,
     ven_of,
@@ -102,7 +103,7 @@ async def test_over_mutual_tls_the_first_certificate_is_the_vens_credential(
                 event = next(
                     e for e in body["data"]["utilityAdmin"]["events"] if e["id"] == created["id"]
                 )
-                return event["responses"][0]["response"] == "OPT_IN"
+                return response_of(event, parameters["venName"])["response"] == "OPT_IN"
 
             await eventually(answered, timeout=settings.program_server_poll_seconds + 3)
             await eventually(lambda: both_measurements(services, active["id"]), timeout=15)
