@@ -105,13 +105,14 @@ def create_app(
     run_relayer: bool = False,
     run_onramp_processor: bool = False,
     run_indexer: bool = False,
+    run_program_server: bool = False,
 ) -> Starlette:
     """The app. ``services`` may be given (tests share one); otherwise the lifespan builds them.
     With ``run_relayer`` the lifespan also runs the relayer worker beside the API, and with
     ``run_onramp_processor`` the onramp processor (Stripe events → token deliveries), which the
-    webhook route wakes, and with ``run_indexer`` the chain indexer. Tests run the processor
-    themselves and set ``app.state.onramp_processor``
-    (``onramp.processor.start_onramp_processor``)."""
+    webhook route wakes, with ``run_indexer`` the chain indexer, and with ``run_program_server``
+    the program server (OpenADR 2.0b VTN) on its own port. Tests run the processor themselves
+    and set ``app.state.onramp_processor`` (``onramp.processor.start_onramp_processor``)."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -120,6 +121,7 @@ def create_app(
         app.state.relayer = None
         app.state.onramp_processor = None
         app.state.indexer = None
+        app.state.program_server = None
         try:
             if run_relayer:
                 from relayer.runner import start_relayer
@@ -141,8 +143,16 @@ def create_app(
                 app.state.indexer = await start_indexer(
                     app.state.services, name=f"indexer-{os.getpid()}"
                 )
+            if run_program_server:
+                from programs.vtn.server import start_program_server
+
+                app.state.program_server = await start_program_server(
+                    db=app.state.services.db, settings=settings
+                )
             yield
         finally:
+            if app.state.program_server is not None:
+                await app.state.program_server.shutdown()
             if app.state.indexer is not None:
                 await app.state.indexer.shutdown()
             if app.state.onramp_processor is not None:

@@ -10,6 +10,7 @@ from cli.dev import balances, dev_token
 from cli.indexer import indexer
 from cli.keys import keys
 from cli.onramp import onramp
+from cli.program_server import program_server
 from cli.registry import registry
 from cli.relayer import relayer, relayer_authorize
 from cli.serve import serve
@@ -47,6 +48,7 @@ for command in (
     registry,
     sponsor,
     onramp,
+    program_server,
     show_schema,
     show_config,
 ):

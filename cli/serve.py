@@ -40,6 +40,8 @@ def serve() -> None:
         with started(settings, progress):
             progress.done()
             click.echo(f"GraphQL:  http://{settings.host}:{settings.port}/graphql")
+            if settings.resolved_program_server_in_serve:
+                click.echo(f"OpenADR:  {settings.resolved_program_server_url} (program server)")
             if settings.is_development:
                 click.echo(
                     "Token:    OVPP_ENVIRONMENT=development .venv/bin/ovpp-wallet dev-token "
@@ -52,6 +54,7 @@ def serve() -> None:
                         run_relayer=settings.relayer_in_serve,
                         run_onramp_processor=settings.onramp_processor_in_serve,
                         run_indexer=settings.indexer_in_serve,
+                        run_program_server=settings.resolved_program_server_in_serve,
                     ),
                     host=settings.host,
                     port=settings.port,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import click
+from pydantic.fields import FieldInfo
 
 from cli.common import cli_settings
+from core.program_server_settings import ProgramServerSettings
 from core.settings import Settings
 from core.urls import rpc_url_shown, without_credentials
 
@@ -23,11 +25,18 @@ def show_schema(write: bool) -> None:
     click.echo(sdl, nl=False)
 
 
+def settings_fields() -> dict[str, FieldInfo]:
+    """Every setting in the order documented: the program server's (a base class of
+    ``Settings``, so first in ``model_fields``) last."""
+    own = ProgramServerSettings.model_fields
+    return dict(sorted(Settings.model_fields.items(), key=lambda item: item[0] in own))
+
+
 @click.command("config")
 @click.option("--markdown", is_flag=True, help="Print the README's configuration table.")
 def show_config(markdown: bool) -> None:
     """Show every setting (secrets hidden)."""
-    fields = Settings.model_fields
+    fields = settings_fields()
     if markdown:
         click.echo("| variable | default | meaning |\n|---|---|---|")
         for name, field in fields.items():

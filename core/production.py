@@ -32,6 +32,8 @@ def production_problems(settings: Settings) -> list[str]:
             "forwarder owner, token minter) is for the operator's commands (deploy, "
             "relayer-authorize, registry grant-registrar), never a serving process"
         )
+    if settings.resolved_program_server_in_serve:
+        problems.extend(settings.program_server_problems())
     stand_ins = {
         "OVPP_STRIPE_API_KEY": (settings.stripe_api_key, LOCAL_STRIPE_API_KEY),
         "OVPP_STRIPE_WEBHOOK_SECRET": (settings.stripe_webhook_secret, LOCAL_STRIPE_WEBHOOK_SECRET),

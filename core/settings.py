@@ -18,15 +18,19 @@ from pydantic import (
 
 from core.defaults import LOCAL_STRIPE_API_KEY, LOCAL_STRIPE_WEBHOOK_SECRET
 from core.errors import ConfigurationError
+from core.program_server_settings import ProgramServerSettings
 from core.settings_base import REPO_ROOT, BaseFields
 from core.tenant_config import is_origin
 
 __all__ = ["REPO_ROOT", "Settings", "load_settings"]
 
 
-class Settings(BaseFields):
+class Settings(BaseFields, ProgramServerSettings):
     """Every setting: ``BaseFields``' (where it runs, chain, trust, relayer, web app), then the
-    onramp's and the API's, and the values resolved from them."""
+    onramp's and the API's, the program server's (``ProgramServerSettings``), and the values
+    resolved from them."""
+
+    model_config = BaseFields.model_config  # the prefix and the rest, over the mixin's defaults
 
     onramp_currency: str = Field(
         "usd", description="The fiat currency card payments are made in (two decimal places)."

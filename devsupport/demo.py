@@ -1,10 +1,15 @@
 """Demo data of the embedded default: four device models from a demo vendor, and the demo
 utility (US, California, postal codes 94102–94110) with a customer-paid demand-response
-program and a utility-sponsored battery program. Idempotent: a restart changes nothing."""
+program and a utility-sponsored battery program, both offering OpenADR 2.0b from the embedded
+program server (its control endpoint). Idempotent: a restart changes nothing, except to bring
+the demo utility's endpoints and programs up to these (an older chain's)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from chain.profiles import deployer_key, vendor_key
+from core.settings import Settings
 from identity.service import DEV_TENANT_SLUG
 from programs.admin import tenant_by_slug, utility_wallet
 from programs.deps import ProgramServices
@@ -44,7 +49,7 @@ DEMO_UTILITY = UtilitySpec(
     region="US-CA",
     postal_codes=["94102-94110"],
     control_endpoints={
-        "OPENADR_2_0B": "https://vtn.demo-utility.example/oadr2",
+        "OPENADR_2_0B": "https://vtn.demo-utility.example/oadr2",  # demo_utility(): ours
         "OPENADR_3": "https://vtn.demo-utility.example/openadr3",
         "IEEE_2030_5": "https://gateway.demo-utility.example/2030-5/dcap",
         "OCPP_2_0_1": "wss://csms.demo-utility.example/ocpp",
@@ -77,13 +82,23 @@ DEMO_PROGRAMS = [
         description="The utility pays your connection fee and gas. Earn rewards for each event.",
         fee_payer=FeePayer.SPONSOR,
         connection_fee=5 * OVPP,
-        protocols=["OPENADR_3", "IEEE_2030_5"],
+        protocols=["OPENADR_2_0B", "OPENADR_3", "IEEE_2030_5"],
         eligible_device_types=[DeviceType.BATTERY],
         min_energy_wh=10_000,
         enrollment_bonus=25 * OVPP,
         per_event_reward=3 * OVPP,
     ),
 ]
+
+
+def demo_utility(settings: Settings) -> UtilitySpec:
+    """The demo utility, its OpenADR 2.0b control endpoint the embedded program server."""
+    endpoint = settings.resolved_program_server_url
+    if endpoint is None:
+        return DEMO_UTILITY
+    return replace(
+        DEMO_UTILITY, control_endpoints=DEMO_UTILITY.control_endpoints | {"OPENADR_2_0B": endpoint}
+    )
 
 
 async def seed_registry_demo(services: ProgramServices, *, progress=print) -> None:  # type: ignore[no-untyped-def]
@@ -102,12 +117,15 @@ async def seed_registry_demo(services: ProgramServices, *, progress=print) -> No
     if tenant is None:
         return
     utility_id = utility_id_of(tenant.slug)
-    if await registry.utility(utility_id) is None:
-        await onboard_utility(services, tenant=tenant, spec=DEMO_UTILITY, operator_key=operator)
+    utility_spec = demo_utility(settings)
+    record = await registry.utility(utility_id)
+    if record is None or record.control_endpoints != utility_spec.control_endpoints:
+        await onboard_utility(services, tenant=tenant, spec=utility_spec, operator_key=operator)
         progress(f"onboarded {tenant.name} in the registry")
     wallet = await utility_wallet(services, tenant)
     for spec in DEMO_PROGRAMS:
-        if await registry.program(program_id_of(utility_id, spec.external_id)) is None:
+        published = await registry.program(program_id_of(utility_id, spec.external_id))
+        if published is None or set(published.protocols) != set(spec.protocols):
             await publish_program(services, tenant=tenant, spec=spec, operator_key=operator)
             progress(f"published program {spec.name}")
     async with services.db.session() as session:

@@ -8,6 +8,7 @@ from identity.models import Customer, Tenant
 from indexer.models import IndexedBlock, IndexerCursor, TokenTransfer
 from onramp.models import OnrampPayment, OnrampQuote, StripeEvent
 from programs.models import Device, Enrollment, Program, RegistryChange, UtilityAccount
+from programs.vtn.models import DeviceReading, DrEvent, EventDelivery, ReportStream, Ven
 from relayer.models import (
     FeeQuote,
     MovedHold,
@@ -27,7 +28,10 @@ metadata = SQLModel.metadata
 __all__ = [
     "Customer",
     "Device",
+    "DeviceReading",
+    "DrEvent",
     "Enrollment",
+    "EventDelivery",
     "FeeQuote",
     "IndexedBlock",
     "IndexerCursor",
@@ -39,6 +43,7 @@ __all__ = [
     "RelayAttempt",
     "RelayTransaction",
     "RelayerKey",
+    "ReportStream",
     "Sponsor",
     "SponsorCharge",
     "SponsorCustomerDay",
@@ -47,6 +52,7 @@ __all__ = [
     "Tenant",
     "TokenTransfer",
     "UtilityAccount",
+    "Ven",
     "Wallet",
     "WalletPolicy",
     "metadata",

@@ -1,6 +1,7 @@
 """Following an enrollment after its job is queued: CONNECTING to ACTIVE (or FAILED) with the
 connect job and the registry, UNENROLLING to UNENROLLED (or back to ACTIVE) with the disconnect
-job."""
+job. The program server's provisioning follows: ACTIVE provisions an OpenADR 2.0b enrollment's
+VEN, UNENROLLED de-provisions it (``programs.vtn.service``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from core.db import utc_now
 from programs.deps import ProgramServices
 from programs.models import ERROR_LENGTH, Device, Enrollment, EnrollmentStatus, Program
 from programs.registry import registry_of
+from programs.vtn.service import deprovision, provision
 from relayer.models import RelayStatus, RelayTransaction
 
 BOUGHT_FEE_KEPT = (
@@ -46,6 +48,7 @@ async def _follow_connect(
             enrollment.connection_id = "0x" + connection_id.hex()
             enrollment.connection_parameters = enrollment.routing.get("connectionParameters") or {}
             enrollment.status = EnrollmentStatus.ACTIVE
+            await provision(session, enrollment)
         else:
             enrollment.status = EnrollmentStatus.FAILED
             enrollment.error = "the registry shows no active connection"
@@ -70,6 +73,7 @@ async def refresh_status(
         job = await session.get(RelayTransaction, enrollment.unenroll_relay_transaction_id)
         if job is not None and job.status == RelayStatus.CONFIRMED:
             enrollment.status = EnrollmentStatus.UNENROLLED
+            await deprovision(session, enrollment)
         elif job is not None and job.status in (RelayStatus.FAILED, RelayStatus.REPLACED):
             enrollment.status = EnrollmentStatus.ACTIVE
             enrollment.unenroll_idempotency_key = None

@@ -207,19 +207,25 @@ def _result(
             "device_endpoint": model.vendor_endpoint,
             "utility_ca_fingerprint": "0x" + utility.ca_cert_fingerprint.hex(),
             "vendor_cert_fingerprint": "0x" + model.vendor_cert_fingerprint.hex(),
-            "connection_parameters": connection_parameters(request.protocol, endpoint, device_id),
+            "connection_parameters": connection_parameters(
+                request.protocol, endpoint, device_id, program_id=request.program_id
+            ),
         }
     )
 
 
-def connection_parameters(protocol: str, endpoint: str, device_id: bytes) -> dict[str, str]:
+def connection_parameters(
+    protocol: str, endpoint: str, device_id: bytes, *, program_id: bytes = b""
+) -> dict[str, str]:
     """What the device's server needs to reach the utility's server (the out-of-band step
-    OpenADR 3 leaves out of scope), derived deterministically from the device id."""
+    OpenADR 3 leaves out of scope), derived deterministically from the device id. An OpenADR
+    2.0b ``venName`` is the device's in one program (a VTN serves several programs, and a VEN
+    registers with its name alone)."""
     short = device_id.hex()[:16]
     if protocol == "OPENADR_2_0B":
         return {
             "vtnUrl": endpoint,
-            "venName": f"ven-{short}",
+            "venName": f"ven-{keccak(device_id + program_id).hex()[:16]}",
             "profile": "2.0b",
             "transport": "simpleHttp",
         }

@@ -195,6 +195,11 @@ def settings(
         stripe_api_key=STRIPE_API_KEY,
         stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
         onramp_processor_poll_seconds=0.2,
+        # The program server (tests/support/program_server.py): the demo utility's OpenADR 2.0b
+        # endpoint, on a port of this backend's own.
+        program_server_port=free_port(),
+        program_server_poll_seconds=1,
+        program_server_report_seconds=1,
         tenants=[
             TenantConfig(
                 slug="test-utility",

@@ -13,6 +13,7 @@ import strawberry
 from api.context import RequestContext
 from api.graphql.common import RESERVED_KEYS, TokenKind, TokenType, token_of_kind, wire_enum
 from api.graphql.devices import DeviceType, Protocol
+from api.graphql.events import DemandResponseEvent, events_of_program
 from api.graphql.failures import InsufficientFunds, InvalidInput, typed_failures
 from api.graphql.programs import EnrollmentStatus, FeePayer, PaymentMethod
 from chain.tokens import AmountError, TokenInfo, format_units, parse_units
@@ -336,6 +337,15 @@ class UtilityAdmin:
         async with info.context.read_session() as session:
             budget = await program_admin.sponsor_budget(session, self.tenant_id)
         return SponsorBudget.from_view(budget, info.context.services.chain.tokens)
+
+    @strawberry.field(
+        description="Demand-response events of one of the utility's programs, newest first, "
+        "with each device's answer (the program server, docs/program-server.md)."
+    )
+    async def events(
+        self, info: Info, program_id: strawberry.ID, first: int = 50
+    ) -> list[DemandResponseEvent]:
+        return await events_of_program(info, self.tenant_id, program_id, first)
 
     @strawberry.field(description="The utility's registry changes, newest first.")
     async def registry_changes(self, info: Info, first: int = 20) -> list[RegistryChange]:

@@ -22,11 +22,12 @@ from strawberry.extensions import (
 from strawberry.types import ExecutionContext, ExecutionResult
 
 from api.context import RequestContext
-from api.graphql import admin, devices, onramp, relayer
+from api.graphql import admin, devices, events, onramp, relayer
 from api.graphql import programs as enrollment
 from api.graphql.admin import AdminProgram, FundSponsorshipResult, UtilityAdmin
 from api.graphql.common import Chain, TokenType
 from api.graphql.devices import AddDeviceResult, DeviceModel
+from api.graphql.events import CancelEventResult, CreateEventResult
 from api.graphql.extensions import (
     MASKED_MESSAGE,
     OneValueMovingMutation,
@@ -112,6 +113,17 @@ class Mutation:
         description="Utility admin: fund the gas sponsorship with the utility wallet's OVPP or "
         "stablecoin, sent to the fee treasury; the funds grow once that transfer is confirmed. "
         "Idempotent per key.",
+    )
+    create_event: CreateEventResult = strawberry.field(  # type: ignore[valid-type]
+        resolver=events.create_event,
+        description="Utility admin: a demand-response event for every device of the program's "
+        "ACTIVE enrollments, sent by the program server at their next poll; their answers "
+        "show in `utilityAdmin { events }`. Idempotent per key.",
+    )
+    cancel_event: CancelEventResult = strawberry.field(  # type: ignore[valid-type]
+        resolver=events.cancel_event,
+        description="Utility admin: cancel an event; its devices see the cancellation at their "
+        "next poll. Cancelling again changes nothing.",
     )
     add_device: AddDeviceResult = strawberry.field(  # type: ignore[valid-type]
         resolver=devices.add_device, description="Register a device at a site."

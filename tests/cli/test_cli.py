@@ -15,6 +15,7 @@ from web3 import Web3
 
 from chain.address_book import AddressBook
 from chain.artifacts import artifact
+from cli.show import settings_fields
 from core.settings import Settings
 from devsupport.anvil import LocalChain
 from tests.support.ports import free_port
@@ -85,7 +86,8 @@ def test_config_markdown_has_one_row_per_setting(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("| `OVPP_")]
     variables = [row.split("`")[1] for row in rows]
-    assert variables == [f"OVPP_{name.upper()}" for name in Settings.model_fields]
+    assert variables == [f"OVPP_{name.upper()}" for name in settings_fields()]
+    assert sorted(settings_fields()) == sorted(Settings.model_fields)
     assert all(row.count("|") == 4 for row in rows), "a description must not break the table"
 
 

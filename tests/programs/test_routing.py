@@ -187,6 +187,12 @@ def test_connection_parameters_per_protocol() -> None:
     assert connection_parameters("OPENADR_2_0B", "https://vtn", device)["venName"].startswith(
         "ven-"
     )
+    # One VEN per device and program: the program server tells programs apart by the name.
+    names = {
+        connection_parameters("OPENADR_2_0B", "https://vtn", device, program_id=program)["venName"]
+        for program in (b"\x01" * 32, b"\x02" * 32)
+    }
+    assert len(names) == 2
     assert connection_parameters("OPENADR_3", "https://vtn", device)["clientId"].startswith("ovpp-")
     assert set(connection_parameters("IEEE_2030_5", "https://s", device)) == {"serverUrl", "lfdi"}
     assert set(connection_parameters("OCPP_2_0_1", "wss://c", device)) == {
