@@ -131,7 +131,7 @@ def create_app(
                 from relayer.keys import ensure_a_relayer_key
 
                 await ensure_a_relayer_key(app.state.services, count=settings.relayer_keys)
-            if run_onramp_processor and app.state.services.stripe is not None:
+            if run_onramp_processor:  # without Stripe: its followers only
                 from onramp.processor import start_onramp_processor
 
                 app.state.onramp_processor = await start_onramp_processor(

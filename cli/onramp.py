@@ -138,7 +138,8 @@ def onramp_resolve(payment: str, note: str, operator: str) -> None:
 
 @onramp.command("process")
 def onramp_process() -> None:
-    """Run the onramp processor as its own process (Stripe events → token deliveries; set
+    """Run the onramp processor as its own process (Stripe events → token deliveries, and the
+    followers: card enrollments, administrators' registry changes; set
     OVPP_ONRAMP_PROCESSOR_IN_SERVE=false for serve then). Several may share PostgreSQL."""
     import os
     import signal
@@ -152,8 +153,10 @@ def onramp_process() -> None:
     async def run() -> None:
         services = await Services.start(settings, writes_trust=False)
         if services.stripe is None:
-            await services.close()
-            raise click.ClickException("the onramp is not configured (OVPP_STRIPE_API_KEY …)")
+            click.echo(
+                "the card onramp is not configured (OVPP_STRIPE_API_KEY …): following "
+                "enrollments and registry changes only"
+            )
         running = await start_onramp_processor(
             services, name=f"onramp-{os.getpid()}", followers=ONRAMP_FOLLOWERS
         )

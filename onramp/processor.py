@@ -83,7 +83,10 @@ class OnrampProcessor:
         return self._treasury
 
     async def tick(self) -> bool:
-        """One round of every step; ``True`` when something moved (run again at once)."""
+        """One round of every step; ``True`` when something moved (run again at once). Without
+        Stripe (the card onramp off) only the followers run: they are the product's too."""
+        if self.services.stripe is None:
+            return await self.run_followers()
         moved = await self.process_events()
         moved = await self.reread_stale() or moved
         moved = await self.deliver_paid() or moved

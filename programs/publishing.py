@@ -26,6 +26,8 @@ from wallet.models import Wallet
 
 # What a utility's wallet lets the registry take for the fees of the programs it sponsors.
 FEE_ALLOWANCE = 2**256 - 1
+MAX_POSTAL_ENTRY = 32  # "94102-94110" is 11; the longest codes in use are 10
+MAX_ENDPOINT = 256
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,14 @@ def checked_utility_spec(spec: UtilitySpec) -> UtilitySpec:
         raise InvalidInput("region is an ISO 3166-2 code, e.g. US-CA", field="region")
     if not spec.postal_codes or len(spec.postal_codes) > 128:
         raise InvalidInput("give 1 to 128 postal codes or ranges", field="postalCodes")
+    if any(not 1 <= len(code) <= MAX_POSTAL_ENTRY for code in spec.postal_codes):
+        raise InvalidInput(
+            f"a postal code or range is 1 to {MAX_POSTAL_ENTRY} characters", field="postalCodes"
+        )
+    if any(len(endpoint) > MAX_ENDPOINT for endpoint in spec.control_endpoints.values()):
+        raise InvalidInput(
+            f"an endpoint is at most {MAX_ENDPOINT} characters", field="controlEndpoints"
+        )
     fee_recipient = spec.fee_recipient
     if fee_recipient is not None:
         fee_recipient = client_address(fee_recipient, field="feeRecipient")

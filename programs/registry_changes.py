@@ -15,10 +15,12 @@ does reading the utility (``advance_changes_of``)."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from web3.exceptions import ContractLogicError
 
 from chain.calls import Call
 from core.db import utc_now
@@ -62,6 +64,9 @@ REGISTRAR_NAME = "registry-registrar"
 """The platform's system wallet that registers utilities (``REGISTRAR_ROLE``)."""
 CHANGE_KEY_PREFIX = "registry-change:"
 FORWARD_OVERHEAD_GAS = 100_000
+GAS_MARGIN_PERCENT = 25
+"""Over the node's estimate of each call (which already counts a whole transaction's intrinsic
+gas, more than a forwarded call pays): what the call is given in its forward request."""
 
 
 async def registrar_wallet(services: ProgramServices) -> Wallet:
@@ -165,7 +170,9 @@ async def _open_change(
     external_id: str | None = None,
 ) -> RegistryChange:
     """The change's row and its first job, in one transaction: refused while another change
-    of the utility is open (the partial unique index decides a race) or past the hourly limit."""
+    of the utility is open (the partial unique index decides a race) or past the hourly limit,
+    and when the chain would refuse a call (each is estimated first; nothing is queued)."""
+    calls = await estimated(services, sender=wallet.address, calls=calls)
     try:
         async with services.db.session() as session:
             await _refuse_if_open(session, tenant.id)
@@ -183,10 +190,38 @@ async def _open_change(
             change.relay_transaction_id = job.id
             session.add(change)
     except IntegrityError as error:
+        if not _is_open_change_race(error):
+            raise
         raise RegistryChangeUnderWay(
             "another registry change of this utility was asked at the same moment"
         ) from error
     return change
+
+
+def _is_open_change_race(error: IntegrityError) -> bool:
+    """The partial unique index refused a second open change (PostgreSQL names the index,
+    SQLite the column)."""
+    text = str(error.orig)
+    return "uq_registry_change_open" in text or "registry_changes.tenant_id" in text
+
+
+async def estimated(services: ProgramServices, *, sender: str, calls: list[Call]) -> list[Call]:
+    """Each call with the gas the node estimates for it sent by ``sender`` (ERC-2771: the
+    registry sees the same sender as through the forwarder), plus a margin. A call the chain
+    would refuse is ``InvalidInput`` naming the registry's error: no job ever pays for a revert
+    it could have seen coming."""
+    registry = registry_of(services.chain)
+    priced = []
+    for call in calls:
+        request = {"from": sender, "to": call.target, "data": "0x" + call.data.hex()}
+        try:
+            gas = await services.chain.web3.eth.estimate_gas(request)  # type: ignore[arg-type]
+        except ContractLogicError as error:
+            raise InvalidInput(
+                f"the registry would refuse this change: {registry.error_name(error)}"
+            ) from error
+        priced.append(replace(call, gas=gas * (100 + GAS_MARGIN_PERCENT) // 100))
+    return priced
 
 
 async def _within_hourly_limit(
@@ -260,40 +295,67 @@ async def advance_changes_of(services: ProgramServices, tenant_id: str) -> None:
 
 
 async def _advance(services: ProgramServices, change_id: str) -> bool:
+    try:
+        return await _advance_once(services, change_id)
+    except IntegrityError:  # another process queued the same follow-up first (SQLite)
+        return False
+
+
+async def _advance_once(services: ProgramServices, change_id: str) -> bool:
     async with services.db.session() as session:
         change = await session.get(RegistryChange, change_id)
         job = await _job_of(session, change)
         if change is None or job is None or job.status not in _ENDED:
             return False
         tenant = await session.get_one(Tenant, change.tenant_id)
-        target, status = change.target, change.status
     record = None
-    if job.status == RelayStatus.CONFIRMED and target == RegistryChangeTarget.UTILITY:
+    if change.target == RegistryChangeTarget.UTILITY:
+        # Read after the job ended: what landed, or (a failed follow-up) the registration.
         record = await registry_of(services.chain).utility(utility_id_of(tenant.slug))
+        if record is None and job.status == RelayStatus.CONFIRMED:
+            return False  # a node behind the one that confirmed it: next round
     wallet = await utility_wallet(services, tenant)
-    follow_up: list[Call] = []
-    if record is not None and status == RegistryChangeStatus.REGISTERING:
-        spec = UtilitySpec.from_json(change.spec)
-        follow_up = await utility_calls(
-            services, record=record, name=tenant.name, spec=spec, wallet=wallet
-        )
+    follow_up, refused = await _follow_up(services, change, job, record, tenant, wallet)
     async with services.db.session() as session:
         change = await repository.lock_registry_change(session, change_id, job_id=job.id)
         if change is None:  # another process moved it meanwhile
             return False
-        if job.status != RelayStatus.CONFIRMED:
+        if job.status != RelayStatus.CONFIRMED or refused is not None:
             change.status = RegistryChangeStatus.FAILED.value
-            change.error = (job.error or f"its transaction ended {job.status}")[:ERROR_LENGTH]
+            reason = refused or job.error or f"its transaction ended {job.status}"
+            change.error = reason[:ERROR_LENGTH]
         elif follow_up:
             change.status = RegistryChangeStatus.SENDING.value
             job = await _queue(session, services, change=change, wallet=wallet, calls=follow_up)
             change.relay_transaction_id = job.id
         else:
-            await _land(session, tenant=tenant, change=change, wallet=wallet, record=record)
             change.status = RegistryChangeStatus.CONFIRMED.value
+        if change.status != RegistryChangeStatus.SENDING:
+            await _land(session, tenant=tenant, change=change, wallet=wallet, record=record)
         change.updated_at = utc_now()
         session.add(change)
     return True
+
+
+async def _follow_up(
+    services: ProgramServices,
+    change: RegistryChange,
+    job: RelayTransaction,
+    record: UtilityRecord | None,
+    tenant: Tenant,
+    wallet: Wallet,
+) -> tuple[list[Call], str | None]:
+    """After a confirmed registration: the utility wallet's calls that finish it (endpoints,
+    fee allowance), estimated; or why the chain would refuse them."""
+    registered = change.status == RegistryChangeStatus.REGISTERING
+    if record is None or not registered or job.status != RelayStatus.CONFIRMED:
+        return [], None
+    spec = UtilitySpec.from_json(change.spec)
+    calls = await utility_calls(services, record=record, name=tenant.name, spec=spec, wallet=wallet)
+    try:
+        return await estimated(services, sender=wallet.address, calls=calls), None
+    except InvalidInput as error:
+        return [], error.message
 
 
 _ENDED = (RelayStatus.CONFIRMED, RelayStatus.FAILED, RelayStatus.REPLACED)
@@ -315,11 +377,14 @@ async def _land(
     wallet: Wallet,
     record: UtilityRecord | None,
 ) -> None:
-    """Write the catalog from what landed: the utility's record read back from the chain, or
-    the program's spec (the registry stores it as given)."""
+    """Write the catalog from what landed: the utility's record read back from the chain
+    (after a failure too: a registration whose follow-up failed is still a registration), or,
+    once CONFIRMED, the program's spec (the registry stores it as given)."""
     if change.target == RegistryChangeTarget.UTILITY:
-        assert record is not None
-        await mirror_utility(session, tenant=tenant, wallet=wallet, record=record)
+        if record is not None:
+            await mirror_utility(session, tenant=tenant, wallet=wallet, record=record)
+        return
+    if change.status != RegistryChangeStatus.CONFIRMED:
         return
     spec = ProgramSpec.from_json(change.spec)
     utility = await repository.utility_of_tenant(session, tenant.id)

@@ -152,6 +152,19 @@ class OnChainRegistry:
             ).call()
         )
 
+    def error_name(self, error: Exception) -> str:
+        """The registry's custom error a revert carries (``UtilityExists``…), by its selector;
+        the error's own text when it is not one of the registry's."""
+        data = getattr(error, "data", None) or (error.args[0] if error.args else "")
+        if isinstance(data, str) and data.startswith("0x") and len(data) >= 10:
+            for entry in self.contract.abi:
+                if entry.get("type") != "error":
+                    continue
+                types = ",".join(item["type"] for item in entry.get("inputs", []))
+                if keccak(f"{entry['name']}({types})".encode())[:4].hex() == data[2:10]:
+                    return str(entry["name"])
+        return str(error)
+
     # -- writes, as calls for a signer --------------------------------------------------------
 
     def _call(self, function: str, *args: Any, gas: int) -> Call:

@@ -6,13 +6,18 @@ landed. One change is open per utility at a time, and a utility asks a limited n
 
 from __future__ import annotations
 
+import asyncio
+
 from eth_account import Account
 from sqlmodel import select
 
 from api.container import Services
 from chain.profiles import deployer_key
 from identity.models import Customer, Tenant
+from programs import repository
 from programs.models import RegistryChange
+from programs.operator import onboard_utility
+from programs.publishing import UtilitySpec
 from programs.registry import registry_of
 from programs.registry_changes import REGISTRAR_NAME
 from registry_client.onchain import program_id_of, utility_id_of
@@ -183,3 +188,83 @@ async def test_the_registrar_is_a_system_wallet_of_the_platform(
         ).scalar_one()
         customer = await session.get_one(Customer, wallet.customer_id)
     assert customer.subject == REGISTRAR_NAME and customer.kind == "SYSTEM"
+
+
+async def wait_change_row(services: Services, tenant_id: str, *, timeout: float = 60) -> str:
+    """The newest change's status once it has ended, read from the database only (no API read
+    moves it on: the processor's follower must)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        async with services.db.session() as session:
+            status = (
+                await session.execute(
+                    select(RegistryChange.status)
+                    .where(RegistryChange.tenant_id == tenant_id)
+                    .order_by(RegistryChange.created_at.desc())
+                    .limit(1)
+                )
+            ).scalar_one()
+        if status not in ("REGISTERING", "SENDING"):
+            return status
+        assert asyncio.get_running_loop().time() < deadline, status
+        await asyncio.sleep(0.2)
+
+
+async def test_the_processor_follows_a_change_to_the_catalog_with_no_read(
+    client, relayer, processor, registrar: str, services: Services
+) -> None:
+    """The follower moves a registration on to its endpoints and to the catalog by itself, and
+    a territory of 128 entries (the registry's most) gets the gas it needs."""
+    postal = [f"{97000 + n}" for n in range(128)]
+    async with fresh_utility(services, audience=AUDIENCE) as (issuer, tenant_id):
+        admin = issuer.mint(sub="admin", scope="utility:admin")
+        territory = {"input": {**TERRITORY["input"], "postalCodes": postal}}
+        body = await gql(client, REGISTER, territory, token=admin)
+        assert "errors" not in body, body
+
+        assert await wait_change_row(services, tenant_id) == "CONFIRMED"
+        async with services.db.session() as session:
+            row = await repository.utility_of_tenant(session, tenant_id)
+        assert row is not None and list(row.postal_codes) == postal
+
+
+async def test_a_change_the_registry_would_refuse_queues_nothing(
+    client, relayer, registrar: str, services: Services
+) -> None:
+    async with fresh_utility(services, audience=AUDIENCE) as (issuer, _tenant_id):
+        admin = issuer.mint(sub="admin", scope="utility:admin")
+        await gql(client, REGISTER, TERRITORY, token=admin)
+        assert (await until_landed(client, admin))["status"] == "CONFIRMED"
+        jobs = len(await registry_jobs(services))
+
+        refused = program("dr-nobody")
+        refused["input"]["protocols"] = ["OPENADR_3"] * 17  # the registry takes 16 at most
+        body = await gql(client, UPSERT, refused, token=admin)
+
+        assert error_codes(body) == ["INVALID_INPUT"], body
+        assert "TooManyProtocols" in body["errors"][0]["message"]
+        assert len(await registry_jobs(services)) == jobs, "no job pays for a known revert"
+        assert (await newest_change(client, admin))["target"] == "UTILITY", "no change recorded"
+
+
+async def test_a_registration_that_fails_on_chain_ends_failed_and_shows_what_landed(
+    client, relayer: RunningRelayer, registrar: str, services: Services
+) -> None:
+    """The registrar's job reverts (the operator registered the utility meanwhile): the change
+    is FAILED with the registry's reason, and the catalog shows the record that is there."""
+    async with fresh_utility(services, audience=AUDIENCE) as (issuer, tenant_id):
+        admin = issuer.mint(sub="admin", scope="utility:admin")
+        async with services.db.session() as session:
+            tenant = await session.get_one(Tenant, tenant_id)
+        async with relayer_paused(relayer, services):
+            await gql(client, REGISTER, TERRITORY, token=admin)
+            operator = deployer_key(services.settings, services.chain.profile)
+            spec = UtilitySpec(
+                country="US", region="US-WA", postal_codes=["98101"], control_endpoints={}
+            )
+            await onboard_utility(services, tenant=tenant, spec=spec, operator_key=operator)
+
+        failed = await until_landed(client, admin)
+        assert failed["status"] == "FAILED" and failed["error"], failed
+        view = (await gql(client, VIEW, token=admin))["data"]["utilityAdmin"]
+        assert view["registered"] and view["region"] == "US-WA"
