@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import SQLModel
 
+from appwebhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from identity.models import Customer, Tenant
 from onramp.models import OnrampPayment, OnrampQuote, StripeEvent
 from programs.models import Device, Enrollment, Program, RegistryChange, UtilityAccount
@@ -45,5 +46,8 @@ __all__ = [
     "UtilityAccount",
     "Wallet",
     "WalletPolicy",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
     "metadata",
 ]
