@@ -103,12 +103,14 @@ def create_app(
     services: Services | None = None,
     run_relayer: bool = False,
     run_onramp_processor: bool = False,
+    run_app_webhooks: bool = False,
 ) -> Starlette:
     """The app. ``services`` may be given (tests share one); otherwise the lifespan builds them.
     With ``run_relayer`` the lifespan also runs the relayer worker beside the API, and with
     ``run_onramp_processor`` the onramp processor (Stripe events → token deliveries), which the
-    webhook route wakes. Tests run the processor themselves and set
-    ``app.state.onramp_processor`` (``onramp.processor.start_onramp_processor``)."""
+    webhook route wakes; with ``run_app_webhooks`` the app webhooks' delivery worker. Tests run
+    the processor themselves and set ``app.state.onramp_processor``
+    (``onramp.processor.start_onramp_processor``)."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -116,7 +118,12 @@ def create_app(
         app.state.services = services if services is not None else await Services.start(settings)
         app.state.relayer = None
         app.state.onramp_processor = None
+        app.state.app_webhooks = None
         try:
+            if run_app_webhooks:
+                from appwebhooks.delivery import start_app_webhooks
+
+                app.state.app_webhooks = await start_app_webhooks(app.state.services)
             if run_relayer:
                 from relayer.runner import start_relayer
 
@@ -133,6 +140,8 @@ def create_app(
                 )
             yield
         finally:
+            if app.state.app_webhooks is not None:
+                await app.state.app_webhooks.shutdown()
             if app.state.onramp_processor is not None:
                 await app.state.onramp_processor.shutdown()
             if app.state.relayer is not None:

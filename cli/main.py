@@ -14,6 +14,7 @@ from cli.relayer import relayer, relayer_authorize
 from cli.serve import serve
 from cli.show import show_config, show_schema
 from cli.sponsor import sponsor
+from cli.webhooks import app_webhooks, webhooks
 from core.errors import DomainError
 
 
@@ -45,6 +46,8 @@ for command in (
     registry,
     sponsor,
     onramp,
+    webhooks,
+    app_webhooks,
     show_schema,
     show_config,
 ):

@@ -51,6 +51,7 @@ def serve() -> None:
                         settings,
                         run_relayer=settings.relayer_in_serve,
                         run_onramp_processor=settings.onramp_processor_in_serve,
+                        run_app_webhooks=settings.app_webhooks_in_serve,
                     ),
                     host=settings.host,
                     port=settings.port,
