@@ -106,13 +106,15 @@ def create_app(
     run_onramp_processor: bool = False,
     run_indexer: bool = False,
     run_program_server: bool = False,
+    run_app_webhooks: bool = False,
 ) -> Starlette:
     """The app. ``services`` may be given (tests share one); otherwise the lifespan builds them.
     With ``run_relayer`` the lifespan also runs the relayer worker beside the API, and with
     ``run_onramp_processor`` the onramp processor (Stripe events → token deliveries), which the
-    webhook route wakes, with ``run_indexer`` the chain indexer, and with ``run_program_server``
-    the program server (OpenADR 2.0b VTN) on its own port. Tests run the processor themselves
-    and set ``app.state.onramp_processor`` (``onramp.processor.start_onramp_processor``)."""
+    webhook route wakes, with ``run_indexer`` the chain indexer, with ``run_program_server``
+    the program server (OpenADR 2.0b VTN) on its own port, and with ``run_app_webhooks`` the app
+    webhooks' delivery worker. Tests run the processor themselves and set
+    ``app.state.onramp_processor`` (``onramp.processor.start_onramp_processor``)."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -122,7 +124,12 @@ def create_app(
         app.state.onramp_processor = None
         app.state.indexer = None
         app.state.program_server = None
+        app.state.app_webhooks = None
         try:
+            if run_app_webhooks:
+                from appwebhooks.delivery import start_app_webhooks
+
+                app.state.app_webhooks = await start_app_webhooks(app.state.services)
             if run_relayer:
                 from relayer.runner import start_relayer
 
@@ -155,6 +162,8 @@ def create_app(
                 await app.state.program_server.shutdown()
             if app.state.indexer is not None:
                 await app.state.indexer.shutdown()
+            if app.state.app_webhooks is not None:
+                await app.state.app_webhooks.shutdown()
             if app.state.onramp_processor is not None:
                 await app.state.onramp_processor.shutdown()
             if app.state.relayer is not None:

@@ -16,6 +16,7 @@ from cli.relayer import relayer, relayer_authorize
 from cli.serve import serve
 from cli.show import show_config, show_schema
 from cli.sponsor import sponsor
+from cli.webhooks import app_webhooks, webhooks
 from core.errors import DomainError
 
 
@@ -49,6 +50,8 @@ for command in (
     sponsor,
     onramp,
     program_server,
+    webhooks,
+    app_webhooks,
     show_schema,
     show_config,
 ):

@@ -55,6 +55,7 @@ def serve() -> None:
                         run_onramp_processor=settings.onramp_processor_in_serve,
                         run_indexer=settings.indexer_in_serve,
                         run_program_server=settings.resolved_program_server_in_serve,
+                        run_app_webhooks=settings.app_webhooks_in_serve,
                     ),
                     host=settings.host,
                     port=settings.port,

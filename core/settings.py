@@ -144,6 +144,38 @@ class Settings(BaseFields, ProgramServerSettings):
     indexer_backoff_max_seconds: float = Field(
         30.0, gt=0, description="Longest wait between the indexer's retries while the node fails."
     )
+    app_webhooks_in_serve: bool = Field(
+        True,
+        description="Run the app webhooks' delivery worker inside `serve` (else run "
+        "`ovpp-wallet app-webhooks`). Several may share PostgreSQL.",
+    )
+    app_webhook_poll_seconds: float = Field(
+        1.0, gt=0, description="How often the delivery worker looks for due webhook deliveries."
+    )
+    app_webhook_max_attempts: int = Field(
+        8,
+        ge=1,
+        le=30,
+        description="Attempts at delivering one event to one endpoint before it is FAILED.",
+    )
+    app_webhook_retry_base_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="Wait after a webhook's first failed attempt; each later wait is 4 times "
+        "the one before (±20 % jitter), at most `OVPP_APP_WEBHOOK_RETRY_MAX_SECONDS`. With the "
+        "defaults, 8 attempts span about 16 hours.",
+    )
+    app_webhook_retry_max_seconds: float = Field(
+        36_000.0, gt=0, description="Longest wait between two attempts of a webhook delivery."
+    )
+    app_webhook_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=60,
+        description="Time a webhook endpoint has to answer an attempt (connecting included); "
+        "no answer is a failed attempt.",
+    )
+
     admin_registry_changes_per_hour: int = Field(
         30,
         ge=1,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import SQLModel
 
+from appwebhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from identity.models import Customer, Tenant
 from indexer.models import IndexedBlock, IndexerCursor, TokenTransfer
 from onramp.models import OnrampPayment, OnrampQuote, StripeEvent
@@ -55,5 +56,8 @@ __all__ = [
     "Ven",
     "Wallet",
     "WalletPolicy",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
     "metadata",
 ]

@@ -48,6 +48,7 @@ from programs.enrollment import (
 )
 from programs.errors import CardPaymentUnavailable, OtherUtility
 from programs.models import Enrollment, EnrollmentStatus
+from programs.notices import enrollment_changed
 from programs.payment import (
     ENROLL_TX_GAS,
     approve_call,
@@ -223,6 +224,7 @@ async def _open_fee_payment(
         purpose=PaymentPurpose.ENROLLMENT_FEE,
         enrollment_id=enrollment_id,
     )
+    await enrollment_changed(session, enrollment_id)
     enrollment = await session.get(Enrollment, enrollment_id)
     assert enrollment is not None
     return CardEnrollment(enrollment, opened.client_secret)
@@ -409,6 +411,7 @@ async def _queue_paid_connect(
         relay_transaction_id=job.id,
         routing=routing_json(routing),
     )
+    await enrollment_changed(session, enrollment.id)
     return EnrollmentStatus.CONNECTING.value
 
 
@@ -420,4 +423,7 @@ async def _fail(
     if bought_kept:
         reason = with_bought_fee_kept(reason)
     failed = await repository.end_fee_pending(session, enrollment_id=enrollment_id, reason=reason)
-    return EnrollmentStatus.FAILED.value if failed else None
+    if not failed:
+        return None
+    await enrollment_changed(session, enrollment_id)
+    return EnrollmentStatus.FAILED.value

@@ -26,6 +26,7 @@ from programs import repository
 from programs.deps import ProgramServices
 from programs.errors import FeePaymentUnderWay
 from programs.models import Enrollment, EnrollmentStatus
+from programs.notices import enrollment_changed
 
 logger = logging.getLogger(__name__)
 
@@ -78,13 +79,14 @@ async def unenroll_unpaid(
                     "arrives; unenroll it once it is ACTIVE",
                     field="enrollmentId",
                 ) from under_way
-        await repository.end_fee_pending(
+        if await repository.end_fee_pending(
             session,
             enrollment_id=enrollment.id,
             reason=UNENROLLED_UNPAID,
             status=EnrollmentStatus.UNENROLLED,
             unenroll_idempotency_key=idempotency_key,
-        )
+        ):
+            await enrollment_changed(session, enrollment.id)
     # Ended here, or by a concurrent step (the processor's window): as the row now says.
     ended = await session.get(Enrollment, enrollment.id, populate_existing=True)
     assert ended is not None
@@ -134,4 +136,9 @@ async def _cancel_one(services: ProgramServices, enrollment_id: str, *, minutes:
             await onramp_repository.touch_payment(session, payment.id)
             await session.commit()
             raise
-        return await repository.end_fee_pending(session, enrollment_id=enrollment_id, reason=reason)
+        if not await repository.end_fee_pending(
+            session, enrollment_id=enrollment_id, reason=reason
+        ):
+            return False
+        await enrollment_changed(session, enrollment_id)
+        return True

@@ -38,6 +38,7 @@ from programs.models import (
     Program,
     UtilityAccount,
 )
+from programs.notices import enrollment_changed
 from programs.payment import (
     ENROLL_TX_GAS,
     UNENROLL_TX_GAS,
@@ -377,6 +378,7 @@ async def _queue_connect(
     )
     session.add(enrollment)
     await session.flush()
+    await enrollment_changed(session, enrollment.id)
     return enrollment
 
 
@@ -470,6 +472,7 @@ async def unenroll(
     enrollment.updated_at = utc_now()
     session.add(enrollment)
     await session.flush()
+    await enrollment_changed(session, enrollment.id)
     return enrollment
 
 

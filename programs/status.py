@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.db import utc_now
 from programs.deps import ProgramServices
 from programs.models import ERROR_LENGTH, Device, Enrollment, EnrollmentStatus, Program
+from programs.notices import enrollment_changed
 from programs.registry import registry_of
 from programs.vtn.service import deprovision, provision
 from relayer.models import RelayStatus, RelayTransaction
@@ -63,7 +64,9 @@ async def _follow_connect(
 async def refresh_status(
     session: AsyncSession, *, services: ProgramServices, enrollment: Enrollment
 ) -> Enrollment:
-    """Move the enrollment along with its relayed transaction and the registry (idempotent)."""
+    """Move the enrollment along with its relayed transaction and the registry (idempotent);
+    a new status is told to the utility's webhooks in the same transaction."""
+    before = enrollment.status
     if enrollment.status == EnrollmentStatus.CONNECTING and enrollment.relay_transaction_id:
         await _follow_connect(session, services=services, enrollment=enrollment)
     elif (
@@ -82,4 +85,6 @@ async def refresh_status(
         enrollment.updated_at = utc_now()
         session.add(enrollment)
         await session.flush()
+    if enrollment.status != before:
+        await enrollment_changed(session, enrollment.id)
     return enrollment

@@ -11,11 +11,13 @@ from typing import Annotated
 import strawberry
 
 from api.context import RequestContext
+from api.graphql import webhooks
 from api.graphql.common import RESERVED_KEYS, TokenKind, TokenType, token_of_kind, wire_enum
 from api.graphql.devices import DeviceType, Protocol
 from api.graphql.events import DemandResponseEvent, events_of_program
 from api.graphql.failures import InsufficientFunds, InvalidInput, typed_failures
 from api.graphql.programs import EnrollmentStatus, FeePayer, PaymentMethod
+from api.graphql.webhooks import WebhookDeliveryConnection, WebhookEndpoint
 from chain.tokens import AmountError, TokenInfo, format_units, parse_units
 from core.errors import InvalidInput as InvalidInputError
 from identity.models import Tenant
@@ -346,6 +348,15 @@ class UtilityAdmin:
         self, info: Info, program_id: strawberry.ID, first: int = 50
     ) -> list[DemandResponseEvent]:
         return await events_of_program(info, self.tenant_id, program_id, first)
+
+    webhook_endpoints: list[WebhookEndpoint] = strawberry.field(
+        resolver=webhooks.webhook_endpoints,
+        description="Where the utility receives its app webhooks (docs/webhooks.md).",
+    )
+    webhook_deliveries: WebhookDeliveryConnection = strawberry.field(
+        resolver=webhooks.webhook_deliveries,
+        description="The app webhooks' delivery log, newest first (cursor pagination).",
+    )
 
     @strawberry.field(description="The utility's registry changes, newest first.")
     async def registry_changes(self, info: Info, first: int = 20) -> list[RegistryChange]:

@@ -22,7 +22,7 @@ from strawberry.extensions import (
 from strawberry.types import ExecutionContext, ExecutionResult
 
 from api.context import RequestContext
-from api.graphql import admin, devices, events, onramp, relayer
+from api.graphql import admin, devices, events, onramp, relayer, webhooks
 from api.graphql import programs as enrollment
 from api.graphql.admin import AdminProgram, FundSponsorshipResult, UtilityAdmin
 from api.graphql.common import Chain, TokenType
@@ -41,6 +41,11 @@ from api.graphql.onramp import CreateOnrampPaymentResult, OnrampQuoteResult
 from api.graphql.programs import EnrollmentCheck, EnrollResult, Program, UnenrollResult
 from api.graphql.relayer import FeeQuote, Transaction, TransferResult
 from api.graphql.wallet import Viewer
+from api.graphql.webhooks import (
+    CreateWebhookEndpointResult,
+    WebhookEndpoint,
+    WebhookEndpointSecret,
+)
 from core.settings import Settings
 from identity.principal import Scope
 
@@ -124,6 +129,21 @@ class Mutation:
         resolver=events.cancel_event,
         description="Utility admin: cancel an event; its devices see the cancellation at their "
         "next poll. Cancelling again changes nothing.",
+    )
+    create_webhook_endpoint: CreateWebhookEndpointResult = strawberry.field(  # type: ignore[valid-type]
+        resolver=webhooks.create_webhook_endpoint,
+        description="Utility admin: add an app webhook endpoint; its signing secret is in the "
+        "answer, and only there.",
+    )
+    rotate_webhook_secret: WebhookEndpointSecret = strawberry.field(
+        resolver=webhooks.rotate_webhook_secret,
+        description="Utility admin: a new signing secret for an endpoint (shown once); the "
+        "attempts from now on are signed with it.",
+    )
+    delete_webhook_endpoint: WebhookEndpoint = strawberry.field(
+        resolver=webhooks.delete_webhook_endpoint,
+        description="Utility admin: delete an endpoint; its pending deliveries fail, its log "
+        "stays.",
     )
     add_device: AddDeviceResult = strawberry.field(  # type: ignore[valid-type]
         resolver=devices.add_device, description="Register a device at a site."

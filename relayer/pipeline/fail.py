@@ -12,6 +12,7 @@ from core.idempotency import NONCE_FILL_KEY_PREFIX
 from relayer import repository, sponsorship
 from relayer.errors import SponsorRefused
 from relayer.models import JobKind, RelayAttempt, RelayerKey, RelayStatus, RelayTransaction
+from relayer.notices import transactions_final
 from relayer.pipeline.context import PipelineWorker
 from wallet.keys import sealed_key_of, unlocked_account
 
@@ -30,15 +31,18 @@ async def fail_refused(
     sponsored jobs' ids: their reservations are the caller's to settle at 0 (nothing of them
     was mined), in its round's one pass over sponsors."""
     sponsored: list[str] = []
+    ended: list[str] = []
     for job_id, error in refused:
         assert gas_price is not None
         failed = await fail_and_fill(worker, session, job_id, error, gas_price=gas_price)
         if failed is not None:
+            ended.append(failed.id)
             # Its nonce unused, the wallet's later requests would revert: they wait for
             # the next round's resync.
             worker.wallets_to_resync.add(failed.wallet_id)
             if failed.sponsor_id is not None:
                 sponsored.append(failed.id)
+    await transactions_final(session, ended, tokens=worker.services.chain.tokens)
     return sponsored
 
 

@@ -19,6 +19,7 @@ from core.db import utc_now
 from relayer import repository, sponsorship
 from relayer.forwarder import nonces_call, word_answer
 from relayer.models import JobKind, RelayStatus
+from relayer.notices import transactions_final
 from relayer.pipeline.bump import bump
 from relayer.pipeline.context import PipelineWorker
 
@@ -228,7 +229,8 @@ async def _record(
     gas_price: tuple[int, int] | None,
 ) -> None:
     """The round's outcome in one transaction: jobs' rows first (one executemany each, guarded
-    so a second writer is a no-op), then sponsors in one sorted pass, then the bumps."""
+    so a second writer is a no-op), then sponsors in one sorted pass, then the bumps, then the
+    ``transaction.final`` webhooks of the jobs it ended."""
     now = outcome.now
     async with worker.services.db.session() as session:
         if outcome.landed:
@@ -268,6 +270,12 @@ async def _record(
             # that copy may still be mined.
             await bump(worker, session, job, gas_price=gas_price, resend_at_cap=True)
             session.add(job)
+        await transactions_final(
+            session,
+            [str(row["b_id"]) for row in outcome.landed if row["b_status"] != RelayStatus.MINED]
+            + outcome.confirmed,
+            tokens=worker.services.chain.tokens,
+        )
 
 
 async def _settle(
