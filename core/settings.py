@@ -140,6 +140,12 @@ class Settings(BaseFields):
     indexer_backoff_max_seconds: float = Field(
         30.0, gt=0, description="Longest wait between the indexer's retries while the node fails."
     )
+    indexer_stale_blocks: int = Field(
+        12,
+        ge=0,
+        description="A wallet's indexed balances and activity are `stale` (and `/readyz` says "
+        "so) while the index is more than this many blocks behind the node's head.",
+    )
     admin_registry_changes_per_hour: int = Field(
         30,
         ge=1,

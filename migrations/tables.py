@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlmodel import SQLModel
 
 from identity.models import Customer, Tenant
-from indexer.models import IndexedBlock, IndexerCursor, TokenTransfer
+from indexer.models import IndexedBlock, IndexerCursor, TokenTransfer, WalletBalance
 from onramp.models import OnrampPayment, OnrampQuote, StripeEvent
 from programs.models import Device, Enrollment, Program, RegistryChange, UtilityAccount
 from relayer.models import (
@@ -48,6 +48,7 @@ __all__ = [
     "TokenTransfer",
     "UtilityAccount",
     "Wallet",
+    "WalletBalance",
     "WalletPolicy",
     "metadata",
 ]

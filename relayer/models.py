@@ -101,6 +101,8 @@ class RelayTransaction(SQLModel, table=True):
         Index("ix_relay_tx_quote", "quote_id"),
         # The last hour's failures, counted by /metrics at every scrape.
         Index("ix_relay_tx_status_updated", "status", "updated_at"),
+        # Jobs on their way to an address (a wallet's incoming in-flight activity).
+        Index("ix_relay_tx_to_status", "to_address", "status"),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
