@@ -31,6 +31,7 @@ from devsupport.databases import create_postgres_database, drop_postgres_databas
 from devsupport.local_stripe import LocalStripe
 from devsupport.oidc_provider import DevOpenIDProvider
 from identity.service import sync_tenants
+from indexer.runner import RunningIndexer, start_indexer
 from onramp.processor import RunningProcessor, start_onramp_processor
 from relayer.runner import prepare_relayer_keys
 from tests.support.databases import DATABASE_PREFIX, POSTGRES_ADMIN_URL
@@ -195,6 +196,7 @@ def settings(
         stripe_api_key=STRIPE_API_KEY,
         stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
         onramp_processor_poll_seconds=0.2,
+        indexer_poll_seconds=0.1,
         tenants=[
             TenantConfig(
                 slug="test-utility",
@@ -246,6 +248,15 @@ async def relayer(services: Services) -> AsyncIterator[object]:
     from relayer.runner import start_relayer
 
     running = await start_relayer(services, name="test-relayer")
+    yield running
+    await running.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def chain_indexer(services: Services) -> AsyncIterator[RunningIndexer]:
+    """The chain indexer running in the test session's loop (balances and activity come from
+    its index): ``tests.support.activity.indexed`` waits until it reached the node's head."""
+    running = await start_indexer(services, name="test-indexer")
     yield running
     await running.shutdown()
 
