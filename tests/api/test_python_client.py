@@ -27,6 +27,7 @@ from chain.deploy import Deployer
 from onramp.processor import RunningProcessor
 from onramp.treasury import treasury_account
 from tests.conftest import STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET
+from tests.support.activity import indexed
 from tests.support.issuer import TestIssuer
 from tests.support.ports import free_port
 from tests.support.stripe import StripeTestClient, signed_event
@@ -58,12 +59,19 @@ async def signed_in(
 
 
 async def test_balances_quote_transfer_and_confirmation_through_the_typed_client(
-    client, relayer, test_issuer: TestIssuer, deployer: Deployer, contracts: AddressBook
+    client,
+    relayer,
+    chain_indexer,
+    services: Services,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
 ) -> None:
     chain = ChainReader(deployer, contracts)
     wallet, address = await signed_in(
         client, test_issuer, deployer, contracts, ovpp=100 * OVPP, stablecoin=50 * USD
     )
+    await indexed(services)
     viewer = await wallet.viewer_balances()
     assert viewer.address == address and viewer.email and viewer.email.startswith("client-")
     assert viewer.balance("OVPP").amount == Decimal(100)
@@ -93,6 +101,7 @@ async def test_balances_quote_transfer_and_confirmation_through_the_typed_client
     assert chain.receipt(confirmed.hash)["status"] == 1
     assert chain.ovpp_of(recipient) == 12_500_000_000_000_000_000
 
+    await indexed(services)
     after = await wallet.viewer_balances()
     assert after.balance("OVPP").amount == Decimal("87.5")
     assert after.balance("USDC").amount == Decimal(50) - quote.fee_amount
@@ -227,6 +236,7 @@ async def test_the_demo_battery_enrolls_in_the_sponsored_program_through_the_typ
 async def test_buying_ovpp_by_card_through_the_typed_client(
     client,
     processor: RunningProcessor,
+    chain_indexer,
     localstripe,
     services: Services,
     test_issuer: TestIssuer,
@@ -276,4 +286,5 @@ async def test_buying_ovpp_by_card_through_the_typed_client(
     assert delivered.status == "DELIVERED", delivered
     assert delivered.refunded_amount == delivered.refund_failed_amount == Decimal(0)
     assert chain.ovpp_of(address) == 250 * OVPP
+    await indexed(services)
     assert (await wallet.viewer_balances()).balance("OVPP").amount == Decimal(250)
