@@ -7,12 +7,20 @@ import time
 from typing import Any
 
 import httpx
+from eth_hash.auto import keccak
+from sqlalchemy import select
 
 from api.container import Services
+from chain.abi_words import address_word
 from chain.rpc import JsonRpc
+from indexer.models import WalletBalance
 from indexer.repository import cursor_of
+from tests.conftest import STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET
 from tests.support.graphql import gql
+from tests.support.onramp import buy
+from tests.support.stripe import StripeTestClient, signed_event
 from tests.support.transfers import quote, send
+from tests.support.wallets import Customer
 
 INDEXED_TIMEOUT_SECONDS = 60.0
 
@@ -108,3 +116,66 @@ async def relayed_transfer(
     sent = await send(client, sender_token, quote_id=made["id"], **fields)
     assert sent["__typename"] == "Transaction", sent
     return sent
+
+
+async def card_purchase(
+    client: httpx.AsyncClient, customer: Customer, *, stripe_url: str, token_amount: str
+) -> str:
+    """``customer`` buys ``token_amount`` OVPP by card: paid at the local Stripe, its webhook
+    posted to the app; returns the payment's id (the processor delivers it)."""
+    payment = await buy(client, customer, token_amount=token_amount)
+    stripe = StripeTestClient(stripe_url, STRIPE_API_KEY)
+    try:
+        await stripe.pay(payment["paymentIntentId"])
+        intent = await stripe.payment_intent(payment["paymentIntentId"])
+    finally:
+        await stripe.close()
+    body, signature = signed_event(
+        STRIPE_WEBHOOK_SECRET, event_type="payment_intent.succeeded", obj=intent
+    )
+    response = await client.post(
+        "/webhooks/stripe",
+        content=body,
+        headers={"Content-Type": "application/json", "Stripe-Signature": signature},
+    )
+    assert response.status_code == 200, response.text
+    return str(payment["id"])
+
+
+def _balance_of(row: WalletBalance, selector: bytes) -> dict[str, str]:
+    return {"to": row.token_address, "data": "0x" + (selector + address_word(row.address)).hex()}
+
+
+async def indexed_balances_match_the_chain(services: Services) -> int:
+    """Every balance the index keeps equals ``balanceOf`` at the index's block (one JSON-RPC
+    batch); returns how many were compared."""
+    async with services.db.session() as session:
+        cursor = await cursor_of(session, services.chain.profile.chain_id)
+        assert cursor is not None
+        rows = (await session.execute(select(WalletBalance))).scalars().all()
+    selector = keccak(b"balanceOf(address)")[:4]
+    calls = [
+        (
+            "eth_call",
+            [
+                {
+                    "to": row.token_address,
+                    "data": "0x" + (selector + address_word(row.address)).hex(),
+                },
+                hex(cursor.last_block),
+            ],
+        )
+        for row in rows
+    ]
+    rpc = JsonRpc(services.settings.resolved_rpc_url)
+    try:
+        answers = await rpc.batch(calls)
+    finally:
+        await rpc.close()
+    mismatched = [
+        (row.address, row.token_address, row.balance, int(answer, 16))
+        for row, answer in zip(rows, answers, strict=True)
+        if row.balance != int(answer, 16)
+    ]
+    assert not mismatched, mismatched
+    return len(rows)
