@@ -117,6 +117,15 @@ async def test_balances_quote_transfer_and_confirmation_through_the_typed_client
     page = await wallet.transactions(first=5)
     assert [transaction.id for transaction in page.transactions] == [sent.id]
     assert page.has_next_page is False
+    feed = await wallet.activity(first=2)
+    assert [(item.kind, item.token.symbol) for item in feed.items] == [
+        ("FEE", "USDC"),
+        ("SENT", "OVPP"),
+    ]
+    assert {item.transaction.id for item in feed.items if item.transaction} == {sent.id}
+    assert feed.items[1].amount == Decimal("12.5") and feed.has_next_page
+    received = await wallet.activity(kinds=["RECEIVED"], token="OVPP")
+    assert [(item.kind, item.raw) for item in received.items] == [("RECEIVED", 100 * OVPP)]
 
 
 async def test_refusals_are_typed_values_and_errors_raise_with_their_code(
@@ -145,8 +154,14 @@ async def test_refusals_are_typed_values_and_errors_raise_with_their_code(
     assert raised.value.code == "UNAUTHENTICATED" and raised.value.request_id
 
 
-async def test_transaction_updates_arrive_over_the_subscription(
-    app, client, relayer, test_issuer: TestIssuer, deployer: Deployer, contracts: AddressBook
+async def test_transaction_updates_and_wallet_activity_arrive_over_subscriptions(
+    app,
+    client,
+    relayer,
+    chain_indexer,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
 ) -> None:
     port = free_port()
     server = uvicorn.Server(
@@ -181,6 +196,21 @@ async def test_transaction_updates_arrive_over_the_subscription(
             ]
         assert statuses[-1] == "CONFIRMED", statuses
         assert len(statuses) == len(set(statuses))
+
+        async with WalletClient.open(
+            f"http://127.0.0.1:{port}", access_token=_in_process.access_token
+        ) as wallet:
+            pushed = wallet.wallet_activity()
+            first = asyncio.ensure_future(anext(pushed))
+            await asyncio.sleep(1.5)  # the subscription has read the feed as it is
+            deployer.mint(token=contracts.ovpp_token, to=_address, amount=2 * OVPP)
+            item = await asyncio.wait_for(first, timeout=10)
+            await pushed.aclose()
+        assert (item.kind, item.amount, item.counterparty_label) == (
+            "RECEIVED",
+            Decimal(2),
+            "Token issuer",
+        )
     finally:
         server.should_exit = True
         await serving
