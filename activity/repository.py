@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.models import Customer, Tenant
 from indexer.models import TokenTransfer
-from relayer.models import OPEN_STATUSES, JobKind, RelayAttempt, RelayStatus, RelayTransaction
+from relayer.models import JobKind, RelayAttempt, RelayStatus, RelayTransaction
 from wallet.models import Wallet
 
 TRANSFERS = TokenTransfer.__table__
@@ -32,7 +32,8 @@ MOVING_KINDS = (
 """Jobs that move a wallet's tokens (the others move none: registry changes, nonce fills)."""
 INCOMING_KINDS = (JobKind.TRANSFER, JobKind.ONRAMP_DELIVERY)
 """Jobs whose ``to_address`` receives their tokens (an enrollment's is the registry)."""
-IN_FLIGHT = (*OPEN_STATUSES, RelayStatus.MINED)
+ENDED_UNSENT = (RelayStatus.FAILED, RelayStatus.REPLACED)
+"""Jobs whose tokens never move."""
 
 
 @dataclass(frozen=True)
@@ -112,26 +113,26 @@ async def jobs_in_flight(
     session: AsyncSession, *, wallet_id: str, address: str, as_of_block: int | None
 ) -> list[Row[Any]]:
     """The wallet's jobs and the jobs to its address whose tokens have not reached the index
-    yet: not mined, or mined above the index's block. Few at any time (``ix_relay_tx_wallet_
-    status_token``, ``ix_relay_tx_to_status``); each row also has its sender's ``address``."""
-    mined_later = JOBS.c.block_number > as_of_block if as_of_block is not None else true()
-    mined = and_(JOBS.c.status == RelayStatus.MINED, mined_later)
-    not_indexed = or_(JOBS.c.status.in_(OPEN_STATUSES), mined)
+    yet: not mined, or mined above the index's block. Few at any time, found by index ranges
+    (``ix_relay_tx_wallet_block``, ``ix_relay_tx_to_block``: a job's block is null until it is
+    mined); each row also has its sender's address (``sender``)."""
+    later = JOBS.c.block_number > as_of_block if as_of_block is not None else true()
+    not_indexed = and_(
+        or_(JOBS.c.block_number.is_(None), later), JOBS.c.status.not_in(ENDED_UNSENT)
+    )
     columns = (*JOBS.c, Wallet.address.label("sender"))
     own = (
         select(*columns)
         .join(Wallet, Wallet.id == JOBS.c.wallet_id)
-        .where(JOBS.c.wallet_id == wallet_id, JOBS.c.status.in_(IN_FLIGHT))
-        .where(JOBS.c.kind.in_(MOVING_KINDS), not_indexed)
+        .where(JOBS.c.wallet_id == wallet_id, JOBS.c.kind.in_(MOVING_KINDS), not_indexed)
     )
     incoming = (
         select(*columns)
         .join(Wallet, Wallet.id == JOBS.c.wallet_id)
-        .where(JOBS.c.to_address == address, JOBS.c.status.in_(IN_FLIGHT))
-        .where(JOBS.c.kind.in_(INCOMING_KINDS), JOBS.c.wallet_id != wallet_id, not_indexed)
+        .where(JOBS.c.to_address == address, JOBS.c.kind.in_(INCOMING_KINDS), not_indexed)
+        .where(JOBS.c.wallet_id != wallet_id)
     )
-    rows = [*(await session.execute(own)).all(), *(await session.execute(incoming)).all()]
-    return rows
+    return [*(await session.execute(own)).all(), *(await session.execute(incoming)).all()]
 
 
 async def jobs_already_indexed(

@@ -252,10 +252,12 @@ async def relayer(services: Services) -> AsyncIterator[object]:
     await running.shutdown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def chain_indexer(services: Services) -> AsyncIterator[RunningIndexer]:
-    """The chain indexer running in the test session's loop (balances and activity come from
-    its index): ``tests.support.activity.indexed`` waits until it reached the node's head."""
+    """The chain indexer running in the test session's loop for one test (balances and activity
+    come from its index; it resumes from its cursor): ``tests.support.activity.indexed`` waits
+    until it reached the node's head. Stopped after the test, so that it writes nothing while
+    other tests watch the database."""
     running = await start_indexer(services, name="test-indexer")
     yield running
     await running.shutdown()

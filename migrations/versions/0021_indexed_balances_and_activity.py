@@ -3,7 +3,7 @@
 ``wallet_balances``: per (chain, watched address, token) the balance the index holds, kept by
 the indexer in the transaction that writes or rolls back transfers. ``token_transfers`` is
 read newest first per address by block time (the activity feed's keyset pages), and
-``relay_transactions`` by recipient and status (a wallet's incoming in-flight jobs). The index
+``relay_transactions`` by wallet and by recipient, then block (the jobs not indexed yet). The index
 is read again from ``OVPP_INDEXER_START_BLOCK``: its rows and cursor are dropped here, so that
 every balance is the sum of rows the indexer wrote alongside it.
 
@@ -47,12 +47,14 @@ def upgrade() -> None:
             "ix_token_transfers_from_time", ["from_address", "block_timestamp", "id"]
         )
     with op.batch_alter_table("relay_transactions", schema=None) as batch_op:
-        batch_op.create_index("ix_relay_tx_to_status", ["to_address", "status"])
+        batch_op.create_index("ix_relay_tx_wallet_block", ["wallet_id", "block_number"])
+        batch_op.create_index("ix_relay_tx_to_block", ["to_address", "block_number"])
 
 
 def downgrade() -> None:
     with op.batch_alter_table("relay_transactions", schema=None) as batch_op:
-        batch_op.drop_index("ix_relay_tx_to_status")
+        batch_op.drop_index("ix_relay_tx_to_block")
+        batch_op.drop_index("ix_relay_tx_wallet_block")
     with op.batch_alter_table("token_transfers", schema=None) as batch_op:
         batch_op.drop_index("ix_token_transfers_from_time")
         batch_op.drop_index("ix_token_transfers_to_time")
