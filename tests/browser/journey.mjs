@@ -157,6 +157,8 @@ try {
     // funding), newest first.
     await page.getByRole('link', { name: 'Activity' }).click();
     await page.locator('#activity li[data-kind="SENT"]').first().waitFor({ timeout: SLOW });
+    // Shown in flight first; once indexed, walletActivity pushes the on-chain send and its fee.
+    await page.locator('#activity li[data-kind="FEE"]').first().waitFor({ timeout: SLOW });
     return {
       latest: (await text('#activity li[data-kind="SENT"]')).trim(),
       incoming: (await text('#activity li.incoming')).trim(),
