@@ -43,9 +43,11 @@ async def readyz(request: Request) -> JSONResponse:
     indexer = getattr(request.app.state, "indexer", None)
     if indexer is not None:
         # The lag is reported, not judged: a backfill after a first start lags by design.
+        lag = indexer.indexer.lag_blocks
         body["indexer"] = {
             "running": not indexer.task.done(),
-            "lagBlocks": indexer.indexer.lag_blocks,
+            "lagBlocks": lag,
+            "stale": lag is None or lag > indexer.indexer.settings.indexer_stale_blocks,
         }
         if indexer.task.done():
             body["status"], ready = "not ready", False

@@ -1,5 +1,6 @@
-"""Reads from the chain. Balances always come from the node, never from a database copy, and
-all of one request's reads go out as one JSON-RPC batch (one round trip).
+"""Reads from the chain. The relayer's balance checks come from the node, never from a database
+copy (the API's token balances come from the index), and all of one request's reads go out as
+one JSON-RPC batch (one round trip).
 
 The per-request reads (balances, base fee) go through the lean ``JsonRpc`` client with
 hand-encoded calls: through web3 (a contract object per token, its middlewares and
@@ -11,6 +12,7 @@ import logging
 import time
 from typing import Any
 
+from cachetools import LRUCache
 from eth_hash.auto import keccak
 from web3 import AsyncWeb3
 from web3.exceptions import Web3Exception
@@ -27,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 BALANCE_OF_SELECTOR = keccak(b"balanceOf(address)")[:4]
 BASE_FEE_MAX_AGE_SECONDS = 1.0
+HEAD_MAX_AGE_SECONDS = 1.0
+NATIVE_CACHE_ENTRIES = 100_000
 
 
 class ChainClient:
@@ -41,6 +45,8 @@ class ChainClient:
         self.tokens: list[TokenInfo] = []
         self._erc20_abi = artifact("OVPPToken").abi
         self._base_fee: tuple[float, int] = (float("-inf"), 0)
+        self._head: tuple[float, int] = (float("-inf"), 0)
+        self._native: LRUCache[tuple[str, str], int] = LRUCache(maxsize=NATIVE_CACHE_ENTRIES)
 
     async def connect(self, addresses: AddressBook) -> None:
         """Check the node is the configured chain and read the tokens' metadata once."""
@@ -89,6 +95,27 @@ class ChainClient:
         ]
         results = await self._batch(calls, what="balance read")
         return [(token, int(value, 16)) for token, value in zip(self.tokens, results, strict=True)]
+
+    async def head_block(self) -> int:
+        """The node's head block number, read at most once per ``HEAD_MAX_AGE_SECONDS``."""
+        read_at, head = self._head
+        if time.monotonic() - read_at >= HEAD_MAX_AGE_SECONDS:
+            (number,) = await self._batch([("eth_blockNumber", [])], what="head read")
+            head = int(number, 16)
+            self._head = (time.monotonic(), head)
+        return head
+
+    async def native_balance(self, owner: str, *, block_hash: str) -> int:
+        """``owner``'s native balance in the block ``block_hash`` (EIP-1898), read from the
+        node once per block: a block's state never changes."""
+        owner = AsyncWeb3.to_checksum_address(owner)
+        cached = self._native.get((owner, block_hash))
+        if cached is None:
+            (value,) = await self._batch(
+                [("eth_getBalance", [owner, {"blockHash": block_hash}])], what="balance read"
+            )
+            cached = self._native[(owner, block_hash)] = int(value, 16)
+        return cached
 
     async def latest_base_fee(self) -> int:
         """The base fee per gas of the latest block, in wei, read at most once per

@@ -217,13 +217,23 @@ async def insert_if_absent(
 
 
 async def insert_many_if_absent(
-    session: AsyncSession, table: Any, rows: Sequence[dict[str, Any]]
-) -> None:
+    session: AsyncSession,
+    table: Any,
+    rows: Sequence[dict[str, Any]],
+    *,
+    returning: Sequence[Any] = (),
+) -> list[Any]:
     """``INSERT … ON CONFLICT DO NOTHING`` of many rows in one execution: a row that would
-    break a unique key is skipped, the others go in."""
-    if rows:
-        statement = _dialect_insert(_dialect(session))(table).on_conflict_do_nothing()
+    break a unique key is skipped, the others go in. With ``returning`` columns, returns those
+    of the rows inserted (none of the skipped ones)."""
+    if not rows:
+        return []
+    statement = _dialect_insert(_dialect(session))(table).on_conflict_do_nothing()
+    if not returning:
         await session.execute(statement, list(rows))
+        return []
+    inserted = await session.execute(statement.returning(*returning), list(rows))
+    return list(inserted.all())
 
 
 async def rows_by_id(session: AsyncSession, model: Any, ids: Sequence[str]) -> list[Any]:

@@ -176,6 +176,12 @@ class Settings(BaseFields, ProgramServerSettings):
         "no answer is a failed attempt.",
     )
 
+    indexer_stale_blocks: int = Field(
+        12,
+        ge=0,
+        description="A wallet's indexed balances and activity are `stale` (and `/readyz` says "
+        "so) while the index is more than this many blocks behind the node's head.",
+    )
     admin_registry_changes_per_hour: int = Field(
         30,
         ge=1,

@@ -19,14 +19,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from chain.logs import BlockHeader, TransferLog, checksummed
 from chain.rpc import JsonRpc, RpcUnavailable
 from core.db import utc_now
 from indexer import repository
+from indexer.balances import apply_transfers
 from indexer.deps import IndexerServices
 from indexer.errors import ChainMoved, LeaseLost, RangeRefused
 from indexer.models import TransferStatus
 from indexer.reader import RangeRead, block_times, read_range, read_tip
+from indexer.received import emit_activity_received
 from wallet.repository import wallet_addresses_among
 
 logger = logging.getLogger(__name__)
@@ -200,8 +205,18 @@ class Indexer:
             )
             if not moved:
                 raise LeaseLost(f"blocks {read.first}-{read.last} were left to another indexer")
-            await repository.insert_transfers(
+            inserted = await repository.insert_transfers(
                 session, [self._row(t, times, head=head) for t in kept]
+            )
+            await apply_transfers(
+                session, chain_id=self.chain_id, moved=inserted, watched=watched, sign=1
+            )
+            received = [row for row in inserted if row.to_address in watched - {self.treasury}]
+            await emit_activity_received(
+                session,
+                chain_id=self.chain_id,
+                received=received,
+                tokens=self.services.chain.tokens,
             )
             recent = [
                 _block_row(self.chain_id, header)
@@ -269,6 +284,7 @@ class Indexer:
             if not moved:
                 raise LeaseLost("the cursor moved before the rollback")
             removed = await repository.forget_above(session, chain_id=self.chain_id, number=fork[0])
+            await self._take_off_balances(session, removed, fork=fork[0])
         self.rollbacks += 1
         self.last_block = fork[0]
         logger.warning(
@@ -279,7 +295,21 @@ class Indexer:
             fork[0] + 1,
             cursor_block,
             fork[0],
-            removed,
+            len(removed),
+        )
+
+    async def _take_off_balances(
+        self, session: AsyncSession, removed: list[Row[Any]], *, fork: int
+    ) -> None:
+        parties = {row.from_address for row in removed} | {row.to_address for row in removed}
+        watched = await wallet_addresses_among(session, parties) | {self.treasury}
+        await apply_transfers(
+            session,
+            chain_id=self.chain_id,
+            moved=removed,
+            watched=watched,
+            sign=-1,
+            rolled_back_to=fork,
         )
 
     async def _fork_point(self, remembered: list[tuple[int, str]]) -> tuple[int, str] | None:

@@ -29,9 +29,9 @@ class TokenTransfer(SQLModel, table=True):
     __tablename__ = "token_transfers"
     __table_args__ = (
         UniqueConstraint("chain_id", "tx_hash", "log_index", name="uq_token_transfers_log"),
-        # A wallet's feed and balance, newest first, from either side.
-        Index("ix_token_transfers_to_block", "to_address", "block_number", "log_index"),
-        Index("ix_token_transfers_from_block", "from_address", "block_number", "log_index"),
+        # A wallet's activity, newest first, from either side: keyset pages (activity/feed.py).
+        Index("ix_token_transfers_to_time", "to_address", "block_timestamp", "id"),
+        Index("ix_token_transfers_from_time", "from_address", "block_timestamp", "id"),
         # What a rollback deletes and what a new head confirms.
         Index("ix_token_transfers_chain_block", "chain_id", "block_number"),
         Index("ix_token_transfers_status_block", "status", "block_number"),
@@ -88,3 +88,19 @@ class IndexerCursor(SQLModel, table=True):
     updated_at: datetime = Field(
         default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
     )
+
+
+class WalletBalance(SQLModel, table=True):
+    """A watched address's balance of a served token as the index holds it: the sum of its
+    indexed transfers in, less those out, as of the cursor's block (every row moves with the
+    cursor, in the transaction that writes or rolls back the transfers). One primary-key probe
+    per wallet and token, however long its history."""
+
+    __tablename__ = "wallet_balances"
+
+    chain_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    address: str = Field(primary_key=True, max_length=42)
+    token_address: str = Field(primary_key=True, max_length=42)
+    balance: int = Field(sa_column=Column(TokenAmount, nullable=False))
+    last_block: int = Field(sa_column=Column(BigInteger, nullable=False))
+    """The block of the last indexed transfer that changed it."""

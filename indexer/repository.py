@@ -6,15 +6,35 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import Row, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import insert_if_absent, insert_many_if_absent, upsert, utc_now
-from indexer.models import IndexedBlock, IndexerCursor, TokenTransfer, TransferStatus
+from identity.models import Customer
+from indexer.models import (
+    IndexedBlock,
+    IndexerCursor,
+    TokenTransfer,
+    TransferStatus,
+    WalletBalance,
+)
+from wallet.models import Wallet
 
 CURSORS = IndexerCursor.__table__
 TRANSFERS = TokenTransfer.__table__
 BLOCKS = IndexedBlock.__table__
+BALANCES = WalletBalance.__table__
+MOVED = (
+    TRANSFERS.c.token_address,
+    TRANSFERS.c.from_address,
+    TRANSFERS.c.to_address,
+    TRANSFERS.c.value,
+    TRANSFERS.c.block_number,
+    TRANSFERS.c.tx_hash,
+    TRANSFERS.c.log_index,
+)
+"""What a transfer changes of balances (and names it, for ``activity.received``): read back
+from what was inserted or deleted."""
 
 
 async def take_lease(
@@ -96,9 +116,10 @@ async def move_cursor(
     return moved.rowcount == 1
 
 
-async def insert_transfers(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """New rows; one already there (same chain, transaction and log index) is left as it is."""
-    await insert_many_if_absent(session, TRANSFERS, rows)
+async def insert_transfers(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[Row[Any]]:
+    """New rows; one already there (same chain, transaction and log index) is left as it is.
+    Returns what was inserted (``MOVED``), so that only those change balances."""
+    return await insert_many_if_absent(session, TRANSFERS, rows, returning=MOVED)
 
 
 async def store_blocks(session: AsyncSession, blocks: Sequence[dict[str, Any]]) -> None:
@@ -126,16 +147,56 @@ async def recent_blocks(
     return [(int(number), str(block_hash)) for number, block_hash in rows.all()]
 
 
-async def forget_above(session: AsyncSession, *, chain_id: int, number: int) -> int:
-    """Delete what was indexed above block ``number`` (a reorganisation dropped it). Returns how
-    many transfers went."""
+async def forget_above(session: AsyncSession, *, chain_id: int, number: int) -> list[Row[Any]]:
+    """Delete what was indexed above block ``number`` (a reorganisation dropped it). Returns the
+    transfers that went (``MOVED``), to take them off balances."""
     removed = await session.execute(
-        delete(TRANSFERS).where(TRANSFERS.c.chain_id == chain_id, TRANSFERS.c.block_number > number)
+        delete(TRANSFERS)
+        .where(TRANSFERS.c.chain_id == chain_id, TRANSFERS.c.block_number > number)
+        .returning(*MOVED)
     )
+    gone = list(removed.all())
     await session.execute(
         delete(BLOCKS).where(BLOCKS.c.chain_id == chain_id, BLOCKS.c.number > number)
     )
-    return int(removed.rowcount or 0)
+    return gone
+
+
+async def balances_of(
+    session: AsyncSession, *, chain_id: int, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], int]:
+    """(address, token address) → the indexed balance, for those of ``keys`` that have one."""
+    found: dict[tuple[str, str], int] = {}
+    addresses = sorted({address for address, _ in keys})
+    for start in range(0, len(addresses), 500):
+        rows = await session.execute(
+            select(BALANCES.c.address, BALANCES.c.token_address, BALANCES.c.balance).where(
+                BALANCES.c.chain_id == chain_id,
+                BALANCES.c.address.in_(addresses[start : start + 500]),
+            )
+        )
+        found.update({(address, token): int(balance) for address, token, balance in rows.all()})
+    return found
+
+
+async def store_balances(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Set these balances (the caller moved the cursor first: it holds the chain's lock)."""
+    if rows:
+        await upsert(session, BALANCES, rows, update=("balance", "last_block"))
+
+
+async def wallet_balances(
+    session: AsyncSession, *, chain_id: int, address: str
+) -> tuple[IndexerCursor | None, dict[str, int]]:
+    """The chain's cursor (the block the balances are as of; ``None``: nothing indexed yet) and
+    ``address``'s balance per token address: two primary-key probes."""
+    rows = await session.execute(
+        select(BALANCES.c.token_address, BALANCES.c.balance).where(
+            BALANCES.c.chain_id == chain_id, BALANCES.c.address == address
+        )
+    )
+    balances = {token: int(balance) for token, balance in rows.all()}
+    return await cursor_of(session, chain_id), balances
 
 
 async def confirm_up_to(session: AsyncSession, *, chain_id: int, number: int) -> int:
@@ -150,3 +211,15 @@ async def confirm_up_to(session: AsyncSession, *, chain_id: int, number: int) ->
         .values(status=TransferStatus.CONFIRMED)
     )
     return int(confirmed.rowcount or 0)
+
+
+async def tenants_of_wallets(session: AsyncSession, addresses: set[str]) -> dict[str, str]:
+    """Wallet address → its customer's tenant, for the custodial wallets among ``addresses``."""
+    if not addresses:
+        return {}
+    statement = (
+        select(Wallet.address, Customer.tenant_id)
+        .join(Customer, Customer.id == Wallet.customer_id)
+        .where(Wallet.address.in_(sorted(addresses)))
+    )
+    return {address: tenant_id for address, tenant_id in (await session.execute(statement)).all()}

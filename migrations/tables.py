@@ -6,7 +6,7 @@ from sqlmodel import SQLModel
 
 from appwebhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from identity.models import Customer, Tenant
-from indexer.models import IndexedBlock, IndexerCursor, TokenTransfer
+from indexer.models import IndexedBlock, IndexerCursor, TokenTransfer, WalletBalance
 from onramp.models import OnrampPayment, OnrampQuote, StripeEvent
 from programs.models import Device, Enrollment, Program, RegistryChange, UtilityAccount
 from programs.vtn.models import DeviceReading, DrEvent, EventDelivery, ReportStream, Ven
@@ -55,6 +55,7 @@ __all__ = [
     "UtilityAccount",
     "Ven",
     "Wallet",
+    "WalletBalance",
     "WalletPolicy",
     "WebhookDelivery",
     "WebhookEndpoint",

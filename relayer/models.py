@@ -101,6 +101,10 @@ class RelayTransaction(SQLModel, table=True):
         Index("ix_relay_tx_quote", "quote_id"),
         # The last hour's failures, counted by /metrics at every scrape.
         Index("ix_relay_tx_status_updated", "status", "updated_at"),
+        # A wallet's jobs, and the jobs to an address, not in the chain index yet: not mined, or
+        # mined above the index's block (activity/repository.py, jobs_in_flight).
+        Index("ix_relay_tx_wallet_block", "wallet_id", "block_number"),
+        Index("ix_relay_tx_to_block", "to_address", "block_number"),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)

@@ -31,6 +31,7 @@ from devsupport.databases import create_postgres_database, drop_postgres_databas
 from devsupport.local_stripe import LocalStripe
 from devsupport.oidc_provider import DevOpenIDProvider
 from identity.service import sync_tenants
+from indexer.runner import RunningIndexer, start_indexer
 from onramp.processor import RunningProcessor, start_onramp_processor
 from relayer.runner import prepare_relayer_keys
 from tests.support.databases import DATABASE_PREFIX, POSTGRES_ADMIN_URL
@@ -200,6 +201,7 @@ def settings(
         program_server_port=free_port(),
         program_server_poll_seconds=1,
         program_server_report_seconds=1,
+        indexer_poll_seconds=0.1,
         tenants=[
             TenantConfig(
                 slug="test-utility",
@@ -251,6 +253,17 @@ async def relayer(services: Services) -> AsyncIterator[object]:
     from relayer.runner import start_relayer
 
     running = await start_relayer(services, name="test-relayer")
+    yield running
+    await running.shutdown()
+
+
+@pytest.fixture
+async def chain_indexer(services: Services) -> AsyncIterator[RunningIndexer]:
+    """The chain indexer running in the test session's loop for one test (balances and activity
+    come from its index; it resumes from its cursor): ``tests.support.activity.indexed`` waits
+    until it reached the node's head. Stopped after the test, so that it writes nothing while
+    other tests watch the database."""
+    running = await start_indexer(services, name="test-indexer")
     yield running
     await running.shutdown()
 

@@ -76,20 +76,29 @@ def units_of_kind(tokens: list[TokenInfo], kind: str | None, raw: int) -> str:
     return format_units(raw, decimals)
 
 
-@strawberry.type(description="A balance read from the chain at request time.")
+@strawberry.type(
+    description="A balance: a served token's from the index (what `balanceOf` returns at the "
+    "wallet's `asOfBlock`), the native token's read from the node at that block."
+)
 class Balance:
     token: TokenType
     amount: str = strawberry.field(
         description='Decimal string in token units, e.g. "12.5". Never a float.'
     )
     raw: str = strawberry.field(description="The integer amount in base units, as a string.")
+    pending: str = strawberry.field(
+        description='What is in flight and not in `amount` yet, a signed decimal string ("-13", '
+        '"10", "0"): the wallet\'s relayed transactions and their fees not indexed yet '
+        "(negative), and tokens other wallets here are sending it (positive)."
+    )
 
     @classmethod
-    def from_chain(cls, token: TokenInfo, raw: int) -> Balance:
+    def from_index(cls, token: TokenInfo, raw: int, *, pending: int) -> Balance:
         return cls(
             token=TokenType.from_info(token),
             amount=format_units(raw, token.decimals),
             raw=str(raw),
+            pending=("-" if pending < 0 else "") + format_units(abs(pending), token.decimals),
         )
 
 

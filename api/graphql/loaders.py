@@ -12,6 +12,7 @@ from strawberry.dataloader import DataLoader
 from core.db import Database, rows_by_id
 from identity.models import Tenant
 from programs.models import Device, Program
+from relayer.models import RelayTransaction
 
 Row = TypeVar("Row", bound=SQLModel)
 
@@ -24,6 +25,7 @@ class Loaders:
         self.devices: DataLoader[str, Device | None] = _by_id(db, Device)
         self.programs: DataLoader[str, Program | None] = _by_id(db, Program)
         self.tenants: DataLoader[str, Tenant | None] = _by_id(db, Tenant)
+        self.transactions: DataLoader[str, RelayTransaction | None] = _by_id(db, RelayTransaction)
 
 
 def _by_id(db: Database, model: type[Row]) -> DataLoader[str, Row | None]:

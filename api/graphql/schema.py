@@ -22,8 +22,9 @@ from strawberry.extensions import (
 from strawberry.types import ExecutionContext, ExecutionResult
 
 from api.context import RequestContext
-from api.graphql import admin, devices, events, onramp, relayer, webhooks
+from api.graphql import activity, admin, devices, events, onramp, relayer, webhooks
 from api.graphql import programs as enrollment
+from api.graphql.activity import ActivityItem
 from api.graphql.admin import AdminProgram, FundSponsorshipResult, UtilityAdmin
 from api.graphql.common import Chain, TokenType
 from api.graphql.devices import AddDeviceResult, DeviceModel
@@ -172,6 +173,11 @@ class Subscription:
     transaction_updates: Transaction = strawberry.subscription(
         resolver=relayer.transaction_updates,
         description="The transaction now and at each status change, until final.",
+    )
+    wallet_activity: ActivityItem = strawberry.subscription(
+        resolver=activity.wallet_activity,
+        description="Each new or changed item of the signed-in wallet's activity (an incoming "
+        "transfer within a few seconds of its block). Needs wallet:read.",
     )
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import strawberry
 
+from activity.balances import IndexedBalances
+from activity.feed import WalletRef
 from api.context import RequestContext
-from api.graphql import devices, onramp, programs, relayer
+from api.graphql import activity, devices, onramp, programs, relayer
+from api.graphql.activity import ActivityConnection, ActivityFilter
 from api.graphql.common import Balance
 from api.graphql.devices import Device
 from api.graphql.onramp import CardLimits, HeldBalance, OnrampPayment
@@ -21,6 +26,7 @@ class Wallet:
     address: str
     wallet_id: strawberry.Private[str]
     customer_id: strawberry.Private[str]
+    indexed: strawberry.Private[asyncio.Future[IndexedBalances] | None] = None
 
     @strawberry.field(description="Relayed transactions, newest first (cursor pagination).")
     async def transactions(
@@ -31,12 +37,50 @@ class Wallet:
         )
 
     @strawberry.field(
-        description="OVPP, the stablecoin and the native token, read from the chain in one "
-        "round trip."
+        description="Everything that moved the wallet's value, newest first (cursor "
+        "pagination): sent, received, fees, purchases, enrollment fees; in flight, on chain or "
+        "failed. A relayed transfer and its on-chain transfer are one item."
+    )
+    async def activity(
+        self,
+        info: Info,
+        first: int = 20,
+        after: str | None = None,
+        filter: ActivityFilter | None = None,
+    ) -> ActivityConnection:
+        return await activity.wallet_activity_page(
+            info, self._ref, first=first, after=after, filter=filter
+        )
+
+    @strawberry.field(
+        description="OVPP and the stablecoin from the index, as of `asOfBlock`, with what is in "
+        "flight; the native token from the node at that block."
     )
     async def balances(self, info: Info) -> list[Balance]:
-        readings = await info.context.services.chain.balances(self.address)
-        return [Balance.from_chain(token, raw) for token, raw in readings]
+        return await activity.balances_of(info, self._ref, await self._indexed(info))
+
+    @strawberry.field(
+        description="The block the balances and the activity are as of (null: nothing indexed yet)."
+    )
+    async def as_of_block(self, info: Info) -> int | None:
+        return (await self._indexed(info)).as_of_block
+
+    @strawberry.field(
+        description="Whether the index is more than the configured number of blocks behind "
+        "the chain (OVPP_INDEXER_STALE_BLOCKS): balances and activity may miss recent blocks."
+    )
+    async def stale(self, info: Info) -> bool:
+        return await activity.is_stale(info, await self._indexed(info))
+
+    @property
+    def _ref(self) -> WalletRef:
+        return WalletRef(id=self.wallet_id, address=self.address)
+
+    async def _indexed(self, info: Info) -> IndexedBalances:
+        """Read once per request, whichever of the fields asks first."""
+        if self.indexed is None:
+            self.indexed = asyncio.ensure_future(activity.wallet_balances(info, self._ref))
+        return await self.indexed
 
     @strawberry.field(
         description="Tokens bought by card (here, or in a wallet of this service that sent them "

@@ -128,7 +128,11 @@ TYPES = [
         "symbol name decimals address",
         comments={"address": "None for the chain's native (gas) token"},
     ),
-    client_type("Balance", "token amount:decimal raw:int"),
+    client_type(
+        "Balance",
+        "token amount:decimal raw:int pending:decimal",
+        comments={"pending": "in flight, not in amount yet: signed"},
+    ),
     client_type(
         "HeldBalance",
         "token amount:decimal until",
@@ -141,8 +145,8 @@ TYPES = [
     ),
     client_type(
         "Viewer",
-        "id email address=wallet.address balances=wallet.balances held=wallet.held "
-        "card_limits=wallet.cardLimits",
+        "id email address=wallet.address as_of_block=wallet.asOfBlock stale=wallet.stale "
+        "balances=wallet.balances held=wallet.held card_limits=wallet.cardLimits",
         behaviour="ViewerBehaviour",
     ),
     client_type("Chain", "chain_id name"),
@@ -157,6 +161,21 @@ TYPES = [
         "transactions=edges[].node has_next_page=pageInfo.hasNextPage "
         "end_cursor=pageInfo.endCursor",
         schema_type="TransactionConnection",
+        comments={"end_cursor": "pass as ``after`` for the next page"},
+    ),
+    client_type("ActivityToken", "symbol address decimals", schema_type="Token"),
+    client_type("ActivityTransaction", "id", schema_type="Transaction"),
+    client_type(
+        "ActivityItem",
+        "id kind token@ActivityToken amount:decimal raw:int counterparty counterparty_label "
+        "status transaction@ActivityTransaction block_number tx_hash timestamp",
+        comments={"transaction": "the wallet's relayed transaction behind it, if any"},
+    ),
+    client_type(
+        "ActivityPage",
+        "items=activity.edges[].node has_next_page=activity.pageInfo.hasNextPage "
+        "end_cursor=activity.pageInfo.endCursor as_of_block stale",
+        schema_type="Wallet",
         comments={"end_cursor": "pass as ``after`` for the next page"},
     ),
     # Expected refusals: the typed members of the mutations' result unions.

@@ -75,8 +75,15 @@ function balanceList(balances) {
   return h('ul', { class: 'balances' }, balances.map((balance) =>
     h('li', {},
       h('span', { class: 'symbol' }, balance.token.symbol),
-      h('span', { class: 'amount', dataset: { balance: balance.token.symbol } }, balance.amount))));
+      h('span', { class: 'amount', dataset: { balance: balance.token.symbol } }, balance.amount),
+      balance.pending && balance.pending !== '0'
+        ? h('span', { class: 'muted small', dataset: { pending: balance.token.symbol } },
+          ` (${balance.pending.startsWith('-') ? '' : '+'}${balance.pending} in flight)`)
+        : null)));
 }
+
+const inFlight = (viewer) => viewer.wallet.balances.some((balance) => balance.pending !== '0');
+const pause = (milliseconds) => new Promise((resolve) => { setTimeout(resolve, milliseconds); });
 
 // ------------------------------------------------------------------------------------ wallet
 
@@ -86,11 +93,16 @@ async function wallet(main) {
     h('section', { class: 'card', 'aria-labelledby': 'balances-title' },
       h('h2', { id: 'balances-title' }, 'Balances'),
       balanceList(viewer.wallet.balances),
+      viewer.wallet.stale ? h('p', { class: 'muted small', role: 'status' }, 'Catching up with the chain: recent activity may be missing.') : null,
       h('p', { class: 'muted small' }, 'Signed in as ', h('strong', {}, viewer.email ?? 'you')),
       h('p', { class: 'muted small address' }, 'Wallet address: ', h('code', { id: 'wallet-address' }, viewer.wallet.address))),
     h('div', { class: 'actions' },
       h('a', { class: 'button primary', href: '#send' }, 'Send'),
       h('a', { class: 'button', href: '#buy' }, 'Buy by card')));
+  if (inFlight(viewer)) {  // shown again once what is in flight has reached the chain's index
+    await pause(1000);
+    if (main.isConnected && location.hash.startsWith('#wallet')) await wallet(main);
+  }
 }
 
 // -------------------------------------------------------------------------------------- send
@@ -182,19 +194,44 @@ function transactionStatus(transaction) {
   return h('div', {}, line, hash);
 }
 
-// ----------------------------------------------------------------------------------- history
+// ---------------------------------------------------------------------------------- activity
+
+const INCOMING_KINDS = new Set(['RECEIVED', 'PURCHASE', 'REWARD']);
+const KIND_WORDS = {
+  SENT: 'Sent', RECEIVED: 'Received', FEE: 'Network fee', PURCHASE: 'Bought by card',
+  ENROLLMENT_FEE: 'Enrollment fee', REWARD: 'Reward',
+};
+
+function activityItem(node) {
+  const incoming = INCOMING_KINDS.has(node.kind);
+  const other = node.counterpartyLabel ?? shortAddress(node.counterparty);
+  return h('li', { class: incoming ? 'incoming' : 'outgoing', dataset: { kind: node.kind, itemId: node.id } },
+    h('p', {}, h('strong', {}, `${incoming ? '+' : '−'}${node.amount} ${node.token.symbol}`),
+      ` ${KIND_WORDS[node.kind] ?? node.kind} ${incoming ? 'from' : 'to'} ${other}`),
+    h('p', { class: 'muted small' }, new Date(node.timestamp).toLocaleString(), ' · ',
+      incoming && node.status === 'PENDING' ? h('span', { class: 'badge pending', dataset: { status: 'INCOMING' } }, 'incoming')
+        : statusBadge(node.status, 'status')));
+}
 
 async function historyScreen(main) {
-  const { viewer } = await gql('Transactions', { first: 20 });
-  const edges = viewer.wallet.transactions.edges;
+  const { viewer } = await gql('Activity', { first: 20 });
+  const edges = viewer.wallet.activity.edges;
+  const list = h('ul', { class: 'list', id: 'activity' }, edges.map(({ node }) => activityItem(node)));
   main.replaceChildren(h('section', { class: 'card' },
-    h('h2', {}, 'History'),
-    edges.length === 0 ? h('p', { class: 'muted' }, 'No transactions yet.') : h('ul', { class: 'list' },
-      edges.map(({ node }) => h('li', {},
-        h('p', {}, h('strong', {}, `${node.amount} ${node.token.symbol}`), ` to ${shortAddress(node.to)}`),
-        h('p', { class: 'muted small' }, new Date(node.createdAt).toLocaleString(), ' · ',
-          node.sponsored ? 'fee sponsored' : `fee ${node.feeAmount ?? '0'} ${node.feeToken?.symbol ?? ''}`, ' · ',
-          statusBadge(node.status, 'status')))))));
+    h('h2', {}, 'Activity'),
+    edges.length === 0 ? h('p', { class: 'muted' }, 'Nothing has moved yet.') : list));
+  // New and changed items are pushed (an incoming transfer within seconds of its block).
+  const close = await subscribe('WalletActivity', {}, {
+    onNext: ({ walletActivity }) => {
+      if (!main.isConnected || !location.hash.startsWith('#history')) return close?.();
+      const shown = list.querySelector(`[data-item-id="${CSS.escape(walletActivity.id)}"]`);
+      if (shown) shown.replaceWith(activityItem(walletActivity));
+      else list.prepend(activityItem(walletActivity));
+      if (!list.isConnected) main.querySelector('section').replaceChildren(h('h2', {}, 'Activity'), list);
+      if (INCOMING_KINDS.has(walletActivity.kind)) announce(`${walletActivity.amount} ${walletActivity.token.symbol} incoming`);
+    },
+    onError: () => {},
+  }).catch(() => null);
 }
 
 // ----------------------------------------------------------------------------------- devices
@@ -342,9 +379,16 @@ function loadStripeJs(url) {
   return stripeJsPromise;
 }
 
-async function ovppBalance() {
-  const { viewer } = await gql('Viewer');
-  return viewer.wallet.balances.find((balance) => balance.token.symbol === 'OVPP')?.amount ?? '0';
+/** The OVPP balance; with `settled`, once nothing is in flight (the chain's index has caught up
+ * with the relayer), waiting a few seconds at most. */
+async function ovppBalance({ settled = false } = {}) {
+  for (let attempt = 0; ; attempt += 1) {
+    const { viewer } = await gql('Viewer');
+    if (!settled || !inFlight(viewer) || attempt >= 40) {
+      return viewer.wallet.balances.find((balance) => balance.token.symbol === 'OVPP')?.amount ?? '0';
+    }
+    await pause(250);
+  }
 }
 
 async function buy(main) {
@@ -422,7 +466,7 @@ async function pay(section, proceed, quote, settings, balance) {
         current = viewer.onrampPayments.find((candidate) => candidate.id === payment.id) ?? current;
       }
       status.replaceChildren('Payment: ', statusBadge(current.status, 'status'));
-      balance.textContent = await ovppBalance();
+      balance.textContent = await ovppBalance({ settled: true });
       // An alert: screen readers read it at once, so it is not announced a second time.
       if (current.status === 'REFUND_FAILED') return section.append(message(refundFailedExplanation(current)));
       announce(current.status === 'DELIVERED' ? `${payment.tokenAmount} OVPP added to your wallet` : `Payment ${current.status.toLowerCase()}`);

@@ -182,10 +182,10 @@ async def test_an_unexpected_resolver_error_is_masked_and_logged_with_the_reques
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async def broken_balances(_owner: str) -> list[Any]:
+    async def broken_head() -> int:
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(services.chain, "balances", broken_balances)
+    monkeypatch.setattr(services.chain, "head_block", broken_head)
     caplog.set_level(logging.ERROR, logger="api.graphql")
 
     response = await post_graphql(client, VIEWER_BALANCES, token=test_issuer.mint())
@@ -236,7 +236,10 @@ async def test_an_unreachable_chain_is_a_typed_error(
         services_with_dead_chain(services) as without_chain,
         client_for(create_app(settings, services=without_chain)) as client,
     ):
-        response = await post_graphql(client, VIEWER_BALANCES, token=test_issuer.mint())
+        # Whether the index is stale asks the node for its head.
+        response = await post_graphql(
+            client, "{ viewer { wallet { stale } } }", token=test_issuer.mint()
+        )
 
     assert response.status_code == 200
     body = response.json()

@@ -27,6 +27,7 @@ from chain.deploy import Deployer
 from onramp.processor import RunningProcessor
 from onramp.treasury import treasury_account
 from tests.conftest import STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET
+from tests.support.activity import indexed
 from tests.support.issuer import TestIssuer
 from tests.support.ports import free_port
 from tests.support.stripe import StripeTestClient, signed_event
@@ -58,12 +59,19 @@ async def signed_in(
 
 
 async def test_balances_quote_transfer_and_confirmation_through_the_typed_client(
-    client, relayer, test_issuer: TestIssuer, deployer: Deployer, contracts: AddressBook
+    client,
+    relayer,
+    chain_indexer,
+    services: Services,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
 ) -> None:
     chain = ChainReader(deployer, contracts)
     wallet, address = await signed_in(
         client, test_issuer, deployer, contracts, ovpp=100 * OVPP, stablecoin=50 * USD
     )
+    await indexed(services)
     viewer = await wallet.viewer_balances()
     assert viewer.address == address and viewer.email and viewer.email.startswith("client-")
     assert viewer.balance("OVPP").amount == Decimal(100)
@@ -93,6 +101,7 @@ async def test_balances_quote_transfer_and_confirmation_through_the_typed_client
     assert chain.receipt(confirmed.hash)["status"] == 1
     assert chain.ovpp_of(recipient) == 12_500_000_000_000_000_000
 
+    await indexed(services)
     after = await wallet.viewer_balances()
     assert after.balance("OVPP").amount == Decimal("87.5")
     assert after.balance("USDC").amount == Decimal(50) - quote.fee_amount
@@ -108,6 +117,15 @@ async def test_balances_quote_transfer_and_confirmation_through_the_typed_client
     page = await wallet.transactions(first=5)
     assert [transaction.id for transaction in page.transactions] == [sent.id]
     assert page.has_next_page is False
+    feed = await wallet.activity(first=2)
+    assert [(item.kind, item.token.symbol) for item in feed.items] == [
+        ("FEE", "USDC"),
+        ("SENT", "OVPP"),
+    ]
+    assert {item.transaction.id for item in feed.items if item.transaction} == {sent.id}
+    assert feed.items[1].amount == Decimal("12.5") and feed.has_next_page
+    received = await wallet.activity(kinds=["RECEIVED"], token="OVPP")
+    assert [(item.kind, item.raw) for item in received.items] == [("RECEIVED", 100 * OVPP)]
 
 
 async def test_refusals_are_typed_values_and_errors_raise_with_their_code(
@@ -136,8 +154,14 @@ async def test_refusals_are_typed_values_and_errors_raise_with_their_code(
     assert raised.value.code == "UNAUTHENTICATED" and raised.value.request_id
 
 
-async def test_transaction_updates_arrive_over_the_subscription(
-    app, client, relayer, test_issuer: TestIssuer, deployer: Deployer, contracts: AddressBook
+async def test_transaction_updates_and_wallet_activity_arrive_over_subscriptions(
+    app,
+    client,
+    relayer,
+    chain_indexer,
+    test_issuer: TestIssuer,
+    deployer: Deployer,
+    contracts: AddressBook,
 ) -> None:
     port = free_port()
     server = uvicorn.Server(
@@ -172,6 +196,21 @@ async def test_transaction_updates_arrive_over_the_subscription(
             ]
         assert statuses[-1] == "CONFIRMED", statuses
         assert len(statuses) == len(set(statuses))
+
+        async with WalletClient.open(
+            f"http://127.0.0.1:{port}", access_token=_in_process.access_token
+        ) as wallet:
+            pushed = wallet.wallet_activity()
+            first = asyncio.ensure_future(anext(pushed))
+            await asyncio.sleep(1.5)  # the subscription has read the feed as it is
+            deployer.mint(token=contracts.ovpp_token, to=_address, amount=2 * OVPP)
+            item = await asyncio.wait_for(first, timeout=10)
+            await pushed.aclose()
+        assert (item.kind, item.amount, item.counterparty_label) == (
+            "RECEIVED",
+            Decimal(2),
+            "Token issuer",
+        )
     finally:
         server.should_exit = True
         await serving
@@ -227,6 +266,7 @@ async def test_the_demo_battery_enrolls_in_the_sponsored_program_through_the_typ
 async def test_buying_ovpp_by_card_through_the_typed_client(
     client,
     processor: RunningProcessor,
+    chain_indexer,
     localstripe,
     services: Services,
     test_issuer: TestIssuer,
@@ -276,4 +316,5 @@ async def test_buying_ovpp_by_card_through_the_typed_client(
     assert delivered.status == "DELIVERED", delivered
     assert delivered.refunded_amount == delivered.refund_failed_amount == Decimal(0)
     assert chain.ovpp_of(address) == 250 * OVPP
+    await indexed(services)
     assert (await wallet.viewer_balances()).balance("OVPP").amount == Decimal(250)

@@ -1,17 +1,25 @@
-"""Sign in through the real provider and see balances read from the real chain."""
+"""Sign in through the real provider and see balances, indexed from the real chain."""
 
 from __future__ import annotations
 
+from api.container import Services
 from chain.address_book import AddressBook
 from chain.deploy import Deployer
 from devsupport.oidc_login import obtain_access_token
 from devsupport.oidc_provider import DevOpenIDProvider
 from tests.conftest import AUDIENCE
+from tests.support.activity import indexed
 from tests.support.graphql import VIEWER_BALANCES, error_codes, gql
 
 
-async def test_pkce_sign_in_provisions_a_wallet_and_shows_chain_balances(
-    client, oidc: DevOpenIDProvider, deployer: Deployer, contracts: AddressBook, backend: str
+async def test_pkce_sign_in_provisions_a_wallet_and_shows_indexed_balances(
+    client,
+    chain_indexer,
+    services: Services,
+    oidc: DevOpenIDProvider,
+    deployer: Deployer,
+    contracts: AddressBook,
+    backend: str,
 ) -> None:
     email = f"pkce-{backend}@example.com"
     token = await obtain_access_token(issuer=oidc.issuer, email=email, resource=AUDIENCE)
@@ -28,6 +36,7 @@ async def test_pkce_sign_in_provisions_a_wallet_and_shows_chain_balances(
 
     deployer.mint(token=contracts.ovpp_token, to=address, amount=12_500_000_000_000_000_000)
     deployer.mint(token=contracts.stablecoin, to=address, amount=3_250_000)
+    block = await indexed(services)
 
     second = await gql(client, VIEWER_BALANCES, token=token)
     wallet = second["data"]["viewer"]["wallet"]
@@ -40,6 +49,8 @@ async def test_pkce_sign_in_provisions_a_wallet_and_shows_chain_balances(
     assert balances["USDC"]["amount"] == "3.25"
     assert balances["USDC"]["token"]["decimals"] == 6
     assert balances["ETH"]["amount"] == "0"
+    assert all(b["pending"] == "0" for b in balances.values())
+    assert wallet["asOfBlock"] >= block and wallet["stale"] is False
 
 
 async def test_chain_and_tokens_are_public(client, contracts: AddressBook) -> None:

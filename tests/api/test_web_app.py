@@ -153,7 +153,10 @@ def test_the_customer_journey_on_a_phone(stack: Stack, served: RunningServe) -> 
         "status": "CONFIRMED",
         "via": "subscription",  # graphql-transport-ws, not the polling fallback
     }
-    assert steps["history"]["latest"].startswith("5 OVPP to 0x0000")
+    assert steps["history"]["latest"].startswith("−5 OVPP Sent to 0x0000")
+    assert steps["history"]["kinds"][:2] == ["FEE", "SENT"]  # the fee, paid in USDC, and the send
+    assert "RECEIVED" in steps["history"]["kinds"]
+    assert steps["history"]["incoming"].startswith("+")
     # An expired access token is renewed with the refresh token, without a sign-in page.
     assert steps["session-renewed"] == steps["session-renewed"] | {
         "hadRefreshToken": True,

@@ -7,6 +7,7 @@ from api.container import Services
 from appwebhooks.service import delete_endpoint
 from chain.address_book import AddressBook
 from chain.deploy import Deployer
+from tests.support.activity import indexed
 from tests.support.enrollment import add_device, enroll, program_id, wait_enrollment
 from tests.support.issuer import TestIssuer
 from tests.support.transfers import quote, send
@@ -107,3 +108,31 @@ async def test_an_enrollment_tells_each_status_it_takes(
     assert active["programExternalId"] == "dr-battery-2026"
     assert active["customerSubject"] == customer.subject
     assert active["connectionId"] == final["connectionId"]
+
+
+async def test_tokens_that_arrive_reach_the_utility_once_as_activity_received(
+    client, chain_indexer, services: Services, deployer: Deployer, contracts: AddressBook
+) -> None:
+    """Tokens minted to a customer (no relayed job of ours): the indexer stores the transfer
+    and, in the same transaction, the recipient's utility gets one signed `activity.received`;
+    reading the range again (a restarted indexer) emits nothing new."""
+    async with fresh_utility(services, audience="https://hooks-received.test") as (issuer, tenant):
+        customer = await new_customer(client, issuer, deployer, contracts, ovpp=0)
+        with running_receiver() as receiver:
+            endpoint, secret = await add_endpoint(
+                services, tenant, receiver.url, ["activity.received"]
+            )
+            receiver.secret = secret
+            deployer.mint(token=contracts.ovpp_token, to=customer.address, amount=7 * OVPP)
+            await indexed(services)
+            async with sending(services):
+                (delivery,) = await wait_until_settled(services, endpoint.id)
+                await receiver.wait_for(1)
+
+    assert delivery.status == "DELIVERED"
+    (received,) = receiver.received
+    assert received.error is None, received.error
+    data = received.payload["data"]
+    assert received.payload["type"] == "activity.received"
+    assert (data["wallet"], data["amount"], data["raw"]) == (customer.address, "7", str(7 * OVPP))
+    assert data["token"]["symbol"] == "OVPP" and data["txHash"].startswith("0x")

@@ -153,9 +153,17 @@ try {
   });
 
   await step('history', async () => {
-    await page.getByRole('link', { name: 'History' }).click();
-    await page.locator('main li').first().waitFor();
-    return { latest: (await text('main li')).trim() };
+    // The activity feed: the transfer just sent and its fee, and what came in (the demo's
+    // funding), newest first.
+    await page.getByRole('link', { name: 'Activity' }).click();
+    await page.locator('#activity li[data-kind="SENT"]').first().waitFor({ timeout: SLOW });
+    // Shown in flight first; once indexed, walletActivity pushes the on-chain send and its fee.
+    await page.locator('#activity li[data-kind="FEE"]').first().waitFor({ timeout: SLOW });
+    return {
+      latest: (await text('#activity li[data-kind="SENT"]')).trim(),
+      incoming: (await text('#activity li.incoming')).trim(),
+      kinds: await page.locator('#activity li').evaluateAll((items) => items.map((item) => item.dataset.kind)),
+    };
   });
 
   await step('session-renewed', async () => {
@@ -167,6 +175,7 @@ try {
     await page.evaluate(() => sessionStorage.setItem('ovpp.accessToken', 'expired.access.token'));
     await page.getByRole('link', { name: 'Wallet' }).click();
     await page.locator('[data-balance="OVPP"]').waitFor();
+    await page.waitForFunction(() => !document.querySelector('[data-pending]'), null, { timeout: SLOW });
     const after = await page.evaluate(() => ({
       access: sessionStorage.getItem('ovpp.accessToken'),
       refresh: sessionStorage.getItem('ovpp.refreshToken'),

@@ -31,7 +31,10 @@ query {
   viewer {
     id
     email
-    wallet { address balances { token { symbol name decimals address } amount raw } }
+    wallet {
+      address asOfBlock stale
+      balances { token { symbol name decimals address } amount raw pending }
+    }
   }
 }
 """

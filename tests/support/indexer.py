@@ -28,7 +28,7 @@ from devsupport.anvil import LocalChain
 from identity.models import Tenant
 from identity.service import DEV_TENANT_SLUG, system_account
 from indexer.follow import CommittedRange, Indexer
-from indexer.models import IndexerCursor, TokenTransfer
+from indexer.models import IndexerCursor, TokenTransfer, WalletBalance
 from tests.support.relayer_process import RelayerProcesses, environment_without_ovpp
 
 # Anvil's fourth to seventh development accounts: outside holders who send to the wallets.
@@ -202,9 +202,15 @@ class IndexerStack:
             return await session.get(IndexerCursor, self.chain_id)
 
     async def indexed_balance(self, address: str) -> int:
-        rows = await self.indexed()
+        """``address``'s OVPP as the index keeps it (``wallet_balances``), checked to be the sum
+        of its indexed transfers."""
+        rows = [row for row in await self.indexed() if row.token_address == self.ovpp]
         incoming = sum(row.value for row in rows if row.to_address == address)
-        return incoming - sum(row.value for row in rows if row.from_address == address)
+        summed = incoming - sum(row.value for row in rows if row.from_address == address)
+        async with self.services.db.session() as session:
+            kept = await session.get(WalletBalance, (self.chain_id, address, self.ovpp))
+        assert (kept.balance if kept is not None else 0) == summed, (kept, summed)
+        return summed
 
     async def catch_up(self, indexer: Indexer) -> None:
         """Runs the indexer's rounds until its cursor is the node's head."""

@@ -2,6 +2,8 @@
 
 from ovpp_client.client import WalletApiError, WalletClient
 from ovpp_client.types import (
+    ActivityItem,
+    ActivityPage,
     Balance,
     CapabilityCheck,
     CardLimits,
@@ -32,6 +34,8 @@ from ovpp_client.types import (
 )
 
 __all__ = [
+    "ActivityItem",
+    "ActivityPage",
     "Balance",
     "CapabilityCheck",
     "CardLimits",

@@ -18,6 +18,8 @@ import httpx
 
 from ovpp_client.operations import operation_document
 from ovpp_client.types import (
+    ActivityItem,
+    ActivityPage,
     Chain,
     Device,
     DeviceModel,
@@ -198,6 +200,36 @@ class WalletClient:
         """The transaction now and at each status change until final, pushed over
         graphql-transport-ws (``websocket_url`` defaults to the HTTP base URL's ``ws(s)://``
         twin; needs a real server, not an in-process ASGI transport)."""
+        pushed = self._subscribe("TransactionUpdates", {"id": transaction_id}, websocket_url)
+        async for data in pushed:
+            yield Transaction.from_wire(data["transactionUpdates"])
+
+    async def activity(
+        self,
+        *,
+        first: int = 20,
+        after: str | None = None,
+        kinds: list[str] | None = None,
+        token: str | None = None,
+    ) -> ActivityPage:
+        """The wallet's activity, newest first; ``after=page.end_cursor`` for the next page,
+        ``kinds`` (``SENT``, ``RECEIVED``, …) and ``token`` (``OVPP``, ``STABLECOIN``) filter."""
+        wanted = {"kinds": kinds, "token": token} if kinds or token else None
+        data = await self.execute("Activity", {"first": first, "after": after, "filter": wanted})
+        return ActivityPage.from_wire(data["viewer"]["wallet"])
+
+    async def wallet_activity(
+        self, *, websocket_url: str | None = None
+    ) -> AsyncIterator[ActivityItem]:
+        """Each new or changed item of the wallet's activity, pushed over graphql-transport-ws
+        (an incoming transfer within a few seconds of its block); runs until closed."""
+        async for data in self._subscribe("WalletActivity", {}, websocket_url):
+            yield ActivityItem.from_wire(data["walletActivity"])
+
+    async def _subscribe(
+        self, operation: str, variables: Wire, websocket_url: str | None
+    ) -> AsyncIterator[Wire]:
+        """The ``data`` of each result of the subscription ``operation``, until it completes."""
         import websockets
 
         url = websocket_url or str(
@@ -210,19 +242,12 @@ class WalletClient:
             acknowledgement = json.loads(await socket.recv())
             if acknowledgement.get("type") != "connection_ack":
                 raise WalletApiError("the subscription was not accepted", code="UNAUTHENTICATED")
-            await socket.send(
-                json.dumps(
-                    {
-                        "id": "1",
-                        "type": "subscribe",
-                        "payload": {
-                            "query": operation_document("TransactionUpdates"),
-                            "operationName": "TransactionUpdates",
-                            "variables": {"id": transaction_id},
-                        },
-                    }
-                )
-            )
+            payload = {
+                "query": operation_document(operation),
+                "operationName": operation,
+                "variables": variables,
+            }
+            await socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
             async for raw in socket:
                 message = json.loads(raw)
                 if message["type"] == "complete":
@@ -231,7 +256,7 @@ class WalletClient:
                     _raise_errors({"errors": message["payload"]}, request_id=None)
                 if message["type"] == "next":
                     _raise_errors(message["payload"], request_id=None)
-                    yield Transaction.from_wire(message["payload"]["data"]["transactionUpdates"])
+                    yield message["payload"]["data"]
 
     # Devices and programs
 

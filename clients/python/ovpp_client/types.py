@@ -29,6 +29,8 @@ def _maybe(read: Callable[[Wire], T], value: Wire | None) -> T | None:
 
 
 # The schema's enums.
+ActivityKind = Literal["SENT", "RECEIVED", "FEE", "PURCHASE", "ENROLLMENT_FEE", "REWARD"]
+ActivityStatus = Literal["PENDING", "CONFIRMED", "FAILED"]
 DeviceType = Literal["BATTERY", "EV_CHARGER", "SOLAR_INVERTER", "THERMOSTAT", "HEAT_PUMP", "EV"]
 EnrollmentStatus = Literal[
     "REQUESTED",
@@ -83,6 +85,7 @@ class Balance:
     token: Token
     amount: Decimal
     raw: int
+    pending: Decimal  # in flight, not in amount yet: signed
 
     @classmethod
     def from_wire(cls, wire: Wire) -> Balance:
@@ -90,6 +93,7 @@ class Balance:
             token=Token.from_wire(wire["token"]),
             amount=Decimal(wire["amount"]),
             raw=int(wire["raw"]),
+            pending=Decimal(wire["pending"]),
         )
 
 
@@ -132,6 +136,8 @@ class Viewer(ViewerBehaviour):
     id: str
     email: str | None
     address: str
+    as_of_block: int | None
+    stale: bool
     balances: list[Balance]
     held: list[HeldBalance]
     card_limits: CardLimits
@@ -142,6 +148,8 @@ class Viewer(ViewerBehaviour):
             id=wire["id"],
             email=wire["email"],
             address=wire["wallet"]["address"],
+            as_of_block=wire["wallet"]["asOfBlock"],
+            stale=wire["wallet"]["stale"],
             balances=[Balance.from_wire(item) for item in wire["wallet"]["balances"]],
             held=[HeldBalance.from_wire(item) for item in wire["wallet"]["held"]],
             card_limits=CardLimits.from_wire(wire["wallet"]["cardLimits"]),
@@ -227,6 +235,84 @@ class TransactionPage:
             transactions=[Transaction.from_wire(item["node"]) for item in wire["edges"]],
             has_next_page=wire["pageInfo"]["hasNextPage"],
             end_cursor=wire["pageInfo"]["endCursor"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityToken:
+    symbol: str
+    address: str | None
+    decimals: int
+
+    @classmethod
+    def from_wire(cls, wire: Wire) -> ActivityToken:
+        return cls(
+            symbol=wire["symbol"],
+            address=wire["address"],
+            decimals=wire["decimals"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityTransaction:
+    id: str
+
+    @classmethod
+    def from_wire(cls, wire: Wire) -> ActivityTransaction:
+        return cls(
+            id=wire["id"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityItem:
+    id: str
+    kind: ActivityKind
+    token: ActivityToken
+    amount: Decimal
+    raw: int
+    counterparty: str
+    counterparty_label: str | None
+    status: ActivityStatus
+    transaction: ActivityTransaction | None  # the wallet's relayed transaction behind it, if any
+    block_number: int | None
+    tx_hash: str | None
+    timestamp: datetime
+
+    @classmethod
+    def from_wire(cls, wire: Wire) -> ActivityItem:
+        return cls(
+            id=wire["id"],
+            kind=wire["kind"],
+            token=ActivityToken.from_wire(wire["token"]),
+            amount=Decimal(wire["amount"]),
+            raw=int(wire["raw"]),
+            counterparty=wire["counterparty"],
+            counterparty_label=wire["counterpartyLabel"],
+            status=wire["status"],
+            transaction=_maybe(ActivityTransaction.from_wire, wire["transaction"]),
+            block_number=wire["blockNumber"],
+            tx_hash=wire["txHash"],
+            timestamp=datetime.fromisoformat(wire["timestamp"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityPage:
+    items: list[ActivityItem]
+    has_next_page: bool
+    end_cursor: str | None  # pass as ``after`` for the next page
+    as_of_block: int | None
+    stale: bool
+
+    @classmethod
+    def from_wire(cls, wire: Wire) -> ActivityPage:
+        return cls(
+            items=[ActivityItem.from_wire(item["node"]) for item in wire["activity"]["edges"]],
+            has_next_page=wire["activity"]["pageInfo"]["hasNextPage"],
+            end_cursor=wire["activity"]["pageInfo"]["endCursor"],
+            as_of_block=wire["asOfBlock"],
+            stale=wire["stale"],
         )
 
 
