@@ -13,7 +13,6 @@ the attempt to be made again: delivery is at least once, with the same ``webhook
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -29,7 +28,7 @@ from appwebhooks.errors import RefusedAddress, UnacceptableEndpointUrl
 from appwebhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from appwebhooks.signing import signature, unseal
 from appwebhooks.targets import PublicOnlyResolver, check_endpoint_url
-from core.background import BackgroundLoop
+from core.background import BackgroundLoop, run_rounds
 from core.db import Database, utc_now
 from core.errors import ConfigurationError
 from core.settings import Settings
@@ -123,23 +122,17 @@ class WebhookSender:
             self._http = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        logger.info("%s: started", self.name)
-        poll = self.services.settings.app_webhook_poll_seconds
         try:
-            while not stop.is_set():
-                try:
-                    busy = await self.tick()
-                except Exception:
-                    logger.exception("%s: round failed", self.name)
-                    busy = False
-                if busy or stop.is_set():
-                    continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=poll)
-                self._wake.clear()
+            await run_rounds(
+                self.name,
+                self.tick,
+                stop=stop,
+                wake=self._wake,
+                poll_seconds=self.services.settings.app_webhook_poll_seconds,
+                log=logger,
+            )
         finally:
             await self.close()
-            logger.info("%s: stopped", self.name)
 
     async def tick(self) -> bool:
         """One round: claim the due deliveries, post them, record each outcome. ``True`` when

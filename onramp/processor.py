@@ -13,14 +13,13 @@ next to the relayer worker, as ``ovpp-wallet onramp process``, or in a test's ev
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from core.background import BackgroundLoop
+from core.background import BackgroundLoop, run_rounds
 from core.db import utc_now
 from identity.service import CustomerAccount
 from onramp import delivery, events, refunds, repository
@@ -62,20 +61,14 @@ class OnrampProcessor:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        logger.info("%s: started", self.name)
-        poll = self.services.settings.onramp_processor_poll_seconds
-        while not stop.is_set():
-            try:
-                busy = await self.tick()
-            except Exception:
-                logger.exception("%s: tick failed", self.name)
-                busy = False
-            if busy or stop.is_set():
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=poll)
-            self._wake.clear()
-        logger.info("%s: stopped", self.name)
+        await run_rounds(
+            self.name,
+            self.tick,
+            stop=stop,
+            wake=self._wake,
+            poll_seconds=self.services.settings.onramp_processor_poll_seconds,
+            log=logger,
+        )
 
     async def treasury(self) -> CustomerAccount:
         if self._treasury is None:
