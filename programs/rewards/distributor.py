@@ -16,9 +16,9 @@ from chain.client import ChainClient
 from core.errors import NotFound
 from programs.rewards.merkle import RewardLeaf
 
-PUBLISH_CALL_GAS = 160_000
+PUBLISH_CALL_GAS = 200_000
 CLAIM_BASE_GAS = 60_000
-CLAIM_LEAF_GAS = 45_000
+CLAIM_LEAF_GAS = 90_000
 """A claim's gas: the batch's base plus per leaf (the bitmap word, the reputation slot, the
 transfer to a new holder) and per proof sibling."""
 CLAIM_SIBLING_GAS = 1_200

@@ -182,6 +182,8 @@ def _record(
     response = item.delivery.response or Response.NONE
     contribution = measure(samples, dispatch, baseline_of(samples, dispatch, rule), response)
     reward = event_reward(contribution, rule, response=response)
+    took_part = response != Response.OPT_OUT and contribution.received_readings > 0
+    bonus = bonus if took_part else 0
     leaf = RewardLeaf(
         index=index,
         device_id=bytes.fromhex(item.device.device_id.removeprefix("0x")),

@@ -138,8 +138,8 @@ async def _publish(services: ProgramServices, settlement: RewardSettlement) -> b
             )
             available = await available_ovpp(session, services, wallet)
             if available < locked.total_reward:
-                await session.rollback()
-                return await _unfunded(services, locked, available=available)
+                await session.rollback()  # gives the nonces back
+                return await _unfunded(services, settlement, available=available)
             gas_limit = sum(call.gas for call in calls) + FORWARD_OVERHEAD_GAS
             payment = await gas_payment(
                 session, services=services, tenant_id=locked.tenant_id,
