@@ -21,7 +21,7 @@ class RewardsSettings(BaseSettings):
         "telemetry still counts.",
     )
     rewards_claims_per_transaction: int = Field(
-        100,
+        50,
         ge=1,
         le=400,
         description="Rewards paid per claim transaction (`claimMany`) when an event settles.",

@@ -22,7 +22,7 @@ from strawberry.extensions import (
 from strawberry.types import ExecutionContext, ExecutionResult
 
 from api.context import RequestContext
-from api.graphql import admin, devices, events, onramp, relayer
+from api.graphql import admin, devices, events, onramp, relayer, rewards
 from api.graphql import programs as enrollment
 from api.graphql.admin import AdminProgram, FundSponsorshipResult, UtilityAdmin
 from api.graphql.common import Chain, TokenType
@@ -40,6 +40,7 @@ from api.graphql.extensions import (
 from api.graphql.onramp import CreateOnrampPaymentResult, OnrampQuoteResult
 from api.graphql.programs import EnrollmentCheck, EnrollResult, Program, UnenrollResult
 from api.graphql.relayer import FeeQuote, Transaction, TransferResult
+from api.graphql.rewards import SettleEventResult
 from api.graphql.wallet import Viewer
 from core.settings import Settings
 from identity.principal import Scope
@@ -124,6 +125,12 @@ class Mutation:
         resolver=events.cancel_event,
         description="Utility admin: cancel an event; its devices see the cancellation at their "
         "next poll. Cancelling again changes nothing.",
+    )
+    settle_event: SettleEventResult = strawberry.field(  # type: ignore[valid-type]
+        resolver=rewards.settle_event,
+        description="Utility admin: settle an ended event now (ended events settle by themselves "
+        "after the grace period): its contribution records, the root published and funded from "
+        "the utility's wallet, then the claims. Settling again returns the same settlement.",
     )
     add_device: AddDeviceResult = strawberry.field(  # type: ignore[valid-type]
         resolver=devices.add_device, description="Register a device at a site."

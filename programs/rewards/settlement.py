@@ -18,7 +18,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import utc_now
-from core.errors import InvalidInput, NotFound
+from core.errors import InvalidInput
 from identity.models import Tenant
 from programs.admin import utility_wallet
 from programs.deps import ProgramServices
@@ -48,7 +48,7 @@ async def settle_event(
     async with services.db.session() as session:
         event = await session.get(DrEvent, event_id)
     if event is None or event.tenant_id != tenant_id:
-        raise NotFound("no such event")
+        raise InvalidInput("no such event", field="eventId")
     settlement = await compute_settlement(services, event)
     await advance(services, settlement.id)
     async with services.db.session() as session:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import httpx
@@ -47,6 +47,7 @@ class Participant:
     enrollment_id: str
     device_id: str
     spec: DeviceSpec
+    token: str = ""  # the customer's access token
 
 
 @dataclass(frozen=True)
@@ -104,11 +105,10 @@ async def ended_event(
         session.add(event)
     for spec in devices:
         customer = await new_customer(client, issuer, deployer, contracts)
-        participants.append(
-            await _participant(
-                services, event=event, program=program, spec=spec, address=customer.address
-            )
+        participant = await _participant(
+            services, event=event, program=program, spec=spec, address=customer.address
         )
+        participants.append(replace(participant, token=customer.token))
     return EndedEvent(event.id, tenant.id, program.id, participants)
 
 
