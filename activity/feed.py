@@ -46,6 +46,7 @@ class FeedContext:
     chain_id: int
     fee_treasury: str
     tokens: list[TokenInfo]
+    rewards_distributor: str | None = None
 
     @property
     def token_addresses(self) -> dict[str, str]:
@@ -233,7 +234,10 @@ async def _labelled(
         dataclasses.replace(
             item,
             counterparty_label=label_of(
-                item.counterparty, owners=owners, fee_treasury=context.fee_treasury
+                item.counterparty,
+                owners=owners,
+                fee_treasury=context.fee_treasury,
+                rewards_distributor=context.rewards_distributor,
             ),
         )
         for item in items

@@ -25,6 +25,7 @@ from relayer.models import JobKind, RelayStatus
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 CARD_PURCHASE_LABEL = "Card purchase"
 NETWORK_FEES_LABEL = "Network fees"
+REWARDS_LABEL = "Program rewards"
 MINTED_LABEL = "Token issuer"
 REGISTRY_LABEL = "OpenVPP registry"
 
@@ -79,9 +80,7 @@ def from_transfer(
     incoming = row.to_address == address
     own_job = job if job is not None and job.wallet_id == wallet_id else None
     if incoming:
-        delivered = job is not None and job.kind == JobKind.ONRAMP_DELIVERY
-        kind = ActivityKind.PURCHASE if delivered else ActivityKind.RECEIVED
-        role = "IN"
+        kind, role = _incoming_kind(job), "IN"
     elif own_job is not None and _is_fee(row, own_job, fee_log=fee_log, treasury=fee_treasury):
         kind, role = ActivityKind.FEE, "FEE"
     else:
@@ -103,6 +102,16 @@ def from_transfer(
         timestamp=row.block_timestamp,
         position=Position(at=row.block_timestamp, rank=CHAIN_RANK, key=str(row.id)),
     )
+
+
+def _incoming_kind(job: Row[Any] | None) -> ActivityKind:
+    """What brought tokens in: a card purchase's delivery, a reward's claim (the rewards
+    distributor pays it in a claims job of the program's utility), or anything else."""
+    if job is not None and job.kind == JobKind.ONRAMP_DELIVERY:
+        return ActivityKind.PURCHASE
+    if job is not None and job.kind == JobKind.REWARD_SETTLEMENT:
+        return ActivityKind.REWARD
+    return ActivityKind.RECEIVED
 
 
 def _is_fee(row: Row[Any], job: Row[Any], *, fee_log: int | None, treasury: str) -> bool:
@@ -145,16 +154,23 @@ def from_job(
 
 def _job_kind(job: Row[Any], *, own: bool) -> ActivityKind:
     if not own:
-        delivered = job.kind == JobKind.ONRAMP_DELIVERY
-        return ActivityKind.PURCHASE if delivered else ActivityKind.RECEIVED
+        return _incoming_kind(job)
     return ActivityKind.ENROLLMENT_FEE if job.kind == JobKind.ENROLL else ActivityKind.SENT
 
 
-def label_of(address: str, *, owners: dict[str, Owner], fee_treasury: str) -> str | None:
+def label_of(
+    address: str,
+    *,
+    owners: dict[str, Owner],
+    fee_treasury: str,
+    rewards_distributor: str | None = None,
+) -> str | None:
     """A name for a counterparty: another wallet here (a utility's, the card treasury, a
     customer, named by their utility only) or a known address; ``None`` for any other."""
     if address.lower() == fee_treasury.lower():
         return NETWORK_FEES_LABEL
+    if rewards_distributor is not None and address.lower() == rewards_distributor.lower():
+        return REWARDS_LABEL
     if address == ZERO_ADDRESS:
         return MINTED_LABEL
     owner = owners.get(address)

@@ -22,6 +22,7 @@ from onramp.processor import PaymentFollower
 from onramp.stripe_gateway import StripeGateway
 from programs.card import advance_card_enrollments
 from programs.registry_changes import advance_registry_changes
+from programs.rewards.settlement import advance_reward_settlements
 from relayer.deps import HeldFunds
 from relayer.forwarder import domain_separator
 from relayer.hold import following_tokens
@@ -34,8 +35,12 @@ LOCAL_TREASURY_ADDRESS = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 logger = logging.getLogger(__name__)
 
 # What the onramp processor follows besides payments: card-paid enrollments to their connection,
-# administrators' registry changes to the catalog.
-ONRAMP_FOLLOWERS: tuple[PaymentFollower, ...] = (advance_card_enrollments, advance_registry_changes)
+# administrators' registry changes to the catalog, ended events to their settled rewards.
+ONRAMP_FOLLOWERS: tuple[PaymentFollower, ...] = (
+    advance_card_enrollments,
+    advance_registry_changes,
+    advance_reward_settlements,
+)
 """What the onramp processor runs after each round: card-paid enrollments wait on payments."""
 
 

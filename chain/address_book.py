@@ -17,6 +17,7 @@ class AddressBook(BaseModel):
     ovpp_token: str
     stablecoin: str
     registry: str | None = None
+    rewards_distributor: str | None = None
     deployed_at_block: int | None = None
 
     def save(self, path: Path) -> None:
@@ -44,9 +45,11 @@ def resolve_addresses(settings: Settings, chain_id: int) -> AddressBook | None:
         "ovpp_token": settings.ovpp_token_address,
         "stablecoin": settings.stablecoin_address,
         "registry": settings.registry_address,
+        "rewards_distributor": settings.rewards_distributor_address,
     }
     if book is None:
-        if not all(value for key, value in overrides.items() if key != "registry"):
+        optional = ("registry", "rewards_distributor")
+        if not all(value for key, value in overrides.items() if key not in optional):
             return None
         return AddressBook(chain_id=chain_id, **overrides)  # type: ignore[arg-type]
     return book.model_copy(update={key: value for key, value in overrides.items() if value})

@@ -43,12 +43,14 @@ class Deployer:
         ovpp = self.deploy("OVPPToken", forwarder, self.account.address)
         stablecoin = self.deploy("USDStablecoin", forwarder, self.account.address)
         registry = self.deploy("OVPPRegistry", forwarder, ovpp, self.account.address)
+        distributor = self.deploy("RewardsDistributor", forwarder, ovpp)
         return AddressBook(
             chain_id=chain_id,
             forwarder=forwarder,
             ovpp_token=ovpp,
             stablecoin=stablecoin,
             registry=registry,
+            rewards_distributor=distributor,
             deployed_at_block=self.web3.eth.block_number,
         )
 
@@ -83,9 +85,11 @@ class Deployer:
     def book_is_live(self, book: AddressBook) -> bool:
         """The chain still holds every contract of the book (a reset local chain does not)."""
         addresses = (book.forwarder, book.ovpp_token, book.stablecoin, book.registry)
+        optional = (book.rewards_distributor,)  # a book written before it existed lacks it
         return (
             self.web3.eth.chain_id == book.chain_id
             and all(address is not None and self.has_code(address) for address in addresses)
+            and all(address is None or self.has_code(address) for address in optional)
             and self.forwarder_authorizes_relayers(book.forwarder)
         )
 

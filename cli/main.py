@@ -13,6 +13,7 @@ from cli.onramp import onramp
 from cli.program_server import program_server
 from cli.registry import registry
 from cli.relayer import relayer, relayer_authorize
+from cli.rewards import rewards
 from cli.serve import serve
 from cli.show import show_config, show_schema
 from cli.sponsor import sponsor
@@ -52,6 +53,7 @@ for command in (
     program_server,
     webhooks,
     app_webhooks,
+    rewards,
     show_schema,
     show_config,
 ):

@@ -74,6 +74,12 @@ def ensure_contracts(settings: Settings, progress: Progress) -> AddressBook:
         book.save(path)
         progress.detail(f"added the OpenVPP registry at {registry}")
         return book
+    if book is not None and book.rewards_distributor is None and deployer.book_is_live(book):
+        distributor = deployer.deploy("RewardsDistributor", book.forwarder, book.ovpp_token)
+        book = book.model_copy(update={"rewards_distributor": distributor})
+        book.save(path)
+        progress.detail(f"added the rewards distributor at {distributor}")
+        return book
     if book is not None and deployer.book_is_live(book):
         progress.detail(f"deployed already: OVPP {book.ovpp_token}, stablecoin {book.stablecoin}")
         return book

@@ -31,6 +31,7 @@ const TARGETS = {
   USDStablecoin: "contracts/src/USDStablecoin.sol",
   OVPPForwarder: "contracts/src/OVPPForwarder.sol",
   OVPPRegistry: "contracts/src/OVPPRegistry.sol",
+  RewardsDistributor: "contracts/src/RewardsDistributor.sol",
 };
 
 // Read a source as text with CRLF normalised to LF, so a checkout with autocrlf still

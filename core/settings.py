@@ -19,13 +19,14 @@ from pydantic import (
 from core.defaults import LOCAL_STRIPE_API_KEY, LOCAL_STRIPE_WEBHOOK_SECRET
 from core.errors import ConfigurationError
 from core.program_server_settings import ProgramServerSettings
+from core.rewards_settings import RewardsSettings
 from core.settings_base import REPO_ROOT, BaseFields
 from core.tenant_config import is_origin
 
 __all__ = ["REPO_ROOT", "Settings", "load_settings"]
 
 
-class Settings(BaseFields, ProgramServerSettings):
+class Settings(BaseFields, ProgramServerSettings, RewardsSettings):
     """Every setting: ``BaseFields``' (where it runs, chain, trust, relayer, web app), then the
     onramp's and the API's, the program server's (``ProgramServerSettings``), and the values
     resolved from them."""

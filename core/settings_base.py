@@ -82,6 +82,11 @@ class BaseFields(BaseSettings):
     registry_address: str | None = Field(
         None, description="OpenVPP registry address; overrides the address book (real chains)."
     )
+    rewards_distributor_address: str | None = Field(
+        None,
+        description="RewardsDistributor address (event rewards against Merkle roots); overrides "
+        "the address book (real chains).",
+    )
     deployer_private_key: SecretStr | None = Field(
         None,
         description="Key that deploys contracts and mints demo funds. Default on `local` only: "

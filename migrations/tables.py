@@ -9,6 +9,7 @@ from identity.models import Customer, Tenant
 from indexer.models import IndexedBlock, IndexerCursor, TokenTransfer, WalletBalance
 from onramp.models import OnrampPayment, OnrampQuote, StripeEvent
 from programs.models import Device, Enrollment, Program, RegistryChange, UtilityAccount
+from programs.rewards.models import ClaimBatch, ContributionRecord, RewardRule, RewardSettlement
 from programs.vtn.models import DeviceReading, DrEvent, EventDelivery, ReportStream, Ven
 from relayer.models import (
     FeeQuote,
@@ -27,6 +28,8 @@ from wallet.models import Wallet
 metadata = SQLModel.metadata
 
 __all__ = [
+    "ClaimBatch",
+    "ContributionRecord",
     "Customer",
     "Device",
     "DeviceReading",
@@ -45,6 +48,8 @@ __all__ = [
     "RelayTransaction",
     "RelayerKey",
     "ReportStream",
+    "RewardRule",
+    "RewardSettlement",
     "Sponsor",
     "SponsorCharge",
     "SponsorCustomerDay",

@@ -54,6 +54,7 @@ class JobKind(StrEnum):
     NONCE_FILL = "NONCE_FILL"  # a zero-value transaction taking a refused job's relayer nonce
     SPONSOR_FUNDING = "SPONSOR_FUNDING"  # a utility's tokens to the fee treasury, for gas funds
     REGISTRY = "REGISTRY"  # a utility's registry change: its registration, territory, programs
+    REWARD_SETTLEMENT = "REWARD_SETTLEMENT"  # a utility's event rewards: publish, claims
 
 
 OPEN_STATUSES = (RelayStatus.QUEUED, RelayStatus.SIGNED, RelayStatus.SUBMITTED)

@@ -141,6 +141,9 @@ def feed_context(info: Info, wallet: WalletRef) -> FeedContext:
         chain_id=services.chain.profile.chain_id,
         fee_treasury=services.treasury_address,
         tokens=services.chain.tokens,
+        rewards_distributor=services.chain.addresses.rewards_distributor
+        if services.chain.addresses is not None
+        else None,
     )
 
 

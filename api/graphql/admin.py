@@ -17,6 +17,13 @@ from api.graphql.devices import DeviceType, Protocol
 from api.graphql.events import DemandResponseEvent, events_of_program
 from api.graphql.failures import InsufficientFunds, InvalidInput, typed_failures
 from api.graphql.programs import EnrollmentStatus, FeePayer, PaymentMethod
+from api.graphql.rewards import (
+    EventResult,
+    Settlement,
+    admin_contributions_csv,
+    admin_event_result,
+    admin_settlements,
+)
 from api.graphql.webhooks import WebhookDeliveryConnection, WebhookEndpoint
 from chain.tokens import AmountError, TokenInfo, format_units, parse_units
 from core.errors import InvalidInput as InvalidInputError
@@ -357,6 +364,22 @@ class UtilityAdmin:
         resolver=webhooks.webhook_deliveries,
         description="The app webhooks' delivery log, newest first (cursor pagination).",
     )
+
+    @strawberry.field(
+        description="Reward settlements of one of the utility's programs, newest first."
+    )
+    async def settlements(
+        self, info: Info, program_id: strawberry.ID, first: int = 20
+    ) -> list[Settlement]:
+        return await admin_settlements(info, self.tenant_id, program_id, first)
+
+    @strawberry.field(description="An event's figures (asked, delivered, paid) and its records.")
+    async def event_results(self, info: Info, event_id: strawberry.ID) -> EventResult:
+        return await admin_event_result(info, self.tenant_id, event_id)
+
+    @strawberry.field(description="An event's contribution records as CSV (amounts in base units).")
+    async def contributions_csv(self, info: Info, event_id: strawberry.ID) -> str:
+        return await admin_contributions_csv(info, self.tenant_id, event_id)
 
     @strawberry.field(description="The utility's registry changes, newest first.")
     async def registry_changes(self, info: Info, first: int = 20) -> list[RegistryChange]:

@@ -10,6 +10,7 @@ import strawberry
 
 from api.context import RequestContext
 from api.graphql.failures import InvalidInput, typed_failures
+from api.graphql.rewards import DeviceReputation, device_reputation
 from chain.tokens import format_units
 from identity.principal import Scope
 from programs import devices
@@ -119,11 +120,17 @@ class Device:
     serial: str
     device_type: DeviceType
     site_address: SiteAddressType
+    device_id: strawberry.Private[str]
+
+    @strawberry.field(description="The device's reputation on chain, from its settled events.")
+    async def reputation(self, info: Info) -> DeviceReputation:
+        return await device_reputation(info, self.device_id)
 
     @classmethod
     def from_row(cls, row: DeviceRow) -> Device:
         return cls(
             id=strawberry.ID(row.id),
+            device_id=row.device_id,
             make=row.make,
             model=row.model,
             serial=row.serial,

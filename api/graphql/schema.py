@@ -22,7 +22,7 @@ from strawberry.extensions import (
 from strawberry.types import ExecutionContext, ExecutionResult
 
 from api.context import RequestContext
-from api.graphql import activity, admin, devices, events, onramp, relayer, webhooks
+from api.graphql import activity, admin, devices, events, onramp, relayer, rewards, webhooks
 from api.graphql import programs as enrollment
 from api.graphql.activity import ActivityItem
 from api.graphql.admin import AdminProgram, FundSponsorshipResult, UtilityAdmin
@@ -41,6 +41,7 @@ from api.graphql.extensions import (
 from api.graphql.onramp import CreateOnrampPaymentResult, OnrampQuoteResult
 from api.graphql.programs import EnrollmentCheck, EnrollResult, Program, UnenrollResult
 from api.graphql.relayer import FeeQuote, Transaction, TransferResult
+from api.graphql.rewards import SettleEventResult
 from api.graphql.wallet import Viewer
 from api.graphql.webhooks import (
     CreateWebhookEndpointResult,
@@ -145,6 +146,12 @@ class Mutation:
         resolver=webhooks.delete_webhook_endpoint,
         description="Utility admin: delete an endpoint; its pending deliveries fail, its log "
         "stays.",
+    )
+    settle_event: SettleEventResult = strawberry.field(  # type: ignore[valid-type]
+        resolver=rewards.settle_event,
+        description="Utility admin: settle an ended event now (ended events settle by themselves "
+        "after the grace period): its contribution records, the root published and funded from "
+        "the utility's wallet, then the claims. Settling again returns the same settlement.",
     )
     add_device: AddDeviceResult = strawberry.field(  # type: ignore[valid-type]
         resolver=devices.add_device, description="Register a device at a site."

@@ -9,13 +9,14 @@ import strawberry
 from activity.balances import IndexedBalances
 from activity.feed import WalletRef
 from api.context import RequestContext
-from api.graphql import activity, devices, onramp, programs, relayer
+from api.graphql import activity, devices, onramp, programs, relayer, rewards
 from api.graphql.activity import ActivityConnection, ActivityFilter
 from api.graphql.common import Balance
 from api.graphql.devices import Device
 from api.graphql.onramp import CardLimits, HeldBalance, OnrampPayment
 from api.graphql.programs import Enrollment
 from api.graphql.relayer import TransactionConnection
+from api.graphql.rewards import RewardConnection
 from identity.service import CustomerAccount
 
 Info = strawberry.Info[RequestContext, None]
@@ -120,6 +121,21 @@ class Viewer:
     )
     async def onramp_payments(self, info: Info, first: int = 20) -> list[OnrampPayment]:
         return await onramp.viewer_onramp_payments(info, str(self.id), first)
+
+    @strawberry.field(
+        description="The customer's event rewards, newest first (cursor pagination), each with "
+        "its event, contribution figures and Merkle proof (docs/rewards.md)."
+    )
+    async def rewards(
+        self, info: Info, first: int = 20, after: str | None = None
+    ) -> RewardConnection:
+        return await rewards.viewer_rewards(
+            info, customer_id=str(self.id), first=first, after=after
+        )
+
+    @strawberry.field(description="OVPP earned from events: every CONFIRMED reward.")
+    async def total_earned(self, info: Info) -> str:
+        return await rewards.viewer_total_earned(info, str(self.id))
 
     @classmethod
     def from_account(cls, account: CustomerAccount) -> Viewer:

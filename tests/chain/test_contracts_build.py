@@ -12,7 +12,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_DIR = REPO_ROOT / "contracts" / "build"
-CONTRACTS = ("OVPPToken", "USDStablecoin", "OVPPForwarder", "OVPPRegistry")
+CONTRACTS = ("OVPPToken", "USDStablecoin", "OVPPForwarder", "OVPPRegistry", "RewardsDistributor")
 
 # EIP-170 (runtime code) and EIP-3860 (init code, Shanghai) size limits.
 MAX_RUNTIME_BYTES = 24_576
@@ -87,6 +87,22 @@ REGISTRY_EVENTS = {
     "DeviceModelDetailsSet(bytes32,uint8,uint32,uint32,uint32,uint32,bytes32[],string,bytes32)",
     "Connected(bytes32,bytes32,bytes32,address,address,uint256,bytes32)",
     "Disconnected(bytes32,bytes32,bytes32,address)",
+}
+
+# What the settlement (programs/rewards) calls and reads, with their exact signatures.
+DISTRIBUTOR_FUNCTIONS = {
+    "publish(bytes32,bytes32,uint256,uint32)",
+    "claim(bytes32,(uint256,bytes32,address,uint256,uint64,uint16),bytes32[])",
+    "claimMany(bytes32,(uint256,bytes32,address,uint256,uint64,uint16)[],bytes32[][])",
+    "verify(bytes32,bytes32,(uint256,bytes32,address,uint256,uint64,uint16),bytes32[])",
+    "verifyClaim(bytes32,(uint256,bytes32,address,uint256,uint64,uint16),bytes32[])",
+    "leafHash(bytes32,(uint256,bytes32,address,uint256,uint64,uint16))",
+    "eventIdOf(address,bytes32)",
+    "isClaimed(bytes32,uint256)",
+    "distribution(bytes32)",
+    "reputationOf(bytes32)",
+    "ovppToken()",
+    "isTrustedForwarder(address)",
 }
 
 
@@ -234,4 +250,12 @@ def test_registry_abi():
     assert "AlreadyConnected(bytes32,bytes32,bytes32)" in _signatures("OVPPRegistry", "error")
     assert b"\x08\xc3\x79\xa0" not in bytes.fromhex(
         _artifact("OVPPRegistry")["deployedBytecode"][2:]
+    )
+
+
+def test_distributor_abi():
+    missing = DISTRIBUTOR_FUNCTIONS - _signatures("RewardsDistributor", "function")
+    assert not missing, f"RewardsDistributor ABI lacks functions {sorted(missing)}"
+    assert b"\x08\xc3\x79\xa0" not in bytes.fromhex(
+        _artifact("RewardsDistributor")["deployedBytecode"][2:]
     )

@@ -72,11 +72,11 @@ class RelayerProcesses:
     command: str = "relayer"
     started_line: str = "relayer worker running"
 
-    def start(self, name: str) -> RelayerProcess:
+    def start(self, name: str, *arguments: str) -> RelayerProcess:
         log_path = self.logs_dir / f"{self.command}-{name}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [str(CLI), self.command],
+                [str(CLI), self.command, *arguments],
                 env=self.env,
                 cwd=self.logs_dir,  # outside the repository: no developer .env leaks in
                 stdout=log,
