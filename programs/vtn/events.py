@@ -8,6 +8,7 @@ gets the event again at its next poll (a cancellation reaches it that way).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +29,8 @@ a setpoint in kW (``targetKw``)."""
 
 MAX_DURATION_MINUTES = repository.MAX_EVENT_MINUTES
 MAX_START_AGE = timedelta(minutes=5)
+MAX_START_AHEAD = timedelta(days=366)
+MAX_TARGET_KW = 1_000_000.0  # a gigawatt: more than any program dispatches
 OPT_TYPES = {"optIn": OptResponse.OPT_IN, "optOut": OptResponse.OPT_OUT}
 
 
@@ -74,12 +77,16 @@ def _check(spec: EventSpec, now: datetime) -> None:
         raise InvalidInput("start needs a time zone", field="start")
     if spec.start < now - MAX_START_AGE:
         raise InvalidInput("start is in the past", field="start")
+    if spec.start > now + MAX_START_AHEAD:
+        raise InvalidInput("start is more than a year ahead", field="start")
+    if not math.isfinite(spec.level):
+        raise InvalidInput("signal.level is a number", field="signal.level")
     if spec.signal_type == "SIMPLE" and not (
         0 <= spec.level <= 3 and spec.level == int(spec.level)
     ):
         raise InvalidInput("a SIMPLE signal's level is 0, 1, 2 or 3", field="signal.level")
-    if spec.target_kw is not None and spec.target_kw < 0:
-        raise InvalidInput("targetKw is not negative", field="signal.targetKw")
+    if spec.target_kw is not None and not 0 <= spec.target_kw <= MAX_TARGET_KW:
+        raise InvalidInput(f"targetKw is 0 to {MAX_TARGET_KW:,.0f} kW", field="signal.targetKw")
     if spec.signal_type == "LOAD_DISPATCH" and spec.target_kw is None:
         raise InvalidInput("a LOAD_DISPATCH signal needs targetKw", field="signal.targetKw")
 

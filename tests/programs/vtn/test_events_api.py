@@ -63,6 +63,12 @@ async def test_events_are_checked_idempotent_and_walled(
     for field, change in refusals.items():
         refused = await create(client, admin, event_input(program, **change))
         assert refused["__typename"] == "InvalidInput" and refused["field"] == field, refused
+    # Inputs that once reached arithmetic: the end of an event in year 9999, a target of 1e300 kW.
+    far = {"start": "9999-12-31T23:00:00+00:00", "durationMinutes": 1440}
+    huge = {"signal": {"type": "LOAD_DISPATCH", "targetKw": 1e300}}
+    for field, change in (("start", far), ("signal.targetKw", huge)):
+        refused = await create(client, admin, event_input(program, **change))
+        assert refused["__typename"] == "InvalidInput" and refused["field"] == field, refused
     dispatch = await create(
         client, admin, event_input(program, signal={"type": "LOAD_DISPATCH", "targetKw": 4.5})
     )
