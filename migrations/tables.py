@@ -8,7 +8,14 @@ from identity.models import Customer, Tenant
 from indexer.models import IndexedBlock, IndexerCursor, TokenTransfer
 from onramp.models import OnrampPayment, OnrampQuote, StripeEvent
 from programs.models import Device, Enrollment, Program, RegistryChange, UtilityAccount
-from programs.vtn.models import DeviceReading, DrEvent, EventDelivery, ReportStream, Ven
+from programs.vtn.models import (
+    DeviceReading,
+    DrEvent,
+    EnrollmentPreferences,
+    EventDelivery,
+    ReportStream,
+    Ven,
+)
 from relayer.models import (
     FeeQuote,
     MovedHold,
@@ -31,6 +38,7 @@ __all__ = [
     "DeviceReading",
     "DrEvent",
     "Enrollment",
+    "EnrollmentPreferences",
     "EventDelivery",
     "FeeQuote",
     "IndexedBlock",

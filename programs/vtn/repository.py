@@ -14,6 +14,7 @@ from programs.models import Enrollment
 from programs.vtn.models import (
     DeviceReading,
     DrEvent,
+    EnrollmentPreferences,
     EventDelivery,
     EventStatus,
     ReportStream,
@@ -192,3 +193,59 @@ async def delete_readings_before(session: AsyncSession, cutoff: datetime) -> int
 
 async def enrollment(session: AsyncSession, enrollment_id: str) -> Enrollment | None:
     return await session.get(Enrollment, enrollment_id)
+
+
+async def preferences_of(
+    session: AsyncSession, enrollment_ids: Sequence[str]
+) -> dict[str, EnrollmentPreferences]:
+    if not enrollment_ids:
+        return {}
+    statement = select(EnrollmentPreferences).where(
+        EnrollmentPreferences.enrollment_id.in_(enrollment_ids)
+    )
+    return {row.enrollment_id: row for row in (await session.execute(statement)).scalars()}
+
+
+async def events_of_enrollments(
+    session: AsyncSession, enrollment_ids: Sequence[str], *, ending_after: datetime
+) -> Sequence[tuple[DrEvent, EventDelivery, Ven]]:
+    """The events delivered (or to be delivered) to these enrollments' VENs that end after
+    ``ending_after``, soonest first (ends computed in Python, as in ``deliveries_of_ven``)."""
+    if not enrollment_ids:
+        return []
+    statement = (
+        select(DrEvent, EventDelivery, Ven)
+        .join(EventDelivery, EventDelivery.event_id == DrEvent.id)
+        .join(Ven, Ven.id == EventDelivery.ven_row_id)
+        .where(
+            Ven.enrollment_id.in_(enrollment_ids),
+            DrEvent.start > ending_after - timedelta(minutes=MAX_EVENT_MINUTES),
+        )
+        .order_by(DrEvent.start, DrEvent.id)
+    )
+    rows = (await session.execute(statement)).all()
+    return [
+        (event, delivery, ven)
+        for event, delivery, ven in rows
+        if event.start + timedelta(minutes=event.duration_minutes) > ending_after
+    ]
+
+
+async def customer_deliveries_of_event(
+    session: AsyncSession, *, customer_id: str, event_id: str
+) -> Sequence[tuple[EventDelivery, Ven]]:
+    """The event's deliveries to the customer's own VENs, locked until commit."""
+    statement = (
+        select(EventDelivery, Ven)
+        .join(Ven, Ven.id == EventDelivery.ven_row_id)
+        .join(Enrollment, Enrollment.id == Ven.enrollment_id)
+        .where(EventDelivery.event_id == event_id, Enrollment.customer_id == customer_id)
+        .order_by(Ven.ven_name)
+        .with_for_update(of=EventDelivery)
+    )
+    return [(delivery, ven) for delivery, ven in (await session.execute(statement)).all()]
+
+
+async def enrollment_ids_of_customer(session: AsyncSession, customer_id: str) -> Sequence[str]:
+    statement = select(Enrollment.id).where(Enrollment.customer_id == customer_id)
+    return (await session.execute(statement)).scalars().all()
