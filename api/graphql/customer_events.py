@@ -18,6 +18,7 @@ from api.graphql.failures import EventAlreadyStarted, InvalidInput, typed_failur
 from core.db import utc_now
 from identity.principal import Scope
 from programs.vtn import customer, preferences
+from programs.vtn.capacity import online_since
 from programs.vtn.customer import CustomerEvent
 from programs.vtn.events import end_of
 from programs.vtn.models import EventStatus
@@ -104,6 +105,34 @@ class EnrollmentEvent:
             response=EventOptResponse(delivery.response) if delivery.response else None,
             opted_out_by=EventOptOutBy(delivery.opted_out_by) if delivery.opted_out_by else None,
         )
+
+
+@strawberry.type(description="The device's newest telemetry, as its VEN reported it.")
+class DeviceState:
+    power_kw: float | None = strawberry.field(
+        description="Real power, kW: positive while it draws from the grid, negative exporting."
+    )
+    state_of_charge_percent: float | None
+    reported_at: datetime | None
+    online: bool = strawberry.field(
+        description="Reported within OVPP_PROGRAM_SERVER_ONLINE_REPORTS report intervals."
+    )
+
+
+async def device_state(info: Info, enrollment_id: str) -> DeviceState | None:
+    state = await info.context.loaders.device_states.load(enrollment_id)
+    if state is None:
+        return None
+    settings = info.context.services.settings
+    since = online_since(
+        settings.program_server_report_seconds, settings.program_server_online_reports
+    )
+    return DeviceState(
+        power_kw=None if state.power_kw is None else round(state.power_kw, 3),
+        state_of_charge_percent=state.state_of_charge_percent,
+        reported_at=state.reported_at,
+        online=state.reported_at is not None and state.reported_at >= since,
+    )
 
 
 @strawberry.input

@@ -13,6 +13,7 @@ from core.db import Database, rows_by_id, utc_now
 from identity.models import Tenant
 from programs.models import Device, Program
 from programs.vtn import customer
+from programs.vtn.capacity import DeviceState, device_states
 from programs.vtn.customer import CustomerEvent
 from programs.vtn.preferences import Limits
 
@@ -29,6 +30,7 @@ class Loaders:
         self.tenants: DataLoader[str, Tenant | None] = _by_id(db, Tenant)
         self.enrollment_limits: DataLoader[str, Limits] = _limits(db)
         self.enrollment_events: DataLoader[str, list[CustomerEvent]] = _events(db)
+        self.device_states: DataLoader[str, DeviceState | None] = _device_states(db)
 
 
 def _by_id(db: Database, model: type[Row]) -> DataLoader[str, Row | None]:
@@ -57,5 +59,20 @@ def _events(db: Database) -> DataLoader[str, list[CustomerEvent]]:
                 session, enrollment_ids, ending_after=utc_now() - customer.EVENTS_SINCE
             )
         return [found[e] for e in enrollment_ids]
+
+    return DataLoader(load_fn=load)
+
+
+def _device_states(db: Database) -> DataLoader[str, DeviceState | None]:
+    """Each enrollment's newest telemetry of the last ``customer.STATE_SINCE``."""
+
+    async def load(enrollment_ids: Sequence[str]) -> list[DeviceState | None]:
+        async with db.session() as session:
+            found = await device_states(
+                session,
+                since=utc_now() - customer.STATE_SINCE,
+                enrollment_ids=list(enrollment_ids),
+            )
+        return [found.get(e) for e in enrollment_ids]
 
     return DataLoader(load_fn=load)

@@ -12,7 +12,12 @@ from strawberry.scalars import JSON
 
 from api.context import RequestContext
 from api.graphql.common import RESERVED_KEYS, wire_enum
-from api.graphql.customer_events import EnrollmentEvent, EnrollmentPreferences
+from api.graphql.customer_events import (
+    DeviceState,
+    EnrollmentEvent,
+    EnrollmentPreferences,
+    device_state,
+)
 from api.graphql.devices import Device, DeviceType, Protocol, SiteAddressInput
 from api.graphql.failures import (
     CapabilityCheck,
@@ -150,6 +155,10 @@ class Enrollment:
     async def events(self, info: Info) -> list[EnrollmentEvent]:
         views = await info.context.loaders.enrollment_events.load(str(self.id))
         return [EnrollmentEvent.from_view(view) for view in views]
+
+    @strawberry.field(description="The device's newest telemetry (the last day's); null: none.")
+    async def device_state(self, info: Info) -> DeviceState | None:
+        return await device_state(info, str(self.id))
 
     @classmethod
     def from_rows(

@@ -28,6 +28,9 @@ from programs.vtn.preferences import Limits
 EVENTS_SINCE = timedelta(days=7)
 """``viewer { enrollments { events } }`` lists the events that ended this long ago or later."""
 
+STATE_SINCE = timedelta(days=1)
+"""``viewer { enrollments { deviceState } }`` shows telemetry of this long ago or later."""
+
 
 @dataclass(frozen=True)
 class CustomerEvent:

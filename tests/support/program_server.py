@@ -397,3 +397,13 @@ def signals_of(event: dict) -> dict[str, float]:
 def received(ven: SimulatedVen, event_id: str) -> list[dict]:
     """Each copy of the event the VEN received (a change is a new copy)."""
     return [e for e in ven.events if e["event_descriptor"]["event_id"] == event_id]
+
+
+CAPACITY = """
+query($program: ID!) { utilityAdmin { programCapacity(programId: $program) {
+  devices onlineDevices availableKw availableKwh } } }
+"""
+EVENT_PERFORMANCE = """
+query($program: ID!) { utilityAdmin { events(programId: $program) {
+  id requestedKw deliveredKw responses { venName response } } } }
+"""
