@@ -5,7 +5,6 @@ one connection runs at once is limited, and so is the size of a message (1009 be
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
@@ -14,9 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import uvicorn
-import websockets
-from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from api.container import Services
@@ -24,11 +20,11 @@ from api.context import RequestContext
 from api.websocket import EXPIRED_CLOSE_CODE, TOO_BIG_CLOSE_CODE
 from tests.support.enrollment import ADD_DEVICE, SITE
 from tests.support.issuer import TestIssuer
-from tests.support.ports import free_port
 from tests.support.relayer_pause import relayer_paused
 from tests.support.rows import customers_with_subject
 from tests.support.transfers import quote, send
 from tests.support.wallets import Customer, FundedCustomer, fresh_address
+from tests.support.websocket import connect, receive, subscribe
 
 OVPP = 10**18
 USD = 10**6
@@ -45,22 +41,6 @@ class Pending:
 
 
 @pytest.fixture
-async def ws_url(app) -> AsyncIterator[str]:  # type: ignore[no-untyped-def]
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    serving = asyncio.create_task(server.serve())
-    try:
-        while not server.started:  # noqa: ASYNC110 (uvicorn exposes a flag, not an event)
-            await asyncio.sleep(0.02)
-        yield f"ws://127.0.0.1:{port}/graphql"
-    finally:
-        server.should_exit = True
-        await serving
-
-
-@pytest.fixture
 async def pending(
     relayer, services: Services, client, funded_customer: FundedCustomer
 ) -> AsyncIterator[Pending]:
@@ -72,26 +52,6 @@ async def pending(
         sent = await send(client, customer.token, quote_id=made["id"], **fields)
         assert sent["status"] == "QUEUED", sent
         yield Pending(customer=customer, transaction_id=sent["id"])
-
-
-async def connect(url: str, token: str) -> ClientConnection:
-    socket = await websockets.connect(url, subprotocols=["graphql-transport-ws"])  # type: ignore[list-item]
-    await socket.send(
-        json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}})
-    )
-    assert json.loads(await socket.recv())["type"] == "connection_ack"
-    return socket
-
-
-async def subscribe(
-    socket: ClientConnection, operation_id: str, query: str, variables: dict[str, Any]
-) -> None:
-    payload = {"query": query, "variables": variables}
-    await socket.send(json.dumps({"id": operation_id, "type": "subscribe", "payload": payload}))
-
-
-async def receive(socket: ClientConnection, *, timeout: float = 15.0) -> dict[str, Any]:
-    return json.loads(await asyncio.wait_for(socket.recv(), timeout=timeout))
 
 
 async def test_the_socket_closes_with_4401_when_the_token_expires(
