@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import utc_now
 from core.errors import InvalidInput
-from programs.models import Enrollment
+from programs.models import Device, Enrollment
 from programs.vtn import preferences, repository
 from programs.vtn.errors import EventAlreadyStarted
 from programs.vtn.models import (
@@ -24,6 +24,7 @@ from programs.vtn.models import (
     OptResponse,
 )
 from programs.vtn.preferences import Limits
+from programs.vtn.service import ven_name_of
 
 EVENTS_SINCE = timedelta(days=7)
 """``viewer { enrollments { events } }`` lists the events that ended this long ago or later."""
@@ -129,3 +130,22 @@ async def opt_out(session: AsyncSession, *, customer_id: str, event_id: str) -> 
         )
         for delivery, ven in deliveries
     ]
+
+
+async def enrollment_for_device(
+    session: AsyncSession, enrollment_id: str
+) -> tuple[dict[str, str], str, str] | None:
+    """An ACTIVE OpenADR 2.0b enrollment's connection parameters and its device's make and
+    model (for ``ovpp-wallet dev device``), else ``None``."""
+    enrollment = await session.get(Enrollment, enrollment_id)
+    if (
+        enrollment is None
+        or enrollment.status != "ACTIVE"
+        or ven_name_of(enrollment) is None
+        or not enrollment.connection_parameters
+    ):
+        return None
+    device = await session.get(Device, enrollment.device_row_id)
+    if device is None:
+        return None
+    return dict(enrollment.connection_parameters), device.make, device.model
