@@ -65,12 +65,14 @@ class SimulatedBattery:
         return self.answers[event_id]
 
     def _active(self, now: dt.datetime) -> dict[str, Any] | None:
+        """The opted-in event under way that asks the most of it (events may overlap)."""
+        running = []
         for event_id, event in self.events.items():
             period = event["active_period"]
             start = period["dtstart"]
             if self.answers.get(event_id) == "optIn" and start <= now < start + period["duration"]:
-                return event
-        return None
+                running.append(event)
+        return max(running, key=self.discharge_kw, default=None)
 
     def discharge_kw(self, event: dict[str, Any]) -> float:
         signals = _signals(event)

@@ -62,7 +62,7 @@ async def test_the_battery_discharges_within_its_limits_and_reports_it(
     stop = asyncio.Event()
     async with program_server(services.db, settings):
         running = asyncio.create_task(
-            run_battery(parameters, battery, stop=stop, tick_seconds=0.2, speed=60)
+            run_battery(parameters, battery, stop=stop, tick_seconds=0.2, speed=8)
         )
         try:
 
@@ -80,7 +80,7 @@ async def test_the_battery_discharges_within_its_limits_and_reports_it(
                 soc = [r.value for r in rows if r.measurement == "state_of_charge"]
                 return rows if soc and soc[-1] == 79.0 else []
 
-            rows, _ = await eventually(discharged_to_the_floor, timeout=30)
+            rows, _ = await eventually(discharged_to_the_floor, timeout=60)
         finally:
             stop.set()
             await running
