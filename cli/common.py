@@ -27,6 +27,7 @@ def configure_logging(settings: Settings) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # web3 and httpx log every request at DEBUG/INFO; keep them quiet unless asked.
-    for noisy in ("httpx", "web3", "urllib3", "asyncio"):
+    # web3, httpx and OpenLEADR log every request or message at DEBUG/INFO (OpenLEADR with its
+    # whole payload): keep them quiet unless asked.
+    for noisy in ("httpx", "web3", "urllib3", "asyncio", "openleadr"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from typing import TYPE_CHECKING
 
 import click
 
 from cli.common import cli_settings
+
+if TYPE_CHECKING:
+    from devsupport.battery import SimulatedBattery
 
 
 @click.command("dev-token")
@@ -78,3 +83,64 @@ def balances(token: str | None, email: str | None, url: str | None) -> None:
         raise click.ClickException(
             f"the API is not reachable: {error} (is `make run` running?)"
         ) from error
+
+
+@click.group("dev")
+def dev() -> None:
+    """Development-only tools."""
+
+
+@dev.command("device")
+@click.option("--enrollment", "enrollment_id", required=True, help="An ACTIVE enrollment's id.")
+@click.option("--soc", default=80.0, show_default=True, help="State of charge to start at, %.")
+@click.option(
+    "--speed", default=1.0, show_default=True, help="The battery's clock, times real time."
+)
+def device(enrollment_id: str, soc: float, speed: float) -> None:
+    """Run a simulated home battery as the OpenADR 2.0b VEN of an ACTIVE enrollment, configured
+    from nothing but its connectionParameters: it registers, reports power and state of charge
+    every few seconds, opts in to events within its customer's limits and discharges at their
+    level. Ctrl-C stops it."""
+    import signal
+
+    from core.db import Database
+    from devsupport.battery import BatteryModel, SimulatedBattery, run_battery
+    from programs.vtn.customer import enrollment_for_device
+
+    settings = cli_settings()
+    if not settings.is_development:
+        raise click.ClickException("dev device works only with OVPP_ENVIRONMENT=development")
+
+    async def run() -> None:
+        db = Database(settings.resolved_database_url)
+        try:
+            async with db.session() as session:
+                found = await enrollment_for_device(session, enrollment_id)
+        finally:
+            await db.dispose()
+        if found is None:
+            raise click.ClickException(f"no ACTIVE OpenADR 2.0b enrollment {enrollment_id}")
+        parameters, make, model = found
+        battery = SimulatedBattery(model=BatteryModel.of(make, model), soc_percent=soc)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        click.echo(f"{make} {model} as {parameters['venName']} at {parameters['vtnUrl']}")
+        reporter = loop.create_task(_print_state(battery, stop))
+        try:
+            await run_battery(parameters, battery, stop=stop, speed=speed)
+        except RuntimeError as error:
+            raise click.ClickException(str(error)) from error
+        finally:
+            stop.set()
+            await reporter
+
+    asyncio.run(run())
+
+
+async def _print_state(battery: SimulatedBattery, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        click.echo(f"power {battery.power_kw:+.2f} kW  state of charge {battery.soc_percent:.1f} %")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=5)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from cli.deploy import deploy, migrate
-from cli.dev import balances, dev_token
+from cli.dev import balances, dev, dev_token
 from cli.indexer import indexer
 from cli.keys import keys
 from cli.onramp import onramp
@@ -45,6 +45,7 @@ for command in (
     migrate,
     deploy,
     dev_token,
+    dev,
     balances,
     keys,
     registry,

@@ -65,6 +65,13 @@ class ProgramServerSettings(BaseSettings):
         "VEN must present a client certificate chaining to one of them (mutual TLS), and its "
         "fingerprint is pinned at its first registration.",
     )
+    program_server_online_reports: int = Field(
+        3,
+        ge=1,
+        description="A device counts as online in `programCapacity` while its newest telemetry "
+        "sample is at most this many report intervals (`OVPP_PROGRAM_SERVER_REPORT_SECONDS`) "
+        "old.",
+    )
     device_readings_retention_days: int = Field(
         90,
         ge=1,

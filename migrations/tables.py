@@ -10,7 +10,14 @@ from indexer.models import IndexedBlock, IndexerCursor, TokenTransfer, WalletBal
 from onramp.models import OnrampPayment, OnrampQuote, StripeEvent
 from programs.models import Device, Enrollment, Program, RegistryChange, UtilityAccount
 from programs.rewards.models import ClaimBatch, ContributionRecord, RewardRule, RewardSettlement
-from programs.vtn.models import DeviceReading, DrEvent, EventDelivery, ReportStream, Ven
+from programs.vtn.models import (
+    DeviceReading,
+    DrEvent,
+    EnrollmentPreferences,
+    EventDelivery,
+    ReportStream,
+    Ven,
+)
 from relayer.models import (
     FeeQuote,
     MovedHold,
@@ -35,6 +42,7 @@ __all__ = [
     "DeviceReading",
     "DrEvent",
     "Enrollment",
+    "EnrollmentPreferences",
     "EventDelivery",
     "FeeQuote",
     "IndexedBlock",

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 from eth_account import Account
 
 from api.app import create_app
@@ -233,6 +234,23 @@ def app(settings: Settings, services: Services):  # type: ignore[no-untyped-def]
     from api.app import create_app
 
     return create_app(settings, services=services)
+
+
+@pytest.fixture
+async def ws_url(app) -> AsyncIterator[str]:  # type: ignore[no-untyped-def]
+    """The app served by uvicorn on a free port: its graphql-transport-ws URL."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:  # noqa: ASYNC110 (uvicorn exposes a flag, not an event)
+            await asyncio.sleep(0.02)
+        yield f"ws://127.0.0.1:{port}/graphql"
+    finally:
+        server.should_exit = True
+        await serving
 
 
 @pytest.fixture

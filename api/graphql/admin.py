@@ -14,7 +14,12 @@ from api.context import RequestContext
 from api.graphql import webhooks
 from api.graphql.common import RESERVED_KEYS, TokenKind, TokenType, token_of_kind, wire_enum
 from api.graphql.devices import DeviceType, Protocol
-from api.graphql.events import DemandResponseEvent, events_of_program
+from api.graphql.events import (
+    DemandResponseEvent,
+    ProgramCapacity,
+    events_of_program,
+    program_capacity,
+)
 from api.graphql.failures import InsufficientFunds, InvalidInput, typed_failures
 from api.graphql.programs import EnrollmentStatus, FeePayer, PaymentMethod
 from api.graphql.rewards import (
@@ -380,6 +385,13 @@ class UtilityAdmin:
     @strawberry.field(description="An event's contribution records as CSV (amounts in base units).")
     async def contributions_csv(self, info: Info, event_id: strawberry.ID) -> str:
         return await admin_contributions_csv(info, self.tenant_id, event_id)
+
+    @strawberry.field(
+        description="What the program's devices can give now, from their newest telemetry "
+        "(docs/program-server.md, Aggregation)."
+    )
+    async def program_capacity(self, info: Info, program_id: strawberry.ID) -> ProgramCapacity:
+        return await program_capacity(info, self.tenant_id, program_id)
 
     @strawberry.field(description="The utility's registry changes, newest first.")
     async def registry_changes(self, info: Info, first: int = 20) -> list[RegistryChange]:

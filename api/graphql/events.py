@@ -14,6 +14,7 @@ from api.context import RequestContext
 from api.graphql.failures import InvalidInput, typed_failures
 from core.db import utc_now
 from identity.principal import Scope
+from programs.vtn import capacity
 from programs.vtn import events as dr_events
 from programs.vtn.models import DrEvent, EventDelivery, EventStatus, Ven
 
@@ -108,6 +109,26 @@ class DemandResponseEvent:
     responses: list[EventVenResponse] = strawberry.field(
         description="One per device the event went to, by VEN name."
     )
+    row: strawberry.Private[DrEvent]
+    deliveries: strawberry.Private[list[tuple[EventDelivery, Ven]]]
+
+    @strawberry.field(
+        description="targetKw times the devices it went to that did not decline it; null "
+        "without targetKw."
+    )
+    async def requested_kw(self, info: Info) -> float | None:
+        return (await self._performance(info)).requested_kw
+
+    @strawberry.field(
+        description="What those devices showed: the sum of their mean export (-power_real, "
+        "kW) during the event so far; null before it starts."
+    )
+    async def delivered_kw(self, info: Info) -> float | None:
+        return (await self._performance(info)).delivered_kw
+
+    async def _performance(self, info: Info) -> capacity.EventPerformance:
+        async with info.context.read_session() as session:
+            return await capacity.event_performance(session, self.row, self.deliveries)
 
     @classmethod
     def from_rows(
@@ -140,6 +161,8 @@ class DemandResponseEvent:
             created_at=event.created_at,
             cancelled_at=event.cancelled_at,
             responses=[EventVenResponse.from_rows(d, v) for d, v in deliveries],
+            row=event,
+            deliveries=deliveries,
         )
 
 
@@ -199,3 +222,45 @@ async def cancel_event(info: Info, event_id: strawberry.ID) -> CancelEventResult
     session = await info.context.session()
     event = await dr_events.cancel_event(session, tenant_id=tenant_id, event_id=str(event_id))
     return await _view(info, event)
+
+
+@strawberry.type(
+    description="What a program's devices can give now, from their newest telemetry "
+    "(docs/program-server.md, Aggregation)."
+)
+class ProgramCapacity:
+    devices: int = strawberry.field(description="Devices provisioned (ACTIVE enrollments).")
+    online_devices: int = strawberry.field(
+        description="Those that reported within OVPP_PROGRAM_SERVER_ONLINE_REPORTS intervals."
+    )
+    available_kw: float = strawberry.field(
+        description="Online batteries above their reserve: the swing to full discharge, kW."
+    )
+    available_kwh: float = strawberry.field(
+        description="Online batteries: the energy above their reserve, kWh."
+    )
+
+
+async def program_capacity(
+    info: Info, tenant_id: str, program_id: strawberry.ID
+) -> ProgramCapacity:
+    context = info.context
+    settings = context.services.settings
+    async with context.read_session() as session:
+        await dr_events.program_of_utility(
+            session, tenant_id=tenant_id, program_row_id=str(program_id)
+        )
+        found = await capacity.program_capacity(
+            session,
+            services=context.services,
+            program_row_id=str(program_id),
+            since=capacity.online_since(
+                settings.program_server_report_seconds, settings.program_server_online_reports
+            ),
+        )
+    return ProgramCapacity(
+        devices=found.devices,
+        online_devices=found.online_devices,
+        available_kw=found.available_kw,
+        available_kwh=found.available_kwh,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any, TypeVar, get_args
 
 import strawberry
@@ -15,6 +16,7 @@ from core.errors import DomainError
 from core.errors import InvalidInput as InvalidInputError
 from onramp.errors import OnrampUnavailable as OnrampUnavailableError
 from programs import errors as program_errors
+from programs.vtn import errors as vtn_errors
 from registry_client.types import CapabilityCheck as CheckRecord
 from relayer import errors as relayer_errors
 
@@ -76,6 +78,12 @@ class OnrampUnavailable:
     message: str
 
 
+@strawberry.type(description="The event has started: it can no longer be declined.")
+class EventAlreadyStarted:
+    message: str
+    start: datetime
+
+
 def _insufficient_funds(
     error: relayer_errors.InsufficientFunds, tokens: list[TokenInfo]
 ) -> InsufficientFunds:
@@ -103,6 +111,9 @@ _FAILURES: dict[type[DomainError], Callable[[Any, list[TokenInfo]], object]] = {
         message=e.message, failing_checks=[CapabilityCheck.from_record(c) for c in e.failing]
     ),
     OnrampUnavailableError: lambda e, _: OnrampUnavailable(message=e.message),
+    vtn_errors.EventAlreadyStarted: lambda e, _: EventAlreadyStarted(
+        message=e.message, start=e.start
+    ),
 }
 """Each expected domain error's wire type (looked up along the error's class hierarchy)."""
 

@@ -12,6 +12,12 @@ from strawberry.scalars import JSON
 
 from api.context import RequestContext
 from api.graphql.common import RESERVED_KEYS, wire_enum
+from api.graphql.customer_events import (
+    DeviceState,
+    EnrollmentEvent,
+    EnrollmentPreferences,
+    device_state,
+)
 from api.graphql.devices import Device, DeviceType, Protocol, SiteAddressInput
 from api.graphql.failures import (
     CapabilityCheck,
@@ -136,6 +142,23 @@ class Enrollment:
         description="paymentMethod CARD: the Stripe client secret for the app's payment sheet, "
         "in enroll's answer while the fee awaits payment (FEE_PENDING); null otherwise.",
     )
+
+    @strawberry.field(description="The customer's limits for the device during events.")
+    async def preferences(self, info: Info) -> EnrollmentPreferences:
+        limits = await info.context.loaders.enrollment_limits.load(str(self.id))
+        return EnrollmentPreferences.from_limits(limits)
+
+    @strawberry.field(
+        description="The device's demand-response events (ended in the last 7 days, or not "
+        "ended), by start."
+    )
+    async def events(self, info: Info) -> list[EnrollmentEvent]:
+        views = await info.context.loaders.enrollment_events.load(str(self.id))
+        return [EnrollmentEvent.from_view(view) for view in views]
+
+    @strawberry.field(description="The device's newest telemetry (the last day's); null: none.")
+    async def device_state(self, info: Info) -> DeviceState | None:
+        return await device_state(info, str(self.id))
 
     @classmethod
     def from_rows(

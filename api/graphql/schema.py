@@ -22,11 +22,26 @@ from strawberry.extensions import (
 from strawberry.types import ExecutionContext, ExecutionResult
 
 from api.context import RequestContext
-from api.graphql import activity, admin, devices, events, onramp, relayer, rewards, webhooks
+from api.graphql import (
+    activity,
+    admin,
+    customer_events,
+    devices,
+    events,
+    onramp,
+    relayer,
+    rewards,
+    webhooks,
+)
 from api.graphql import programs as enrollment
 from api.graphql.activity import ActivityItem
 from api.graphql.admin import AdminProgram, FundSponsorshipResult, UtilityAdmin
 from api.graphql.common import Chain, TokenType
+from api.graphql.customer_events import (
+    OptOutResult,
+    ProgramEventUpdate,
+    SetEnrollmentPreferencesResult,
+)
 from api.graphql.devices import AddDeviceResult, DeviceModel
 from api.graphql.events import CancelEventResult, CreateEventResult
 from api.graphql.extensions import (
@@ -153,6 +168,16 @@ class Mutation:
         "after the grace period): its contribution records, the root published and funded from "
         "the utility's wallet, then the claims. Settling again returns the same settlement.",
     )
+    set_enrollment_preferences: SetEnrollmentPreferencesResult = strawberry.field(  # type: ignore[valid-type]
+        resolver=customer_events.set_enrollment_preferences,
+        description="The customer's limits for an enrollment's device (reserve state of charge, "
+        "a target by a time of day); its events not yet started follow them. Needs wallet:sign.",
+    )
+    opt_out: OptOutResult = strawberry.field(  # type: ignore[valid-type]
+        resolver=customer_events.opt_out,
+        description="Decline an event for the customer's devices, before it starts: a device "
+        "that has it gets it cancelled, one that has not never gets it. Needs wallet:sign.",
+    )
     add_device: AddDeviceResult = strawberry.field(  # type: ignore[valid-type]
         resolver=devices.add_device, description="Register a device at a site."
     )
@@ -185,6 +210,11 @@ class Subscription:
         resolver=activity.wallet_activity,
         description="Each new or changed item of the signed-in wallet's activity (an incoming "
         "transfer within a few seconds of its block). Needs wallet:read.",
+    )
+    program_events: ProgramEventUpdate = strawberry.subscription(
+        resolver=customer_events.program_events,
+        description="The customer's devices' events: those not ended when it starts, then each "
+        "one announced, started, ended, cancelled or opted out. Needs wallet:read.",
     )
 
 

@@ -1,6 +1,7 @@
 // The screens. Each takes <main>, loads what it shows, and renders plain DOM (no innerHTML,
 // so nothing the API returns is ever parsed as markup).
 import { config, gql, subscribe } from './api.js';
+import { deviceEvents } from './events.js';
 
 const FINAL_TRANSACTION_STATUSES = new Set(['CONFIRMED', 'FAILED', 'REPLACED']);
 const FINAL_ENROLLMENT_STATUSES = new Set(['ACTIVE', 'FAILED', 'UNENROLLED']);
@@ -23,7 +24,7 @@ export function h(tag, attributes = {}, ...children) {
 }
 
 /** A labelled control: the label is a real <label for>, hints are linked by aria-describedby. */
-function field(labelText, control, hint) {
+export function field(labelText, control, hint) {
   const id = control.id || `field-${++fieldCounter}`;
   control.id = id;
   const hintId = hint ? `${id}-hint` : null;
@@ -39,13 +40,13 @@ function select(name, options, value) {
     options.map(([optionValue, label]) => h('option', { value: optionValue, selected: optionValue === value }, label)));
 }
 
-function announce(text) {
+export function announce(text) {
   const announcer = document.getElementById('announcer');
   announcer.textContent = '';
   requestAnimationFrame(() => { announcer.textContent = text; });
 }
 
-function message(text, kind = 'error') {
+export function message(text, kind = 'error') {
   return h('p', { class: kind, role: kind === 'error' ? 'alert' : 'status' }, text);
 }
 
@@ -65,7 +66,7 @@ function sleep(milliseconds) {
   return new Promise((resolve) => setTimeout(resolve, milliseconds));
 }
 
-function statusBadge(status, kind) {
+export function statusBadge(status, kind) {
   const tone = /FAILED|CANCELED|REFUNDED|DISPUTED|REPLACED/.test(status) ? 'bad'
     : /CONFIRMED|ACTIVE|DELIVERED/.test(status) ? 'good' : 'pending';
   return h('span', { class: `badge ${tone}`, dataset: { [kind]: status } }, status.replace(/_/g, ' ').toLowerCase());
@@ -249,7 +250,8 @@ async function devices(main) {
       h('p', { class: 'muted small' }, `${device.deviceType.replace(/_/g, ' ').toLowerCase()} · serial ${device.serial}`),
       h('p', { class: 'muted small' }, `${device.siteAddress.line1}, ${device.siteAddress.city} ${device.siteAddress.region} ${device.siteAddress.postalCode}`),
       enrollments.length ? h('ul', { class: 'list' }, enrollments.map((enrollment) =>
-        h('li', {}, h('span', {}, enrollment.program.name), ' ', statusBadge(enrollment.status, 'enrollmentStatus')))) : null,
+        h('li', {}, h('span', {}, enrollment.program.name), ' ', statusBadge(enrollment.status, 'enrollmentStatus'),
+          enrollment.status === 'ACTIVE' && enrollment.protocol === 'OPENADR_2_0B' ? deviceEvents(enrollment.id, enrollment.program.id) : null))) : null,
       find, programsPanel);
   });
 

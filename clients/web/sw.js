@@ -1,7 +1,8 @@
 // Minimal service worker: the app shell works offline; everything else goes to the network.
 // Network first, so a deployment is picked up at once; the cache is only the fallback.
-const CACHE = 'ovpp-wallet-v1';
+const CACHE = 'ovpp-wallet-v2';
 const SHELL = ['/app/', '/app/app.css', '/app/app.js', '/app/api.js', '/app/screens.js',
+  '/app/events.js',
   '/app/manifest.webmanifest', '/app/icons/icon.svg'];
 
 self.addEventListener('install', (event) => {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from core.errors import DomainError
 
 
@@ -11,3 +13,13 @@ class RegistrationRefused(DomainError):
     OpenADR's 452 (not registered or authorized)."""
 
     code = "REGISTRATION_REFUSED"
+
+
+class EventAlreadyStarted(DomainError):
+    """A customer may opt out of an event only before it starts."""
+
+    code = "EVENT_ALREADY_STARTED"
+
+    def __init__(self, message: str, *, start: datetime) -> None:
+        super().__init__(message)
+        self.start = start

@@ -9,7 +9,6 @@ gets the event again at its next poll (a cancellation reaches it that way).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -20,12 +19,17 @@ from core.errors import InvalidInput, NotFound
 from core.idempotency import request_fingerprint, require_idempotency_key
 from programs.errors import OtherUtility
 from programs.models import Program
-from programs.vtn import repository
+from programs.vtn import preferences, repository
 from programs.vtn.models import DrEvent, EventDelivery, EventStatus, OptResponse, Ven
+from programs.vtn.preferences import Limits
 
 SIGNAL_TYPES = {"SIMPLE": ("SIMPLE", "level"), "LOAD_DISPATCH": ("LOAD_DISPATCH", "setpoint")}
 """Our signal type → OpenADR's (signalName, signalType): SIMPLE is a level 0–3; LOAD_DISPATCH
 a setpoint in kW (``targetKw``)."""
+
+CHARGE_FLOOR_SIGNAL = "CHARGE_STATE"
+"""Each event a VEN gets carries a second signal, CHARGE_STATE ``setpoint``: the state of charge
+(percent) to keep during it, from its customer's limits (``programs.vtn.preferences``)."""
 
 MAX_DURATION_MINUTES = repository.MAX_EVENT_MINUTES
 MAX_START_AGE = timedelta(minutes=5)
@@ -42,6 +46,17 @@ class EventSpec:
     signal_type: str = "SIMPLE"
     level: float = 1.0
     target_kw: float | None = None
+
+
+@dataclass(frozen=True)
+class VenEvent:
+    """An event as one VEN gets it: withheld from it (sent as cancelled, if it had it), at
+    its own modification number, with the state-of-charge floor of its customer's limits."""
+
+    event: DrEvent
+    modification_number: int
+    cancelled: bool
+    soc_floor_percent: int
 
 
 @dataclass(frozen=True)
@@ -128,7 +143,12 @@ async def create_event(
     session.add(event)
     await session.flush()
     vens = await repository.provisioned_vens(session, spec.program_row_id)
-    session.add_all([EventDelivery(event_id=event.id, ven_row_id=ven.id) for ven in vens])
+    limits = await repository.preferences_of(session, [ven.enrollment_id for ven in vens])
+    now = utc_now()
+    for ven in vens:
+        delivery = EventDelivery(event_id=event.id, ven_row_id=ven.id)
+        preferences.settle(delivery, event, Limits.of(limits.get(ven.enrollment_id)), now=now)
+        session.add(delivery)
     await session.flush()
     return event
 
@@ -164,31 +184,46 @@ async def view_of(session: AsyncSession, event: DrEvent) -> EventView:
     )
 
 
-async def events_for_ven(
-    session: AsyncSession, ven: Ven, *, only_changed: bool
-) -> Sequence[DrEvent]:
+async def events_for_ven(session: AsyncSession, ven: Ven, *, only_changed: bool) -> list[VenEvent]:
     """The VEN's events that have not ended (``only_changed``: those it has not received in
-    their current modification, for oadrPoll), each marked delivered."""
+    their current modification, for oadrPoll), each marked delivered. An event withheld from it
+    (opted out, outside its customer's limits) is never sent, or sent once more as cancelled if
+    it had it."""
     now = utc_now()
     rows = await repository.deliveries_of_ven(session, ven.id, ending_after=now)
-    events = []
+    limits = Limits.of(
+        (await repository.preferences_of(session, [ven.enrollment_id])).get(ven.enrollment_id)
+    )
+    found = []
     for delivery, event in rows:
-        if only_changed and delivery.delivered_modification >= event.modification_number:
+        preferences.settle(delivery, event, limits, now=now)
+        withheld = delivery.opted_out_by is not None
+        modification = event.modification_number + delivery.revision
+        if withheld and delivery.delivered_modification < 0:
             continue
-        delivery.delivered_modification = event.modification_number
+        if only_changed and delivery.delivered_modification >= modification:
+            continue
+        delivery.delivered_modification = modification
         delivery.delivered_at = now
         session.add(delivery)
-        events.append(event)
+        found.append(
+            VenEvent(
+                event=event,
+                modification_number=modification,
+                cancelled=withheld or event.status == EventStatus.CANCELLED,
+                soc_floor_percent=preferences.charge_floor(event, limits),
+            )
+        )
     await session.flush()
-    return events
+    return found
 
 
 async def record_response(session: AsyncSession, ven: Ven, *, event_id: str, opt_type: str) -> None:
     """The VEN's answer (oadrCreatedEvent), with its time. Its reply to a cancellation keeps
-    the answer it gave the event."""
+    the answer it gave the event, and an event withheld from it stays opted out."""
     delivery = await repository.delivery_of(session, event_id, ven.id)
     response = OPT_TYPES.get(opt_type)
-    if delivery is None or response is None:
+    if delivery is None or response is None or delivery.opted_out_by is not None:
         return
     event = await session.get(DrEvent, event_id)
     if event is None or (event.status == EventStatus.CANCELLED and delivery.response is not None):

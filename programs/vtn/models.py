@@ -32,6 +32,13 @@ class OptResponse(StrEnum):
     OPT_OUT = "OPT_OUT"
 
 
+class OptedOutBy(StrEnum):
+    """Who kept an event from a device before the device answered it."""
+
+    CUSTOMER = "CUSTOMER"  # ``optOut`` before the event started
+    PREFERENCES = "PREFERENCES"  # the event would still run at the customer's ``readyBy``
+
+
 class Ven(SQLModel, table=True):
     """A device's VEN on the program server, one per enrollment: provisioned when the
     enrollment becomes ACTIVE, registered (``ven_id``, ``registration_id``) by the device, its
@@ -92,6 +99,12 @@ class EventDelivery(SQLModel, table=True):
     delivered_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
     response: str | None = Field(default=None, max_length=16)
     responded_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    opted_out_by: str | None = Field(default=None, max_length=16)
+    """Set when the event is withheld from the VEN (``OptedOutBy``): it is not sent, or, sent
+    already, sent again as cancelled for it; ``response`` is then ``OPT_OUT``."""
+    revision: int = 0
+    """This VEN's changes of the event (an opt-out, new preferences): the VEN gets modification
+    ``event.modification_number + revision``, so each change reaches it as a modification."""
 
 
 class ReportStream(SQLModel, table=True):
@@ -136,3 +149,17 @@ class DeviceReading(SQLModel, table=True):
     unit: str | None = Field(default=None, max_length=32)
     scale: str | None = Field(default=None, max_length=8)
     quality: str | None = Field(default=None, max_length=64, description="OpenADR readingType")
+
+
+class EnrollmentPreferences(SQLModel, table=True):
+    """The customer's limits for an enrollment's device (SMARTFlex: the customer sets them, the
+    program schedules within them): during an event the battery keeps ``reserve_soc_percent``,
+    and it is at ``target_soc_percent`` at ``ready_by`` (a time of day, UTC, ``HH:MM``)."""
+
+    __tablename__ = "enrollment_preferences"
+
+    enrollment_id: str = Field(foreign_key="enrollments.id", max_length=36, primary_key=True)
+    reserve_soc_percent: int = 20
+    ready_by: str | None = Field(default=None, max_length=5)
+    target_soc_percent: int | None = None
+    updated_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp())

@@ -6,14 +6,15 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import insert_many_if_absent, new_id
-from programs.models import Enrollment
+from programs.models import Device, Enrollment
 from programs.vtn.models import (
     DeviceReading,
     DrEvent,
+    EnrollmentPreferences,
     EventDelivery,
     EventStatus,
     ReportStream,
@@ -192,3 +193,124 @@ async def delete_readings_before(session: AsyncSession, cutoff: datetime) -> int
 
 async def enrollment(session: AsyncSession, enrollment_id: str) -> Enrollment | None:
     return await session.get(Enrollment, enrollment_id)
+
+
+async def preferences_of(
+    session: AsyncSession, enrollment_ids: Sequence[str]
+) -> dict[str, EnrollmentPreferences]:
+    if not enrollment_ids:
+        return {}
+    statement = select(EnrollmentPreferences).where(
+        EnrollmentPreferences.enrollment_id.in_(enrollment_ids)
+    )
+    return {row.enrollment_id: row for row in (await session.execute(statement)).scalars()}
+
+
+async def events_of_enrollments(
+    session: AsyncSession, enrollment_ids: Sequence[str], *, ending_after: datetime
+) -> Sequence[tuple[DrEvent, EventDelivery, Ven]]:
+    """The events delivered (or to be delivered) to these enrollments' VENs that end after
+    ``ending_after``, soonest first (ends computed in Python, as in ``deliveries_of_ven``)."""
+    if not enrollment_ids:
+        return []
+    statement = (
+        select(DrEvent, EventDelivery, Ven)
+        .join(EventDelivery, EventDelivery.event_id == DrEvent.id)
+        .join(Ven, Ven.id == EventDelivery.ven_row_id)
+        .where(
+            Ven.enrollment_id.in_(enrollment_ids),
+            DrEvent.start > ending_after - timedelta(minutes=MAX_EVENT_MINUTES),
+        )
+        .order_by(DrEvent.start, DrEvent.id)
+    )
+    rows = (await session.execute(statement)).all()
+    return [
+        (event, delivery, ven)
+        for event, delivery, ven in rows
+        if event.start + timedelta(minutes=event.duration_minutes) > ending_after
+    ]
+
+
+async def customer_deliveries_of_event(
+    session: AsyncSession, *, customer_id: str, event_id: str
+) -> Sequence[tuple[EventDelivery, Ven]]:
+    """The event's deliveries to the customer's own VENs, locked until commit."""
+    statement = (
+        select(EventDelivery, Ven)
+        .join(Ven, Ven.id == EventDelivery.ven_row_id)
+        .join(Enrollment, Enrollment.id == Ven.enrollment_id)
+        .where(EventDelivery.event_id == event_id, Enrollment.customer_id == customer_id)
+        .order_by(Ven.ven_name)
+        .with_for_update(of=EventDelivery)
+    )
+    return [(delivery, ven) for delivery, ven in (await session.execute(statement)).all()]
+
+
+async def enrollment_ids_of_customer(session: AsyncSession, customer_id: str) -> Sequence[str]:
+    statement = select(Enrollment.id).where(Enrollment.customer_id == customer_id)
+    return (await session.execute(statement)).scalars().all()
+
+
+async def devices_of_program(session: AsyncSession, program_row_id: str) -> Sequence[Any]:
+    """(enrollment id, make, model) of each provisioned VEN of the program."""
+    statement = (
+        select(Ven.enrollment_id, Device.make, Device.model)
+        .join(Enrollment, Enrollment.id == Ven.enrollment_id)
+        .join(Device, Device.id == Enrollment.device_row_id)
+        .where(Ven.program_row_id == program_row_id, Ven.status == VenStatus.PROVISIONED)
+    )
+    return (await session.execute(statement)).all()
+
+
+async def latest_readings(
+    session: AsyncSession,
+    *,
+    since: datetime,
+    program_row_id: str | None = None,
+    enrollment_ids: Sequence[str] | None = None,
+) -> Sequence[DeviceReading]:
+    """The newest sample since ``since`` of each (enrollment, measurement), of a program's
+    provisioned VENs or of some enrollments: one grouped query on the timestamp index."""
+    newest = select(
+        DeviceReading.enrollment_id,
+        DeviceReading.measurement,
+        func.max(DeviceReading.timestamp).label("newest"),
+    ).where(DeviceReading.timestamp >= since)
+    if program_row_id is not None:
+        newest = newest.join(Ven, Ven.enrollment_id == DeviceReading.enrollment_id).where(
+            Ven.program_row_id == program_row_id, Ven.status == VenStatus.PROVISIONED
+        )
+    if enrollment_ids is not None:
+        newest = newest.where(DeviceReading.enrollment_id.in_(enrollment_ids))
+    latest = newest.group_by(DeviceReading.enrollment_id, DeviceReading.measurement).subquery()
+    statement = select(DeviceReading).join(
+        latest,
+        (DeviceReading.enrollment_id == latest.c.enrollment_id)
+        & (DeviceReading.measurement == latest.c.measurement)
+        & (DeviceReading.timestamp == latest.c.newest),
+    )
+    return (await session.execute(statement)).scalars().all()
+
+
+async def mean_power_during(
+    session: AsyncSession, enrollment_ids: Sequence[str], *, start: datetime, end: datetime
+) -> Sequence[Any]:
+    """(enrollment id, scale, unit, mean value) of ``power_real`` in [start, end)."""
+    if not enrollment_ids:
+        return []
+    statement = (
+        select(
+            DeviceReading.enrollment_id,
+            DeviceReading.scale,
+            DeviceReading.unit,
+            func.avg(DeviceReading.value),
+        )
+        .where(
+            DeviceReading.enrollment_id.in_(enrollment_ids),
+            DeviceReading.measurement == "power_real",
+            DeviceReading.timestamp >= start,
+            DeviceReading.timestamp < end,
+        )
+        .group_by(DeviceReading.enrollment_id, DeviceReading.scale, DeviceReading.unit)
+    )
+    return (await session.execute(statement)).all()

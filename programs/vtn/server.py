@@ -29,7 +29,7 @@ from core.settings import Settings
 from programs.vtn import events as dr_events
 from programs.vtn import service, telemetry
 from programs.vtn.errors import RegistrationRefused
-from programs.vtn.models import DrEvent, EventStatus, Ven
+from programs.vtn.models import DrEvent, Ven
 
 logger = logging.getLogger(__name__)
 
@@ -239,7 +239,28 @@ class ProgramServer:
         return "oadrUpdatedReport", {}
 
 
-def _openadr_event(event: DrEvent, *, ven_id: str) -> objects.Event:
+def _signal(
+    event: DrEvent, *, name: str, kind: str, payload: float, suffix: str
+) -> objects.EventSignal:
+    return objects.EventSignal(
+        intervals=[
+            objects.Interval(
+                dtstart=event.start,
+                duration=timedelta(minutes=event.duration_minutes),
+                signal_payload=float(payload),
+                uid=0,
+            )
+        ],
+        signal_name=name,
+        signal_type=kind,
+        signal_id=f"{event.id}-{suffix}",
+    )
+
+
+def _openadr_event(sent: dr_events.VenEvent, *, ven_id: str) -> objects.Event:
+    """The event as this VEN gets it: its signal, and a ``CHARGE_STATE`` setpoint signal, the
+    state of charge (percent) its customer's limits keep during it."""
+    event = sent.event
     signal_name, signal_type = dr_events.SIGNAL_TYPES[event.signal_type]
     duration = timedelta(minutes=event.duration_minutes)
     payload = event.target_kw if signal_type == "setpoint" else event.level
@@ -247,31 +268,26 @@ def _openadr_event(event: DrEvent, *, ven_id: str) -> objects.Event:
     openadr_event = objects.Event(
         event_descriptor=objects.EventDescriptor(
             event_id=event.id,
-            modification_number=event.modification_number,
+            modification_number=sent.modification_number,
             market_context=f"oadr://openvpp/programs/{event.program_row_id}",
             event_status="far",  # the Event sets it from its times
             created_date_time=event.created_at,
         ),
         active_period=active_period,
         event_signals=[
-            objects.EventSignal(
-                intervals=[
-                    objects.Interval(
-                        dtstart=event.start,
-                        duration=duration,
-                        signal_payload=float(payload or 0),
-                        uid=0,
-                    )
-                ],
-                signal_name=signal_name,
-                signal_type=signal_type,
-                signal_id=f"{event.id}-0",
-            )
+            _signal(event, name=signal_name, kind=signal_type, payload=payload or 0, suffix="0"),
+            _signal(
+                event,
+                name=dr_events.CHARGE_FLOOR_SIGNAL,
+                kind="setpoint",
+                payload=sent.soc_floor_percent,
+                suffix="soc-floor",
+            ),
         ],
         targets=[objects.Target(ven_id=ven_id)],
         response_required="always",
     )
-    if event.status == EventStatus.CANCELLED:
+    if sent.cancelled:
         openadr_event.event_descriptor.event_status = "cancelled"
     return openadr_event
 

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.cli import CLI, ovpp_wallet
 from tests.support.serve import RunningServe, Stack, new_stack, serving
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -27,7 +28,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 JOURNEY_TIMEOUT_SECONDS = 300
 STEPS = (
     "sign-in", "wallet", "send-quote", "send-confirmed", "history", "session-renewed",
-    "device-programs", "enrollment-check", "enrolled-active", "card-form", "bought",
+    "device-programs", "enrollment-check", "enrolled-active", "opted-out", "next-event",
+    "event-live", "card-form", "bought",
     "signed-out", "policy-enforced",
 )  # fmt: skip
 
@@ -113,11 +115,18 @@ def test_the_customer_journey_on_a_phone(stack: Stack, served: RunningServe) -> 
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     started = time.monotonic()
+    admin = ovpp_wallet(
+        stack.env, "dev-token", "--email", "ops@demo-utility.example", "--scope",
+        "openid utility:admin", cwd=stack.logs_dir,
+    )  # fmt: skip
+    assert admin.returncode == 0, admin.stderr
     result = subprocess.run(
         ["node", str(JOURNEY_SCRIPT), "--app-url", f"{stack.api_url}/app/",
-         "--artifacts", str(ARTIFACTS), "--chromium", str(CHROMIUM)],
+         "--artifacts", str(ARTIFACTS), "--chromium", str(CHROMIUM),
+         "--admin-token", admin.stdout.strip(),
+         "--device-command", json.dumps([str(CLI), "dev", "device", "--speed", "60"])],
         cwd=REPOSITORY, capture_output=True, text=True, timeout=JOURNEY_TIMEOUT_SECONDS,
-        check=False,
+        check=False, env=stack.env,
     )  # fmt: skip
     elapsed = time.monotonic() - started
     report = _report(result, served)
@@ -168,6 +177,11 @@ def test_the_customer_journey_on_a_phone(stack: Stack, served: RunningServe) -> 
     assert "Sponsored Home Battery Program" in steps["device-programs"]["programs"]
     assert steps["enrollment-check"] == steps["enrollment-check"] | {"fee": "5", "payer": "SPONSOR"}
     assert steps["enrolled-active"]["status"] == "ACTIVE"
+    # The enrolled battery (`ovpp-wallet dev device`): an event declined before its start, the
+    # next one announced with the customer's limit, then live: the battery gives power.
+    assert steps["opted-out"]["response"] == "OPT_OUT"
+    assert steps["next-event"] == steps["next-event"] | {"status": "SCHEDULED", "keeps": True}
+    assert steps["event-live"]["powerKw"] == -3.0 and 30 <= steps["event-live"]["soc"] < 80
     assert steps["card-form"]["balanceBefore"] == "995"  # 1000 less the 5 sent (fee in USDC)
     assert Decimal(steps["bought"]["balanceAfter"]) == Decimal("995") + Decimal(
         steps["card-form"]["tokens"]

@@ -13,6 +13,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { chromium } from 'playwright-core';
 
@@ -22,6 +23,8 @@ const { values: options } = parseArgs({
     artifacts: { type: 'string' },
     email: { type: 'string', default: 'alice@example.com' },
     chromium: { type: 'string', default: process.env.CHROMIUM_PATH || '/usr/bin/chromium' },
+    'admin-token': { type: 'string' }, // the demo utility's administrator: announces the events
+    'device-command': { type: 'string' }, // JSON argv of `ovpp-wallet dev device` (--enrollment is added)
   },
 });
 const APP_URL = options['app-url'];
@@ -33,6 +36,7 @@ fs.mkdirSync(ARTIFACTS, { recursive: true });
 
 const report = { steps: [], console: [], cspViolations: [] };
 let currentStep = 'launch';
+let device = null; // the simulated battery (`ovpp-wallet dev device`) while it runs
 let cspProbe = null; // while the policy-enforced step provokes a violation on purpose: its list
 const browser = await chromium.launch({
   executablePath: options.chromium,
@@ -223,6 +227,57 @@ try {
     return { status: await listed.getAttribute('data-enrollment-status') };
   });
 
+  // Demand response: the simulated battery of the enrollment, the admin's events, the customer's
+  // limits and opt-out, and the device's live state during an event.
+  const panel = page.locator('section.events').first();
+  await panel.waitFor();
+  const enrollmentId = await panel.getAttribute('data-enrollment-id');
+  const programId = await panel.getAttribute('data-program-id');
+  const [command, ...argv] = JSON.parse(options['device-command']);
+  device = spawn(command, [...argv, '--enrollment', enrollmentId], { stdio: 'ignore' });
+  const announce = async (startsInSeconds, key) => {
+    const start = new Date(Date.now() + startsInSeconds * 1000).toISOString();
+    const response = await fetch(new URL('/graphql', APP_URL), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${options['admin-token']}` },
+      body: JSON.stringify({
+        query: 'mutation($input: CreateEventInput!) { createEvent(input: $input) { __typename ... on DemandResponseEvent { id } } }',
+        variables: { input: { programId, start, durationMinutes: 10, signal: { type: 'LOAD_DISPATCH', targetKw: 3 }, idempotencyKey: `${key}-${SERIAL}` } },
+      }),
+    });
+    return (await response.json()).data.createEvent.id;
+  };
+
+  await step('opted-out', async () => {
+    await panel.getByLabel('Keep at least (%)').fill('30');
+    await panel.getByRole('button', { name: 'Save limits' }).click();
+    await panel.getByText('Saved').waitFor();
+    const eventId = await announce(3600, 'later');
+    await page.locator(`#next-event[data-event-id="${eventId}"]`).waitFor({ timeout: SLOW });
+    await page.getByRole('button', { name: 'Sit this one out' }).click();
+    await page.locator(`#next-event[data-event-id="${eventId}"][data-response="OPT_OUT"]`).waitFor();
+    return { response: 'OPT_OUT' };
+  });
+
+  let soonId;
+  await step('next-event', async () => {
+    soonId = await announce(25, 'soon');
+    const next = page.locator(`#next-event[data-event-id="${soonId}"]`);
+    await next.waitFor({ timeout: SLOW });
+    return { status: await next.getAttribute('data-event-status'), keeps: (await next.textContent()).includes('keeps 30 %') };
+  });
+
+  await step('event-live', async () => {
+    await page.waitForFunction((id) => {
+      const live = document.querySelector(`#next-event[data-event-id="${id}"] #live-state`);
+      return live && Number(live.dataset.powerKw) < 0;
+    }, soonId, { timeout: SLOW });
+    const live = page.locator('#live-state');
+    return { powerKw: Number(await live.getAttribute('data-power-kw')), soc: Number(await live.getAttribute('data-soc')) };
+  });
+  device.kill('SIGINT');
+  device = null;
+
   let before;
   await step('card-form', async () => {
     await page.getByRole('link', { name: 'Buy' }).click();
@@ -309,6 +364,7 @@ try {
   report.failedStep = currentStep;
   await page.screenshot({ path: path.join(ARTIFACTS, `failed-${currentStep}.png`), fullPage: true }).catch(() => {});
 } finally {
+  device?.kill('SIGINT');
   report.seconds = (Date.now() - started) / 1000;
   await browser.close();
 }

@@ -346,3 +346,64 @@ class Pki:
     def device(self, name: str, *, authority: Authority | None = None) -> VenCredentials:
         cert, key = (authority or self.device_authority).issue(self.directory, name)
         return VenCredentials(cert=cert, key=key, ca_file=self.utility_ca)
+
+
+# The customer's side
+
+CUSTOMER_EVENTS = """
+{ viewer { enrollments { id preferences { reserveSocPercent readyBy targetSocPercent }
+  events { id enrollmentId start end status signal level targetKw socFloorPercent response
+    optedOutBy } } } }
+"""
+SET_PREFERENCES = """
+mutation($input: SetEnrollmentPreferencesInput!) { setEnrollmentPreferences(input: $input) {
+  __typename ... on EnrollmentPreferences { reserveSocPercent readyBy targetSocPercent }
+  ... on InvalidInput { message field } } }
+"""
+OPT_OUT = """
+mutation($id: ID!) { optOut(input: {eventId: $id}) {
+  __typename ... on OptedOut { eventId events { id response optedOutBy status } }
+  ... on EventAlreadyStarted { message start } ... on InvalidInput { message field } } }
+"""
+
+
+async def create_event_at(
+    client, admin: str, program: str, *, start: dt.datetime, minutes: int = 30, **signal: Any
+) -> dict:
+    body = await gql(
+        client,
+        CREATE_EVENT,
+        {
+            "input": {
+                "programId": program,
+                "start": start.isoformat(),
+                "durationMinutes": minutes,
+                "signal": signal or {"level": 2, "targetKw": 3.5},
+                "idempotencyKey": f"event-{uuid.uuid4().hex[:10]}",
+            }
+        },
+        token=admin,
+    )
+    created = body["data"]["createEvent"]
+    assert created["__typename"] == "DemandResponseEvent", body
+    return created
+
+
+def signals_of(event: dict) -> dict[str, float]:
+    """An OpenLEADR event's signals, by name, their first interval's payload."""
+    return {s["signal_name"]: s["intervals"][0]["signal_payload"] for s in event["event_signals"]}
+
+
+def received(ven: SimulatedVen, event_id: str) -> list[dict]:
+    """Each copy of the event the VEN received (a change is a new copy)."""
+    return [e for e in ven.events if e["event_descriptor"]["event_id"] == event_id]
+
+
+CAPACITY = """
+query($program: ID!) { utilityAdmin { programCapacity(programId: $program) {
+  devices onlineDevices availableKw availableKwh } } }
+"""
+EVENT_PERFORMANCE = """
+query($program: ID!) { utilityAdmin { events(programId: $program) {
+  id requestedKw deliveredKw responses { venName response } } } }
+"""

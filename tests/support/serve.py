@@ -31,6 +31,7 @@ class Stack:
     anvil_port: int
     oidc_port: int
     stripe_port: int
+    program_server_port: int
 
     @property
     def env(self) -> dict[str, str]:
@@ -44,6 +45,7 @@ class Stack:
             OVPP_ANVIL_PORT=str(self.anvil_port),
             OVPP_DEV_OIDC_PORT=str(self.oidc_port),
             OVPP_LOCALSTRIPE_PORT=str(self.stripe_port),
+            OVPP_PROGRAM_SERVER_PORT=str(self.program_server_port),
         )
         return env
 
@@ -88,6 +90,7 @@ def new_stack(root: Path) -> Stack:
         anvil_port=free_port(),
         oidc_port=free_port(),
         stripe_port=free_port(),
+        program_server_port=free_port(),
     )
 
 
