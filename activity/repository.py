@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, or_, select, true
+from sqlalchemy import Row, and_, literal, or_, select, true, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.models import Customer, Tenant
@@ -71,8 +71,12 @@ async def transfers_page(
         if after.rank == JOB_RANK:
             statement = statement.where(at <= after.at)
         else:
+            # One row comparison, not an OR: PostgreSQL then starts the index scan
+            # (address, block_timestamp, id) at the cursor and stops after ``limit`` rows.
+            key = tuple_(at, TRANSFERS.c.id)
             statement = statement.where(
-                or_(at < after.at, and_(at == after.at, TRANSFERS.c.id < int(after.key)))
+                key
+                < tuple_(literal(after.at, at.type), literal(int(after.key), TRANSFERS.c.id.type))
             )
     statement = statement.order_by(TRANSFERS.c.block_timestamp.desc(), TRANSFERS.c.id.desc())
     return list((await session.execute(statement.limit(limit))).all())
