@@ -85,8 +85,8 @@ class StreamCache:
     """The report streams of each VEN, kept in the process: they change only when the VEN
     registers its reports (``forget`` then) and are kept per registration (a VEN that registers
     again, here or in another process, gets a new ``registration_id`` and its streams are read
-    again). Whether the VEN may send at all is not cached: its lookup reads that on every
-    message."""
+    again; OpenLEADR's VEN registers its reports after each registration). Whether the VEN may
+    send at all is not cached: its lookup reads that on every message."""
 
     def __init__(self) -> None:
         self._by_ven: dict[str, tuple[str | None, dict[tuple[str, str], Any]]] = {}
