@@ -217,7 +217,7 @@ async def insert_if_absent(
 
 
 async def insert_many_if_absent(
-    session: AsyncSession,
+    session: AsyncSession | AsyncConnection,
     table: Any,
     rows: Sequence[dict[str, Any]],
     *,
@@ -225,10 +225,15 @@ async def insert_many_if_absent(
 ) -> list[Any]:
     """``INSERT … ON CONFLICT DO NOTHING`` of many rows in one execution: a row that would
     break a unique key is skipped, the others go in. With ``returning`` columns, returns those
-    of the rows inserted (none of the skipped ones)."""
+    of the rows inserted (none of the skipped ones). ``session`` may be a connection
+    (``Database.autocommit``); the statement is built once per dialect and table."""
     if not rows:
         return []
-    statement = _dialect_insert(_dialect(session))(table).on_conflict_do_nothing()
+    dialect = _dialect(session)
+    statement = _INSERTS_IF_ABSENT.get((dialect, table))
+    if statement is None:
+        statement = _dialect_insert(dialect)(table).on_conflict_do_nothing()
+        _INSERTS_IF_ABSENT[(dialect, table)] = statement
     if not returning:
         await session.execute(statement, list(rows))
         return []

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core.db import insert_many_if_absent, new_id
 from programs.models import Device, Enrollment
@@ -172,9 +172,46 @@ async def report_streams(
     return {(s.report_request_id, s.r_id): s for s in streams}
 
 
-async def insert_readings(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+async def insert_readings(
+    executor: AsyncSession | AsyncConnection, rows: Sequence[dict[str, Any]]
+) -> None:
     """One statement for the batch; a sample sent twice (a VEN's retry) is kept once."""
-    await insert_many_if_absent(session, DeviceReading.__table__, rows)
+    await insert_many_if_absent(executor, DeviceReading.__table__, rows)
+
+
+_VENS = Ven.__table__  # type: ignore[attr-defined]
+_STREAMS = ReportStream.__table__  # type: ignore[attr-defined]
+_VEN_IDENTITY = select(
+    _VENS.c.id,
+    _VENS.c.ven_id,
+    _VENS.c.ven_name,
+    _VENS.c.enrollment_id,
+    _VENS.c.status,
+    _VENS.c.registration_id,
+    _VENS.c.cert_fingerprint,
+).where(_VENS.c.ven_id == bindparam("ven_id"))
+_STREAMS_OF_VEN = select(
+    _STREAMS.c.report_request_id,
+    _STREAMS.c.r_id,
+    _STREAMS.c.resource_id,
+    _STREAMS.c.measurement,
+    _STREAMS.c.unit,
+    _STREAMS.c.scale,
+    _STREAMS.c.reading_type,
+).where(_STREAMS.c.ven_row_id == bindparam("ven_row_id"))
+
+
+async def ven_identity(executor: AsyncSession | AsyncConnection, ven_id: str) -> Any | None:
+    """The row of the VEN behind a ``ven_id`` (id, ven_id, ven_name, enrollment_id, status,
+    registration_id, cert_fingerprint) in one Core statement, built once: the lookup of every
+    message the program server gets."""
+    return (await executor.execute(_VEN_IDENTITY, {"ven_id": ven_id})).one_or_none()
+
+
+async def streams_of_ven(executor: AsyncSession | AsyncConnection, ven_row_id: str) -> list[Any]:
+    """Every stream the VEN was asked for (report_request_id, r_id, resource_id, measurement,
+    unit, scale, reading_type)."""
+    return list((await executor.execute(_STREAMS_OF_VEN, {"ven_row_id": ven_row_id})).all())
 
 
 async def readings_of_enrollment(

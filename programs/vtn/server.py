@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from aiohttp import web
 from openleadr import OpenADRServer, errors, objects, utils
 
 from core.background import BackgroundLoop
@@ -34,6 +36,21 @@ from programs.vtn.models import DrEvent, Ven
 logger = logging.getLogger(__name__)
 
 HOUSEKEEPING_SECONDS = 3600
+
+_LOOKED_UP: contextvars.ContextVar[dict[str, service.VenIdentity | None] | None] = (
+    contextvars.ContextVar("program_server_looked_up", default=None)
+)
+"""The VENs looked up while handling the current HTTP request (OpenLEADR's ``ven_lookup``,
+called once per message, twice over TLS), for its handler: one lookup per message."""
+
+
+@web.middleware
+async def _lookups_of_request(request: web.Request, handler: Any) -> web.StreamResponse:
+    token = _LOOKED_UP.set({})
+    try:
+        return await handler(request)
+    finally:
+        _LOOKED_UP.reset(token)
 
 
 @dataclass
@@ -77,6 +94,8 @@ class ProgramServer:
             show_fingerprint=False,
             ven_lookup=self._ven_lookup,
         )
+        self.vtn.app.middlewares.append(_lookups_of_request)
+        self.streams = telemetry.StreamCache()
         self.vtn.add_handler("on_create_party_registration", self._create_party_registration)
         self.vtn.add_handler("on_cancel_party_registration", self._cancel_party_registration)
         self.vtn.add_handler("on_poll", self._poll)
@@ -128,8 +147,7 @@ class ProgramServer:
         }
 
     async def _ven_lookup(self, ven_id: str) -> dict[str, Any] | None:
-        async with self.db.session() as session:
-            ven = await service.registered_ven(session, ven_id)
+        ven = await self._identity(ven_id)
         if ven is None:
             return None
         return {
@@ -138,6 +156,18 @@ class ProgramServer:
             "fingerprint": ven.cert_fingerprint,
             "registration_id": ven.registration_id,
         }
+
+    async def _identity(self, ven_id: str) -> service.VenIdentity | None:
+        """The VEN as this request found it: read once per HTTP request (never cached across
+        requests, so a de-provisioned VEN or a new pinned certificate counts at once)."""
+        looked_up = _LOOKED_UP.get()
+        if looked_up is not None and ven_id in looked_up:
+            return looked_up[ven_id]
+        async with self.db.autocommit() as connection:
+            ven = await service.registered_identity(connection, ven_id)
+        if looked_up is not None:
+            looked_up[ven_id] = ven
+        return ven
 
     async def _ven(self, session: Any, ven_id: str) -> Ven:
         ven = await service.registered_ven(session, ven_id)
@@ -219,6 +249,7 @@ class ProgramServer:
         async with self.db.session() as session:
             ven = await self._ven(session, payload["ven_id"])
             await telemetry.register_streams(session, ven, streams)
+        self.streams.forget(ven.id)
         return response_type, response
 
     async def _update_report(self, payload: dict[str, Any]) -> tuple[str, dict]:
@@ -233,9 +264,11 @@ class ProgramServer:
             for interval in report.get("intervals") or []
             if interval.get("report_payload")
         ]
-        async with self.db.session() as session:
-            ven = await self._ven(session, payload["ven_id"])
-            await telemetry.store_samples(session, ven, samples)
+        ven = await self._identity(payload["ven_id"])  # the one OpenLEADR's lookup found
+        if ven is None:
+            raise errors.RequestReregistration(payload["ven_id"])
+        async with self.db.autocommit() as connection:
+            await telemetry.store_samples(connection, ven, self.streams, samples)
         return "oadrUpdatedReport", {}
 
 

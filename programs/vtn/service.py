@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core.db import utc_now
 from programs.models import Enrollment
@@ -137,3 +137,30 @@ async def registered_ven(session: AsyncSession, ven_id: str) -> Ven | None:
     if ven is None or ven.status != VenStatus.PROVISIONED or ven.registration_id is None:
         return None
     return ven
+
+
+@dataclass(frozen=True)
+class VenIdentity:
+    """What a message's lookup finds of a provisioned, registered VEN."""
+
+    row_id: str
+    ven_id: str
+    ven_name: str
+    enrollment_id: str
+    registration_id: str
+    cert_fingerprint: str | None
+
+
+async def registered_identity(connection: AsyncConnection, ven_id: str) -> VenIdentity | None:
+    """``registered_ven`` in one Core statement, for the lookup of every message."""
+    row = await repository.ven_identity(connection, ven_id)
+    if row is None or row.status != VenStatus.PROVISIONED or row.registration_id is None:
+        return None
+    return VenIdentity(
+        row_id=row.id,
+        ven_id=row.ven_id,
+        ven_name=row.ven_name,
+        enrollment_id=row.enrollment_id,
+        registration_id=row.registration_id,
+        cert_fingerprint=row.cert_fingerprint,
+    )

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core.db import new_id, utc_now
 from programs.vtn import repository
 from programs.vtn.models import ReportStream, Ven
+from programs.vtn.service import VenIdentity
 
 MEASUREMENTS = {
     "power_real": "power_real",
@@ -80,11 +81,35 @@ class Sample:
     value: float
 
 
-async def store_samples(session: AsyncSession, ven: Ven, samples: Sequence[Sample]) -> int:
-    """Store the samples of the VEN's own streams (others are ignored); returns how many."""
-    streams = await repository.report_streams(
-        session, ven.id, sorted({s.report_request_id for s in samples})
-    )
+class StreamCache:
+    """The report streams of each VEN, kept in the process: they change only when the VEN
+    registers its reports (``forget`` then) and are kept per registration (a VEN that registers
+    again, here or in another process, gets a new ``registration_id`` and its streams are read
+    again; OpenLEADR's VEN registers its reports after each registration). Whether the VEN may
+    send at all is not cached: its lookup reads that on every message."""
+
+    def __init__(self) -> None:
+        self._by_ven: dict[str, tuple[str | None, dict[tuple[str, str], Any]]] = {}
+
+    async def of(self, connection: AsyncConnection, ven: VenIdentity) -> dict[tuple[str, str], Any]:
+        cached = self._by_ven.get(ven.row_id)
+        if cached is not None and cached[0] == ven.registration_id:
+            return cached[1]
+        rows = await repository.streams_of_ven(connection, ven.row_id)
+        streams = {(row.report_request_id, row.r_id): row for row in rows}
+        self._by_ven[ven.row_id] = (ven.registration_id, streams)
+        return streams
+
+    def forget(self, ven_row_id: str) -> None:
+        self._by_ven.pop(ven_row_id, None)
+
+
+async def store_samples(
+    connection: AsyncConnection, ven: VenIdentity, cache: StreamCache, samples: Sequence[Sample]
+) -> int:
+    """Store the samples of the VEN's own streams (others are ignored) in one statement on an
+    autocommit connection; returns how many."""
+    streams = await cache.of(connection, ven)
     rows: list[dict[str, Any]] = []
     for sample in samples:
         stream = streams.get((sample.report_request_id, sample.r_id))
@@ -103,7 +128,7 @@ async def store_samples(session: AsyncSession, ven: Ven, samples: Sequence[Sampl
                 "quality": stream.reading_type,
             }
         )
-    await repository.insert_readings(session, rows)
+    await repository.insert_readings(connection, rows)
     return len(rows)
 
 
