@@ -54,6 +54,23 @@ def masked(error: GraphQLError) -> GraphQLError:
     )
 
 
+def coded_refusal(error: GraphQLError) -> GraphQLError:
+    """An input value the schema refuses before anything runs (a literal that is no
+    ``DateTime``, say) comes from graphql-core without a location or a code: give it the code
+    ``BAD_USER_INPUT`` so clients can tell it from a bug. Any other error is unchanged."""
+    coded = (error.extensions or {}).get("code")
+    if error.path is not None or coded or error.locations or error.message == MASKED_MESSAGE:
+        return error
+    return GraphQLError(
+        error.message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        original_error=error.original_error,
+        extensions={**(error.extensions or {}), "code": "BAD_USER_INPUT"},
+    )
+
+
 class SpecSelectionSets(SchemaExtension):
     """Parses selection sets by the released spec's grammar, ``{ Selection+ }``.
 

@@ -49,6 +49,7 @@ from api.graphql.extensions import (
     OneValueMovingMutation,
     SpecSelectionSets,
     UnitOfWork,
+    coded_refusal,
     is_expected,
     masked,
     should_mask,
@@ -229,7 +230,7 @@ class WalletSchema(strawberry.Schema):
         # extension or a validation rule skips: strawberry then answers with the exception's
         # own message. Mask those here (the ones MaskErrors already masked pass unchanged).
         if result.errors:
-            result.errors = [masked(error) for error in result.errors]
+            result.errors = [coded_refusal(masked(error)) for error in result.errors]
         return result
 
     def process_errors(

@@ -41,7 +41,9 @@ async def _reached(services, event_id: str, point: str) -> bool:  # type: ignore
             .scalars()
             .all()
         )
-        return any(b.status == "CONFIRMED" for b in batches) and any(
+        # Claims under way: batches queued and not all confirmed (the relayer may confirm a
+        # round of them at once, so "one confirmed, one pending" is not always there to see).
+        return settlement.status == SettlementStatus.CLAIMING and any(
             b.status == "PENDING" for b in batches
         )
 
