@@ -4,6 +4,7 @@ its next direct submit aligns the wallet's counter with the forwarder's nonce be
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import AsyncIterator, Iterator
 
@@ -69,7 +70,8 @@ async def test_a_direct_send_answered_with_an_error_after_it_landed_keeps_its_no
         await submit_as_wallet(
             proxied, wallet_id=sender.wallet_id, calls=first, operator_key=operator(deployer)
         )
-    assert forwarder.functions.nonces(address).call() == 2  # it landed
+    # It landed (the proxy's error may reach us before the node has mined what it forwarded).
+    assert await eventually(lambda: forwarder.functions.nonces(address).call() == 2)
     assert await next_forwarder_nonce(own_stack, sender.wallet_id) == 2  # not handed back
 
     tx_hash = await submit_as_wallet(
@@ -124,6 +126,15 @@ def forwarder_of(deployer: Deployer, contracts: AddressBook):  # type: ignore[no
     return deployer.web3.eth.contract(
         address=contracts.forwarder, abi=artifact("OVPPForwarder").abi
     )
+
+
+async def eventually(check, *, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
 
 
 def approvals(contracts: AddressBook) -> list[Call]:
