@@ -22,6 +22,7 @@ from api.graphql.events import (
 )
 from api.graphql.failures import InsufficientFunds, InvalidInput, typed_failures
 from api.graphql.programs import EnrollmentStatus, FeePayer, PaymentMethod
+from api.graphql.registry_changes import RegistryChange
 from api.graphql.rewards import (
     EventResult,
     Settlement,
@@ -38,7 +39,6 @@ from programs import admin as program_admin
 from programs import funding, publishing, registry_changes
 from programs.models import FeePayer as FeePayerValue
 from programs.models import Program as ProgramRow
-from programs.models import RegistryChange as RegistryChangeRow
 from registry_client.types import DeviceType as DeviceTypeValue
 from relayer.models import FundingSource
 
@@ -102,44 +102,6 @@ class FundSponsorshipInput:
         description="OVPP or STABLECOIN; the transfer's gas fee is paid in it too.",
     )
     idempotency_key: str = strawberry.field(description="Client-chosen. " + RESERVED_KEYS)
-
-
-RegistryChangeStatus = strawberry.enum(
-    Enum(
-        "RegistryChangeStatus",
-        {name: name for name in ("REGISTERING", "SENDING", "CONFIRMED", "FAILED")},
-    ),
-    description="REGISTERING (the registrar's registration) → SENDING (the utility wallet's "
-    "calls) → CONFIRMED (landed on chain; the catalog follows it) or FAILED.",
-)
-
-
-@strawberry.type(
-    description="An administrator's change of the utility or of a program in the registry, "
-    "sent as relayed transactions: the catalog follows once it is CONFIRMED."
-)
-class RegistryChange:
-    id: strawberry.ID
-    target: str = strawberry.field(description="UTILITY or PROGRAM.")
-    external_id: str | None = strawberry.field(description="The program's, for a PROGRAM.")
-    status: RegistryChangeStatus  # type: ignore[valid-type]
-    error: str | None
-    tx_hash: str | None = strawberry.field(description="Its current transaction, once sent.")
-    created_at: datetime
-    updated_at: datetime
-
-    @classmethod
-    def from_row(cls, row: RegistryChangeRow, tx_hash: str | None) -> RegistryChange:
-        return cls(
-            id=strawberry.ID(row.id),
-            target=row.target,
-            external_id=row.external_id,
-            status=RegistryChangeStatus[row.status],
-            error=row.error,
-            tx_hash=tx_hash,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-        )
 
 
 @strawberry.type
